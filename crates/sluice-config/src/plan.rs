@@ -1,0 +1,304 @@
+//! The validated pipeline plan and the one function that builds it from TOML.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml_edit::Document;
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::reader::{Diagnostics, Section};
+
+/// The only pipeline file format version this build reads.
+pub const FORMAT_VERSION: i64 = 1;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelinePlan {
+    /// Pipeline name: part of every document identity, and the name of its indexes.
+    pub name: String,
+    pub sources: Vec<SourcePlan>,
+    pub watch: WatchPlan,
+    pub limits: LimitsPlan,
+    pub chunk: ChunkPlan,
+    pub embed: EmbedPlan,
+    pub search: SearchPlan,
+    pub server: ServerPlan,
+}
+
+/// A folder to index. Relative paths are resolved against the working directory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourcePlan {
+    pub path: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchPlan {
+    /// Quiet time after the last file event before a version is cut.
+    pub debounce: Duration,
+    /// Full rescan interval, for mounts that deliver no events (NFS, SMB).
+    pub reconcile_interval: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimitsPlan {
+    /// Files larger than this are quarantined without being read.
+    pub max_file_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChunkPlan {
+    /// Chunk size in tokens of the model's tokenizer.
+    pub max_tokens: usize,
+    /// Tokens shared by consecutive chunks of a document.
+    pub overlap_tokens: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbedPlan {
+    /// Folder name of the model under the models directory.
+    pub model: String,
+    /// Token budget of one forward pass (padded batch size × sequence length).
+    pub batch_tokens: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchPlan {
+    /// Reciprocal rank fusion constant: score = Σ 1 / (rrf_k + rank).
+    pub rrf_k: u32,
+    /// Candidates each retriever contributes before fusion.
+    pub candidates: usize,
+    /// HNSW beam width of dense queries once the vector index is built.
+    pub hnsw_ef: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerPlan {
+    pub listen: SocketAddr,
+}
+
+pub(crate) fn build(file: &str, source: &str) -> Result<PipelinePlan, ConfigErrors> {
+    let document = match Document::parse(source) {
+        Ok(document) => document,
+        Err(err) => {
+            let mut diag = Diagnostics::new(file, source);
+            diag.error(
+                err.span(),
+                format!("invalid TOML: {}", err.message().trim()),
+            );
+            return Err(ConfigErrors(diag.into_sorted()));
+        }
+    };
+    let mut diag = Diagnostics::new(file, source);
+    let plan = read_plan(&mut diag, Section::new(document.as_table(), "", Some(0..0)));
+    let errors = diag.into_sorted();
+    if errors.is_empty() {
+        Ok(plan)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn read_plan(diag: &mut Diagnostics<'_>, mut root: Section<'_>) -> PipelinePlan {
+    read_format_version(diag, &mut root);
+    let plan = PipelinePlan {
+        name: read_name(diag, &mut root),
+        sources: read_sources(diag, &mut root),
+        watch: read_watch(diag, &mut root),
+        limits: read_limits(diag, &mut root),
+        chunk: read_chunk(diag, &mut root),
+        embed: read_embed(diag, &mut root),
+        search: read_search(diag, &mut root),
+        server: read_server(diag, &mut root),
+    };
+    root.finish(diag);
+    plan
+}
+
+fn read_format_version(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) {
+    if !root.contains("version") {
+        diag.error(
+            Some(0..0),
+            format!("missing `version = {FORMAT_VERSION}` (the pipeline file format version)"),
+        );
+        return;
+    }
+    let version = root.integer(diag, "version", FORMAT_VERSION, i64::MIN, i64::MAX);
+    if version != FORMAT_VERSION {
+        let span = root.value_span("version");
+        diag.error(span, format!("unsupported pipeline format version {version}; this build reads version {FORMAT_VERSION}"));
+    }
+}
+
+fn read_name(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> String {
+    let Some((name, span)) = root.string(diag, "name") else {
+        if !root.contains("name") {
+            diag.error(
+                Some(0..0),
+                "missing `name`, the pipeline's name (e.g. name = \"default\")",
+            );
+        }
+        return String::new();
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        diag.error(
+            span,
+            format!("`name` must be 1-64 characters of a-z, 0-9, '-' or '_', got {name:?}"),
+        );
+    }
+    name
+}
+
+fn read_sources(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> Vec<SourcePlan> {
+    let mut sources = Vec::new();
+    for mut section in root.tables(diag, "source") {
+        match section.string(diag, "path") {
+            Some((path, span)) if path.trim().is_empty() => {
+                diag.error(span, "`path` of a source must not be empty")
+            }
+            Some((path, _)) => sources.push(SourcePlan {
+                path: PathBuf::from(path),
+            }),
+            None if !section.contains("path") => {
+                diag.error(section.span.clone(), "a [[source]] needs a `path`");
+            }
+            None => {}
+        }
+        section.finish(diag);
+    }
+    sources
+}
+
+fn read_watch(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> WatchPlan {
+    let mut watch = root.table(diag, "watch");
+    let plan = WatchPlan {
+        debounce: Duration::from_millis(opt_integer(
+            diag,
+            &mut watch,
+            "debounce_ms",
+            500,
+            0,
+            600_000,
+        ) as u64),
+        reconcile_interval: Duration::from_secs(opt_integer(
+            diag,
+            &mut watch,
+            "reconcile_interval_secs",
+            60,
+            1,
+            7 * 24 * 3600,
+        ) as u64),
+    };
+    finish(diag, watch);
+    plan
+}
+
+fn read_limits(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> LimitsPlan {
+    let mut limits = root.table(diag, "limits");
+    let plan = LimitsPlan {
+        max_file_bytes: opt_integer(diag, &mut limits, "max_file_bytes", 256 << 20, 1, i64::MAX)
+            as u64,
+    };
+    finish(diag, limits);
+    plan
+}
+
+fn read_chunk(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> ChunkPlan {
+    let mut chunk = root.table(diag, "chunk");
+    let max_tokens = opt_integer(diag, &mut chunk, "max_tokens", 200, 4, 8192) as usize;
+    let overlap_tokens = opt_integer(diag, &mut chunk, "overlap_tokens", 32, 0, 8192) as usize;
+    if overlap_tokens >= max_tokens {
+        let span = chunk.as_ref().and_then(|c| c.value_span("overlap_tokens"));
+        diag.error(span, format!("`chunk.overlap_tokens` ({overlap_tokens}) must be smaller than `chunk.max_tokens` ({max_tokens})"));
+    }
+    finish(diag, chunk);
+    ChunkPlan {
+        max_tokens,
+        overlap_tokens,
+    }
+}
+
+fn read_embed(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> EmbedPlan {
+    let mut embed = root.table(diag, "embed");
+    let model = match embed.as_mut().and_then(|e| e.string(diag, "model")) {
+        Some((model, span)) => {
+            let valid = !model.is_empty()
+                && model
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+            if !valid {
+                diag.error(
+                    span,
+                    format!("`embed.model` must name a folder under models/, got {model:?}"),
+                );
+            }
+            model
+        }
+        None => "all-minilm-l6-v2".to_owned(),
+    };
+    let batch_tokens = opt_integer(diag, &mut embed, "batch_tokens", 16_384, 256, 1 << 22) as usize;
+    finish(diag, embed);
+    EmbedPlan {
+        model,
+        batch_tokens,
+    }
+}
+
+fn read_search(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> SearchPlan {
+    let mut search = root.table(diag, "search");
+    let plan = SearchPlan {
+        rrf_k: opt_integer(diag, &mut search, "rrf_k", 60, 1, 10_000) as u32,
+        candidates: opt_integer(diag, &mut search, "candidates", 100, 1, 10_000) as usize,
+        hnsw_ef: opt_integer(diag, &mut search, "hnsw_ef", 256, 1, 100_000) as usize,
+    };
+    finish(diag, search);
+    plan
+}
+
+fn read_server(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> ServerPlan {
+    let mut server = root.table(diag, "server");
+    let default: SocketAddr = ([127, 0, 0, 1], 7878).into();
+    let listen = match server.as_mut().and_then(|s| s.string(diag, "listen")) {
+        Some((text, span)) => text.parse().unwrap_or_else(|_| {
+            diag.error(
+                span,
+                format!("`server.listen` must be an address like \"127.0.0.1:7878\", got {text:?}"),
+            );
+            default
+        }),
+        None => default,
+    };
+    finish(diag, server);
+    ServerPlan { listen }
+}
+
+/// An integer from an optional section.
+fn opt_integer(
+    diag: &mut Diagnostics<'_>,
+    section: &mut Option<Section<'_>>,
+    key: &'static str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> i64 {
+    match section {
+        Some(section) => section.integer(diag, key, default, min, max),
+        None => default,
+    }
+}
+
+fn finish(diag: &mut Diagnostics<'_>, section: Option<Section<'_>>) {
+    if let Some(section) = section {
+        section.finish(diag);
+    }
+}
+
+impl From<Vec<ConfigError>> for ConfigErrors {
+    fn from(errors: Vec<ConfigError>) -> Self {
+        ConfigErrors(errors)
+    }
+}

@@ -1,0 +1,78 @@
+//! Every shipped pipeline file is valid, and every invalid fixture fails with exactly the errors
+//! written beside it (`NAME.errors`, one `file:line:col: message` per line).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn toml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|err| panic!("cannot list {}: {err}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_shipped_pipeline_is_valid() {
+    let files = toml_files(&repo_root().join("pipelines"));
+    assert!(!files.is_empty(), "pipelines/ holds no pipeline file");
+    for path in files {
+        if let Err(errors) = sluice_config::load_pipeline(&path) {
+            panic!("{} is invalid:\n{errors}", path.display());
+        }
+    }
+}
+
+#[test]
+fn valid_fixtures_parse() {
+    for path in toml_files(&repo_root().join("fixtures/pipelines/valid")) {
+        if let Err(errors) = sluice_config::load_pipeline(&path) {
+            panic!("{} is invalid:\n{errors}", path.display());
+        }
+    }
+}
+
+#[test]
+fn invalid_fixtures_report_every_error_with_its_location() {
+    let files = toml_files(&repo_root().join("fixtures/pipelines/invalid"));
+    assert!(files.len() >= 3, "expected several invalid fixtures");
+    for path in files {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let source = fs::read_to_string(&path).unwrap();
+        let expected_path = path.with_extension("errors");
+        let expected = fs::read_to_string(&expected_path)
+            .unwrap_or_else(|err| panic!("{} has no {}: {err}", name, expected_path.display()));
+        let errors = match sluice_config::parse_pipeline(name, &source) {
+            Ok(_) => panic!("{name} should be rejected"),
+            Err(errors) => errors,
+        };
+        assert_eq!(
+            errors.to_string().trim_end(),
+            expected.trim_end(),
+            "errors of {name}"
+        );
+    }
+}
+
+#[test]
+fn the_compiled_in_default_matches_the_documented_defaults() {
+    let plan = sluice_config::default_pipeline();
+    assert_eq!(plan.name, "default");
+    assert_eq!(plan.sources.len(), 1);
+    assert_eq!(plan.sources[0].path, PathBuf::from("inbox"));
+    // A file that only sets the required keys gets the same settings.
+    let minimal =
+        sluice_config::parse_pipeline("m.toml", "version = 1\nname = \"default\"\n").unwrap();
+    assert_eq!(minimal.chunk, plan.chunk);
+    assert_eq!(minimal.embed, plan.embed);
+    assert_eq!(minimal.search, plan.search);
+    assert_eq!(minimal.watch, plan.watch);
+    assert_eq!(minimal.limits, plan.limits);
+    assert_eq!(minimal.server, plan.server);
+}

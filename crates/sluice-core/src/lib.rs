@@ -1,0 +1,18 @@
+//! The vocabulary of sluice: identities, documents, chunks, versions and stage outcomes.
+//!
+//! Every other crate speaks in these types, so this crate stays small and does no I/O. Identity
+//! is content-derived (see `ids`): the same bytes at the same place always produce the same
+//! document version and the same chunk ids, which is what makes every write an idempotent upsert
+//! and lets a crashed version be replayed or undone without bookkeeping of its own.
+
+pub mod document;
+pub mod fingerprint;
+pub mod ids;
+pub mod stage;
+pub mod version;
+
+pub use document::{Block, BlockKind, BlockSpan, Chunk, ExtractedDocument, NormalizedDocument};
+pub use fingerprint::Fingerprint;
+pub use ids::{ChunkId, ContentHash, DocumentId, PointKey, TextHash};
+pub use stage::{Stage, StageFailure};
+pub use version::{VERSION_OPEN, Version, visible_at};

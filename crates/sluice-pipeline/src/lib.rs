@@ -1,0 +1,189 @@
+//! One pipeline, end to end: reconcile the sources with the ledger, run the stages on what
+//! changed, and commit the result as one dataset version.
+//!
+//! [`Engine`] owns the model, the chunker and the stores of one pipeline. A run is synchronous
+//! and CPU-bound; the daemon calls it from a blocking thread. Runs of one engine are serialised
+//! (one version is written at a time); searches run alongside them.
+
+mod error;
+mod observer;
+mod prepare;
+mod run;
+mod scan;
+mod summary;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sluice_config::PipelinePlan;
+use sluice_core::{Fingerprint, Version};
+use sluice_embed::Embedder;
+use sluice_store::{SearchHit, SearchMode, SearchRequest, Store, VersionInfo, VersionState};
+use sluice_transform::Chunker;
+use tracing::info;
+
+pub use error::PipelineError;
+pub use observer::{Observer, Outcome, Quiet};
+pub use scan::{Root, is_ignored_name};
+pub use summary::RunSummary;
+
+/// What a run looks at.
+#[derive(Clone, Debug)]
+pub enum Scope {
+    /// Every file under every source root (start-up and periodic reconcile, `sluice ingest`).
+    All,
+    /// Only these paths (files or folders), e.g. from file-system events.
+    Paths(Vec<PathBuf>),
+}
+
+pub struct Engine {
+    plan: PipelinePlan,
+    roots: Vec<Root>,
+    store: Store,
+    embedder: Embedder,
+    chunker: Chunker,
+    fingerprint: Fingerprint,
+    run_lock: Mutex<()>,
+}
+
+/// A search's answer: the version it ran against and the hits.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SearchResponse {
+    /// `None` when nothing has been committed yet.
+    pub version: Option<Version>,
+    pub hits: Vec<SearchHit>,
+}
+
+impl Engine {
+    /// Loads the model (fetching it on first use), then opens the stores, which rolls back a
+    /// version a crash left pending. Source roots must exist.
+    pub fn open(
+        plan: PipelinePlan,
+        data_dir: &Path,
+        models_dir: &Path,
+    ) -> Result<Self, PipelineError> {
+        let files = sluice_embed::ensure_model(models_dir, &plan.embed.model)?;
+        let embedder = Embedder::load(&files)?;
+        let tokenizer_path = files.path("tokenizer.json");
+        let tokenizer_json =
+            std::fs::read(&tokenizer_path).map_err(PipelineError::io(&tokenizer_path))?;
+        let chunker = Chunker::new(
+            &tokenizer_json,
+            plan.chunk.max_tokens,
+            plan.chunk.overlap_tokens,
+        )?;
+        let roots = plan
+            .sources
+            .iter()
+            .map(|source| Root::new(&source.path).map_err(PipelineError::io(&source.path)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let store = Store::open(data_dir, &plan.name, embedder.dimension())?;
+        let fingerprint = Fingerprint::combine(&[
+            Fingerprint::of("extract", sluice_extract::EXTRACTOR_VERSION),
+            chunker.fingerprint(),
+            embedder.fingerprint(),
+        ]);
+        info!(pipeline = %plan.name, fingerprint = %fingerprint, roots = roots.len(), "pipeline ready");
+        Ok(Self {
+            plan,
+            roots,
+            store,
+            embedder,
+            chunker,
+            fingerprint,
+            run_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn plan(&self) -> &PipelinePlan {
+        &self.plan
+    }
+
+    pub fn roots(&self) -> &[Root] {
+        &self.roots
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// Fingerprint of every stage's settings and code version; recorded with each version.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// Reconciles `scope` and commits what changed as one version.
+    pub fn run(&self, scope: &Scope, observer: &dyn Observer) -> Result<RunSummary, PipelineError> {
+        let _one_run_at_a_time = self
+            .run_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        run::run(self, scope, observer)
+    }
+
+    pub fn versions(&self) -> Result<Vec<VersionInfo>, PipelineError> {
+        Ok(self.store.catalog().versions(&self.plan.name)?)
+    }
+
+    /// Hybrid (or lexical-only, or dense-only) search at `version`, or at `live` when `None`.
+    pub fn search(
+        &self,
+        query: &str,
+        version: Option<Version>,
+        k: usize,
+        mode: SearchMode,
+    ) -> Result<SearchResponse, PipelineError> {
+        let catalog = self.store.catalog();
+        let version = match version {
+            Some(version) => match catalog.version_state(&self.plan.name, version)? {
+                Some(VersionState::Committed) => version,
+                Some(state) => {
+                    return Err(PipelineError::Invalid(format!(
+                        "version {version} is {state:?}, not committed"
+                    )));
+                }
+                None => {
+                    return Err(PipelineError::Invalid(format!(
+                        "version {version} does not exist"
+                    )));
+                }
+            },
+            None => match self.store.live_version()? {
+                Some(version) => version,
+                None => {
+                    return Ok(SearchResponse {
+                        version: None,
+                        hits: Vec::new(),
+                    });
+                }
+            },
+        };
+        let vector = match mode {
+            SearchMode::Lexical => None,
+            SearchMode::Hybrid | SearchMode::Dense => self
+                .embedder
+                .embed(&[query], self.plan.embed.batch_tokens)?
+                .into_iter()
+                .next(),
+        };
+        let search = &self.plan.search;
+        let hits = self.store.search(&SearchRequest {
+            query,
+            vector: vector.as_deref(),
+            version,
+            k,
+            mode,
+            candidates: search.candidates,
+            rrf_k: search.rrf_k,
+            hnsw_ef: search.hnsw_ef,
+        })?;
+        Ok(SearchResponse {
+            version: Some(version),
+            hits,
+        })
+    }
+}

@@ -1,0 +1,27 @@
+//! Hooks for progress bars and metrics; the pipeline itself neither prints nor counts.
+
+use sluice_core::Stage;
+
+/// How one document ended in a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    Indexed { chunks: usize },
+    Duplicate,
+    Quarantined { reason: &'a str },
+    Deleted,
+}
+
+pub trait Observer: Sync {
+    /// A version is being written for `documents` documents to process.
+    fn started(&self, _documents: usize) {}
+    fn document(&self, _outcome: Outcome<'_>) {}
+    /// Wall time one document (or one batch, for embed and write) spent in a stage.
+    fn stage(&self, _stage: Stage, _seconds: f64) {}
+    /// Vectors computed by the model and served from the cache.
+    fn embeddings(&self, _computed: usize, _cache_hits: usize) {}
+}
+
+/// Observes nothing.
+pub struct Quiet;
+
+impl Observer for Quiet {}

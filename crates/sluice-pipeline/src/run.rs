@@ -1,0 +1,538 @@
+//! One run: reconcile, retire, prepare, dedup, embed, write, commit (DESIGN.md §3).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use sluice_core::{ChunkId, ContentHash, DocumentId, Stage, StageFailure, TextHash};
+use sluice_store::{
+    DocumentWrite, FileStatus, LedgerChange, LedgerEntry, NewChunk, NewDocument, QuarantineEntry,
+    VersionWriter, now_ms,
+};
+use tracing::{debug, info, warn};
+
+use crate::prepare::{PrepareContext, PreparedDocument, prepare};
+use crate::scan::{DiskFile, FileChange, Root, reconcile, relative, stat};
+use crate::{Engine, Observer, Outcome, PipelineError, RunSummary, Scope};
+
+/// Documents prepared (in parallel) and written per step; bounds memory on big runs.
+const BATCH_DOCUMENTS: usize = 32;
+
+/// A file to extract and index in this run.
+struct Task {
+    root: Root,
+    rel_path: String,
+    disk: DiskFile,
+}
+
+/// Everything a run decides that the commit records.
+#[derive(Default)]
+struct Decisions {
+    ledger: Vec<LedgerChange>,
+    quarantined: Vec<QuarantineEntry>,
+    cleared_quarantine: Vec<(String, String)>,
+}
+
+pub(crate) fn run(
+    engine: &Engine,
+    scope: &Scope,
+    observer: &dyn Observer,
+) -> Result<RunSummary, PipelineError> {
+    let started = Instant::now();
+    let pipeline = engine.plan.name.as_str();
+    let catalog = engine.store.catalog();
+    let mut summary = RunSummary::default();
+    let mut decisions = Decisions::default();
+    let mut tasks = Vec::new();
+    let mut deletions = Vec::new();
+
+    for (root, only) in scoped_roots(&engine.roots, scope) {
+        let ledger = catalog.ledger(pipeline, &root.key)?;
+        let changes = reconcile(&root, &ledger, only.as_deref());
+        summary.unchanged += changes.unchanged;
+        for (rel_path, change) in changes.changes {
+            match change {
+                FileChange::New { disk } => {
+                    summary.new += 1;
+                    tasks.push(Task {
+                        root: root.clone(),
+                        rel_path,
+                        disk,
+                    });
+                }
+                FileChange::Changed { disk } => {
+                    summary.changed += 1;
+                    tasks.push(Task {
+                        root: root.clone(),
+                        rel_path,
+                        disk,
+                    });
+                }
+                FileChange::Touched { disk, content_hash } => {
+                    summary.touched += 1;
+                    let status = ledger
+                        .get(&rel_path)
+                        .map_or(FileStatus::Indexed, |entry| entry.status);
+                    decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
+                        root: root.key.clone(),
+                        rel_path,
+                        size: disk.size,
+                        mtime_ns: disk.mtime_ns,
+                        content_hash,
+                        status,
+                    }));
+                }
+                FileChange::Deleted => {
+                    summary.deleted += 1;
+                    deletions.push((root.clone(), rel_path));
+                }
+            }
+        }
+    }
+    summary.files_seen = summary.new + summary.changed + summary.touched + summary.unchanged;
+
+    if tasks.is_empty() && deletions.is_empty() {
+        catalog.update_ledger(pipeline, &decisions.ledger)?;
+        summary.elapsed_seconds = started.elapsed().as_secs_f64();
+        debug!(
+            pipeline,
+            unchanged = summary.unchanged,
+            touched = summary.touched,
+            "nothing changed"
+        );
+        return Ok(summary);
+    }
+
+    let mut writer = engine.store.begin(engine.fingerprint)?;
+    info!(
+        pipeline,
+        version = writer.version(),
+        new = summary.new,
+        changed = summary.changed,
+        deleted = summary.deleted,
+        "writing version"
+    );
+
+    // Retire what was deleted or changed; a duplicate whose original goes away is indexed now.
+    let mut retired = Vec::new();
+    for (root, rel_path) in &deletions {
+        retired.extend(retire_path(
+            engine,
+            &mut writer,
+            root,
+            rel_path,
+            &mut summary,
+        )?);
+        decisions.ledger.push(LedgerChange::Remove {
+            root: root.key.clone(),
+            rel_path: rel_path.clone(),
+        });
+        decisions
+            .cleared_quarantine
+            .push((root.key.clone(), rel_path.clone()));
+        observer.document(Outcome::Deleted);
+    }
+    for task in &tasks {
+        retired.extend(retire_path(
+            engine,
+            &mut writer,
+            &task.root,
+            &task.rel_path,
+            &mut summary,
+        )?);
+    }
+    tasks.extend(orphaned_duplicates(
+        engine,
+        &mut writer,
+        &retired,
+        &tasks,
+        &deletions,
+    )?);
+
+    observer.started(tasks.len());
+    for batch in tasks.chunks(BATCH_DOCUMENTS) {
+        process_batch(
+            engine,
+            &mut writer,
+            batch,
+            observer,
+            &mut summary,
+            &mut decisions,
+        )?;
+    }
+
+    summary.elapsed_seconds = started.elapsed().as_secs_f64();
+    let version = writer.version();
+    summary.version = Some(version);
+    let record = serde_json::to_value(&summary).unwrap_or_default();
+    let version = writer.commit(
+        &decisions.ledger,
+        &decisions.quarantined,
+        &decisions.cleared_quarantine,
+        &record,
+    )?;
+    summary.elapsed_seconds = started.elapsed().as_secs_f64();
+    info!(
+        pipeline,
+        version,
+        indexed = summary.indexed,
+        quarantined = summary.quarantined_total(),
+        chunks_added = summary.chunks_added,
+        embedded = summary.embeddings_computed,
+        cache_hits = summary.embedding_cache_hits,
+        seconds = summary.elapsed_seconds,
+        "run committed"
+    );
+    Ok(summary)
+}
+
+/// The roots a scope touches, each with the relative paths to look at (`None`: all).
+fn scoped_roots(roots: &[Root], scope: &Scope) -> Vec<(Root, Option<Vec<String>>)> {
+    match scope {
+        Scope::All => roots.iter().map(|root| (root.clone(), None)).collect(),
+        Scope::Paths(paths) => {
+            // `None` for a root named itself: everything under it.
+            let mut by_root: BTreeMap<usize, Option<Vec<String>>> = BTreeMap::new();
+            for path in paths {
+                // Events name paths as the watcher saw them; compare canonical forms where the
+                // path still exists, and the plain form for deleted paths.
+                let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+                if let Some(index) = roots.iter().position(|root| root.path == path) {
+                    by_root.insert(index, None);
+                    continue;
+                }
+                if let Some((index, rel)) = roots
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, root)| Some((i, relative(&root.path, &path)?)))
+                {
+                    if let Some(rels) = by_root.entry(index).or_insert_with(|| Some(Vec::new())) {
+                        rels.push(rel);
+                    }
+                }
+            }
+            by_root
+                .into_iter()
+                .map(|(index, rels)| (roots[index].clone(), rels))
+                .collect()
+        }
+    }
+}
+
+/// Retires the live version of the document at this path, if any; returns its id when one was.
+fn retire_path(
+    engine: &Engine,
+    writer: &mut VersionWriter<'_>,
+    root: &Root,
+    rel_path: &str,
+    summary: &mut RunSummary,
+) -> Result<Option<DocumentId>, PipelineError> {
+    let doc_id = DocumentId::new(&engine.plan.name, &root.key, rel_path);
+    let Some(live) = engine
+        .store
+        .catalog()
+        .live_document(&engine.plan.name, doc_id)?
+    else {
+        return Ok(None);
+    };
+    summary.chunks_retired += writer.retire(&live)?;
+    Ok(Some(doc_id))
+}
+
+/// Live duplicates of documents retired in this run lose their original: retire the duplicate
+/// record and index the file itself.
+fn orphaned_duplicates(
+    engine: &Engine,
+    writer: &mut VersionWriter<'_>,
+    retired: &[DocumentId],
+    tasks: &[Task],
+    deletions: &[(Root, String)],
+) -> Result<Vec<Task>, PipelineError> {
+    let handled: HashSet<(String, String)> = tasks
+        .iter()
+        .map(|t| (t.root.key.clone(), t.rel_path.clone()))
+        .chain(
+            deletions
+                .iter()
+                .map(|(root, rel)| (root.key.clone(), rel.clone())),
+        )
+        .collect();
+    let mut requeued = Vec::new();
+    for original in retired {
+        for duplicate in engine
+            .store
+            .catalog()
+            .live_duplicates_of(&engine.plan.name, *original)?
+        {
+            if handled.contains(&(duplicate.root.clone(), duplicate.rel_path.clone())) {
+                continue;
+            }
+            writer.retire(&duplicate)?;
+            let root = Root {
+                path: PathBuf::from(&duplicate.root),
+                key: duplicate.root.clone(),
+            };
+            let Some(disk) = stat(&root.path.join(&duplicate.rel_path)) else {
+                continue;
+            };
+            requeued.push(Task {
+                root,
+                rel_path: duplicate.rel_path,
+                disk,
+            });
+        }
+    }
+    Ok(requeued)
+}
+
+fn process_batch(
+    engine: &Engine,
+    writer: &mut VersionWriter<'_>,
+    batch: &[Task],
+    observer: &dyn Observer,
+    summary: &mut RunSummary,
+    decisions: &mut Decisions,
+) -> Result<(), PipelineError> {
+    let pipeline = engine.plan.name.as_str();
+    let catalog = engine.store.catalog();
+    let context = PrepareContext {
+        pipeline,
+        catalog,
+        chunker: &engine.chunker,
+        chunk_fingerprint: engine.chunker.fingerprint(),
+        max_file_bytes: engine.plan.limits.max_file_bytes,
+    };
+    let prepared: Vec<_> = batch
+        .par_iter()
+        .map(|task| {
+            let file_name = task.rel_path.rsplit('/').next().unwrap_or(&task.rel_path);
+            prepare(&context, &task.root.path.join(&task.rel_path), file_name)
+        })
+        .collect();
+
+    // Dedup, in path order so the first of several identical documents is the one indexed.
+    let started = Instant::now();
+    let mut written_texts: HashMap<TextHash, DocumentId> = HashMap::new();
+    let mut pending: Vec<(NewDocument, Vec<sluice_core::Chunk>)> = Vec::new();
+    for (task, prepared) in batch.iter().zip(prepared) {
+        for (stage, seconds) in [
+            (Stage::Read, prepared.times.read),
+            (Stage::Extract, prepared.times.extract),
+            (Stage::Clean, prepared.times.clean),
+            (Stage::Chunk, prepared.times.chunk),
+        ] {
+            if seconds > 0.0 {
+                summary.add_stage_time(stage, seconds);
+                observer.stage(stage, seconds);
+            }
+        }
+        let doc_id = DocumentId::new(pipeline, &task.root.key, &task.rel_path);
+        let document = match prepared.result {
+            Ok(document) => document,
+            Err((content_hash, failure)) => {
+                quarantine(
+                    task,
+                    content_hash,
+                    &failure,
+                    writer.version(),
+                    summary,
+                    decisions,
+                );
+                observer.document(Outcome::Quarantined {
+                    reason: &failure.reason,
+                });
+                continue;
+            }
+        };
+        let original = match written_texts.get(&document.text_hash) {
+            Some(original) => Some(*original),
+            None => catalog
+                .live_document_with_text(pipeline, document.text_hash)?
+                .map(|live| live.doc_id)
+                .filter(|original| *original != doc_id),
+        };
+        let status = if original.is_some() {
+            FileStatus::Duplicate
+        } else {
+            FileStatus::Indexed
+        };
+        decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
+            root: task.root.key.clone(),
+            rel_path: task.rel_path.clone(),
+            size: task.disk.size,
+            mtime_ns: task.disk.mtime_ns,
+            content_hash: document.content_hash,
+            status,
+        }));
+        decisions
+            .cleared_quarantine
+            .push((task.root.key.clone(), task.rel_path.clone()));
+        let new_document = new_document(engine, task, doc_id, &document, original);
+        match original {
+            Some(_) => {
+                summary.duplicates += 1;
+                observer.document(Outcome::Duplicate);
+                pending.push((new_document, Vec::new()));
+            }
+            None => {
+                written_texts.insert(document.text_hash, doc_id);
+                summary.indexed += 1;
+                if document.reused {
+                    summary.chunks_reused += document.chunks.len();
+                }
+                observer.document(Outcome::Indexed {
+                    chunks: document.chunks.len(),
+                });
+                pending.push((new_document, document.chunks));
+            }
+        }
+    }
+    let dedup_seconds = started.elapsed().as_secs_f64();
+    summary.add_stage_time(Stage::Dedup, dedup_seconds);
+    observer.stage(Stage::Dedup, dedup_seconds);
+
+    let started = Instant::now();
+    let writes = embed(engine, pending, observer, summary)?;
+    let embed_seconds = started.elapsed().as_secs_f64();
+    summary.add_stage_time(Stage::Embed, embed_seconds);
+    observer.stage(Stage::Embed, embed_seconds);
+
+    let started = Instant::now();
+    writer.write(&writes)?;
+    summary.chunks_added += writes.iter().map(|write| write.chunks.len()).sum::<usize>();
+    let write_seconds = started.elapsed().as_secs_f64();
+    summary.add_stage_time(Stage::Write, write_seconds);
+    observer.stage(Stage::Write, write_seconds);
+    Ok(())
+}
+
+fn new_document(
+    engine: &Engine,
+    task: &Task,
+    doc_id: DocumentId,
+    document: &PreparedDocument,
+    duplicate_of: Option<DocumentId>,
+) -> NewDocument {
+    NewDocument {
+        doc_id,
+        root: task.root.key.clone(),
+        rel_path: task.rel_path.clone(),
+        content_hash: document.content_hash,
+        text_hash: document.text_hash,
+        format: document.format.clone(),
+        title: document.title.clone(),
+        page_count: document.page_count,
+        byte_size: document.byte_size,
+        chunk_fingerprint: engine.chunker.fingerprint(),
+        duplicate_of,
+    }
+}
+
+fn quarantine(
+    task: &Task,
+    content_hash: Option<ContentHash>,
+    failure: &StageFailure,
+    version: sluice_core::Version,
+    summary: &mut RunSummary,
+    decisions: &mut Decisions,
+) {
+    warn!(path = %task.root.path.join(&task.rel_path).display(), stage = %failure.stage, reason = %failure.reason, detail = %failure.detail, "document quarantined");
+    *summary
+        .quarantined
+        .entry(failure.reason.clone())
+        .or_default() += 1;
+    // A file that was never read (too large, unreadable) is remembered by size and time only.
+    let content_hash = content_hash.unwrap_or(ContentHash::from_bytes([0; 32]));
+    decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
+        root: task.root.key.clone(),
+        rel_path: task.rel_path.clone(),
+        size: task.disk.size,
+        mtime_ns: task.disk.mtime_ns,
+        content_hash,
+        status: FileStatus::Quarantined,
+    }));
+    decisions.quarantined.push(QuarantineEntry {
+        path: task.root.path.join(&task.rel_path).display().to_string(),
+        root: task.root.key.clone(),
+        rel_path: task.rel_path.clone(),
+        content_hash,
+        stage: failure.stage.as_str().to_owned(),
+        reason: failure.reason.clone(),
+        detail: failure.detail.clone(),
+        version,
+        at: now_ms(),
+    });
+}
+
+/// Attaches a vector to every chunk: from the cache when this model already embedded the same
+/// text, from the model otherwise (each distinct text once), and caches the new ones.
+fn embed(
+    engine: &Engine,
+    pending: Vec<(NewDocument, Vec<sluice_core::Chunk>)>,
+    observer: &dyn Observer,
+    summary: &mut RunSummary,
+) -> Result<Vec<DocumentWrite>, PipelineError> {
+    let catalog = engine.store.catalog();
+    let model = engine.embedder.fingerprint();
+    let hashes: Vec<TextHash> = pending
+        .iter()
+        .flat_map(|(_, chunks)| chunks.iter().map(|c| c.text_hash))
+        .collect();
+    let mut vectors = catalog.cached_embeddings(model, &hashes)?;
+    let hits = hashes
+        .iter()
+        .filter(|hash| vectors.contains_key(hash))
+        .count();
+
+    let mut missing: Vec<(TextHash, &str, u32)> = Vec::new();
+    let mut queued = HashSet::new();
+    for chunk in pending.iter().flat_map(|(_, chunks)| chunks) {
+        if !vectors.contains_key(&chunk.text_hash) && queued.insert(chunk.text_hash) {
+            missing.push((chunk.text_hash, &chunk.text, chunk.token_count));
+        }
+    }
+    if !missing.is_empty() {
+        let texts: Vec<&str> = missing.iter().map(|(_, text, _)| *text).collect();
+        let computed = engine
+            .embedder
+            .embed(&texts, engine.plan.embed.batch_tokens)?;
+        let entries: Vec<(TextHash, &[f32])> = missing
+            .iter()
+            .zip(&computed)
+            .map(|((hash, _, _), vector)| (*hash, vector.as_slice()))
+            .collect();
+        catalog.put_embeddings(model, &entries)?;
+        summary.tokens_embedded += missing
+            .iter()
+            .map(|(_, _, tokens)| *tokens as usize)
+            .sum::<usize>();
+        for ((hash, _, _), vector) in missing.iter().zip(computed) {
+            vectors.insert(*hash, vector);
+        }
+    }
+    summary.embeddings_computed += queued.len();
+    summary.embedding_cache_hits += hits;
+    observer.embeddings(queued.len(), hits);
+
+    let chunk_fingerprint = engine.chunker.fingerprint();
+    Ok(pending
+        .into_iter()
+        .map(|(document, chunks)| {
+            let chunks = chunks
+                .into_iter()
+                .map(|chunk| NewChunk {
+                    id: ChunkId::new(
+                        document.doc_id,
+                        document.content_hash,
+                        chunk_fingerprint,
+                        chunk.ordinal,
+                    ),
+                    vector: vectors.get(&chunk.text_hash).cloned().unwrap_or_default(),
+                    chunk,
+                })
+                .collect();
+            DocumentWrite { document, chunks }
+        })
+        .collect())
+}

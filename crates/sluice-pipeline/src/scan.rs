@@ -1,0 +1,226 @@
+//! Reconciliation: what changed on disk since the ledger's last committed view.
+//!
+//! A file whose size and modification time match the ledger is unchanged and is not even read.
+//! Otherwise it is hashed: equal bytes (a `touch`, a copy-back) only refresh the ledger, other
+//! bytes make it changed. Ledger entries with no file behind them are deletions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use sluice_core::ContentHash;
+use sluice_store::LedgerEntry;
+
+/// One source folder, by its canonical absolute path (part of every document identity).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Root {
+    pub path: PathBuf,
+    pub key: String,
+}
+
+impl Root {
+    pub fn new(path: &Path) -> std::io::Result<Self> {
+        let path = fs::canonicalize(path)?;
+        let key = path.display().to_string();
+        Ok(Self { path, key })
+    }
+}
+
+/// A file as seen on disk.
+#[derive(Clone, Debug)]
+pub struct DiskFile {
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// What reconciliation decided for one path.
+#[derive(Clone, Debug)]
+pub enum FileChange {
+    /// Not in the ledger.
+    New { disk: DiskFile },
+    /// In the ledger with other bytes (hash already known to differ, or not yet computed).
+    Changed { disk: DiskFile },
+    /// Same bytes as the ledger says, new size/mtime: only the ledger is refreshed.
+    Touched {
+        disk: DiskFile,
+        content_hash: ContentHash,
+    },
+    /// In the ledger, gone from disk.
+    Deleted,
+}
+
+/// The changes under one root, by relative path (sorted, so runs are deterministic).
+#[derive(Debug, Default)]
+pub struct RootChanges {
+    pub changes: BTreeMap<String, FileChange>,
+    pub unchanged: usize,
+}
+
+/// Files under `dir`, recursively, as relative paths from `root`. Hidden files and folders,
+/// editor backups and office lock files are not documents; symbolic links are not followed
+/// (a link loop must not hang the scan).
+pub fn list_files(root: &Path, dir: &Path, into: &mut BTreeMap<String, DiskFile>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if is_ignored_name(&name) {
+            continue;
+        }
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        let path = entry.path();
+        if file_type.is_dir() {
+            list_files(root, &path, into);
+        } else if file_type.is_file()
+            && let Some(disk) = stat(&path)
+            && let Some(rel) = relative(root, &path)
+        {
+            into.insert(rel, disk);
+        }
+    }
+}
+
+pub fn is_ignored_name(name: &str) -> bool {
+    name.starts_with('.')
+        || name.starts_with("~$")
+        || name.ends_with('~')
+        || name.ends_with(".tmp")
+        || name.ends_with(".swp")
+}
+
+/// Relative path with `/` separators, or `None` when `path` is not under `root`.
+pub fn relative(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join("/"))
+    }
+}
+
+pub fn stat(path: &Path) -> Option<DiskFile> {
+    let metadata = fs::metadata(path).ok()?;
+    if !metadata.is_file() {
+        return None;
+    }
+    let mtime_ns = metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Some(DiskFile {
+        size: metadata.len(),
+        mtime_ns,
+    })
+}
+
+/// blake3 of a file's bytes, streamed.
+pub fn hash_file(path: &Path) -> std::io::Result<ContentHash> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(ContentHash::from_bytes(*hasher.finalize().as_bytes()))
+}
+
+/// Compares what is on disk with the ledger for the given relative paths (`None`: everything
+/// under the root).
+pub fn reconcile(
+    root: &Root,
+    ledger: &HashMap<String, LedgerEntry>,
+    only: Option<&[String]>,
+) -> RootChanges {
+    let mut on_disk = BTreeMap::new();
+    let mut candidates: Vec<String> = Vec::new();
+    match only {
+        None => {
+            list_files(&root.path, &root.path, &mut on_disk);
+            candidates.extend(ledger.keys().cloned());
+        }
+        Some(paths) => {
+            for rel in paths {
+                let path = root.path.join(rel);
+                if path.is_dir() {
+                    list_files(&root.path, &path, &mut on_disk);
+                } else if let Some(disk) = stat(&path) {
+                    on_disk.insert(rel.clone(), disk);
+                }
+                // A path that vanished may have been a folder: everything the ledger has below it.
+                let prefix = format!("{rel}/");
+                candidates.extend(
+                    ledger
+                        .keys()
+                        .filter(|known| *known == rel || known.starts_with(&prefix))
+                        .cloned(),
+                );
+            }
+        }
+    }
+    candidates.extend(on_disk.keys().cloned());
+    candidates.sort();
+    candidates.dedup();
+
+    let mut result = RootChanges::default();
+    for rel in candidates {
+        let known = ledger.get(&rel);
+        let change = match (on_disk.remove(&rel), known) {
+            (None, None) => continue,
+            (None, Some(_)) => FileChange::Deleted,
+            (Some(disk), None) => FileChange::New { disk },
+            (Some(disk), Some(entry))
+                if disk.size == entry.size && disk.mtime_ns == entry.mtime_ns =>
+            {
+                result.unchanged += 1;
+                continue;
+            }
+            (Some(disk), Some(entry)) => match hash_file(&root.path.join(&rel)) {
+                Ok(hash) if hash == entry.content_hash => FileChange::Touched {
+                    disk,
+                    content_hash: hash,
+                },
+                _ => FileChange::Changed { disk },
+            },
+        };
+        result.changes.insert(rel, change);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignores_hidden_and_temporary_files() {
+        assert!(is_ignored_name(".DS_Store"));
+        assert!(is_ignored_name("~$report.docx"));
+        assert!(is_ignored_name("notes.txt~"));
+        assert!(!is_ignored_name("report.pdf"));
+    }
+
+    #[test]
+    fn relative_paths_use_forward_slashes() {
+        assert_eq!(
+            relative(Path::new("/a"), Path::new("/a/b/c.txt")).as_deref(),
+            Some("b/c.txt")
+        );
+        assert_eq!(relative(Path::new("/a"), Path::new("/x/c.txt")), None);
+    }
+}

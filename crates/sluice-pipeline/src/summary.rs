@@ -1,0 +1,49 @@
+//! What a run did, for the CLI summary, the version record and the metrics.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sluice_core::Version;
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct RunSummary {
+    /// The version the run committed; `None` when nothing had changed.
+    pub version: Option<Version>,
+    /// Files present on disk in the run's scope.
+    pub files_seen: usize,
+    pub new: usize,
+    pub changed: usize,
+    pub deleted: usize,
+    /// Same bytes, new modification time: only the ledger was refreshed.
+    pub touched: usize,
+    pub unchanged: usize,
+    /// Documents written (new or changed, not duplicates).
+    pub indexed: usize,
+    /// Documents skipped because a live document has the same text.
+    pub duplicates: usize,
+    /// Documents quarantined, by reason code.
+    pub quarantined: BTreeMap<String, usize>,
+    pub chunks_added: usize,
+    pub chunks_retired: usize,
+    /// Chunks taken from an earlier appearance of the same bytes (no extraction).
+    pub chunks_reused: usize,
+    pub embeddings_computed: usize,
+    pub embedding_cache_hits: usize,
+    pub tokens_embedded: usize,
+    /// Wall time per stage, summed over documents.
+    pub stage_seconds: BTreeMap<String, f64>,
+    pub elapsed_seconds: f64,
+}
+
+impl RunSummary {
+    pub fn quarantined_total(&self) -> usize {
+        self.quarantined.values().sum()
+    }
+
+    pub(crate) fn add_stage_time(&mut self, stage: sluice_core::Stage, seconds: f64) {
+        *self
+            .stage_seconds
+            .entry(stage.as_str().to_owned())
+            .or_default() += seconds;
+    }
+}

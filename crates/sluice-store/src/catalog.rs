@@ -1,0 +1,836 @@
+//! The catalog: one SQLite database (WAL) that is the source of truth for files, documents,
+//! chunks, versions, aliases, the embedding cache and quarantine.
+//!
+//! Qdrant and Tantivy are indexes over what the catalog says; everything they hold can be
+//! rebuilt from it. One writer connection (behind a mutex) and a small pool of read connections
+//! let searches run while a version is being written.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
+use sluice_core::{
+    Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, TextHash, VERSION_OPEN, Version,
+};
+
+use crate::error::{Result, StoreError};
+use crate::types::{
+    DocumentWrite, FileStatus, LedgerChange, LedgerEntry, LiveDocument, QuarantineEntry,
+    ReusableDocument, StoredChunk, VersionInfo, VersionState, join_path,
+};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    pipeline             TEXT NOT NULL,
+    version              INTEGER NOT NULL,
+    state                TEXT NOT NULL,
+    pipeline_fingerprint TEXT NOT NULL,
+    started_at           INTEGER NOT NULL,
+    finished_at          INTEGER,
+    summary              TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (pipeline, version)
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    pipeline   TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (pipeline, name)
+);
+-- What each source file looked like at the last committed version.
+CREATE TABLE IF NOT EXISTS files (
+    pipeline     TEXT NOT NULL,
+    root         TEXT NOT NULL,
+    rel_path     TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    mtime_ns     INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    PRIMARY KEY (pipeline, root, rel_path)
+);
+-- One row per appearance of a document version, visible in [valid_from, valid_to).
+CREATE TABLE IF NOT EXISTS documents (
+    id                INTEGER PRIMARY KEY,
+    pipeline          TEXT NOT NULL,
+    doc_id            TEXT NOT NULL,
+    root              TEXT NOT NULL,
+    rel_path          TEXT NOT NULL,
+    content_hash      TEXT NOT NULL,
+    text_hash         TEXT NOT NULL,
+    format            TEXT NOT NULL,
+    title             TEXT,
+    page_count        INTEGER,
+    byte_size         INTEGER NOT NULL,
+    chunk_fingerprint TEXT NOT NULL,
+    duplicate_of      TEXT,
+    valid_from        INTEGER NOT NULL,
+    valid_to          INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_by_doc ON documents (pipeline, doc_id, valid_to);
+CREATE INDEX IF NOT EXISTS documents_by_content ON documents (pipeline, content_hash, chunk_fingerprint);
+CREATE INDEX IF NOT EXISTS documents_by_text ON documents (pipeline, text_hash, valid_to);
+CREATE INDEX IF NOT EXISTS documents_by_valid_from ON documents (pipeline, valid_from);
+CREATE INDEX IF NOT EXISTS documents_by_valid_to ON documents (pipeline, valid_to);
+-- One row per appearance of a chunk: (chunk_id, valid_from) is the point key of both indexes.
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id    TEXT NOT NULL,
+    valid_from  INTEGER NOT NULL,
+    valid_to    INTEGER NOT NULL,
+    document    INTEGER NOT NULL REFERENCES documents (id),
+    pipeline    TEXT NOT NULL,
+    ordinal     INTEGER NOT NULL,
+    text        TEXT NOT NULL,
+    text_hash   TEXT NOT NULL,
+    char_start  INTEGER NOT NULL,
+    char_end    INTEGER NOT NULL,
+    page        INTEGER,
+    token_count INTEGER NOT NULL,
+    PRIMARY KEY (chunk_id, valid_from)
+);
+CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks (document);
+CREATE INDEX IF NOT EXISTS chunks_by_valid_from ON chunks (pipeline, valid_from);
+CREATE INDEX IF NOT EXISTS chunks_by_valid_to ON chunks (pipeline, valid_to);
+-- (model fingerprint, text hash) -> little-endian f32 vector.
+CREATE TABLE IF NOT EXISTS embeddings (
+    model     TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    vector    BLOB NOT NULL,
+    PRIMARY KEY (model, text_hash)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (
+    pipeline     TEXT NOT NULL,
+    root         TEXT NOT NULL,
+    rel_path     TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    stage        TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    detail       TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    at           INTEGER NOT NULL,
+    PRIMARY KEY (pipeline, root, rel_path)
+);
+"#;
+
+pub struct Catalog {
+    path: std::path::PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_id<T>(text: String, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("bad id {text:?}").into(),
+        )
+    })
+}
+
+/// A failed SQLite query becomes a store error; a bad stored id becomes `Corrupt`.
+fn vector_to_blob(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn blob_to_vector(blob: &[u8]) -> Vec<f32> {
+    blob.chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+fn opt_u32(value: Option<i64>) -> Option<u32> {
+    value.and_then(|v| u32::try_from(v).ok())
+}
+
+impl Catalog {
+    pub fn open(path: &Path) -> Result<Self> {
+        let writer = Connection::open(path)?;
+        writer.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 10000;",
+        )?;
+        writer.execute_batch(SCHEMA)?;
+        let stored: Option<String> = writer
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        match stored.as_deref() {
+            None => {
+                writer.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )?;
+            }
+            Some(version) if version == SCHEMA_VERSION.to_string() => {}
+            Some(version) => {
+                return Err(StoreError::Invalid(format!(
+                    "catalog {} has schema version {version}; this build reads version {SCHEMA_VERSION}",
+                    path.display()
+                )));
+            }
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs `f` on a read connection from the pool (opened on demand).
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().expect("reader pool lock").pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => {
+                let connection = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                connection.execute_batch("PRAGMA busy_timeout = 10000;")?;
+                connection
+            }
+        };
+        let result = f(&connection);
+        let mut pool = self.readers.lock().expect("reader pool lock");
+        if pool.len() < 8 {
+            pool.push(connection);
+        }
+        Ok(result?)
+    }
+
+    /// Runs `f` in one write transaction.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> Result<T> {
+        let mut connection = self.writer.lock().expect("catalog writer lock");
+        let transaction = connection.transaction()?;
+        let value = f(&transaction)?;
+        transaction.commit()?;
+        Ok(value)
+    }
+
+    // ---- versions and aliases -------------------------------------------------------------
+
+    /// The number the next version gets: one more than any version ever started, aborted ones
+    /// included, so a number is never reused.
+    pub fn next_version(&self, pipeline: &str) -> Result<Version> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE pipeline = ?1",
+                [pipeline],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    pub fn begin_version(
+        &self,
+        pipeline: &str,
+        version: Version,
+        fingerprint: Fingerprint,
+    ) -> Result<()> {
+        self.write(|t| {
+            t.execute(
+                "INSERT INTO versions (pipeline, version, state, pipeline_fingerprint, started_at) VALUES (?1, ?2, 'pending', ?3, ?4)",
+                params![pipeline, version, fingerprint.to_hex(), now_ms()],
+            )
+        })?;
+        Ok(())
+    }
+
+    pub fn pending_versions(&self, pipeline: &str) -> Result<Vec<Version>> {
+        self.read(|c| {
+            let mut statement =
+                c.prepare("SELECT version FROM versions WHERE pipeline = ?1 AND state = 'pending' ORDER BY version")?;
+            statement.query_map([pipeline], |r| r.get(0))?.collect()
+        })
+    }
+
+    pub fn alias(&self, pipeline: &str, name: &str) -> Result<Option<Version>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT version FROM aliases WHERE pipeline = ?1 AND name = ?2",
+                [pipeline, name],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    pub fn version_state(&self, pipeline: &str, version: Version) -> Result<Option<VersionState>> {
+        let state: Option<String> = self.read(|c| {
+            c.query_row(
+                "SELECT state FROM versions WHERE pipeline = ?1 AND version = ?2",
+                params![pipeline, version],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        Ok(state.and_then(|s| VersionState::parse(&s)))
+    }
+
+    /// Commits version N in one transaction: its state, the ledger and quarantine changes of
+    /// the run, and the `live` alias.
+    pub fn commit_version(
+        &self,
+        pipeline: &str,
+        version: Version,
+        ledger: &[LedgerChange],
+        quarantined: &[QuarantineEntry],
+        cleared_quarantine: &[(String, String)],
+        summary: &serde_json::Value,
+    ) -> Result<()> {
+        let now = now_ms();
+        self.write(|t| {
+            let changed = t.execute(
+                "UPDATE versions SET state = 'committed', finished_at = ?3, summary = ?4
+                 WHERE pipeline = ?1 AND version = ?2 AND state = 'pending'",
+                params![pipeline, version, now, summary.to_string()],
+            )?;
+            if changed != 1 {
+                return Err(rusqlite::Error::QueryReturnedNoRows);
+            }
+            apply_ledger(t, pipeline, version, ledger)?;
+            for (root, rel_path) in cleared_quarantine {
+                t.execute(
+                    "DELETE FROM quarantine WHERE pipeline = ?1 AND root = ?2 AND rel_path = ?3",
+                    params![pipeline, root, rel_path],
+                )?;
+            }
+            for entry in quarantined {
+                t.execute(
+                    "INSERT OR REPLACE INTO quarantine (pipeline, root, rel_path, content_hash, stage, reason, detail, version, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        pipeline,
+                        entry.root,
+                        entry.rel_path,
+                        entry.content_hash.to_hex(),
+                        entry.stage,
+                        entry.reason,
+                        entry.detail,
+                        version,
+                        entry.at
+                    ],
+                )?;
+            }
+            t.execute(
+                "INSERT INTO aliases (pipeline, name, version, updated_at) VALUES (?1, 'live', ?2, ?3)
+                 ON CONFLICT (pipeline, name) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+                params![pipeline, version, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Applies ledger changes that need no new version (a file touched but not changed).
+    pub fn update_ledger(&self, pipeline: &str, ledger: &[LedgerChange]) -> Result<()> {
+        let version = self.alias(pipeline, "live")?.unwrap_or(0);
+        self.write(|t| apply_ledger(t, pipeline, version, ledger))
+    }
+
+    /// Undoes everything version N wrote to the catalog and marks it aborted.
+    pub fn abort_version(&self, pipeline: &str, version: Version) -> Result<()> {
+        self.write(|t| {
+            t.execute("DELETE FROM chunks WHERE pipeline = ?1 AND valid_from = ?2", params![pipeline, version])?;
+            t.execute("DELETE FROM documents WHERE pipeline = ?1 AND valid_from = ?2", params![pipeline, version])?;
+            t.execute(
+                "UPDATE chunks SET valid_to = ?3 WHERE pipeline = ?1 AND valid_to = ?2",
+                params![pipeline, version, VERSION_OPEN],
+            )?;
+            t.execute(
+                "UPDATE documents SET valid_to = ?3 WHERE pipeline = ?1 AND valid_to = ?2",
+                params![pipeline, version, VERSION_OPEN],
+            )?;
+            t.execute(
+                "UPDATE versions SET state = 'aborted', finished_at = ?3 WHERE pipeline = ?1 AND version = ?2",
+                params![pipeline, version, now_ms()],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn versions(&self, pipeline: &str) -> Result<Vec<VersionInfo>> {
+        self.read(|c| {
+            let mut aliases: HashMap<Version, Vec<String>> = HashMap::new();
+            let mut statement = c.prepare("SELECT name, version FROM aliases WHERE pipeline = ?1 ORDER BY name")?;
+            for row in statement.query_map([pipeline], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Version>(1)?)))? {
+                let (name, version) = row?;
+                aliases.entry(version).or_default().push(name);
+            }
+            let mut statement = c.prepare(
+                "SELECT version, state, pipeline_fingerprint, started_at, finished_at, summary FROM versions
+                 WHERE pipeline = ?1 ORDER BY version",
+            )?;
+            let rows = statement.query_map([pipeline], |r| {
+                let summary: String = r.get(5)?;
+                Ok(VersionInfo {
+                    version: r.get(0)?,
+                    state: VersionState::parse(&r.get::<_, String>(1)?).unwrap_or(VersionState::Aborted),
+                    pipeline_fingerprint: r.get(2)?,
+                    started_at: r.get(3)?,
+                    finished_at: r.get(4)?,
+                    chunks: None,
+                    summary: serde_json::from_str(&summary).unwrap_or(serde_json::Value::Null),
+                    aliases: Vec::new(),
+                })
+            })?;
+            let mut versions: Vec<VersionInfo> = rows.collect::<rusqlite::Result<_>>()?;
+            let mut count = c.prepare(
+                "SELECT COUNT(*) FROM chunks WHERE pipeline = ?1 AND valid_from <= ?2 AND ?2 < valid_to",
+            )?;
+            for info in &mut versions {
+                info.aliases = aliases.remove(&info.version).unwrap_or_default();
+                if info.state == VersionState::Committed {
+                    info.chunks = Some(count.query_row(params![pipeline, info.version], |r| r.get::<_, i64>(0))? as u64);
+                }
+            }
+            Ok(versions)
+        })
+    }
+
+    // ---- ledger ---------------------------------------------------------------------------
+
+    /// Every ledger entry under `root`, by relative path.
+    pub fn ledger(&self, pipeline: &str, root: &str) -> Result<HashMap<String, LedgerEntry>> {
+        self.read(|c| {
+            let mut statement = c.prepare(
+                "SELECT root, rel_path, size, mtime_ns, content_hash, status FROM files WHERE pipeline = ?1 AND root = ?2",
+            )?;
+            let rows = statement.query_map([pipeline, root], ledger_row)?;
+            rows.map(|row| row.map(|entry| (entry.rel_path.clone(), entry))).collect()
+        })
+    }
+
+    pub fn ledger_entry(
+        &self,
+        pipeline: &str,
+        root: &str,
+        rel_path: &str,
+    ) -> Result<Option<LedgerEntry>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT root, rel_path, size, mtime_ns, content_hash, status FROM files
+                 WHERE pipeline = ?1 AND root = ?2 AND rel_path = ?3",
+                [pipeline, root, rel_path],
+                ledger_row,
+            )
+            .optional()
+        })
+    }
+
+    // ---- documents ------------------------------------------------------------------------
+
+    /// The live version of a document, if any.
+    pub fn live_document(
+        &self,
+        pipeline: &str,
+        doc_id: DocumentId,
+    ) -> Result<Option<LiveDocument>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT id, doc_id, root, rel_path, content_hash, text_hash, duplicate_of FROM documents
+                 WHERE pipeline = ?1 AND doc_id = ?2 AND valid_to = ?3",
+                params![pipeline, doc_id.to_hex(), VERSION_OPEN],
+                live_document_row,
+            )
+            .optional()
+        })
+    }
+
+    /// A live, indexed (not itself a duplicate) document with this normalised text.
+    pub fn live_document_with_text(
+        &self,
+        pipeline: &str,
+        text_hash: TextHash,
+    ) -> Result<Option<LiveDocument>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT id, doc_id, root, rel_path, content_hash, text_hash, duplicate_of FROM documents
+                 WHERE pipeline = ?1 AND text_hash = ?2 AND valid_to = ?3 AND duplicate_of IS NULL
+                 ORDER BY id LIMIT 1",
+                params![pipeline, text_hash.to_hex(), VERSION_OPEN],
+                live_document_row,
+            )
+            .optional()
+        })
+    }
+
+    /// Live documents that were skipped as duplicates of `original`.
+    pub fn live_duplicates_of(
+        &self,
+        pipeline: &str,
+        original: DocumentId,
+    ) -> Result<Vec<LiveDocument>> {
+        self.read(|c| {
+            let mut statement = c.prepare(
+                "SELECT id, doc_id, root, rel_path, content_hash, text_hash, duplicate_of FROM documents
+                 WHERE pipeline = ?1 AND duplicate_of = ?2 AND valid_to = ?3 ORDER BY root, rel_path",
+            )?;
+            statement.query_map(params![pipeline, original.to_hex(), VERSION_OPEN], live_document_row)?.collect()
+        })
+    }
+
+    /// Chunks already made from these bytes with this chunker, from any path and any version.
+    pub fn reusable_document(
+        &self,
+        pipeline: &str,
+        content_hash: ContentHash,
+        chunk_fingerprint: Fingerprint,
+    ) -> Result<Option<ReusableDocument>> {
+        self.read(|c| {
+            let document = c
+                .query_row(
+                    "SELECT id, text_hash, format, title, page_count FROM documents
+                     WHERE pipeline = ?1 AND content_hash = ?2 AND chunk_fingerprint = ?3 AND duplicate_of IS NULL
+                     ORDER BY id DESC LIMIT 1",
+                    params![pipeline, content_hash.to_hex(), chunk_fingerprint.to_hex()],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            parse_id(r.get(1)?, TextHash::parse)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, Option<String>>(3)?,
+                            opt_u32(r.get(4)?),
+                        ))
+                    },
+                )
+                .optional()?;
+            let Some((row, text_hash, format, title, page_count)) = document else { return Ok(None) };
+            let mut statement = c.prepare(
+                "SELECT ordinal, text, text_hash, char_start, char_end, page, token_count FROM chunks
+                 WHERE document = ?1 ORDER BY ordinal",
+            )?;
+            let chunks = statement
+                .query_map([row], |r| {
+                    Ok(Chunk {
+                        ordinal: r.get(0)?,
+                        text: r.get(1)?,
+                        text_hash: parse_id(r.get(2)?, TextHash::parse)?,
+                        char_start: r.get(3)?,
+                        char_end: r.get(4)?,
+                        page: opt_u32(r.get(5)?),
+                        token_count: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(ReusableDocument { text_hash, format, title, page_count, chunks }))
+        })
+    }
+
+    /// Writes documents and their chunks as part of pending version N, in one transaction.
+    pub fn insert_documents(
+        &self,
+        pipeline: &str,
+        version: Version,
+        writes: &[DocumentWrite],
+    ) -> Result<()> {
+        self.write(|t| {
+            let mut insert_document = t.prepare_cached(
+                "INSERT INTO documents (pipeline, doc_id, root, rel_path, content_hash, text_hash, format, title,
+                     page_count, byte_size, chunk_fingerprint, duplicate_of, valid_from, valid_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            let mut insert_chunk = t.prepare_cached(
+                "INSERT INTO chunks (chunk_id, valid_from, valid_to, document, pipeline, ordinal, text, text_hash,
+                     char_start, char_end, page, token_count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for write in writes {
+                let d = &write.document;
+                insert_document.execute(params![
+                    pipeline,
+                    d.doc_id.to_hex(),
+                    d.root,
+                    d.rel_path,
+                    d.content_hash.to_hex(),
+                    d.text_hash.to_hex(),
+                    d.format,
+                    d.title,
+                    d.page_count,
+                    d.byte_size as i64,
+                    d.chunk_fingerprint.to_hex(),
+                    d.duplicate_of.map(|id| id.to_hex()),
+                    version,
+                    VERSION_OPEN
+                ])?;
+                let row = t.last_insert_rowid();
+                for chunk in &write.chunks {
+                    let c = &chunk.chunk;
+                    insert_chunk.execute(params![
+                        chunk.id.to_hex(),
+                        version,
+                        VERSION_OPEN,
+                        row,
+                        pipeline,
+                        c.ordinal,
+                        c.text,
+                        c.text_hash.to_hex(),
+                        c.char_start,
+                        c.char_end,
+                        c.page,
+                        c.token_count
+                    ])?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Retires a live document and its chunks at version N; returns the retired chunks.
+    pub fn retire_document(&self, row: i64, version: Version) -> Result<Vec<StoredChunk>> {
+        self.write(|t| {
+            t.execute(
+                "UPDATE documents SET valid_to = ?2 WHERE id = ?1 AND valid_to = ?3",
+                params![row, version, VERSION_OPEN],
+            )?;
+            t.execute(
+                "UPDATE chunks SET valid_to = ?2 WHERE document = ?1 AND valid_to = ?3",
+                params![row, version, VERSION_OPEN],
+            )?;
+            let mut statement = t.prepare(&format!(
+                "{STORED_CHUNK_SELECT} WHERE c.document = ?1 AND c.valid_to = ?2"
+            ))?;
+            let chunks = statement
+                .query_map(params![row, version], stored_chunk_row)?
+                .collect();
+            chunks
+        })
+    }
+
+    // ---- chunks ---------------------------------------------------------------------------
+
+    /// The stored appearances for these (chunk id, valid_from) keys, in the given order;
+    /// unknown keys are skipped.
+    pub fn chunks_by_key(
+        &self,
+        pipeline: &str,
+        keys: &[(ChunkId, Version)],
+    ) -> Result<Vec<StoredChunk>> {
+        self.read(|c| {
+            let mut statement = c.prepare_cached(&format!(
+                "{STORED_CHUNK_SELECT} WHERE c.chunk_id = ?1 AND c.valid_from = ?2 AND c.pipeline = ?3"
+            ))?;
+            let mut chunks = Vec::with_capacity(keys.len());
+            for (chunk_id, valid_from) in keys {
+                if let Some(chunk) =
+                    statement.query_row(params![chunk_id.to_hex(), valid_from, pipeline], stored_chunk_row).optional()?
+                {
+                    chunks.push(chunk);
+                }
+            }
+            Ok(chunks)
+        })
+    }
+
+    /// Chunks that became visible at exactly `version` (what a rollback deletes).
+    pub fn chunks_added_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
+        self.chunks_where("c.pipeline = ?1 AND c.valid_from = ?2", pipeline, version)
+    }
+
+    /// Chunks that stopped being visible at exactly `version` (what a rollback reopens).
+    pub fn chunks_retired_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
+        self.chunks_where("c.pipeline = ?1 AND c.valid_to = ?2", pipeline, version)
+    }
+
+    /// Every chunk visible at `version`, ordered by chunk id.
+    pub fn chunks_visible_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
+        self.chunks_where(
+            "c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to",
+            pipeline,
+            version,
+        )
+    }
+
+    fn chunks_where(
+        &self,
+        condition: &str,
+        pipeline: &str,
+        version: Version,
+    ) -> Result<Vec<StoredChunk>> {
+        self.read(|c| {
+            let mut statement = c.prepare(&format!(
+                "{STORED_CHUNK_SELECT} WHERE {condition} ORDER BY c.chunk_id"
+            ))?;
+            statement
+                .query_map(params![pipeline, version], stored_chunk_row)?
+                .collect()
+        })
+    }
+
+    // ---- embedding cache ------------------------------------------------------------------
+
+    pub fn cached_embeddings(
+        &self,
+        model: Fingerprint,
+        text_hashes: &[TextHash],
+    ) -> Result<HashMap<TextHash, Vec<f32>>> {
+        self.read(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT vector FROM embeddings WHERE model = ?1 AND text_hash = ?2",
+            )?;
+            let model = model.to_hex();
+            let mut found = HashMap::new();
+            for hash in text_hashes {
+                if found.contains_key(hash) {
+                    continue;
+                }
+                let blob: Option<Vec<u8>> = statement
+                    .query_row(params![model, hash.to_hex()], |r| r.get(0))
+                    .optional()?;
+                if let Some(blob) = blob {
+                    found.insert(*hash, blob_to_vector(&blob));
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    pub fn put_embeddings(&self, model: Fingerprint, vectors: &[(TextHash, &[f32])]) -> Result<()> {
+        self.write(|t| {
+            let mut statement = t.prepare_cached(
+                "INSERT OR IGNORE INTO embeddings (model, text_hash, vector) VALUES (?1, ?2, ?3)",
+            )?;
+            let model = model.to_hex();
+            for (hash, vector) in vectors {
+                statement.execute(params![model, hash.to_hex(), vector_to_blob(vector)])?;
+            }
+            Ok(())
+        })
+    }
+
+    // ---- quarantine -----------------------------------------------------------------------
+
+    pub fn quarantine(&self, pipeline: &str) -> Result<Vec<QuarantineEntry>> {
+        self.read(|c| {
+            let mut statement = c.prepare(
+                "SELECT root, rel_path, content_hash, stage, reason, detail, version, at FROM quarantine
+                 WHERE pipeline = ?1 ORDER BY root, rel_path",
+            )?;
+            statement
+                .query_map([pipeline], |r| {
+                    let root: String = r.get(0)?;
+                    let rel_path: String = r.get(1)?;
+                    Ok(QuarantineEntry {
+                        path: join_path(&root, &rel_path),
+                        root,
+                        rel_path,
+                        content_hash: parse_id(r.get(2)?, ContentHash::parse)?,
+                        stage: r.get(3)?,
+                        reason: r.get(4)?,
+                        detail: r.get(5)?,
+                        version: r.get(6)?,
+                        at: r.get(7)?,
+                    })
+                })?
+                .collect()
+        })
+    }
+}
+
+fn apply_ledger(
+    t: &Transaction<'_>,
+    pipeline: &str,
+    version: Version,
+    ledger: &[LedgerChange],
+) -> rusqlite::Result<()> {
+    let mut upsert = t.prepare_cached(
+        "INSERT INTO files (pipeline, root, rel_path, size, mtime_ns, content_hash, status, version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (pipeline, root, rel_path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
+             content_hash = excluded.content_hash, status = excluded.status, version = excluded.version",
+    )?;
+    let mut remove =
+        t.prepare_cached("DELETE FROM files WHERE pipeline = ?1 AND root = ?2 AND rel_path = ?3")?;
+    for change in ledger {
+        match change {
+            LedgerChange::Upsert(entry) => {
+                upsert.execute(params![
+                    pipeline,
+                    entry.root,
+                    entry.rel_path,
+                    entry.size as i64,
+                    entry.mtime_ns,
+                    entry.content_hash.to_hex(),
+                    entry.status.as_str(),
+                    version
+                ])?;
+            }
+            LedgerChange::Remove { root, rel_path } => {
+                remove.execute(params![pipeline, root, rel_path])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ledger_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
+    let status: String = r.get(5)?;
+    Ok(LedgerEntry {
+        root: r.get(0)?,
+        rel_path: r.get(1)?,
+        size: r.get::<_, i64>(2)? as u64,
+        mtime_ns: r.get(3)?,
+        content_hash: parse_id(r.get(4)?, ContentHash::parse)?,
+        status: FileStatus::parse(&status).unwrap_or(FileStatus::Quarantined),
+    })
+}
+
+fn live_document_row(r: &Row<'_>) -> rusqlite::Result<LiveDocument> {
+    let duplicate_of: Option<String> = r.get(6)?;
+    Ok(LiveDocument {
+        row: r.get(0)?,
+        doc_id: parse_id(r.get(1)?, DocumentId::parse)?,
+        root: r.get(2)?,
+        rel_path: r.get(3)?,
+        content_hash: parse_id(r.get(4)?, ContentHash::parse)?,
+        text_hash: parse_id(r.get(5)?, TextHash::parse)?,
+        duplicate_of: duplicate_of
+            .map(|id| parse_id(id, DocumentId::parse))
+            .transpose()?,
+    })
+}
+
+const STORED_CHUNK_SELECT: &str =
+    "SELECT c.chunk_id, c.valid_from, c.valid_to, d.doc_id, d.root, d.rel_path, d.title,
+        c.ordinal, c.text, c.text_hash, c.char_start, c.char_end, c.page, c.token_count
+    FROM chunks c JOIN documents d ON d.id = c.document";
+
+fn stored_chunk_row(r: &Row<'_>) -> rusqlite::Result<StoredChunk> {
+    let root: String = r.get(4)?;
+    let rel_path: String = r.get(5)?;
+    Ok(StoredChunk {
+        chunk_id: parse_id(r.get(0)?, ChunkId::parse)?,
+        valid_from: r.get(1)?,
+        valid_to: r.get(2)?,
+        doc_id: parse_id(r.get(3)?, DocumentId::parse)?,
+        path: join_path(&root, &rel_path),
+        title: r.get(6)?,
+        ordinal: r.get(7)?,
+        text: r.get(8)?,
+        text_hash: parse_id(r.get(9)?, TextHash::parse)?,
+        char_start: r.get(10)?,
+        char_end: r.get(11)?,
+        page: opt_u32(r.get(12)?),
+        token_count: r.get(13)?,
+    })
+}

@@ -1,0 +1,230 @@
+//! The lexical index: Tantivy BM25 over chunk text and document titles, one index per pipeline.
+//!
+//! Each Tantivy document is one appearance of a chunk, keyed by its point key. Tantivy cannot
+//! update a field in place, so retiring a chunk deletes its document and adds it again with the
+//! new `valid_to`; both steps are idempotent, which is what crash recovery relies on.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Mutex;
+
+use sluice_core::{ChunkId, PointKey, Version};
+use tantivy::collector::{DocSetCollector, TopDocs};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::error::{Result, StoreError};
+
+/// Heap budget of the index writer; Tantivy flushes a segment when it is used up.
+const WRITER_HEAP_BYTES: usize = 64 << 20;
+
+/// What the lexical index holds for one chunk appearance.
+pub struct LexicalDoc<'a> {
+    pub key: PointKey,
+    pub valid_to: Version,
+    pub doc_id: String,
+    pub path: &'a str,
+    pub title: Option<&'a str>,
+    pub text: &'a str,
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    point_key: Field,
+    chunk_id: Field,
+    doc_id: Field,
+    path: Field,
+    title: Field,
+    text: Field,
+    valid_from: Field,
+    valid_to: Field,
+}
+
+pub struct LexicalIndex {
+    index: Index,
+    fields: Fields,
+    writer: Mutex<IndexWriter>,
+    reader: IndexReader,
+}
+
+/// A lexical hit.
+#[derive(Clone, Debug)]
+pub struct LexicalHit {
+    pub chunk_id: ChunkId,
+    pub valid_from: Version,
+    pub score: f32,
+}
+
+fn schema() -> Schema {
+    let english = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("en_stem")
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    let mut builder = Schema::builder();
+    builder.add_text_field("point_key", STRING);
+    builder.add_text_field("chunk_id", STRING | STORED);
+    builder.add_text_field("doc_id", STRING);
+    builder.add_text_field(
+        "path",
+        TextOptions::default().set_indexing_options(TextFieldIndexing::default()),
+    );
+    builder.add_text_field("title", english.clone());
+    builder.add_text_field("text", english);
+    builder.add_i64_field("valid_from", INDEXED | FAST | STORED);
+    builder.add_i64_field("valid_to", INDEXED | FAST);
+    builder.build()
+}
+
+impl LexicalIndex {
+    pub fn open(path: &Path) -> Result<Self> {
+        std::fs::create_dir_all(path).map_err(|source| StoreError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let directory = tantivy::directory::MmapDirectory::open(path)?;
+        let index = Index::open_or_create(directory, schema())?;
+        let schema = index.schema();
+        let field = |name: &str| {
+            schema
+                .get_field(name)
+                .map_err(|_| StoreError::Corrupt(format!("lexical index has no field {name}")))
+        };
+        let fields = Fields {
+            point_key: field("point_key")?,
+            chunk_id: field("chunk_id")?,
+            doc_id: field("doc_id")?,
+            path: field("path")?,
+            title: field("title")?,
+            text: field("text")?,
+            valid_from: field("valid_from")?,
+            valid_to: field("valid_to")?,
+        };
+        let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Self {
+            index,
+            fields,
+            writer: Mutex::new(writer),
+            reader,
+        })
+    }
+
+    fn key_term(&self, key: &PointKey) -> Term {
+        Term::from_field_text(self.fields.point_key, &key.uuid().to_string())
+    }
+
+    /// Writes these chunk appearances, replacing any earlier copy of the same key. Idempotent.
+    pub fn put(&self, docs: &[LexicalDoc<'_>]) -> Result<()> {
+        let writer = self.writer.lock().expect("lexical writer lock");
+        for doc in docs {
+            writer.delete_term(self.key_term(&doc.key));
+            let mut document = TantivyDocument::default();
+            document.add_text(self.fields.point_key, doc.key.uuid().to_string());
+            document.add_text(self.fields.chunk_id, doc.key.chunk.to_hex());
+            document.add_text(self.fields.doc_id, &doc.doc_id);
+            document.add_text(self.fields.path, doc.path);
+            if let Some(title) = doc.title {
+                document.add_text(self.fields.title, title);
+            }
+            document.add_text(self.fields.text, doc.text);
+            document.add_i64(self.fields.valid_from, doc.key.valid_from);
+            document.add_i64(self.fields.valid_to, doc.valid_to);
+            writer.add_document(document)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every chunk appearance that became visible at `version` (rollback).
+    pub fn delete_added_at(&self, version: Version) {
+        let writer = self.writer.lock().expect("lexical writer lock");
+        writer.delete_term(Term::from_field_i64(self.fields.valid_from, version));
+    }
+
+    /// Makes every write so far durable and visible to new searches.
+    pub fn commit(&self) -> Result<()> {
+        self.writer.lock().expect("lexical writer lock").commit()?;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    fn version_filter(&self, query: Box<dyn Query>, version: Version) -> BooleanQuery {
+        let from = RangeQuery::new(
+            Bound::Unbounded,
+            Bound::Included(Term::from_field_i64(self.fields.valid_from, version)),
+        );
+        let to = RangeQuery::new(
+            Bound::Excluded(Term::from_field_i64(self.fields.valid_to, version)),
+            Bound::Unbounded,
+        );
+        BooleanQuery::new(vec![
+            (Occur::Must, query),
+            (Occur::Must, Box::new(from)),
+            (Occur::Must, Box::new(to)),
+        ])
+    }
+
+    /// BM25 search over text and title, restricted to chunks visible at `version`.
+    pub fn search(&self, query: &str, version: Version, limit: usize) -> Result<Vec<LexicalHit>> {
+        let parser = QueryParser::for_index(&self.index, vec![self.fields.text, self.fields.title]);
+        // Lenient: a query typed by a person never fails on a stray quote or colon.
+        let (parsed, _errors) = parser.parse_query_lenient(query);
+        let searcher = self.reader.searcher();
+        let top = searcher.search(
+            &self.version_filter(parsed, version),
+            &TopDocs::with_limit(limit.max(1)).order_by_score(),
+        )?;
+        top.into_iter()
+            .map(|(score, address)| {
+                let document: TantivyDocument = searcher.doc(address)?;
+                let (chunk_id, valid_from) = self.key_of(&document)?;
+                Ok(LexicalHit {
+                    chunk_id,
+                    valid_from,
+                    score,
+                })
+            })
+            .collect()
+    }
+
+    /// Chunk ids of every document visible at `version`, sorted.
+    pub fn chunk_ids_visible_at(&self, version: Version) -> Result<Vec<ChunkId>> {
+        let searcher = self.reader.searcher();
+        let addresses = searcher.search(
+            &self.version_filter(Box::new(AllQuery), version),
+            &DocSetCollector,
+        )?;
+        let mut ids = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let document: TantivyDocument = searcher.doc(address)?;
+            ids.push(self.key_of(&document)?.0);
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Documents in the index, whatever their versions.
+    pub fn doc_count(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    fn key_of(&self, document: &TantivyDocument) -> Result<(ChunkId, Version)> {
+        let chunk_id = document
+            .get_first(self.fields.chunk_id)
+            .and_then(|value| value.as_str())
+            .and_then(ChunkId::parse)
+            .ok_or_else(|| StoreError::Corrupt("a lexical document has no chunk_id".into()))?;
+        let valid_from = document
+            .get_first(self.fields.valid_from)
+            .and_then(|value| value.as_i64())
+            .ok_or_else(|| StoreError::Corrupt("a lexical document has no valid_from".into()))?;
+        Ok((chunk_id, valid_from))
+    }
+}

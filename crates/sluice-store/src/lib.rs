@@ -1,0 +1,251 @@
+//! Storage for one pipeline: the SQLite catalog (source of truth), Qdrant Edge (dense) and
+//! Tantivy (lexical), kept consistent by the versioned commit protocol of DESIGN.md §3.
+//!
+//! Protocol for version N: (1) `begin` records N as pending; (2) every retirement and addition
+//! is written to the catalog and applied to both indexes, each step idempotent; (3) `commit`
+//! makes both indexes durable, then commits N, the ledger and the `live` alias in one SQLite
+//! transaction. Every query filters on `valid_from ≤ v < valid_to` for a committed v, so a
+//! half-written N is invisible. On open, a pending N left by a crash is rolled back in all three
+//! stores; its number is never reused, and the next run redoes the work (the embedding cache
+//! makes that cheap).
+
+mod catalog;
+mod error;
+mod lexical;
+mod lock;
+mod search;
+mod types;
+mod vectors;
+
+use std::path::{Path, PathBuf};
+
+use sluice_core::{ChunkId, Fingerprint, VERSION_OPEN, Version};
+use tracing::{info, warn};
+
+pub use catalog::{Catalog, now_ms};
+pub use error::{Result, StoreError};
+pub use lexical::{LexicalDoc, LexicalHit, LexicalIndex};
+pub use lock::DataDirLock;
+pub use search::{SearchMode, SearchRequest};
+pub use types::*;
+pub use vectors::{DenseHit, VectorIndex, VectorPoint};
+
+/// The three stores of one pipeline.
+pub struct Store {
+    pipeline: String,
+    catalog: Catalog,
+    vectors: VectorIndex,
+    lexical: LexicalIndex,
+}
+
+/// Where each store of a pipeline lives under the data directory.
+pub fn store_paths(data_dir: &Path, pipeline: &str) -> (PathBuf, PathBuf, PathBuf) {
+    (
+        data_dir.join("catalog.sqlite"),
+        data_dir.join("qdrant").join(pipeline),
+        data_dir.join("tantivy").join(pipeline),
+    )
+}
+
+impl Store {
+    /// Opens (or creates) the stores of `pipeline` and rolls back any version a crash left
+    /// pending. The caller holds the data directory's [`DataDirLock`].
+    pub fn open(data_dir: &Path, pipeline: &str, dimension: usize) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let (catalog_path, vectors_path, lexical_path) = store_paths(data_dir, pipeline);
+        let store = Self {
+            pipeline: pipeline.to_owned(),
+            catalog: Catalog::open(&catalog_path)?,
+            vectors: VectorIndex::open(&vectors_path, dimension)?,
+            lexical: LexicalIndex::open(&lexical_path)?,
+        };
+        for version in store.catalog.pending_versions(pipeline)? {
+            warn!(
+                pipeline,
+                version, "rolling back a version left pending by an interrupted run"
+            );
+            store.roll_back(version)?;
+        }
+        Ok(store)
+    }
+
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn vectors(&self) -> &VectorIndex {
+        &self.vectors
+    }
+
+    pub fn lexical(&self) -> &LexicalIndex {
+        &self.lexical
+    }
+
+    /// The version retrieval gets by default.
+    pub fn live_version(&self) -> Result<Option<Version>> {
+        self.catalog.alias(&self.pipeline, "live")
+    }
+
+    /// Starts version N (pending until [`VersionWriter::commit`]).
+    pub fn begin(&self, pipeline_fingerprint: Fingerprint) -> Result<VersionWriter<'_>> {
+        let version = self.catalog.next_version(&self.pipeline)?;
+        self.catalog
+            .begin_version(&self.pipeline, version, pipeline_fingerprint)?;
+        Ok(VersionWriter {
+            store: self,
+            version,
+            finished: false,
+        })
+    }
+
+    /// Removes every trace of pending version N from the three stores.
+    fn roll_back(&self, version: Version) -> Result<()> {
+        let reopened = self.catalog.chunks_retired_at(&self.pipeline, version)?;
+        self.lexical.delete_added_at(version);
+        let docs: Vec<LexicalDoc<'_>> = reopened
+            .iter()
+            .map(|chunk| lexical_doc(chunk, VERSION_OPEN))
+            .collect();
+        self.lexical.put(&docs)?;
+        self.lexical.commit()?;
+        self.vectors.roll_back(version)?;
+        self.vectors.flush()?;
+        self.catalog.abort_version(&self.pipeline, version)?;
+        info!(pipeline = %self.pipeline, version, reopened = reopened.len(), "version rolled back");
+        Ok(())
+    }
+
+    /// Chunk ids visible at `version` according to the catalog, Qdrant and Tantivy, each sorted.
+    /// They are equal unless something is broken.
+    pub fn chunk_ids_visible_at(&self, version: Version) -> Result<[Vec<ChunkId>; 3]> {
+        let catalog = self
+            .catalog
+            .chunks_visible_at(&self.pipeline, version)?
+            .into_iter()
+            .map(|c| c.chunk_id)
+            .collect();
+        Ok([
+            catalog,
+            self.vectors.chunk_ids_visible_at(version)?,
+            self.lexical.chunk_ids_visible_at(version)?,
+        ])
+    }
+}
+
+fn lexical_doc(chunk: &StoredChunk, valid_to: Version) -> LexicalDoc<'_> {
+    LexicalDoc {
+        key: chunk.key(),
+        valid_to,
+        doc_id: chunk.doc_id.to_hex(),
+        path: &chunk.path,
+        title: chunk.title.as_deref(),
+        text: &chunk.text,
+    }
+}
+
+/// Writes one version. Dropping it without `commit` rolls the version back.
+pub struct VersionWriter<'s> {
+    store: &'s Store,
+    version: Version,
+    finished: bool,
+}
+
+impl VersionWriter<'_> {
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Retires a live document at this version; returns how many chunks stopped being visible.
+    pub fn retire(&mut self, document: &LiveDocument) -> Result<usize> {
+        let store = self.store;
+        let retired = store.catalog.retire_document(document.row, self.version)?;
+        let keys: Vec<_> = retired.iter().map(StoredChunk::key).collect();
+        store.vectors.set_valid_to(&keys, self.version)?;
+        let docs: Vec<LexicalDoc<'_>> = retired
+            .iter()
+            .map(|chunk| lexical_doc(chunk, self.version))
+            .collect();
+        store.lexical.put(&docs)?;
+        Ok(retired.len())
+    }
+
+    /// Adds documents and their chunks, visible from this version on.
+    pub fn write(&mut self, writes: &[DocumentWrite]) -> Result<()> {
+        let store = self.store;
+        store
+            .catalog
+            .insert_documents(&store.pipeline, self.version, writes)?;
+        let mut points = Vec::new();
+        let mut docs = Vec::new();
+        let paths: Vec<String> = writes.iter().map(|write| write.document.path()).collect();
+        for (write, path) in writes.iter().zip(&paths) {
+            let doc_id = write.document.doc_id.to_hex();
+            for chunk in &write.chunks {
+                let key = sluice_core::PointKey {
+                    chunk: chunk.id,
+                    valid_from: self.version,
+                };
+                points.push(VectorPoint {
+                    key,
+                    doc_id: doc_id.clone(),
+                    vector: &chunk.vector,
+                });
+                docs.push(LexicalDoc {
+                    key,
+                    valid_to: VERSION_OPEN,
+                    doc_id: doc_id.clone(),
+                    path,
+                    title: write.document.title.as_deref(),
+                    text: &chunk.chunk.text,
+                });
+            }
+        }
+        store.vectors.upsert(&points)?;
+        store.lexical.put(&docs)?;
+        Ok(())
+    }
+
+    /// Makes the version durable in both indexes, then commits it in the catalog with the
+    /// run's ledger and quarantine changes, and moves `live` to it.
+    pub fn commit(
+        mut self,
+        ledger: &[LedgerChange],
+        quarantined: &[QuarantineEntry],
+        cleared_quarantine: &[(String, String)],
+        summary: &serde_json::Value,
+    ) -> Result<Version> {
+        let store = self.store;
+        store.lexical.commit()?;
+        store.vectors.flush()?;
+        store.catalog.commit_version(
+            &store.pipeline,
+            self.version,
+            ledger,
+            quarantined,
+            cleared_quarantine,
+            summary,
+        )?;
+        self.finished = true;
+        info!(pipeline = %store.pipeline, version = self.version, "version committed");
+        Ok(self.version)
+    }
+}
+
+impl Drop for VersionWriter<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Err(err) = self.store.roll_back(self.version) {
+            // The version stays pending in the catalog and is rolled back at the next open.
+            warn!(version = self.version, error = %err, "could not roll back an unfinished version");
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Hybrid search: BM25 from Tantivy and nearest neighbours from Qdrant, each restricted to the
+//! requested version, fused by reciprocal rank.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sluice_core::{ChunkId, VERSION_OPEN, Version};
+
+use crate::Store;
+use crate::error::Result;
+use crate::types::SearchHit;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchMode {
+    #[default]
+    Hybrid,
+    Lexical,
+    Dense,
+}
+
+#[derive(Clone, Debug)]
+pub struct SearchRequest<'a> {
+    pub query: &'a str,
+    /// The query's embedding; required for dense and hybrid search.
+    pub vector: Option<&'a [f32]>,
+    pub version: Version,
+    pub k: usize,
+    pub mode: SearchMode,
+    /// Candidates each retriever contributes to the fusion.
+    pub candidates: usize,
+    pub rrf_k: u32,
+    pub hnsw_ef: usize,
+}
+
+/// Reciprocal rank fusion: each list adds 1 / (rrf_k + rank) for every chunk in it.
+/// Returns (chunk key, score, lexical rank, dense rank), best first; ties broken by chunk id so
+/// the order is deterministic.
+pub(crate) fn reciprocal_rank_fusion(
+    lexical: &[(ChunkId, Version)],
+    dense: &[(ChunkId, Version)],
+    rrf_k: u32,
+) -> Vec<((ChunkId, Version), f64, Option<usize>, Option<usize>)> {
+    let mut fused: HashMap<(ChunkId, Version), (f64, Option<usize>, Option<usize>)> =
+        HashMap::new();
+    for (rank, key) in lexical.iter().enumerate() {
+        let entry = fused.entry(*key).or_default();
+        entry.0 += 1.0 / (f64::from(rrf_k) + (rank + 1) as f64);
+        entry.1.get_or_insert(rank + 1);
+    }
+    for (rank, key) in dense.iter().enumerate() {
+        let entry = fused.entry(*key).or_default();
+        entry.0 += 1.0 / (f64::from(rrf_k) + (rank + 1) as f64);
+        entry.2.get_or_insert(rank + 1);
+    }
+    let mut ranked: Vec<_> = fused
+        .into_iter()
+        .map(|(key, (score, l, d))| (key, score, l, d))
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.0.cmp(&b.0.0)));
+    ranked
+}
+
+impl Store {
+    pub fn search(&self, request: &SearchRequest<'_>) -> Result<Vec<SearchHit>> {
+        let candidates = request.candidates.max(request.k);
+        let lexical: Vec<(ChunkId, Version)> = if request.mode == SearchMode::Dense {
+            Vec::new()
+        } else {
+            self.lexical()
+                .search(request.query, request.version, candidates)?
+                .into_iter()
+                .map(|hit| (hit.chunk_id, hit.valid_from))
+                .collect()
+        };
+        let dense: Vec<(ChunkId, Version)> = match (request.mode, request.vector) {
+            (SearchMode::Lexical, _) | (_, None) => Vec::new(),
+            (_, Some(vector)) => self
+                .vectors()
+                .search(vector, request.version, candidates, request.hnsw_ef, false)?
+                .into_iter()
+                .map(|hit| (hit.chunk_id, hit.valid_from))
+                .collect(),
+        };
+        let mut ranked = reciprocal_rank_fusion(&lexical, &dense, request.rrf_k);
+        ranked.truncate(request.k);
+        let keys: Vec<(ChunkId, Version)> = ranked.iter().map(|(key, ..)| *key).collect();
+        let chunks = self.catalog().chunks_by_key(self.pipeline(), &keys)?;
+        let by_key: HashMap<(ChunkId, Version), _> = chunks
+            .into_iter()
+            .map(|c| ((c.chunk_id, c.valid_from), c))
+            .collect();
+        Ok(ranked
+            .into_iter()
+            .filter_map(|(key, score, lexical_rank, dense_rank)| {
+                let chunk = by_key.get(&key)?;
+                Some(SearchHit {
+                    chunk_id: chunk.chunk_id,
+                    score,
+                    text: chunk.text.clone(),
+                    path: chunk.path.clone(),
+                    title: chunk.title.clone(),
+                    page: chunk.page,
+                    char_start: chunk.char_start,
+                    char_end: chunk.char_end,
+                    valid_from: chunk.valid_from,
+                    valid_to: (chunk.valid_to != VERSION_OPEN).then_some(chunk.valid_to),
+                    lexical_rank,
+                    dense_rank,
+                })
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> (ChunkId, Version) {
+        (ChunkId::from_bytes([byte; 32]), 1)
+    }
+
+    #[test]
+    fn fusion_rewards_agreement_and_is_deterministic() {
+        let lexical = [key(1), key(2), key(3)];
+        let dense = [key(3), key(4), key(1)];
+        let fused = reciprocal_rank_fusion(&lexical, &dense, 60);
+        // 1: 1/61 + 1/63, 3: 1/63 + 1/61 — equal; the tie goes to the smaller chunk id.
+        assert_eq!(fused[0].0, key(1));
+        assert_eq!(fused[1].0, key(3));
+        assert!((fused[0].1 - (1.0 / 61.0 + 1.0 / 63.0)).abs() < 1e-12);
+        assert_eq!((fused[0].2, fused[0].3), (Some(1), Some(3)));
+        assert_eq!(fused.len(), 4);
+        // 2 (lexical rank 2) and 4 (dense rank 2) tie at 1/62.
+        assert_eq!((fused[2].0, fused[3].0), (key(2), key(4)));
+    }
+}

@@ -1,0 +1,218 @@
+//! Records that cross the store's API.
+
+use serde::Serialize;
+use sluice_core::{
+    Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, PointKey, TextHash, Version,
+};
+
+/// How a file ended up, as remembered by the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    Indexed,
+    Duplicate,
+    Quarantined,
+}
+
+impl FileStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Indexed => "indexed",
+            FileStatus::Duplicate => "duplicate",
+            FileStatus::Quarantined => "quarantined",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "indexed" => Some(FileStatus::Indexed),
+            "duplicate" => Some(FileStatus::Duplicate),
+            "quarantined" => Some(FileStatus::Quarantined),
+            _ => None,
+        }
+    }
+}
+
+/// The ledger's memory of one source file as of the last committed version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LedgerEntry {
+    pub root: String,
+    pub rel_path: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub content_hash: ContentHash,
+    pub status: FileStatus,
+}
+
+/// A change to the ledger, applied when its version commits.
+#[derive(Clone, Debug)]
+pub enum LedgerChange {
+    Upsert(LedgerEntry),
+    Remove { root: String, rel_path: String },
+}
+
+/// A document version that is live (its `valid_to` is open).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveDocument {
+    pub row: i64,
+    pub doc_id: DocumentId,
+    pub root: String,
+    pub rel_path: String,
+    pub content_hash: ContentHash,
+    pub text_hash: TextHash,
+    pub duplicate_of: Option<DocumentId>,
+}
+
+/// A document version about to be written.
+#[derive(Clone, Debug)]
+pub struct NewDocument {
+    pub doc_id: DocumentId,
+    pub root: String,
+    pub rel_path: String,
+    pub content_hash: ContentHash,
+    pub text_hash: TextHash,
+    pub format: String,
+    pub title: Option<String>,
+    pub page_count: Option<u32>,
+    pub byte_size: u64,
+    pub chunk_fingerprint: Fingerprint,
+    pub duplicate_of: Option<DocumentId>,
+}
+
+impl NewDocument {
+    /// The path a person recognises: the source root joined with the relative path.
+    pub fn path(&self) -> String {
+        join_path(&self.root, &self.rel_path)
+    }
+}
+
+pub(crate) fn join_path(root: &str, rel_path: &str) -> String {
+    std::path::Path::new(root)
+        .join(rel_path)
+        .display()
+        .to_string()
+}
+
+/// A chunk with its id and vector, ready to be written.
+#[derive(Clone, Debug)]
+pub struct NewChunk {
+    pub id: ChunkId,
+    pub chunk: Chunk,
+    pub vector: Vec<f32>,
+}
+
+/// A document with its chunks, as one unit of a version's write.
+#[derive(Clone, Debug)]
+pub struct DocumentWrite {
+    pub document: NewDocument,
+    pub chunks: Vec<NewChunk>,
+}
+
+/// Chunks previously written for a document version, reusable when the same bytes appear again
+/// (a rename, a revert, a copy) under the same chunking fingerprint.
+#[derive(Clone, Debug)]
+pub struct ReusableDocument {
+    pub text_hash: TextHash,
+    pub format: String,
+    pub title: Option<String>,
+    pub page_count: Option<u32>,
+    pub chunks: Vec<Chunk>,
+}
+
+/// One stored appearance of a chunk, with what a search hit or an export needs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoredChunk {
+    pub chunk_id: ChunkId,
+    pub valid_from: Version,
+    pub valid_to: Version,
+    pub doc_id: DocumentId,
+    pub path: String,
+    pub title: Option<String>,
+    pub ordinal: u32,
+    pub text: String,
+    pub text_hash: TextHash,
+    pub char_start: u32,
+    pub char_end: u32,
+    pub page: Option<u32>,
+    pub token_count: u32,
+}
+
+impl StoredChunk {
+    pub fn key(&self) -> PointKey {
+        PointKey {
+            chunk: self.chunk_id,
+            valid_from: self.valid_from,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionState {
+    /// Being written; invisible to readers. Rolled back at the next start if left behind.
+    Pending,
+    Committed,
+    /// Rolled back after a crash; its number is never reused.
+    Aborted,
+}
+
+impl VersionState {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(VersionState::Pending),
+            "committed" => Some(VersionState::Committed),
+            "aborted" => Some(VersionState::Aborted),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VersionInfo {
+    pub version: Version,
+    pub state: VersionState,
+    pub pipeline_fingerprint: String,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// Chunks visible at this version (committed versions only).
+    pub chunks: Option<u64>,
+    pub summary: serde_json::Value,
+    /// Aliases (e.g. `live`) that point at this version.
+    pub aliases: Vec<String>,
+}
+
+/// A document that failed a stage, as shown to an operator.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QuarantineEntry {
+    pub path: String,
+    pub root: String,
+    pub rel_path: String,
+    pub content_hash: ContentHash,
+    pub stage: String,
+    pub reason: String,
+    pub detail: String,
+    pub version: Version,
+    /// Unix milliseconds.
+    pub at: i64,
+}
+
+/// A search hit: the chunk, where it is from, and how it ranked.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct SearchHit {
+    pub chunk_id: ChunkId,
+    pub score: f64,
+    pub text: String,
+    pub path: String,
+    pub title: Option<String>,
+    pub page: Option<u32>,
+    pub char_start: u32,
+    pub char_end: u32,
+    pub valid_from: Version,
+    /// `null` while the chunk is live.
+    pub valid_to: Option<Version>,
+    /// 1-based rank in the lexical (BM25) results, if it was among them.
+    pub lexical_rank: Option<usize>,
+    /// 1-based rank in the dense (vector) results, if it was among them.
+    pub dense_rank: Option<usize>,
+}

@@ -1,0 +1,277 @@
+//! The dense index: Qdrant's own engine in-process (qdrant-edge), one shard per pipeline.
+//!
+//! Each point is one appearance of a chunk (id from its `PointKey`), with the chunk id and the
+//! validity interval in its payload. Every query carries the version filter, so points of a
+//! version that is still being written, or was abandoned by a crash, are never seen.
+
+use std::path::Path;
+
+use qdrant_edge::{
+    CountRequest, CreateIndex, EdgeConfigBuilder, EdgeShard, EdgeVectorParamsBuilder,
+    FieldIndexOperations, Filter, NamedQuery, Payload, PayloadFieldSchema, PayloadOps,
+    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct, QueryEnum,
+    QueryRequest, ScoringQuery, ScrollRequest, SearchParams, SetPayloadOp, UpdateOperation,
+    VectorInternal, WithPayloadInterface, WithVector,
+};
+use serde_json::json;
+use sluice_core::{ChunkId, PointKey, VERSION_OPEN, Version};
+
+use crate::error::{Result, StoreError};
+
+const VECTOR_NAME: &str = "dense";
+
+/// A point to write: its key and vector.
+pub struct VectorPoint<'a> {
+    pub key: PointKey,
+    pub doc_id: String,
+    pub vector: &'a [f32],
+}
+
+/// A dense hit.
+#[derive(Clone, Debug)]
+pub struct DenseHit {
+    pub chunk_id: ChunkId,
+    pub valid_from: Version,
+    pub score: f32,
+}
+
+pub struct VectorIndex {
+    shard: EdgeShard,
+}
+
+/// Qdrant's REST filter for "visible at version v".
+pub(crate) fn visible_filter(version: Version) -> Filter {
+    filter(json!({"must": [
+        {"key": "valid_from", "range": {"lte": version}},
+        {"key": "valid_to", "range": {"gt": version}},
+    ]}))
+}
+
+fn filter(value: serde_json::Value) -> Filter {
+    serde_json::from_value(value).expect("filters built here are valid Qdrant filter JSON")
+}
+
+fn payload(value: serde_json::Value) -> Payload {
+    match value {
+        serde_json::Value::Object(map) => Payload(map.into_iter().collect()),
+        other => unreachable!("payloads built here are JSON objects, got {other}"),
+    }
+}
+
+impl VectorIndex {
+    /// Opens the shard at `path`, creating it (with its payload indexes) if it does not exist.
+    pub fn open(path: &Path, dimension: usize) -> Result<Self> {
+        let exists = path.join("edge_config.json").exists();
+        let shard = if exists {
+            EdgeShard::load(path, None)?
+        } else {
+            let vectors =
+                EdgeVectorParamsBuilder::new(dimension, qdrant_edge::Distance::Cosine).build();
+            let config = EdgeConfigBuilder::new()
+                .vector(VECTOR_NAME, vectors)
+                .payload_memory(qdrant_edge::Memory::Cached)
+                .build();
+            let shard = EdgeShard::new(path, config)?;
+            for (field, schema) in [
+                ("valid_from", PayloadSchemaType::Integer),
+                ("valid_to", PayloadSchemaType::Integer),
+                ("chunk_id", PayloadSchemaType::Keyword),
+                ("doc_id", PayloadSchemaType::Keyword),
+            ] {
+                shard.update(UpdateOperation::FieldIndexOperation(
+                    FieldIndexOperations::CreateIndex(CreateIndex {
+                        field_name: field
+                            .try_into()
+                            .map_err(|_| StoreError::Invalid(format!("bad field {field}")))?,
+                        field_schema: Some(PayloadFieldSchema::FieldType(schema)),
+                    }),
+                ))?;
+            }
+            shard.flush()?;
+            shard
+        };
+        let stored = shard
+            .config()
+            .vectors
+            .get(VECTOR_NAME)
+            .map(|params| params.size);
+        if stored != Some(dimension) {
+            return Err(StoreError::Invalid(format!(
+                "vector index {} holds {stored:?}-dimensional vectors, the model makes {dimension}",
+                path.display()
+            )));
+        }
+        Ok(Self { shard })
+    }
+
+    /// Upserts points that become visible at their `valid_from`. Idempotent.
+    pub fn upsert(&self, points: &[VectorPoint<'_>]) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let points = points
+            .iter()
+            .map(|point| {
+                let vectors = std::collections::HashMap::from([(
+                    VECTOR_NAME.to_owned(),
+                    point.vector.to_vec(),
+                )]);
+                PointStruct::new(
+                    PointId::Uuid(point.key.uuid()),
+                    vectors,
+                    json!({
+                        "chunk_id": point.key.chunk.to_hex(),
+                        "doc_id": point.doc_id,
+                        "valid_from": point.key.valid_from,
+                        "valid_to": VERSION_OPEN,
+                    }),
+                )
+                .into()
+            })
+            .collect();
+        self.shard.update(UpdateOperation::PointOperation(
+            PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
+        ))?;
+        Ok(())
+    }
+
+    /// Sets `valid_to` of these points. Idempotent.
+    pub fn set_valid_to(&self, keys: &[PointKey], valid_to: Version) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.shard
+            .update(UpdateOperation::PayloadOperation(PayloadOps::SetPayload(
+                SetPayloadOp {
+                    payload: payload(json!({"valid_to": valid_to})),
+                    points: Some(keys.iter().map(|key| PointId::Uuid(key.uuid())).collect()),
+                    filter: None,
+                    key: None,
+                },
+            )))?;
+        Ok(())
+    }
+
+    /// Undoes version N: deletes the points it added and reopens the ones it retired.
+    pub fn roll_back(&self, version: Version) -> Result<()> {
+        self.shard.update(UpdateOperation::PointOperation(
+            PointOperations::DeletePointsByFilter(filter(json!({
+                "must": [{"key": "valid_from", "match": {"value": version}}]
+            }))),
+        ))?;
+        self.shard
+            .update(UpdateOperation::PayloadOperation(PayloadOps::SetPayload(
+                SetPayloadOp {
+                    payload: payload(json!({"valid_to": VERSION_OPEN})),
+                    points: None,
+                    filter: Some(filter(
+                        json!({"must": [{"key": "valid_to", "match": {"value": version}}]}),
+                    )),
+                    key: None,
+                },
+            )))?;
+        Ok(())
+    }
+
+    /// Makes every update so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.shard.flush()?;
+        Ok(())
+    }
+
+    /// The `limit` nearest chunks visible at `version`. `exact` bypasses the HNSW graph.
+    pub fn search(
+        &self,
+        vector: &[f32],
+        version: Version,
+        limit: usize,
+        hnsw_ef: usize,
+        exact: bool,
+    ) -> Result<Vec<DenseHit>> {
+        let request = QueryRequest {
+            prefetches: Vec::new(),
+            query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+                query: VectorInternal::from(vector.to_vec()),
+                using: Some(VECTOR_NAME.into()),
+            }))),
+            filter: Some(visible_filter(version)),
+            score_threshold: None,
+            limit,
+            offset: 0,
+            params: Some(SearchParams {
+                hnsw_ef: Some(hnsw_ef),
+                exact,
+                ..SearchParams::default()
+            }),
+            with_vector: WithVector::Bool(false),
+            with_payload: WithPayloadInterface::Bool(true),
+        };
+        let points = self.shard.query(request)?;
+        points
+            .into_iter()
+            .map(|point| {
+                let (chunk_id, valid_from) = key_from_payload(point.payload.as_ref())?;
+                Ok(DenseHit {
+                    chunk_id,
+                    valid_from,
+                    score: point.score,
+                })
+            })
+            .collect()
+    }
+
+    /// Chunk ids of every point visible at `version`, sorted.
+    pub fn chunk_ids_visible_at(&self, version: Version) -> Result<Vec<ChunkId>> {
+        let mut ids = Vec::new();
+        let mut offset = None;
+        loop {
+            let (records, next) = self.shard.scroll(ScrollRequest {
+                offset,
+                limit: Some(1024),
+                filter: Some(visible_filter(version)),
+                with_payload: Some(WithPayloadInterface::Bool(true)),
+                with_vector: WithVector::Bool(false),
+                order_by: None,
+            })?;
+            for record in records {
+                ids.push(key_from_payload(record.payload.as_ref())?.0);
+            }
+            match next {
+                Some(next) => offset = Some(next),
+                None => break,
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Points stored, whatever their versions.
+    pub fn point_count(&self) -> Result<usize> {
+        Ok(self.shard.count(CountRequest {
+            filter: None,
+            exact: true,
+        })?)
+    }
+
+    /// Builds the HNSW index for segments big enough to need one (blocking; can take a while).
+    pub fn optimize(&self) -> Result<bool> {
+        Ok(self.shard.optimize()?)
+    }
+}
+
+fn key_from_payload(payload: Option<&Payload>) -> Result<(ChunkId, Version)> {
+    let payload =
+        payload.ok_or_else(|| StoreError::Corrupt("a vector point has no payload".into()))?;
+    let chunk_id = payload
+        .0
+        .get("chunk_id")
+        .and_then(|v| v.as_str())
+        .and_then(ChunkId::parse)
+        .ok_or_else(|| StoreError::Corrupt("a vector point has no chunk_id".into()))?;
+    let valid_from = payload
+        .0
+        .get("valid_from")
+        .and_then(|v| v.as_i64())
+        .ok_or_else(|| StoreError::Corrupt("a vector point has no valid_from".into()))?;
+    Ok((chunk_id, valid_from))
+}

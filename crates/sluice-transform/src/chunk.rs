@@ -1,0 +1,172 @@
+//! Chunking by tokens of the embedding model's own tokenizer.
+//!
+//! Counting in the model's tokens (not characters or words) is what guarantees a chunk fits the
+//! model's window, so nothing is silently truncated at embedding time. Windows of `max_tokens`
+//! overlap by `overlap_tokens`; a window prefers to end where a block ends, else after a
+//! sentence, as long as that keeps it at least half full.
+
+use sluice_core::{Chunk, Fingerprint, NormalizedDocument, TextHash};
+use tokenizers::Tokenizer;
+
+use crate::clean::CLEAN_VERSION;
+
+/// Version of the chunking algorithm; part of the fingerprint.
+pub const CHUNKER_VERSION: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    #[error("invalid tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("tokenization failed: {0}")]
+    Tokenize(String),
+}
+
+pub struct Chunker {
+    tokenizer: Tokenizer,
+    max_tokens: usize,
+    overlap_tokens: usize,
+    fingerprint: Fingerprint,
+}
+
+/// One token of the document: its byte range in the text and the block it belongs to.
+#[derive(Clone, Copy)]
+struct Token {
+    start: usize,
+    end: usize,
+    block: usize,
+}
+
+impl Chunker {
+    /// `tokenizer_json` is the model's `tokenizer.json`; its truncation and padding are turned off
+    /// here because chunking needs every token of the document.
+    pub fn new(
+        tokenizer_json: &[u8],
+        max_tokens: usize,
+        overlap_tokens: usize,
+    ) -> Result<Self, ChunkError> {
+        assert!(
+            overlap_tokens < max_tokens,
+            "validated by the pipeline plan"
+        );
+        let mut tokenizer = Tokenizer::from_bytes(tokenizer_json)
+            .map_err(|err| ChunkError::Tokenizer(err.to_string()))?;
+        tokenizer
+            .with_truncation(None)
+            .map_err(|err| ChunkError::Tokenizer(err.to_string()))?;
+        tokenizer.with_padding(None);
+        let settings = format!(
+            "chunker={CHUNKER_VERSION} clean={CLEAN_VERSION} max_tokens={max_tokens} overlap_tokens={overlap_tokens} tokenizer={}",
+            blake3::hash(tokenizer_json).to_hex()
+        );
+        Ok(Self {
+            tokenizer,
+            max_tokens,
+            overlap_tokens,
+            fingerprint: Fingerprint::of("chunk", &settings),
+        })
+    }
+
+    /// Fingerprint of everything that decides the chunks of a given document.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    pub fn chunk(&self, document: &NormalizedDocument) -> Result<Vec<Chunk>, ChunkError> {
+        let tokens = self.tokenize(document)?;
+        let text = &document.text;
+        let mut chars = CharCounter::new(text);
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < tokens.len() {
+            let end = self.window_end(&tokens, text, start);
+            let (byte_start, byte_end) = (tokens[start].start, tokens[end - 1].end);
+            let chunk_text = &text[byte_start..byte_end];
+            chunks.push(Chunk {
+                ordinal: u32::try_from(chunks.len()).expect("fewer than 2^32 chunks"),
+                text: chunk_text.to_owned(),
+                text_hash: TextHash::of_text(chunk_text),
+                char_start: chars.at(byte_start),
+                char_end: chars.at(byte_end),
+                page: document.blocks[tokens[start].block].page,
+                token_count: u32::try_from(end - start).expect("window fits u32"),
+            });
+            if end == tokens.len() {
+                break;
+            }
+            start = end.saturating_sub(self.overlap_tokens).max(start + 1);
+        }
+        Ok(chunks)
+    }
+
+    fn tokenize(&self, document: &NormalizedDocument) -> Result<Vec<Token>, ChunkError> {
+        let mut tokens = Vec::new();
+        for (index, block) in document.blocks.iter().enumerate() {
+            let block_text = &document.text[block.byte_start..block.byte_end];
+            let encoding = self
+                .tokenizer
+                .encode(block_text, false)
+                .map_err(|err| ChunkError::Tokenize(err.to_string()))?;
+            tokens.extend(
+                encoding
+                    .get_offsets()
+                    .iter()
+                    .filter(|(s, e)| e > s)
+                    .map(|&(s, e)| Token {
+                        start: block.byte_start + s,
+                        end: block.byte_start + e,
+                        block: index,
+                    }),
+            );
+        }
+        Ok(tokens)
+    }
+
+    /// End (exclusive) of the window starting at `start`.
+    fn window_end(&self, tokens: &[Token], text: &str, start: usize) -> usize {
+        let hard_end = (start + self.max_tokens).min(tokens.len());
+        if hard_end == tokens.len() {
+            return hard_end;
+        }
+        let earliest = start + self.max_tokens / 2;
+        let block_end = (earliest + 1..=hard_end)
+            .rev()
+            .find(|&end| tokens[end].block != tokens[end - 1].block);
+        if let Some(end) = block_end {
+            return end;
+        }
+        let sentence_end = (earliest + 1..=hard_end)
+            .rev()
+            .find(|&end| text[..tokens[end - 1].end].ends_with(['.', '!', '?', ';', ':']));
+        sentence_end.unwrap_or(hard_end)
+    }
+}
+
+/// Converts increasing (or slightly decreasing) byte offsets to character offsets without
+/// rescanning the text from the start each time.
+struct CharCounter<'t> {
+    text: &'t str,
+    byte: usize,
+    chars: u32,
+}
+
+impl<'t> CharCounter<'t> {
+    fn new(text: &'t str) -> Self {
+        Self {
+            text,
+            byte: 0,
+            chars: 0,
+        }
+    }
+
+    fn at(&mut self, byte: usize) -> u32 {
+        let count =
+            |range: &str| u32::try_from(range.chars().count()).expect("text under 4G chars");
+        if byte >= self.byte {
+            self.chars += count(&self.text[self.byte..byte]);
+        } else {
+            self.chars -= count(&self.text[byte..self.byte]);
+        }
+        self.byte = byte;
+        self.chars
+    }
+}

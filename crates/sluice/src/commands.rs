@@ -1,0 +1,255 @@
+//! The one-shot commands: ingest, search, versions, validate, models fetch.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use sluice_config::{PipelinePlan, SourcePlan};
+use sluice_core::Version;
+use sluice_pipeline::{Engine, RunSummary, Scope, SearchResponse};
+use sluice_store::{Catalog, DataDirLock, SearchMode, VersionInfo, store_paths};
+
+use crate::client;
+use crate::progress::Progress;
+
+const DEFAULT_PIPELINE_FILE: &str = "pipelines/default.toml";
+
+/// The pipeline file given, else `pipelines/default.toml` if present, else the built-in default.
+pub fn load_plan(path: Option<&Path>) -> anyhow::Result<PipelinePlan> {
+    let path = match path {
+        Some(path) => path.to_owned(),
+        None if Path::new(DEFAULT_PIPELINE_FILE).is_file() => PathBuf::from(DEFAULT_PIPELINE_FILE),
+        None => return Ok(sluice_config::default_pipeline()),
+    };
+    sluice_config::load_pipeline(&path)
+        .map_err(|errors| anyhow::anyhow!("invalid pipeline file\n{errors}"))
+}
+
+pub fn ingest(
+    data: &Path,
+    models: &Path,
+    paths: &[PathBuf],
+    pipeline: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut plan = load_plan(pipeline)?;
+    let mut roots: Vec<PathBuf> = Vec::new();
+    let mut scope_paths = Vec::new();
+    for path in paths {
+        let path = std::fs::canonicalize(path)
+            .with_context(|| format!("cannot ingest {}", path.display()))?;
+        let root = if path.is_dir() {
+            path.clone()
+        } else {
+            path.parent()
+                .context("a file has a parent folder")?
+                .to_owned()
+        };
+        if !roots.contains(&root) {
+            roots.push(root);
+        }
+        scope_paths.push(path);
+    }
+    plan.sources = roots.into_iter().map(|path| SourcePlan { path }).collect();
+    let _lock = DataDirLock::acquire(data).context("`sluice ingest` writes the data directory; stop the daemon, or drop files into its watched folders instead")?;
+    let engine = Engine::open(plan, data, models)?;
+    let progress = Progress::new();
+    let summary = engine.run(&Scope::Paths(scope_paths), &progress)?;
+    progress.finish();
+    if summary.version.is_some() {
+        engine.store().vectors().optimize()?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary, engine.store().live_version()?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(summary: &RunSummary, live: Option<Version>) {
+    match summary.version {
+        Some(version) => println!(
+            "version {version} committed in {:.1} s",
+            summary.elapsed_seconds
+        ),
+        None => println!(
+            "nothing changed; live stays at version {}",
+            live.map_or("-".to_owned(), |v| v.to_string())
+        ),
+    }
+    println!(
+        "files      seen {}, new {}, changed {}, deleted {}, unchanged {}, touched {}",
+        summary.files_seen,
+        summary.new,
+        summary.changed,
+        summary.deleted,
+        summary.unchanged,
+        summary.touched
+    );
+    let reasons: Vec<String> = summary
+        .quarantined
+        .iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    let reasons = if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", reasons.join(", "))
+    };
+    println!(
+        "documents  indexed {}, duplicates {}, quarantined {}{reasons}",
+        summary.indexed,
+        summary.duplicates,
+        summary.quarantined_total()
+    );
+    println!(
+        "chunks     added {}, retired {}, reused {}",
+        summary.chunks_added, summary.chunks_retired, summary.chunks_reused
+    );
+    println!(
+        "embedding  computed {}, cache hits {}, {} tokens",
+        summary.embeddings_computed, summary.embedding_cache_hits, summary.tokens_embedded
+    );
+    let seconds = summary.elapsed_seconds.max(1e-9);
+    let documents = summary.indexed + summary.duplicates + summary.quarantined_total();
+    println!(
+        "speed      {:.2} documents/s, {:.2} chunks/s",
+        documents as f64 / seconds,
+        summary.chunks_added as f64 / seconds
+    );
+    if summary.quarantined_total() > 0 {
+        println!("(see the quarantined files and their reasons in the log above)");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn search(
+    data: &Path,
+    models: &Path,
+    pipeline: Option<&Path>,
+    query: &str,
+    version: Option<Version>,
+    k: usize,
+    mode: SearchMode,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let response = if DataDirLock::is_held(data) {
+        // A daemon owns the indexes: ask it.
+        client::search(data, query, version, k, mode)?
+    } else {
+        let mut plan = load_plan(pipeline)?;
+        plan.sources.clear();
+        let _lock = DataDirLock::acquire(data)?;
+        let engine = Engine::open(plan, data, models)?;
+        engine.search(query, version, k, mode)?
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        print_hits(&response);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_hits(response: &SearchResponse) {
+    let Some(version) = response.version else {
+        println!("nothing indexed yet");
+        return;
+    };
+    println!("version {version}: {} hit(s)", response.hits.len());
+    for (rank, hit) in response.hits.iter().enumerate() {
+        let page = hit.page.map(|p| format!(" p.{p}")).unwrap_or_default();
+        println!(
+            "{:>2}. {:.4}  {}{page}  chars {}..{}",
+            rank + 1,
+            hit.score,
+            hit.path,
+            hit.char_start,
+            hit.char_end
+        );
+        let snippet: String = hit.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let snippet: String = snippet.chars().take(160).collect();
+        println!("    {snippet}");
+    }
+}
+
+pub fn versions(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let plan = load_plan(pipeline)?;
+    let (catalog_path, _, _) = store_paths(data, &plan.name);
+    let versions: Vec<VersionInfo> = if catalog_path.exists() {
+        Catalog::open(&catalog_path)?.versions(&plan.name)?
+    } else {
+        Vec::new()
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&versions)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if versions.is_empty() {
+        println!("no versions yet");
+    }
+    for info in &versions {
+        let chunks = info
+            .chunks
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "-".into());
+        let aliases = if info.aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", info.aliases.join(", "))
+        };
+        let indexed = info
+            .summary
+            .get("indexed")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        let deleted = info
+            .summary
+            .get("deleted")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        println!(
+            "{:>5}  {:<9}{aliases}  chunks {chunks}, documents indexed {indexed}, deleted {deleted}",
+            info.version,
+            format!("{:?}", info.state).to_lowercase(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut all_valid = true;
+    for file in files {
+        match sluice_config::load_pipeline(file) {
+            Ok(plan) => println!(
+                "{}: ok (pipeline {:?}, {} source(s))",
+                file.display(),
+                plan.name,
+                plan.sources.len()
+            ),
+            Err(errors) => {
+                all_valid = false;
+                eprintln!("{errors}");
+            }
+        }
+    }
+    Ok(if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub fn fetch_model(models: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    let files = sluice_embed::fetch_model(models, name)?;
+    println!(
+        "{} is ready in {} (all files match their pinned sha256)",
+        files.spec.name,
+        files.dir.display()
+    );
+    for file in files.spec.files.keys() {
+        println!("  {file}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

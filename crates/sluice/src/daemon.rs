@@ -1,0 +1,255 @@
+//! `sluice run`: the daemon. Watches the sources (file events plus a periodic full reconcile,
+//! since network mounts deliver no events), cuts a version per debounce window, serves HTTP,
+//! and shuts down cleanly on SIGINT/SIGTERM.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use notify::{EventKind, RecursiveMode, Watcher};
+use sluice_pipeline::{Engine, Scope, is_ignored_name};
+use sluice_store::DataDirLock;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use crate::client::{DAEMON_FILE, DaemonInfo};
+use crate::commands::load_plan;
+use crate::http::{AppState, router};
+use crate::metrics::{Metrics, OutcomeLabels};
+
+/// File events buffered while a run is in progress; past this, the next run rescans everything.
+const EVENT_BUFFER: usize = 4096;
+/// A steady stream of events still gets a version at least this often (in debounce windows).
+const MAX_DEBOUNCE_WINDOWS: u32 = 10;
+/// Wait before retrying after a failed run.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+pub fn run(
+    data: &Path,
+    models: &Path,
+    pipeline: Option<&Path>,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(data.to_owned(), models.to_owned(), pipeline, listen))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(
+    data: PathBuf,
+    models: PathBuf,
+    pipeline: Option<&Path>,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let plan = load_plan(pipeline)?;
+    if plan.sources.is_empty() {
+        anyhow::bail!("pipeline {:?} has no [[source]] to watch", plan.name);
+    }
+    for source in &plan.sources {
+        std::fs::create_dir_all(&source.path)
+            .with_context(|| format!("cannot create source folder {}", source.path.display()))?;
+    }
+    let _lock = DataDirLock::acquire(&data)?;
+    let metrics = Arc::new(Metrics::new());
+    let engine = {
+        let (data, models) = (data.clone(), models.clone());
+        Arc::new(tokio::task::spawn_blocking(move || Engine::open(plan, &data, &models)).await??)
+    };
+
+    let address = listen.unwrap_or(engine.plan().server.listen);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let address = listener.local_addr()?;
+    let info = DaemonInfo {
+        listen: address.to_string(),
+        pid: std::process::id(),
+        pipeline: engine.plan().name.clone(),
+    };
+    std::fs::write(data.join(DAEMON_FILE), serde_json::to_vec_pretty(&info)?)?;
+    info!(%address, pipeline = %engine.plan().name, "HTTP API listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let app = router(AppState {
+        engine: engine.clone(),
+        metrics: metrics.clone(),
+    });
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+
+    let result = schedule(engine, metrics, stop_tx).await;
+    let _ = std::fs::remove_file(data.join(DAEMON_FILE));
+    server.await??;
+    drop(stop_rx);
+    info!("stopped");
+    result
+}
+
+/// The scheduler: one run at a time, triggered by events, the reconcile timer, or a retry.
+async fn schedule(
+    engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+    stop: watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let (events_tx, mut events) = mpsc::channel::<Vec<PathBuf>>(EVENT_BUFFER);
+    let overflowed = Arc::new(AtomicBool::new(false));
+    let _watcher = watch_roots(&engine, events_tx, overflowed.clone());
+
+    let watch_plan = engine.plan().watch.clone();
+    let mut reconcile = tokio::time::interval_at(
+        Instant::now() + watch_plan.reconcile_interval,
+        watch_plan.reconcile_interval,
+    );
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    // Start-up: resume from the ledger (only what changed while stopped is processed).
+    let mut retry = execute(&engine, &metrics, Scope::All).await;
+    let mut pending: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut first_event: Option<Instant> = None;
+    let mut deadline: Option<Instant> = None;
+    if retry {
+        deadline = Some(Instant::now() + RETRY_AFTER);
+    }
+    loop {
+        let sleep_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            Some(paths) = events.recv() => {
+                pending.extend(paths);
+                let now = Instant::now();
+                let first = *first_event.get_or_insert(now);
+                let latest = first + watch_plan.debounce * MAX_DEBOUNCE_WINDOWS;
+                deadline = Some((now + watch_plan.debounce).min(latest));
+            }
+            _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => {
+                let scope = if overflowed.swap(false, Ordering::SeqCst) || retry {
+                    Scope::All
+                } else {
+                    Scope::Paths(std::mem::take(&mut pending).into_iter().collect())
+                };
+                pending.clear();
+                first_event = None;
+                deadline = None;
+                retry = execute(&engine, &metrics, scope).await;
+                if retry {
+                    deadline = Some(Instant::now() + RETRY_AFTER);
+                }
+            }
+            _ = reconcile.tick() => {
+                pending.clear();
+                first_event = None;
+                overflowed.store(false, Ordering::SeqCst);
+                retry = execute(&engine, &metrics, Scope::All).await;
+                deadline = retry.then(|| Instant::now() + RETRY_AFTER);
+            }
+        }
+    }
+    info!("shutting down");
+    let _ = stop.send(true);
+    Ok(())
+}
+
+/// Runs the pipeline on a blocking thread, then builds the vector index if it grew enough.
+/// Returns whether the run failed and should be retried.
+async fn execute(engine: &Arc<Engine>, metrics: &Arc<Metrics>, scope: Scope) -> bool {
+    let (engine, metrics) = (engine.clone(), metrics.clone());
+    let outcome = tokio::task::spawn_blocking(move || {
+        let summary = engine.run(&scope, &*metrics)?;
+        if summary.version.is_some() {
+            engine.store().vectors().optimize()?;
+        }
+        if let Some(live) = engine.store().live_version()? {
+            metrics.live_version.set(live);
+        }
+        Ok::<_, sluice_pipeline::PipelineError>((summary, metrics))
+    })
+    .await;
+    match outcome {
+        Ok(Ok((summary, metrics))) => {
+            let label = if summary.version.is_some() {
+                "committed"
+            } else {
+                "unchanged"
+            };
+            metrics
+                .runs
+                .get_or_create(&OutcomeLabels { outcome: label })
+                .inc();
+            false
+        }
+        Ok(Err(err)) => {
+            error!(error = %err, retryable = err.is_retryable(), "pipeline run failed; it was rolled back and will be retried");
+            true
+        }
+        Err(err) => {
+            error!(error = %err, "pipeline run panicked; it was rolled back and will be retried");
+            true
+        }
+    }
+}
+
+/// Watches every root recursively. Returns the watcher (events stop when it is dropped), or
+/// `None` when the platform cannot watch, in which case the periodic reconcile does the work.
+fn watch_roots(
+    engine: &Engine,
+    events: mpsc::Sender<Vec<PathBuf>>,
+    overflowed: Arc<AtomicBool>,
+) -> Option<notify::RecommendedWatcher> {
+    let handler = move |result: notify::Result<notify::Event>| match result {
+        Ok(event) => {
+            if matches!(event.kind, EventKind::Access(_)) {
+                return;
+            }
+            let paths: Vec<PathBuf> = event
+                .paths
+                .into_iter()
+                .filter(|path| {
+                    !path
+                        .file_name()
+                        .is_some_and(|name| is_ignored_name(&name.to_string_lossy()))
+                })
+                .collect();
+            if !paths.is_empty() && events.try_send(paths).is_err() {
+                overflowed.store(true, Ordering::SeqCst);
+            }
+        }
+        Err(err) => {
+            warn!(error = %err, "file watcher error; the next run rescans everything");
+            overflowed.store(true, Ordering::SeqCst);
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(watcher) => watcher,
+        Err(err) => {
+            warn!(error = %err, "cannot watch files; relying on the periodic reconcile");
+            return None;
+        }
+    };
+    for root in engine.roots() {
+        match watcher.watch(&root.path, RecursiveMode::Recursive) {
+            Ok(()) => info!(root = %root.path.display(), "watching"),
+            Err(err) => {
+                warn!(root = %root.path.display(), error = %err, "cannot watch; relying on the periodic reconcile")
+            }
+        }
+    }
+    Some(watcher)
+}

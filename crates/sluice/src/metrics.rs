@@ -1,0 +1,167 @@
+//! Every metric the daemon exports, by name, in one place. Metrics carry no document content.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use sluice_core::Stage;
+use sluice_pipeline::{Observer, Outcome};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabels {
+    pub mode: &'static str,
+}
+
+fn duration_histogram() -> Histogram {
+    // 1 ms .. ~65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub documents: Family<OutcomeLabels, Counter>,
+    pub quarantined: Family<ReasonLabels, Counter>,
+    pub chunks_written: Counter,
+    pub embeddings_computed: Counter,
+    pub embedding_cache_hits: Counter,
+    pub stage_duration: Family<StageLabels, Histogram, fn() -> Histogram>,
+    pub runs: Family<OutcomeLabels, Counter>,
+    pub live_version: Gauge,
+    pub search_duration: Family<ModeLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sluice");
+        let documents = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "documents",
+            "Documents processed, by outcome",
+            documents.clone(),
+        );
+        let quarantined = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "quarantined_documents",
+            "Documents quarantined, by reason",
+            quarantined.clone(),
+        );
+        let chunks_written = Counter::default();
+        registry.register(
+            "chunks_written",
+            "Chunks written to the indexes",
+            chunks_written.clone(),
+        );
+        let embeddings_computed = Counter::default();
+        registry.register(
+            "embeddings_computed",
+            "Chunk vectors computed by the model",
+            embeddings_computed.clone(),
+        );
+        let embedding_cache_hits = Counter::default();
+        registry.register(
+            "embedding_cache_hits",
+            "Chunk vectors served from the embedding cache",
+            embedding_cache_hits.clone(),
+        );
+        let stage_duration: Family<StageLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "stage_duration_seconds",
+            "Wall time per document (per batch for embed, dedup and write) in each pipeline stage",
+            stage_duration.clone(),
+        );
+        let runs = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "runs",
+            "Pipeline runs, by outcome (committed, unchanged, failed)",
+            runs.clone(),
+        );
+        let live_version = Gauge::default();
+        registry.register(
+            "live_version",
+            "Dataset version the live alias points at",
+            live_version.clone(),
+        );
+        let search_duration: Family<ModeLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "search_duration_seconds",
+            "Search latency, by mode",
+            search_duration.clone(),
+        );
+        Self {
+            registry,
+            documents,
+            quarantined,
+            chunks_written,
+            embeddings_computed,
+            embedding_cache_hits,
+            stage_duration,
+            runs,
+            live_version,
+            search_duration,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+impl Observer for Metrics {
+    fn document(&self, outcome: Outcome<'_>) {
+        let label = match outcome {
+            Outcome::Indexed { chunks } => {
+                self.chunks_written.inc_by(chunks as u64);
+                "indexed"
+            }
+            Outcome::Duplicate => "duplicate",
+            Outcome::Quarantined { reason } => {
+                self.quarantined
+                    .get_or_create(&ReasonLabels {
+                        reason: reason.to_owned(),
+                    })
+                    .inc();
+                "quarantined"
+            }
+            Outcome::Deleted => "deleted",
+        };
+        self.documents
+            .get_or_create(&OutcomeLabels { outcome: label })
+            .inc();
+    }
+
+    fn stage(&self, stage: Stage, seconds: f64) {
+        self.stage_duration
+            .get_or_create(&StageLabels {
+                stage: stage.as_str(),
+            })
+            .observe(seconds);
+    }
+
+    fn embeddings(&self, computed: usize, cache_hits: usize) {
+        self.embeddings_computed.inc_by(computed as u64);
+        self.embedding_cache_hits.inc_by(cache_hits as u64);
+    }
+}
