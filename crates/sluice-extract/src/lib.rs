@@ -54,13 +54,19 @@ impl ExtractError {
 /// formats apart (Markdown is plain text to a sniffer).
 pub fn extract(bytes: &[u8], file_name: &str) -> Result<ExtractedDocument, ExtractError> {
     let format = sniff(bytes, file_name);
-    if matches!(format, Format::Html | Format::Markdown | Format::Text)
-        && let Some(claimed) = sniff::claimed_binary_format(file_name)
-    {
-        return Err(ExtractError::Malformed {
-            format: claimed,
-            detail: format!("the name says {claimed} but the content is not (no {claimed} header)"),
-        });
+    if let Some(claimed) = sniff::claimed_binary_format(file_name) {
+        let contradicts = match claimed {
+            "PDF" => format != Format::Pdf,
+            _ => matches!(format, Format::Html | Format::Markdown | Format::Text),
+        };
+        if contradicts {
+            return Err(ExtractError::Malformed {
+                format: claimed,
+                detail: format!(
+                    "the name says {claimed} but the content is not (no {claimed} header)"
+                ),
+            });
+        }
     }
     match format {
         Format::Pdf => pdf::extract(bytes),

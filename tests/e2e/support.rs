@@ -1,0 +1,280 @@
+//! Running the binary, a daemon, and reading their answers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+/// `../shared/corpora/extraction`, or `None` (after saying so) when this machine lacks it.
+pub fn extraction_corpus(test: &str) -> Option<PathBuf> {
+    let path = repo_root().join("../shared/corpora/extraction");
+    if path.is_dir() {
+        Some(path)
+    } else {
+        eprintln!(
+            "SKIPPED {test}: {} is absent (the shared corpora are not on this machine)",
+            path.display()
+        );
+        None
+    }
+}
+
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("SLUICE_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models"))
+}
+
+/// A scratch workspace: a data directory and room for source folders and pipeline files.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.path("data")
+    }
+
+    /// A folder of sources, created empty.
+    pub fn folder(&self, relative: &str) -> PathBuf {
+        let path = self.path(relative);
+        std::fs::create_dir_all(&path).unwrap();
+        path
+    }
+
+    /// A pipeline file watching `sources`, serving HTTP on an ephemeral port.
+    pub fn pipeline(&self, name: &str, sources: &[&Path], extra: &str) -> PathBuf {
+        let mut text = format!("version = 1\nname = \"{name}\"\n");
+        for source in sources {
+            text.push_str(&format!(
+                "\n[[source]]\npath = {:?}\n",
+                source.display().to_string()
+            ));
+        }
+        text.push_str("\n[watch]\ndebounce_ms = 200\n\n[server]\nlisten = \"127.0.0.1:0\"\n");
+        text.push_str(extra);
+        let path = self.path(&format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .current_dir(self.dir.path())
+            .env("SLUICE_MODELS_DIR", models_dir())
+            .env("RUST_LOG", "warn,qdrant_edge=error")
+            .arg("--data")
+            .arg(self.data())
+            .args(args);
+        command
+    }
+
+    /// Runs `sluice ARGS` to completion; panics with its output if it fails.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let output = self.command(args).output().expect("sluice runs");
+        assert!(
+            output.status.success(),
+            "sluice {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Runs `sluice ARGS --json` and parses standard output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let output = self.run(&args);
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+            panic!(
+                "sluice {args:?} printed no JSON ({err}):\n{}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    pub fn ingest(&self, path: &Path, pipeline: Option<&Path>) -> Value {
+        let mut args = vec!["ingest", path.to_str().unwrap()];
+        if let Some(pipeline) = pipeline {
+            args.extend(["--pipeline", pipeline.to_str().unwrap()]);
+        }
+        self.json(&args)
+    }
+
+    /// Paths of the hits of a CLI search.
+    pub fn search_paths(&self, query: &str, extra: &[&str]) -> Vec<String> {
+        let mut args = vec!["search", query];
+        args.extend_from_slice(extra);
+        hit_paths(&self.json(&args))
+    }
+
+    pub fn start_daemon(&self, pipeline: &Path) -> Daemon {
+        // The log goes to a file: a pipe nobody reads would block the daemon once full.
+        let log = self.path(&format!(
+            "daemon-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let child = self
+            .command(&["run", "--pipeline", pipeline.to_str().unwrap()])
+            .env("RUST_LOG", "info,qdrant_edge=error")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("daemon starts");
+        let mut daemon = Daemon {
+            child,
+            address: String::new(),
+            log,
+        };
+        let info_path = self.data().join("daemon.json");
+        let address = wait_for(Duration::from_secs(120), || {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("daemon exited early with {status}: {}", daemon.stderr());
+            }
+            let info: Value =
+                serde_json::from_str(&std::fs::read_to_string(&info_path).ok()?).ok()?;
+            Some(info["listen"].as_str()?.to_owned())
+        });
+        daemon.address = address
+            .unwrap_or_else(|| panic!("daemon did not start listening: {}", daemon.stderr()));
+        daemon
+    }
+}
+
+pub fn hit_paths(response: &Value) -> Vec<String> {
+    response["hits"]
+        .as_array()
+        .map(|hits| {
+            hits.iter()
+                .map(|hit| hit["path"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn hit_ids(response: &Value) -> Vec<String> {
+    response["hits"]
+        .as_array()
+        .map(|hits| {
+            hits.iter()
+                .map(|hit| hit["chunk_id"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `probe` every 100 ms until it returns `Some` or `limit` passes.
+pub fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub struct Daemon {
+    child: Child,
+    pub address: String,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn get(&self, path_and_query: &str) -> (u16, String) {
+        let url = format!("http://{}{path_and_query}", self.address);
+        let mut response = ureq::get(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap_or_else(|err| panic!("GET {url}: {err}"));
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
+    }
+
+    pub fn get_json(&self, path_and_query: &str) -> Value {
+        let (status, body) = self.get(path_and_query);
+        assert_eq!(status, 200, "GET {path_and_query}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub fn search(&self, query: &str, extra: &str) -> Value {
+        let query: String = query
+            .chars()
+            .map(|c| if c == ' ' { '+' } else { c })
+            .collect();
+        self.get_json(&format!("/v1/search?q={query}{extra}"))
+    }
+
+    pub fn live_version(&self) -> Option<i64> {
+        self.get_json("/healthz")["live_version"].as_i64()
+    }
+
+    /// A counter or gauge from /metrics (summed over labels).
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.get("/metrics");
+        text.lines()
+            .filter(|line| line.starts_with(name) && line[name.len()..].starts_with([' ', '{']))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let exit = wait_for(Duration::from_secs(60), || {
+            self.child.try_wait().ok().flatten()
+        })
+        .unwrap_or_else(|| panic!("daemon did not stop on SIGTERM"));
+        assert!(
+            exit.success(),
+            "daemon exited with {exit}: {}",
+            self.stderr()
+        );
+    }
+
+    /// The daemon's log so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,234 @@
+//! Dataset versions: a change makes a new version, time travel sees the old text, a deletion
+//! leaves the live version but not the old ones, and the three stores agree on every version.
+
+use crate::support::{Workspace, hit_paths};
+
+fn lexical_paths(workspace: &Workspace, query: &str, version: Option<i64>) -> Vec<String> {
+    let mut args = vec!["search", query, "--mode", "lexical", "-k", "10"];
+    let version = version.map(|v| v.to_string());
+    if let Some(version) = &version {
+        args.extend(["--version", version]);
+    }
+    hit_paths(&workspace.json(&args))
+}
+
+#[test]
+fn modify_and_delete_make_versions_that_time_travel_can_see() {
+    let workspace = Workspace::new();
+    let inbox = workspace.folder("inbox");
+    let alpha = inbox.join("alpha.txt");
+    let beta = inbox.join("beta.md");
+    std::fs::write(
+        &alpha,
+        "The quartermaster counted seventeen barrels of pickled herring in the hold.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &beta,
+        "# Beta\n\nA lighthouse keeper logged the passing zeppelin at dawn.\n",
+    )
+    .unwrap();
+
+    let first = workspace.ingest(&inbox, None);
+    assert_eq!(
+        (first["version"].as_i64(), first["indexed"].as_u64()),
+        (Some(1), Some(2)),
+        "{first}"
+    );
+
+    std::fs::write(
+        &alpha,
+        "The quartermaster now counts crates of dried apricots instead.\n",
+    )
+    .unwrap();
+    let second = workspace.ingest(&inbox, None);
+    assert_eq!(
+        (
+            second["version"].as_i64(),
+            second["changed"].as_u64(),
+            second["unchanged"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1)),
+        "{second}"
+    );
+    assert!(second["chunks_retired"].as_u64().unwrap() >= 1);
+
+    // Live sees the new text only; version 1 still has the old one.
+    assert!(lexical_paths(&workspace, "pickled herring", None).is_empty());
+    assert!(
+        lexical_paths(&workspace, "pickled herring", Some(1))
+            .iter()
+            .any(|p| p.ends_with("/alpha.txt"))
+    );
+    assert!(
+        lexical_paths(&workspace, "dried apricots", None)
+            .iter()
+            .any(|p| p.ends_with("/alpha.txt"))
+    );
+    assert!(lexical_paths(&workspace, "dried apricots", Some(1)).is_empty());
+
+    std::fs::remove_file(&beta).unwrap();
+    let third = workspace.ingest(&inbox, None);
+    assert_eq!(
+        (third["version"].as_i64(), third["deleted"].as_u64()),
+        (Some(3), Some(1)),
+        "{third}"
+    );
+    assert!(lexical_paths(&workspace, "passing zeppelin", None).is_empty());
+    assert!(
+        lexical_paths(&workspace, "passing zeppelin", Some(2))
+            .iter()
+            .any(|p| p.ends_with("/beta.md"))
+    );
+
+    // Dense search follows the same versions as lexical search.
+    let dense = |version: &str| {
+        hit_paths(&workspace.json(&[
+            "search",
+            "lighthouse keeper zeppelin",
+            "--mode",
+            "dense",
+            "--version",
+            version,
+        ]))
+    };
+    assert!(dense("2").iter().any(|p| p.ends_with("/beta.md")));
+    assert!(!dense("3").iter().any(|p| p.ends_with("/beta.md")));
+
+    let versions = workspace.json(&["versions"]);
+    let states: Vec<(&str, bool)> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["state"].as_str().unwrap(),
+                v["aliases"].as_array().unwrap().iter().any(|a| a == "live"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("committed", false),
+            ("committed", false),
+            ("committed", true)
+        ]
+    );
+
+    // The catalog, Qdrant and Tantivy return the same chunk ids at every version.
+    let store = sluice_store::Store::open(&workspace.data(), "default", 384).unwrap();
+    for version in 1..=3 {
+        let [catalog, qdrant, tantivy] = store.chunk_ids_visible_at(version).unwrap();
+        assert!(!catalog.is_empty());
+        assert_eq!(
+            catalog, qdrant,
+            "catalog and Qdrant differ at version {version}"
+        );
+        assert_eq!(
+            catalog, tantivy,
+            "catalog and Tantivy differ at version {version}"
+        );
+    }
+    let [at_one, ..] = store.chunk_ids_visible_at(1).unwrap();
+    let [at_three, ..] = store.chunk_ids_visible_at(3).unwrap();
+    assert_ne!(at_one, at_three);
+}
+
+#[test]
+fn an_unfinished_version_is_rolled_back_in_every_store() {
+    use sluice_core::{Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, TextHash};
+    use sluice_store::{DocumentWrite, NewChunk, NewDocument, Store};
+
+    let workspace = Workspace::new();
+    let inbox = workspace.folder("inbox");
+    std::fs::write(
+        inbox.join("kept.txt"),
+        "Marmalade recipes from the old abbey kitchen.\n",
+    )
+    .unwrap();
+    workspace.ingest(&inbox, None);
+
+    // Write half a version by hand and "crash" (forget the writer without committing or rolling back).
+    {
+        let store = Store::open(&workspace.data(), "default", 384).unwrap();
+        let live = store.live_version().unwrap().unwrap();
+        let [before, ..] = store.chunk_ids_visible_at(live).unwrap();
+        let mut writer = store.begin(Fingerprint::of("test", "crash")).unwrap();
+        let text = "Uncommitted text about a submarine orchestra.";
+        let doc_id = DocumentId::new("default", "/nowhere", "ghost.txt");
+        let content_hash = ContentHash::of_bytes(text.as_bytes());
+        let chunk = Chunk {
+            ordinal: 0,
+            text: text.into(),
+            text_hash: TextHash::of_text(text),
+            char_start: 0,
+            char_end: text.chars().count() as u32,
+            page: None,
+            token_count: 8,
+        };
+        let fingerprint = Fingerprint::of("chunk", "test");
+        writer
+            .write(&[DocumentWrite {
+                document: NewDocument {
+                    doc_id,
+                    root: "/nowhere".into(),
+                    rel_path: "ghost.txt".into(),
+                    content_hash,
+                    text_hash: chunk.text_hash,
+                    format: "text".into(),
+                    title: None,
+                    page_count: None,
+                    byte_size: text.len() as u64,
+                    chunk_fingerprint: fingerprint,
+                    duplicate_of: None,
+                },
+                chunks: vec![NewChunk {
+                    id: ChunkId::new(doc_id, content_hash, fingerprint, 0),
+                    chunk,
+                    vector: vec![0.05; 384],
+                }],
+            }])
+            .unwrap();
+        let pending = writer.version();
+        std::mem::forget(writer);
+        // Readers at the committed version never see the pending chunks.
+        let [during, ..] = store.chunk_ids_visible_at(live).unwrap();
+        assert_eq!(before, during);
+        assert!(
+            store
+                .lexical()
+                .search("submarine orchestra", pending, 10)
+                .unwrap()
+                .is_empty(),
+            "not committed to Tantivy yet"
+        );
+    }
+
+    // The next start rolls it back everywhere; its number is not reused.
+    let store = Store::open(&workspace.data(), "default", 384).unwrap();
+    let versions = store.catalog().versions("default").unwrap();
+    assert_eq!(
+        versions.last().unwrap().state,
+        sluice_store::VersionState::Aborted
+    );
+    assert_eq!(store.catalog().next_version("default").unwrap(), 3);
+    assert!(
+        store.vectors().chunk_ids_visible_at(2).unwrap().len()
+            == store
+                .catalog()
+                .chunks_visible_at("default", 1)
+                .unwrap()
+                .len()
+    );
+    let [catalog, qdrant, tantivy] = store.chunk_ids_visible_at(1).unwrap();
+    assert_eq!((&catalog, &catalog), (&qdrant, &tantivy));
+    assert_eq!(
+        store.vectors().point_count().unwrap(),
+        catalog.len(),
+        "the pending point was deleted"
+    );
+    drop(store);
+    let paths = hit_paths(&workspace.json(&["search", "submarine orchestra", "--mode", "lexical"]));
+    assert!(paths.is_empty(), "{paths:?}");
+}
