@@ -71,6 +71,14 @@ fn dropped_changed_renamed_and_deleted_files_reach_live() {
     })
     .unwrap_or_else(|| panic!("a deleted file stayed searchable:\n{}", daemon.stderr()));
 
+    // A second writer is refused while the daemon holds the data directory.
+    let refused = workspace
+        .command(&["ingest", inbox.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("in use by another sluice process"));
+
     let versions = daemon.get_json("/v1/versions");
     assert!(
         versions["versions"].as_array().unwrap().len() >= 4,

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod cli;
 mod daemon;
 mod ingest_and_search;
 mod restart;

@@ -202,14 +202,14 @@ fn scoped_roots(roots: &[Root], scope: &Scope) -> Vec<(Root, Option<Vec<String>>
                     by_root.insert(index, None);
                     continue;
                 }
-                if let Some((index, rel)) = roots
+                let under_root = roots
                     .iter()
                     .enumerate()
-                    .find_map(|(i, root)| Some((i, relative(&root.path, &path)?)))
+                    .find_map(|(i, root)| Some((i, relative(&root.path, &path)?)));
+                if let Some((index, rel)) = under_root
+                    && let Some(rels) = by_root.entry(index).or_insert_with(|| Some(Vec::new()))
                 {
-                    if let Some(rels) = by_root.entry(index).or_insert_with(|| Some(Vec::new())) {
-                        rels.push(rel);
-                    }
+                    rels.push(rel);
                 }
             }
             by_root

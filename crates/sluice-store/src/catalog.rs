@@ -610,10 +610,9 @@ impl Catalog {
             let mut statement = t.prepare(&format!(
                 "{STORED_CHUNK_SELECT} WHERE c.document = ?1 AND c.valid_to = ?2"
             ))?;
-            let chunks = statement
+            statement
                 .query_map(params![row, version], stored_chunk_row)?
-                .collect();
-            chunks
+                .collect()
         })
     }
 

@@ -33,38 +33,53 @@ pub struct SearchRequest<'a> {
     pub hnsw_ef: usize,
 }
 
-/// Reciprocal rank fusion: each list adds 1 / (rrf_k + rank) for every chunk in it.
-/// Returns (chunk key, score, lexical rank, dense rank), best first; ties broken by chunk id so
-/// the order is deterministic.
-pub(crate) fn reciprocal_rank_fusion(
-    lexical: &[(ChunkId, Version)],
-    dense: &[(ChunkId, Version)],
-    rrf_k: u32,
-) -> Vec<((ChunkId, Version), f64, Option<usize>, Option<usize>)> {
-    let mut fused: HashMap<(ChunkId, Version), (f64, Option<usize>, Option<usize>)> =
-        HashMap::new();
-    for (rank, key) in lexical.iter().enumerate() {
-        let entry = fused.entry(*key).or_default();
-        entry.0 += 1.0 / (f64::from(rrf_k) + (rank + 1) as f64);
-        entry.1.get_or_insert(rank + 1);
+/// A chunk appearance: (chunk id, valid_from).
+type Key = (ChunkId, Version);
+
+/// One fused result.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Fused {
+    pub key: Key,
+    pub score: f64,
+    /// 1-based ranks in each retriever's list.
+    pub lexical_rank: Option<usize>,
+    pub dense_rank: Option<usize>,
+}
+
+/// Reciprocal rank fusion: each list adds 1 / (rrf_k + rank) for every chunk in it. Best
+/// first; ties are broken by chunk id so the order is deterministic.
+pub(crate) fn reciprocal_rank_fusion(lexical: &[Key], dense: &[Key], rrf_k: u32) -> Vec<Fused> {
+    let mut fused: HashMap<Key, Fused> = HashMap::new();
+    let mut add = |key: Key, rank: usize, lexical: bool| {
+        let entry = fused.entry(key).or_insert(Fused {
+            key,
+            score: 0.0,
+            lexical_rank: None,
+            dense_rank: None,
+        });
+        entry.score += 1.0 / (f64::from(rrf_k) + rank as f64);
+        let slot = if lexical {
+            &mut entry.lexical_rank
+        } else {
+            &mut entry.dense_rank
+        };
+        slot.get_or_insert(rank);
+    };
+    for (index, key) in lexical.iter().enumerate() {
+        add(*key, index + 1, true);
     }
-    for (rank, key) in dense.iter().enumerate() {
-        let entry = fused.entry(*key).or_default();
-        entry.0 += 1.0 / (f64::from(rrf_k) + (rank + 1) as f64);
-        entry.2.get_or_insert(rank + 1);
+    for (index, key) in dense.iter().enumerate() {
+        add(*key, index + 1, false);
     }
-    let mut ranked: Vec<_> = fused
-        .into_iter()
-        .map(|(key, (score, l, d))| (key, score, l, d))
-        .collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.0.cmp(&b.0.0)));
+    let mut ranked: Vec<Fused> = fused.into_values().collect();
+    ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.key.0.cmp(&b.key.0)));
     ranked
 }
 
 impl Store {
     pub fn search(&self, request: &SearchRequest<'_>) -> Result<Vec<SearchHit>> {
         let candidates = request.candidates.max(request.k);
-        let lexical: Vec<(ChunkId, Version)> = if request.mode == SearchMode::Dense {
+        let lexical: Vec<Key> = if request.mode == SearchMode::Dense {
             Vec::new()
         } else {
             self.lexical()
@@ -73,7 +88,7 @@ impl Store {
                 .map(|hit| (hit.chunk_id, hit.valid_from))
                 .collect()
         };
-        let dense: Vec<(ChunkId, Version)> = match (request.mode, request.vector) {
+        let dense: Vec<Key> = match (request.mode, request.vector) {
             (SearchMode::Lexical, _) | (_, None) => Vec::new(),
             (_, Some(vector)) => self
                 .vectors()
@@ -84,19 +99,19 @@ impl Store {
         };
         let mut ranked = reciprocal_rank_fusion(&lexical, &dense, request.rrf_k);
         ranked.truncate(request.k);
-        let keys: Vec<(ChunkId, Version)> = ranked.iter().map(|(key, ..)| *key).collect();
+        let keys: Vec<Key> = ranked.iter().map(|fused| fused.key).collect();
         let chunks = self.catalog().chunks_by_key(self.pipeline(), &keys)?;
-        let by_key: HashMap<(ChunkId, Version), _> = chunks
+        let by_key: HashMap<Key, _> = chunks
             .into_iter()
             .map(|c| ((c.chunk_id, c.valid_from), c))
             .collect();
         Ok(ranked
             .into_iter()
-            .filter_map(|(key, score, lexical_rank, dense_rank)| {
-                let chunk = by_key.get(&key)?;
+            .filter_map(|fused| {
+                let chunk = by_key.get(&fused.key)?;
                 Some(SearchHit {
                     chunk_id: chunk.chunk_id,
-                    score,
+                    score: fused.score,
                     text: chunk.text.clone(),
                     path: chunk.path.clone(),
                     title: chunk.title.clone(),
@@ -105,8 +120,8 @@ impl Store {
                     char_end: chunk.char_end,
                     valid_from: chunk.valid_from,
                     valid_to: (chunk.valid_to != VERSION_OPEN).then_some(chunk.valid_to),
-                    lexical_rank,
-                    dense_rank,
+                    lexical_rank: fused.lexical_rank,
+                    dense_rank: fused.dense_rank,
                 })
             })
             .collect())
@@ -117,7 +132,7 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn key(byte: u8) -> (ChunkId, Version) {
+    fn key(byte: u8) -> Key {
         (ChunkId::from_bytes([byte; 32]), 1)
     }
 
@@ -127,12 +142,15 @@ mod tests {
         let dense = [key(3), key(4), key(1)];
         let fused = reciprocal_rank_fusion(&lexical, &dense, 60);
         // 1: 1/61 + 1/63, 3: 1/63 + 1/61 — equal; the tie goes to the smaller chunk id.
-        assert_eq!(fused[0].0, key(1));
-        assert_eq!(fused[1].0, key(3));
-        assert!((fused[0].1 - (1.0 / 61.0 + 1.0 / 63.0)).abs() < 1e-12);
-        assert_eq!((fused[0].2, fused[0].3), (Some(1), Some(3)));
+        assert_eq!(fused[0].key, key(1));
+        assert_eq!(fused[1].key, key(3));
+        assert!((fused[0].score - (1.0 / 61.0 + 1.0 / 63.0)).abs() < 1e-12);
+        assert_eq!(
+            (fused[0].lexical_rank, fused[0].dense_rank),
+            (Some(1), Some(3))
+        );
         assert_eq!(fused.len(), 4);
         // 2 (lexical rank 2) and 4 (dense rank 2) tie at 1/62.
-        assert_eq!((fused[2].0, fused[3].0), (key(2), key(4)));
+        assert_eq!((fused[2].key, fused[3].key), (key(2), key(4)));
     }
 }
