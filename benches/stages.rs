@@ -11,15 +11,12 @@ use sluice_transform::{Chunker, normalize};
 
 fn paragraphs(count: usize) -> Vec<String> {
     let words = [
-        "ingest", "version", "lineage", "catalog", "vector", "query", "the", "of", "and",
-        "document", "chunk", "model",
+        "ingest", "version", "lineage", "catalog", "vector", "query", "the", "of", "and", "document", "chunk", "model",
     ];
     (0..count)
         .map(|p| {
             let length = 40 + (p * 37) % 80;
-            let mut text: Vec<&str> = (0..length)
-                .map(|i| words[(i * 5 + p * 3) % words.len()])
-                .collect();
+            let mut text: Vec<&str> = (0..length).map(|i| words[(i * 5 + p * 3) % words.len()]).collect();
             text.push("end.");
             text.join(" ")
         })
@@ -37,26 +34,15 @@ fn extraction(c: &mut Criterion) {
     let markdown: String = paragraphs
         .iter()
         .enumerate()
-        .map(|(i, p)| {
-            if i % 10 == 0 {
-                format!("## Section {i}\n\n{p}\n\n")
-            } else {
-                format!("{p}\n\n")
-            }
-        })
+        .map(|(i, p)| if i % 10 == 0 { format!("## Section {i}\n\n{p}\n\n") } else { format!("{p}\n\n") })
         .collect();
     let html = format!(
         "<!doctype html><html><head><title>Bench</title><style>p{{}}</style></head><body><nav>menu</nav><main>{}</main><footer>f</footer></body></html>",
-        paragraphs
-            .iter()
-            .map(|p| format!("<p>{p}</p>"))
-            .collect::<String>()
+        paragraphs.iter().map(|p| format!("<p>{p}</p>")).collect::<String>()
     );
     let mut group = c.benchmark_group("extract");
-    for (name, bytes, file) in [
-        ("markdown", markdown.as_bytes(), "bench.md"),
-        ("html", html.as_bytes(), "bench.html"),
-    ] {
+    for (name, bytes, file) in [("markdown", markdown.as_bytes(), "bench.md"), ("html", html.as_bytes(), "bench.html")]
+    {
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(name), &bytes, |b, bytes| {
             b.iter(|| sluice_extract::extract(bytes, file).unwrap())
@@ -67,19 +53,12 @@ fn extraction(c: &mut Criterion) {
 
 fn clean_and_chunk(c: &mut Criterion) {
     let files = ensure_model(&models_dir(), DEFAULT_MODEL).expect("model files");
-    let chunker = Chunker::new(
-        &std::fs::read(files.path("tokenizer.json")).unwrap(),
-        200,
-        32,
-    )
-    .unwrap();
+    let chunker = Chunker::new(&std::fs::read(files.path("tokenizer.json")).unwrap(), 200, 32).unwrap();
     let text = paragraphs(200).join("\n\n");
     let document = sluice_extract::extract(text.as_bytes(), "bench.txt").unwrap();
     let mut group = c.benchmark_group("clean_and_chunk");
     group.throughput(Throughput::Bytes(text.len() as u64));
-    group.bench_function("200_paragraphs", |b| {
-        b.iter(|| chunker.chunk(&normalize(document.clone())).unwrap())
-    });
+    group.bench_function("200_paragraphs", |b| b.iter(|| chunker.chunk(&normalize(document.clone())).unwrap()));
     group.finish();
 }
 
@@ -91,9 +70,7 @@ fn embedding(c: &mut Criterion) {
     let mut group = c.benchmark_group("embed");
     group.sample_size(10);
     group.throughput(Throughput::Elements(texts.len() as u64));
-    group.bench_function("32_passages", |b| {
-        b.iter(|| embedder.embed(&texts, 16_384).unwrap())
-    });
+    group.bench_function("32_passages", |b| b.iter(|| embedder.embed(&texts, 16_384).unwrap()));
     group.finish();
 }
 

@@ -7,31 +7,15 @@ use crate::support::{Workspace, extraction_corpus, hit_paths};
 
 /// (file in the corpus, name in the inbox, a phrase only that file contains)
 const DOCUMENTS: &[(&str, &str, &str)] = &[
-    (
-        "pypdf-sample-files/004-pdflatex-4-pages/pdflatex-4-pages.pdf",
-        "four-pages.pdf",
-        "Huardest gefburn Kjift",
-    ),
-    (
-        "pypdf-sample-files/011-google-doc-document/google-doc-document.pdf",
-        "zen.pdf",
-        "Sparse is better than dense",
-    ),
-    (
-        "readability-html/001/source.html",
-        "coverage.html",
-        "Blanket.js JavaScript code coverage library",
-    ),
+    ("pypdf-sample-files/004-pdflatex-4-pages/pdflatex-4-pages.pdf", "four-pages.pdf", "Huardest gefburn Kjift"),
+    ("pypdf-sample-files/011-google-doc-document/google-doc-document.pdf", "zen.pdf", "Sparse is better than dense"),
+    ("readability-html/001/source.html", "coverage.html", "Blanket.js JavaScript code coverage library"),
     (
         "rust-book-markdown/ch00-00-introduction.md",
         "introduction.md",
         "people who crave speed and stability in a language",
     ),
-    (
-        "tika/multi-language.txt",
-        "categories.txt",
-        "pagamento de sucesso",
-    ),
+    ("tika/multi-language.txt", "categories.txt", "pagamento de sucesso"),
 ];
 const BROKEN: &str = "qpdf-malformed/issue-146.pdf";
 
@@ -45,17 +29,12 @@ fn inbox_with_corpus(workspace: &Workspace, corpus: &Path) -> std::path::PathBuf
 }
 
 fn top3_contains(paths: &[String], name: &str) -> bool {
-    paths
-        .iter()
-        .take(3)
-        .any(|path| path.ends_with(&format!("/{name}")))
+    paths.iter().take(3).any(|path| path.ends_with(&format!("/{name}")))
 }
 
 #[test]
 fn every_document_is_found_by_its_own_phrase_via_cli_and_http() {
-    let Some(corpus) =
-        extraction_corpus("every_document_is_found_by_its_own_phrase_via_cli_and_http")
-    else {
+    let Some(corpus) = extraction_corpus("every_document_is_found_by_its_own_phrase_via_cli_and_http") else {
         return;
     };
     let workspace = Workspace::new();
@@ -69,10 +48,7 @@ fn every_document_is_found_by_its_own_phrase_via_cli_and_http() {
 
     for (_, name, phrase) in DOCUMENTS {
         let paths = workspace.search_paths(phrase, &["-k", "3"]);
-        assert!(
-            top3_contains(&paths, name),
-            "CLI search {phrase:?} should find {name}, got {paths:?}"
-        );
+        assert!(top3_contains(&paths, name), "CLI search {phrase:?} should find {name}, got {paths:?}");
     }
 
     // The broken file is in quarantine with its stage and reason; the others were indexed.
@@ -80,10 +56,7 @@ fn every_document_is_found_by_its_own_phrase_via_cli_and_http() {
     let quarantine = catalog.quarantine("default").unwrap();
     assert_eq!(quarantine.len(), 1, "{quarantine:?}");
     assert!(quarantine[0].path.ends_with("/broken.pdf"));
-    assert_eq!(
-        (quarantine[0].stage.as_str(), quarantine[0].reason.as_str()),
-        ("extract", "parse_error")
-    );
+    assert_eq!((quarantine[0].stage.as_str(), quarantine[0].reason.as_str()), ("extract", "parse_error"));
     assert!(!quarantine[0].detail.is_empty());
     drop(catalog);
 
@@ -95,20 +68,9 @@ fn every_document_is_found_by_its_own_phrase_via_cli_and_http() {
     for (_, name, phrase) in DOCUMENTS {
         let response = daemon.search(phrase, "&k=3");
         let paths = hit_paths(&response);
-        assert!(
-            top3_contains(&paths, name),
-            "HTTP search {phrase:?} should find {name}, got {paths:?}"
-        );
+        assert!(top3_contains(&paths, name), "HTTP search {phrase:?} should find {name}, got {paths:?}");
         let hit = &response["hits"][0];
-        for field in [
-            "chunk_id",
-            "score",
-            "text",
-            "path",
-            "char_start",
-            "char_end",
-            "valid_from",
-        ] {
+        for field in ["chunk_id", "score", "text", "path", "char_start", "char_end", "valid_from"] {
             assert!(!hit[field].is_null(), "hit lacks {field}: {hit}");
         }
     }
@@ -130,24 +92,10 @@ fn pdf_hits_carry_their_page() {
     let inbox = workspace.folder("inbox");
     std::fs::copy(corpus.join(DOCUMENTS[0].0), inbox.join("four-pages.pdf")).unwrap();
     workspace.ingest(&inbox, None);
-    let response = workspace.json(&[
-        "search",
-        "Huardest gefburn",
-        "--mode",
-        "lexical",
-        "-k",
-        "20",
-    ]);
-    let pages: std::collections::BTreeSet<u64> = response["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|hit| hit["page"].as_u64())
-        .collect();
-    assert!(
-        pages.len() >= 3 && pages.iter().all(|p| (1..=4).contains(p)),
-        "pages {pages:?}"
-    );
+    let response = workspace.json(&["search", "Huardest gefburn", "--mode", "lexical", "-k", "20"]);
+    let pages: std::collections::BTreeSet<u64> =
+        response["hits"].as_array().unwrap().iter().filter_map(|hit| hit["page"].as_u64()).collect();
+    assert!(pages.len() >= 3 && pages.iter().all(|p| (1..=4).contains(p)), "pages {pages:?}");
     for hit in response["hits"].as_array().unwrap() {
         assert!(hit["char_start"].as_u64() < hit["char_end"].as_u64());
     }

@@ -7,10 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
 }
 
 /// `../shared/corpora/extraction`, or `None` (after saying so) when this machine lacks it.
@@ -19,18 +16,13 @@ pub fn extraction_corpus(test: &str) -> Option<PathBuf> {
     if path.is_dir() {
         Some(path)
     } else {
-        eprintln!(
-            "SKIPPED {test}: {} is absent (the shared corpora are not on this machine)",
-            path.display()
-        );
+        eprintln!("SKIPPED {test}: {} is absent (the shared corpora are not on this machine)", path.display());
         None
     }
 }
 
 pub fn models_dir() -> PathBuf {
-    std::env::var_os("SLUICE_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("models"))
+    std::env::var_os("SLUICE_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("models"))
 }
 
 /// A scratch workspace: a data directory and room for source folders and pipeline files.
@@ -40,9 +32,7 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
+        Self { dir: tempfile::tempdir().expect("temp dir") }
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -64,10 +54,7 @@ impl Workspace {
     pub fn pipeline(&self, name: &str, sources: &[&Path], extra: &str) -> PathBuf {
         let mut text = format!("version = 1\nname = \"{name}\"\n");
         for source in sources {
-            text.push_str(&format!(
-                "\n[[source]]\npath = {:?}\n",
-                source.display().to_string()
-            ));
+            text.push_str(&format!("\n[[source]]\npath = {:?}\n", source.display().to_string()));
         }
         text.push_str("\n[watch]\ndebounce_ms = 200\n\n[server]\nlisten = \"127.0.0.1:0\"\n");
         text.push_str(extra);
@@ -107,10 +94,7 @@ impl Workspace {
         args.push("--json");
         let output = self.run(&args);
         serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
-            panic!(
-                "sluice {args:?} printed no JSON ({err}):\n{}",
-                String::from_utf8_lossy(&output.stdout)
-            )
+            panic!("sluice {args:?} printed no JSON ({err}):\n{}", String::from_utf8_lossy(&output.stdout))
         })
     }
 
@@ -133,10 +117,7 @@ impl Workspace {
         // The log goes to a file: a pipe nobody reads would block the daemon once full.
         let log = self.path(&format!(
             "daemon-{}.log",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
         ));
         let child = self
             .command(&["run", "--pipeline", pipeline.to_str().unwrap()])
@@ -145,22 +126,16 @@ impl Workspace {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("daemon starts");
-        let mut daemon = Daemon {
-            child,
-            address: String::new(),
-            log,
-        };
+        let mut daemon = Daemon { child, address: String::new(), log };
         let info_path = self.data().join("daemon.json");
         let address = wait_for(Duration::from_secs(120), || {
             if let Ok(Some(status)) = daemon.child.try_wait() {
                 panic!("daemon exited early with {status}: {}", daemon.stderr());
             }
-            let info: Value =
-                serde_json::from_str(&std::fs::read_to_string(&info_path).ok()?).ok()?;
+            let info: Value = serde_json::from_str(&std::fs::read_to_string(&info_path).ok()?).ok()?;
             Some(info["listen"].as_str()?.to_owned())
         });
-        daemon.address = address
-            .unwrap_or_else(|| panic!("daemon did not start listening: {}", daemon.stderr()));
+        daemon.address = address.unwrap_or_else(|| panic!("daemon did not start listening: {}", daemon.stderr()));
         daemon
     }
 }
@@ -168,22 +143,14 @@ impl Workspace {
 pub fn hit_paths(response: &Value) -> Vec<String> {
     response["hits"]
         .as_array()
-        .map(|hits| {
-            hits.iter()
-                .map(|hit| hit["path"].as_str().unwrap().to_owned())
-                .collect()
-        })
+        .map(|hits| hits.iter().map(|hit| hit["path"].as_str().unwrap().to_owned()).collect())
         .unwrap_or_default()
 }
 
 pub fn hit_ids(response: &Value) -> Vec<String> {
     response["hits"]
         .as_array()
-        .map(|hits| {
-            hits.iter()
-                .map(|hit| hit["chunk_id"].as_str().unwrap().to_owned())
-                .collect()
-        })
+        .map(|hits| hits.iter().map(|hit| hit["chunk_id"].as_str().unwrap().to_owned()).collect())
         .unwrap_or_default()
 }
 
@@ -227,10 +194,7 @@ impl Daemon {
     }
 
     pub fn search(&self, query: &str, extra: &str) -> Value {
-        let query: String = query
-            .chars()
-            .map(|c| if c == ' ' { '+' } else { c })
-            .collect();
+        let query: String = query.chars().map(|c| if c == ' ' { '+' } else { c }).collect();
         self.get_json(&format!("/v1/search?q={query}{extra}"))
     }
 
@@ -250,20 +214,11 @@ impl Daemon {
     /// SIGTERM, then waits for a clean exit.
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill runs");
+        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
         assert!(status.success());
-        let exit = wait_for(Duration::from_secs(60), || {
-            self.child.try_wait().ok().flatten()
-        })
-        .unwrap_or_else(|| panic!("daemon did not stop on SIGTERM"));
-        assert!(
-            exit.success(),
-            "daemon exited with {exit}: {}",
-            self.stderr()
-        );
+        let exit = wait_for(Duration::from_secs(60), || self.child.try_wait().ok().flatten())
+            .unwrap_or_else(|| panic!("daemon did not stop on SIGTERM"));
+        assert!(exit.success(), "daemon exited with {exit}: {}", self.stderr());
     }
 
     /// The daemon's log so far.

@@ -18,36 +18,16 @@ fn modify_and_delete_make_versions_that_time_travel_can_see() {
     let inbox = workspace.folder("inbox");
     let alpha = inbox.join("alpha.txt");
     let beta = inbox.join("beta.md");
-    std::fs::write(
-        &alpha,
-        "The quartermaster counted seventeen barrels of pickled herring in the hold.\n",
-    )
-    .unwrap();
-    std::fs::write(
-        &beta,
-        "# Beta\n\nA lighthouse keeper logged the passing zeppelin at dawn.\n",
-    )
-    .unwrap();
+    std::fs::write(&alpha, "The quartermaster counted seventeen barrels of pickled herring in the hold.\n").unwrap();
+    std::fs::write(&beta, "# Beta\n\nA lighthouse keeper logged the passing zeppelin at dawn.\n").unwrap();
 
     let first = workspace.ingest(&inbox, None);
-    assert_eq!(
-        (first["version"].as_i64(), first["indexed"].as_u64()),
-        (Some(1), Some(2)),
-        "{first}"
-    );
+    assert_eq!((first["version"].as_i64(), first["indexed"].as_u64()), (Some(1), Some(2)), "{first}");
 
-    std::fs::write(
-        &alpha,
-        "The quartermaster now counts crates of dried apricots instead.\n",
-    )
-    .unwrap();
+    std::fs::write(&alpha, "The quartermaster now counts crates of dried apricots instead.\n").unwrap();
     let second = workspace.ingest(&inbox, None);
     assert_eq!(
-        (
-            second["version"].as_i64(),
-            second["changed"].as_u64(),
-            second["unchanged"].as_u64()
-        ),
+        (second["version"].as_i64(), second["changed"].as_u64(), second["unchanged"].as_u64()),
         (Some(2), Some(1), Some(1)),
         "{second}"
     );
@@ -55,42 +35,19 @@ fn modify_and_delete_make_versions_that_time_travel_can_see() {
 
     // Live sees the new text only; version 1 still has the old one.
     assert!(lexical_paths(&workspace, "pickled herring", None).is_empty());
-    assert!(
-        lexical_paths(&workspace, "pickled herring", Some(1))
-            .iter()
-            .any(|p| p.ends_with("/alpha.txt"))
-    );
-    assert!(
-        lexical_paths(&workspace, "dried apricots", None)
-            .iter()
-            .any(|p| p.ends_with("/alpha.txt"))
-    );
+    assert!(lexical_paths(&workspace, "pickled herring", Some(1)).iter().any(|p| p.ends_with("/alpha.txt")));
+    assert!(lexical_paths(&workspace, "dried apricots", None).iter().any(|p| p.ends_with("/alpha.txt")));
     assert!(lexical_paths(&workspace, "dried apricots", Some(1)).is_empty());
 
     std::fs::remove_file(&beta).unwrap();
     let third = workspace.ingest(&inbox, None);
-    assert_eq!(
-        (third["version"].as_i64(), third["deleted"].as_u64()),
-        (Some(3), Some(1)),
-        "{third}"
-    );
+    assert_eq!((third["version"].as_i64(), third["deleted"].as_u64()), (Some(3), Some(1)), "{third}");
     assert!(lexical_paths(&workspace, "passing zeppelin", None).is_empty());
-    assert!(
-        lexical_paths(&workspace, "passing zeppelin", Some(2))
-            .iter()
-            .any(|p| p.ends_with("/beta.md"))
-    );
+    assert!(lexical_paths(&workspace, "passing zeppelin", Some(2)).iter().any(|p| p.ends_with("/beta.md")));
 
     // Dense search follows the same versions as lexical search.
     let dense = |version: &str| {
-        hit_paths(&workspace.json(&[
-            "search",
-            "lighthouse keeper zeppelin",
-            "--mode",
-            "dense",
-            "--version",
-            version,
-        ]))
+        hit_paths(&workspace.json(&["search", "lighthouse keeper zeppelin", "--mode", "dense", "--version", version]))
     };
     assert!(dense("2").iter().any(|p| p.ends_with("/beta.md")));
     assert!(!dense("3").iter().any(|p| p.ends_with("/beta.md")));
@@ -100,35 +57,17 @@ fn modify_and_delete_make_versions_that_time_travel_can_see() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| {
-            (
-                v["state"].as_str().unwrap(),
-                v["aliases"].as_array().unwrap().iter().any(|a| a == "live"),
-            )
-        })
+        .map(|v| (v["state"].as_str().unwrap(), v["aliases"].as_array().unwrap().iter().any(|a| a == "live")))
         .collect();
-    assert_eq!(
-        states,
-        [
-            ("committed", false),
-            ("committed", false),
-            ("committed", true)
-        ]
-    );
+    assert_eq!(states, [("committed", false), ("committed", false), ("committed", true)]);
 
     // The catalog, Qdrant and Tantivy return the same chunk ids at every version.
     let store = sluice_store::Store::open(&workspace.data(), "default", 384).unwrap();
     for version in 1..=3 {
         let [catalog, qdrant, tantivy] = store.chunk_ids_visible_at(version).unwrap();
         assert!(!catalog.is_empty());
-        assert_eq!(
-            catalog, qdrant,
-            "catalog and Qdrant differ at version {version}"
-        );
-        assert_eq!(
-            catalog, tantivy,
-            "catalog and Tantivy differ at version {version}"
-        );
+        assert_eq!(catalog, qdrant, "catalog and Qdrant differ at version {version}");
+        assert_eq!(catalog, tantivy, "catalog and Tantivy differ at version {version}");
     }
     let [at_one, ..] = store.chunk_ids_visible_at(1).unwrap();
     let [at_three, ..] = store.chunk_ids_visible_at(3).unwrap();
@@ -142,11 +81,7 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
 
     let workspace = Workspace::new();
     let inbox = workspace.folder("inbox");
-    std::fs::write(
-        inbox.join("kept.txt"),
-        "Marmalade recipes from the old abbey kitchen.\n",
-    )
-    .unwrap();
+    std::fs::write(inbox.join("kept.txt"), "Marmalade recipes from the old abbey kitchen.\n").unwrap();
     workspace.ingest(&inbox, None);
 
     // Write half a version by hand and "crash" (forget the writer without committing or rolling back).
@@ -196,11 +131,7 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
         let [during, ..] = store.chunk_ids_visible_at(live).unwrap();
         assert_eq!(before, during);
         assert!(
-            store
-                .lexical()
-                .search("submarine orchestra", pending, 10)
-                .unwrap()
-                .is_empty(),
+            store.lexical().search("submarine orchestra", pending, 10).unwrap().is_empty(),
             "not committed to Tantivy yet"
         );
     }
@@ -208,26 +139,15 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
     // The next start rolls it back everywhere; its number is not reused.
     let store = Store::open(&workspace.data(), "default", 384).unwrap();
     let versions = store.catalog().versions("default").unwrap();
-    assert_eq!(
-        versions.last().unwrap().state,
-        sluice_store::VersionState::Aborted
-    );
+    assert_eq!(versions.last().unwrap().state, sluice_store::VersionState::Aborted);
     assert_eq!(store.catalog().next_version("default").unwrap(), 3);
     assert!(
         store.vectors().chunk_ids_visible_at(2).unwrap().len()
-            == store
-                .catalog()
-                .chunks_visible_at("default", 1)
-                .unwrap()
-                .len()
+            == store.catalog().chunks_visible_at("default", 1).unwrap().len()
     );
     let [catalog, qdrant, tantivy] = store.chunk_ids_visible_at(1).unwrap();
     assert_eq!((&catalog, &catalog), (&qdrant, &tantivy));
-    assert_eq!(
-        store.vectors().point_count().unwrap(),
-        catalog.len(),
-        "the pending point was deleted"
-    );
+    assert_eq!(store.vectors().point_count().unwrap(), catalog.len(), "the pending point was deleted");
     drop(store);
     let paths = hit_paths(&workspace.json(&["search", "submarine orchestra", "--mode", "lexical"]));
     assert!(paths.is_empty(), "{paths:?}");

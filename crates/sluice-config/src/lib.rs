@@ -10,9 +10,7 @@ mod plan;
 mod reader;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use plan::{
-    ChunkPlan, EmbedPlan, LimitsPlan, PipelinePlan, SearchPlan, ServerPlan, SourcePlan, WatchPlan,
-};
+pub use plan::{ChunkPlan, EmbedPlan, LimitsPlan, PipelinePlan, SearchPlan, ServerPlan, SourcePlan, WatchPlan};
 
 /// The default pipeline, compiled in so that `sluice ingest` works without a pipeline file.
 pub const DEFAULT_PIPELINE_TOML: &str = include_str!("../../../pipelines/default.toml");
@@ -27,12 +25,7 @@ pub fn parse_pipeline(file: &str, source: &str) -> Result<PipelinePlan, ConfigEr
 pub fn load_pipeline(path: &std::path::Path) -> Result<PipelinePlan, ConfigErrors> {
     let file = path.display().to_string();
     let source = std::fs::read_to_string(path).map_err(|err| {
-        ConfigErrors(vec![ConfigError {
-            file: file.clone(),
-            line: 0,
-            col: 0,
-            message: format!("cannot read: {err}"),
-        }])
+        ConfigErrors(vec![ConfigError { file: file.clone(), line: 0, col: 0, message: format!("cannot read: {err}") }])
     })?;
     parse_pipeline(&file, &source)
 }

@@ -81,21 +81,14 @@ pub(crate) fn build(file: &str, source: &str) -> Result<PipelinePlan, ConfigErro
         Ok(document) => document,
         Err(err) => {
             let mut diag = Diagnostics::new(file, source);
-            diag.error(
-                err.span(),
-                format!("invalid TOML: {}", err.message().trim()),
-            );
+            diag.error(err.span(), format!("invalid TOML: {}", err.message().trim()));
             return Err(ConfigErrors(diag.into_sorted()));
         }
     };
     let mut diag = Diagnostics::new(file, source);
     let plan = read_plan(&mut diag, Section::new(document.as_table(), "", Some(0..0)));
     let errors = diag.into_sorted();
-    if errors.is_empty() {
-        Ok(plan)
-    } else {
-        Err(ConfigErrors(errors))
-    }
+    if errors.is_empty() { Ok(plan) } else { Err(ConfigErrors(errors)) }
 }
 
 fn read_plan(diag: &mut Diagnostics<'_>, mut root: Section<'_>) -> PipelinePlan {
@@ -116,39 +109,31 @@ fn read_plan(diag: &mut Diagnostics<'_>, mut root: Section<'_>) -> PipelinePlan 
 
 fn read_format_version(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) {
     if !root.contains("version") {
-        diag.error(
-            Some(0..0),
-            format!("missing `version = {FORMAT_VERSION}` (the pipeline file format version)"),
-        );
+        diag.error(Some(0..0), format!("missing `version = {FORMAT_VERSION}` (the pipeline file format version)"));
         return;
     }
     let version = root.integer(diag, "version", FORMAT_VERSION, i64::MIN, i64::MAX);
     if version != FORMAT_VERSION {
         let span = root.value_span("version");
-        diag.error(span, format!("unsupported pipeline format version {version}; this build reads version {FORMAT_VERSION}"));
+        diag.error(
+            span,
+            format!("unsupported pipeline format version {version}; this build reads version {FORMAT_VERSION}"),
+        );
     }
 }
 
 fn read_name(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> String {
     let Some((name, span)) = root.string(diag, "name") else {
         if !root.contains("name") {
-            diag.error(
-                Some(0..0),
-                "missing `name`, the pipeline's name (e.g. name = \"default\")",
-            );
+            diag.error(Some(0..0), "missing `name`, the pipeline's name (e.g. name = \"default\")");
         }
         return String::new();
     };
     let valid = !name.is_empty()
         && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !valid {
-        diag.error(
-            span,
-            format!("`name` must be 1-64 characters of a-z, 0-9, '-' or '_', got {name:?}"),
-        );
+        diag.error(span, format!("`name` must be 1-64 characters of a-z, 0-9, '-' or '_', got {name:?}"));
     }
     name
 }
@@ -157,12 +142,8 @@ fn read_sources(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> Vec<Sourc
     let mut sources = Vec::new();
     for mut section in root.tables(diag, "source") {
         match section.string(diag, "path") {
-            Some((path, span)) if path.trim().is_empty() => {
-                diag.error(span, "`path` of a source must not be empty")
-            }
-            Some((path, _)) => sources.push(SourcePlan {
-                path: PathBuf::from(path),
-            }),
+            Some((path, span)) if path.trim().is_empty() => diag.error(span, "`path` of a source must not be empty"),
+            Some((path, _)) => sources.push(SourcePlan { path: PathBuf::from(path) }),
             None if !section.contains("path") => {
                 diag.error(section.span.clone(), "a [[source]] needs a `path`");
             }
@@ -176,14 +157,7 @@ fn read_sources(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> Vec<Sourc
 fn read_watch(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> WatchPlan {
     let mut watch = root.table(diag, "watch");
     let plan = WatchPlan {
-        debounce: Duration::from_millis(opt_integer(
-            diag,
-            &mut watch,
-            "debounce_ms",
-            500,
-            0,
-            600_000,
-        ) as u64),
+        debounce: Duration::from_millis(opt_integer(diag, &mut watch, "debounce_ms", 500, 0, 600_000) as u64),
         reconcile_interval: Duration::from_secs(opt_integer(
             diag,
             &mut watch,
@@ -199,10 +173,8 @@ fn read_watch(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> WatchPlan {
 
 fn read_limits(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> LimitsPlan {
     let mut limits = root.table(diag, "limits");
-    let plan = LimitsPlan {
-        max_file_bytes: opt_integer(diag, &mut limits, "max_file_bytes", 256 << 20, 1, i64::MAX)
-            as u64,
-    };
+    let plan =
+        LimitsPlan { max_file_bytes: opt_integer(diag, &mut limits, "max_file_bytes", 256 << 20, 1, i64::MAX) as u64 };
     finish(diag, limits);
     plan
 }
@@ -213,13 +185,13 @@ fn read_chunk(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> ChunkPlan {
     let overlap_tokens = opt_integer(diag, &mut chunk, "overlap_tokens", 32, 0, 8192) as usize;
     if overlap_tokens >= max_tokens {
         let span = chunk.as_ref().and_then(|c| c.value_span("overlap_tokens"));
-        diag.error(span, format!("`chunk.overlap_tokens` ({overlap_tokens}) must be smaller than `chunk.max_tokens` ({max_tokens})"));
+        diag.error(
+            span,
+            format!("`chunk.overlap_tokens` ({overlap_tokens}) must be smaller than `chunk.max_tokens` ({max_tokens})"),
+        );
     }
     finish(diag, chunk);
-    ChunkPlan {
-        max_tokens,
-        overlap_tokens,
-    }
+    ChunkPlan { max_tokens, overlap_tokens }
 }
 
 fn read_embed(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> EmbedPlan {
@@ -227,14 +199,9 @@ fn read_embed(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> EmbedPlan {
     let model = match embed.as_mut().and_then(|e| e.string(diag, "model")) {
         Some((model, span)) => {
             let valid = !model.is_empty()
-                && model
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+                && model.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
             if !valid {
-                diag.error(
-                    span,
-                    format!("`embed.model` must name a folder under models/, got {model:?}"),
-                );
+                diag.error(span, format!("`embed.model` must name a folder under models/, got {model:?}"));
             }
             model
         }
@@ -242,10 +209,7 @@ fn read_embed(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> EmbedPlan {
     };
     let batch_tokens = opt_integer(diag, &mut embed, "batch_tokens", 16_384, 256, 1 << 22) as usize;
     finish(diag, embed);
-    EmbedPlan {
-        model,
-        batch_tokens,
-    }
+    EmbedPlan { model, batch_tokens }
 }
 
 fn read_search(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> SearchPlan {
@@ -264,10 +228,7 @@ fn read_server(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> ServerPlan
     let default: SocketAddr = ([127, 0, 0, 1], 7878).into();
     let listen = match server.as_mut().and_then(|s| s.string(diag, "listen")) {
         Some((text, span)) => text.parse().unwrap_or_else(|_| {
-            diag.error(
-                span,
-                format!("`server.listen` must be an address like \"127.0.0.1:7878\", got {text:?}"),
-            );
+            diag.error(span, format!("`server.listen` must be an address like \"127.0.0.1:7878\", got {text:?}"));
             default
         }),
         None => default,

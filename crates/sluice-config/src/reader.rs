@@ -17,26 +17,13 @@ pub(crate) struct Diagnostics<'s> {
 
 impl<'s> Diagnostics<'s> {
     pub(crate) fn new(file: &'s str, source: &'s str) -> Self {
-        Self {
-            file,
-            source,
-            errors: Vec::new(),
-        }
+        Self { file, source, errors: Vec::new() }
     }
 
     pub(crate) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let offset = span.map(|span| span.start).unwrap_or(0);
-        let (line, col) = if self.source.is_empty() {
-            (0, 0)
-        } else {
-            line_col(self.source, offset)
-        };
-        let error = ConfigError {
-            file: self.file.to_owned(),
-            line,
-            col,
-            message: message.into(),
-        };
+        let (line, col) = if self.source.is_empty() { (0, 0) } else { line_col(self.source, offset) };
+        let error = ConfigError { file: self.file.to_owned(), line, col, message: message.into() };
         self.errors.push((offset, error));
     }
 
@@ -66,25 +53,12 @@ pub(crate) struct Section<'d> {
 }
 
 impl<'d> Section<'d> {
-    pub(crate) fn new(
-        table: &'d dyn TableLike,
-        name: impl Into<String>,
-        span: Option<Range<usize>>,
-    ) -> Self {
-        Self {
-            table,
-            name: name.into(),
-            span,
-            known: BTreeSet::new(),
-        }
+    pub(crate) fn new(table: &'d dyn TableLike, name: impl Into<String>, span: Option<Range<usize>>) -> Self {
+        Self { table, name: name.into(), span, known: BTreeSet::new() }
     }
 
     fn qualified(&self, key: &str) -> String {
-        if self.name.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.name)
-        }
+        if self.name.is_empty() { key.to_owned() } else { format!("{}.{key}", self.name) }
     }
 
     fn lookup(&mut self, key: &'static str) -> Option<(Option<Range<usize>>, &'d Item)> {
@@ -108,24 +82,11 @@ impl<'d> Section<'d> {
         match item.as_integer() {
             Some(value) if (min..=max).contains(&value) => value,
             Some(value) => {
-                diag.error(
-                    span,
-                    format!(
-                        "`{}` must be between {min} and {max}, got {value}",
-                        self.qualified(key)
-                    ),
-                );
+                diag.error(span, format!("`{}` must be between {min} and {max}, got {value}", self.qualified(key)));
                 default
             }
             None => {
-                diag.error(
-                    span,
-                    format!(
-                        "`{}` must be an integer, got {}",
-                        self.qualified(key),
-                        item.type_name()
-                    ),
-                );
+                diag.error(span, format!("`{}` must be an integer, got {}", self.qualified(key), item.type_name()));
                 default
             }
         }
@@ -141,52 +102,26 @@ impl<'d> Section<'d> {
         match item.as_str() {
             Some(value) => Some((value.to_owned(), span)),
             None => {
-                diag.error(
-                    span,
-                    format!(
-                        "`{}` must be a string, got {}",
-                        self.qualified(key),
-                        item.type_name()
-                    ),
-                );
+                diag.error(span, format!("`{}` must be a string, got {}", self.qualified(key), item.type_name()));
                 None
             }
         }
     }
 
     /// A sub-table (`[name]` or an inline table); `None` when absent or of the wrong type.
-    pub(crate) fn table(
-        &mut self,
-        diag: &mut Diagnostics<'_>,
-        key: &'static str,
-    ) -> Option<Section<'d>> {
+    pub(crate) fn table(&mut self, diag: &mut Diagnostics<'_>, key: &'static str) -> Option<Section<'d>> {
         let (span, item) = self.lookup(key)?;
         match item.as_table_like() {
-            Some(table) => Some(Section::new(
-                table,
-                self.qualified(key),
-                span.or_else(|| self.key_span(key)),
-            )),
+            Some(table) => Some(Section::new(table, self.qualified(key), span.or_else(|| self.key_span(key)))),
             None => {
-                diag.error(
-                    span,
-                    format!(
-                        "`{}` must be a table, got {}",
-                        self.qualified(key),
-                        item.type_name()
-                    ),
-                );
+                diag.error(span, format!("`{}` must be a table, got {}", self.qualified(key), item.type_name()));
                 None
             }
         }
     }
 
     /// An array of tables (`[[name]]` or an array of inline tables).
-    pub(crate) fn tables(
-        &mut self,
-        diag: &mut Diagnostics<'_>,
-        key: &'static str,
-    ) -> Vec<Section<'d>> {
+    pub(crate) fn tables(&mut self, diag: &mut Diagnostics<'_>, key: &'static str) -> Vec<Section<'d>> {
         let Some((span, item)) = self.lookup(key) else {
             return Vec::new();
         };
@@ -202,29 +137,14 @@ impl<'d> Section<'d> {
             let mut sections = Vec::new();
             for (i, value) in array.iter().enumerate() {
                 match value.as_inline_table() {
-                    Some(table) => sections.push(Section::new(
-                        table,
-                        format!("{qualified}[{i}]"),
-                        value.span(),
-                    )),
-                    None => diag.error(
-                        value.span(),
-                        format!(
-                            "`{qualified}[{i}]` must be a table, got {}",
-                            value.type_name()
-                        ),
-                    ),
+                    Some(table) => sections.push(Section::new(table, format!("{qualified}[{i}]"), value.span())),
+                    None => diag
+                        .error(value.span(), format!("`{qualified}[{i}]` must be a table, got {}", value.type_name())),
                 }
             }
             return sections;
         }
-        diag.error(
-            span,
-            format!(
-                "`{qualified}` must be an array of tables, got {}",
-                item.type_name()
-            ),
-        );
+        diag.error(span, format!("`{qualified}` must be an array of tables, got {}", item.type_name()));
         Vec::new()
     }
 
@@ -237,9 +157,7 @@ impl<'d> Section<'d> {
     }
 
     fn key_span(&self, key: &str) -> Option<Range<usize>> {
-        self.table
-            .get_key_value(key)
-            .and_then(|(key, _)| key.span())
+        self.table.get_key_value(key).and_then(|(key, _)| key.span())
     }
 
     /// Reports every key that no getter asked for.
@@ -249,11 +167,7 @@ impl<'d> Section<'d> {
                 let known: Vec<&str> = self.known.iter().copied().collect();
                 diag.error(
                     self.key_span(key),
-                    format!(
-                        "unknown key `{}` (expected one of: {})",
-                        self.qualified(key),
-                        known.join(", ")
-                    ),
+                    format!("unknown key `{}` (expected one of: {})", self.qualified(key), known.join(", ")),
                 );
             }
         }

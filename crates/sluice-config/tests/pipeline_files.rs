@@ -52,11 +52,7 @@ fn invalid_fixtures_report_every_error_with_its_location() {
             Ok(_) => panic!("{name} should be rejected"),
             Err(errors) => errors,
         };
-        assert_eq!(
-            errors.to_string().trim_end(),
-            expected.trim_end(),
-            "errors of {name}"
-        );
+        assert_eq!(errors.to_string().trim_end(), expected.trim_end(), "errors of {name}");
     }
 }
 
@@ -67,8 +63,7 @@ fn the_compiled_in_default_matches_the_documented_defaults() {
     assert_eq!(plan.sources.len(), 1);
     assert_eq!(plan.sources[0].path, PathBuf::from("inbox"));
     // A file that only sets the required keys gets the same settings.
-    let minimal =
-        sluice_config::parse_pipeline("m.toml", "version = 1\nname = \"default\"\n").unwrap();
+    let minimal = sluice_config::parse_pipeline("m.toml", "version = 1\nname = \"default\"\n").unwrap();
     assert_eq!(minimal.chunk, plan.chunk);
     assert_eq!(minimal.embed, plan.embed);
     assert_eq!(minimal.search, plan.search);

@@ -93,14 +93,7 @@ fn digest(domain: &str, parts: &[&[u8]]) -> [u8; 32] {
 
 impl DocumentId {
     pub fn new(pipeline: &str, source_root: &str, relative_path: &str) -> Self {
-        Self(digest(
-            "sluice document id v1",
-            &[
-                pipeline.as_bytes(),
-                source_root.as_bytes(),
-                relative_path.as_bytes(),
-            ],
-        ))
+        Self(digest("sluice document id v1", &[pipeline.as_bytes(), source_root.as_bytes(), relative_path.as_bytes()]))
     }
 }
 
@@ -117,20 +110,10 @@ impl TextHash {
 }
 
 impl ChunkId {
-    pub fn new(
-        document: DocumentId,
-        version: ContentHash,
-        chunking: crate::Fingerprint,
-        ordinal: u32,
-    ) -> Self {
+    pub fn new(document: DocumentId, version: ContentHash, chunking: crate::Fingerprint, ordinal: u32) -> Self {
         Self(digest(
             "sluice chunk id v1",
-            &[
-                document.as_bytes(),
-                version.as_bytes(),
-                chunking.as_bytes(),
-                &ordinal.to_le_bytes(),
-            ],
+            &[document.as_bytes(), version.as_bytes(), chunking.as_bytes(), &ordinal.to_le_bytes()],
         ))
     }
 }
@@ -150,10 +133,7 @@ pub struct PointKey {
 impl PointKey {
     /// The Qdrant point id: a UUID made of the first 16 bytes of a digest of the key.
     pub fn uuid(&self) -> uuid::Uuid {
-        let bytes = digest(
-            "sluice point id v1",
-            &[self.chunk.as_bytes(), &self.valid_from.to_le_bytes()],
-        );
+        let bytes = digest("sluice point id v1", &[self.chunk.as_bytes(), &self.valid_from.to_le_bytes()]);
         let mut first = [0u8; 16];
         first.copy_from_slice(&bytes[..16]);
         uuid::Uuid::from_bytes(first)
@@ -180,22 +160,9 @@ mod tests {
     #[test]
     fn each_appearance_of_a_chunk_gets_its_own_point() {
         let chunk = ChunkId::from_bytes([7; 32]);
-        let first = PointKey {
-            chunk,
-            valid_from: 1,
-        };
-        let again = PointKey {
-            chunk,
-            valid_from: 3,
-        };
+        let first = PointKey { chunk, valid_from: 1 };
+        let again = PointKey { chunk, valid_from: 3 };
         assert_ne!(first.uuid(), again.uuid());
-        assert_eq!(
-            first.uuid(),
-            PointKey {
-                chunk,
-                valid_from: 1
-            }
-            .uuid()
-        );
+        assert_eq!(first.uuid(), PointKey { chunk, valid_from: 1 }.uuid());
     }
 }

@@ -20,15 +20,8 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 7] = [
-        Stage::Read,
-        Stage::Extract,
-        Stage::Clean,
-        Stage::Dedup,
-        Stage::Chunk,
-        Stage::Embed,
-        Stage::Write,
-    ];
+    pub const ALL: [Stage; 7] =
+        [Stage::Read, Stage::Extract, Stage::Clean, Stage::Dedup, Stage::Chunk, Stage::Embed, Stage::Write];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -65,20 +58,12 @@ pub struct StageFailure {
 
 impl StageFailure {
     pub fn new(stage: Stage, reason: &str, detail: impl Into<String>) -> Self {
-        Self {
-            stage,
-            reason: reason.to_owned(),
-            detail: detail.into(),
-        }
+        Self { stage, reason: reason.to_owned(), detail: detail.into() }
     }
 }
 
 impl fmt::Display for StageFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} failed ({}): {}",
-            self.stage, self.reason, self.detail
-        )
+        write!(f, "{} failed ({}): {}", self.stage, self.reason, self.detail)
     }
 }

@@ -13,10 +13,7 @@ pub fn plan_batches(lengths: &[usize], budget_tokens: usize) -> Vec<Vec<usize>> 
     let mut current: Vec<usize> = Vec::new();
     for index in order {
         // The first item of a batch is its longest, so it sets the padded length.
-        let padded_length = current
-            .first()
-            .map_or(lengths[index], |&first| lengths[first])
-            .max(1);
+        let padded_length = current.first().map_or(lengths[index], |&first| lengths[first]).max(1);
         if !current.is_empty() && (current.len() + 1) * padded_length > budget_tokens {
             batches.push(std::mem::take(&mut current));
         }
@@ -38,10 +35,7 @@ mod tests {
         let batches = plan_batches(&lengths, 512);
         for batch in &batches {
             let longest = batch.iter().map(|&i| lengths[i]).max().unwrap();
-            assert!(
-                batch.len() == 1 || batch.len() * longest <= 512,
-                "{batch:?}"
-            );
+            assert!(batch.len() == 1 || batch.len() * longest <= 512, "{batch:?}");
         }
         let mut all: Vec<usize> = batches.concat();
         all.sort();

@@ -22,29 +22,16 @@ impl Embedder {
         let spec = files.spec.clone();
         let device = Device::Cpu;
         let config_path = files.path("config.json");
-        let config_text =
-            std::fs::read_to_string(&config_path).map_err(EmbedError::io(&config_path))?;
-        let config: Config =
-            serde_json::from_str(&config_text).map_err(|err| EmbedError::InvalidSpec {
-                path: config_path,
-                detail: err.to_string(),
-            })?;
+        let config_text = std::fs::read_to_string(&config_path).map_err(EmbedError::io(&config_path))?;
+        let config: Config = serde_json::from_str(&config_text)
+            .map_err(|err| EmbedError::InvalidSpec { path: config_path, detail: err.to_string() })?;
         let weights_path = files.path("model.safetensors");
         let weights = std::fs::read(&weights_path).map_err(EmbedError::io(&weights_path))?;
-        let model = BertModel::load(
-            VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?,
-            &config,
-        )?;
+        let model = BertModel::load(VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?, &config)?;
         let tokenizer = load_tokenizer(&files.path("tokenizer.json"), spec.max_tokens)?;
         info!(model = %spec.name, device = ?device, "embedding model loaded");
         let fingerprint = spec.fingerprint();
-        Ok(Self {
-            model,
-            tokenizer,
-            device,
-            spec,
-            fingerprint,
-        })
+        Ok(Self { model, tokenizer, device, spec, fingerprint })
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -66,10 +53,8 @@ impl Embedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|err| EmbedError::Tokenizer(err.to_string()))?;
+        let encodings =
+            self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|err| EmbedError::Tokenizer(err.to_string()))?;
         let lengths: Vec<usize> = encodings.iter().map(Encoding::len).collect();
         let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
         for batch in plan_batches(&lengths, budget_tokens) {
@@ -83,12 +68,7 @@ impl Embedder {
 
     /// One forward pass over a batch, padded to its longest member.
     fn forward(&self, batch: &[&Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let width = batch
-            .iter()
-            .map(|encoding| encoding.len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
+        let width = batch.iter().map(|encoding| encoding.len()).max().unwrap_or(0).max(1);
         let mut ids = Vec::with_capacity(batch.len() * width);
         let mut mask = Vec::with_capacity(batch.len() * width);
         for encoding in batch {
@@ -102,9 +82,7 @@ impl Embedder {
         let input_ids = Tensor::from_vec(ids, shape, &self.device)?;
         let attention_mask = Tensor::from_vec(mask, shape, &self.device)?;
         let token_type_ids = input_ids.zeros_like()?;
-        let hidden = self
-            .model
-            .forward(&input_ids, &token_type_ids, Some(&attention_mask))?;
+        let hidden = self.model.forward(&input_ids, &token_type_ids, Some(&attention_mask))?;
         let pooled = match self.spec.pooling {
             Pooling::Mean => {
                 let mask = attention_mask.to_dtype(DType::F32)?.unsqueeze(2)?;
@@ -114,11 +92,7 @@ impl Embedder {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
         };
         let pooled = if self.spec.normalize {
-            let norms = pooled
-                .sqr()?
-                .sum_keepdim(1)?
-                .sqrt()?
-                .clamp(1e-12, f64::MAX)?;
+            let norms = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
             pooled.broadcast_div(&norms)?
         } else {
             pooled
@@ -129,13 +103,9 @@ impl Embedder {
 
 /// The model's tokenizer, truncating at the model's window and never padding (batches pad).
 fn load_tokenizer(path: &std::path::Path, max_tokens: usize) -> Result<Tokenizer, EmbedError> {
-    let mut tokenizer =
-        Tokenizer::from_file(path).map_err(|err| EmbedError::Tokenizer(err.to_string()))?;
+    let mut tokenizer = Tokenizer::from_file(path).map_err(|err| EmbedError::Tokenizer(err.to_string()))?;
     tokenizer
-        .with_truncation(Some(TruncationParams {
-            max_length: max_tokens,
-            ..TruncationParams::default()
-        }))
+        .with_truncation(Some(TruncationParams { max_length: max_tokens, ..TruncationParams::default() }))
         .map_err(|err| EmbedError::Tokenizer(err.to_string()))?;
     tokenizer.with_padding(None);
     Ok(tokenizer)

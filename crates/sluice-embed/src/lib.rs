@@ -20,7 +20,5 @@ pub use spec::{DEFAULT_MODEL, ModelSpec, Pooling};
 
 /// Where model folders live unless configured: `$SLUICE_MODELS_DIR`, else `./models`.
 pub fn default_models_dir() -> std::path::PathBuf {
-    std::env::var_os("SLUICE_MODELS_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|| "models".into())
+    std::env::var_os("SLUICE_MODELS_DIR").map(Into::into).unwrap_or_else(|| "models".into())
 }

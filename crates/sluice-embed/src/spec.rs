@@ -11,10 +11,7 @@ use crate::EmbedError;
 pub const DEFAULT_MODEL: &str = "all-minilm-l6-v2";
 
 /// Pins compiled into the binary, so a models folder filled by hand needs only the weights.
-const BUILT_IN: &[(&str, &str)] = &[(
-    DEFAULT_MODEL,
-    include_str!("../../../models/all-minilm-l6-v2/model.toml"),
-)];
+const BUILT_IN: &[(&str, &str)] = &[(DEFAULT_MODEL, include_str!("../../../models/all-minilm-l6-v2/model.toml"))];
 
 /// Version of the embedding code path (pooling, normalisation, truncation); part of the model
 /// fingerprint, so a change to how vectors are computed invalidates the embedding cache.
@@ -61,30 +58,21 @@ impl ModelSpec {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let built_in = BUILT_IN.iter().find(|(pinned, _)| *pinned == name);
                 let Some((_, text)) = built_in else {
-                    return Err(EmbedError::UnknownModel {
-                        name: name.to_owned(),
-                        path,
-                    });
+                    return Err(EmbedError::UnknownModel { name: name.to_owned(), path });
                 };
                 ((*text).to_owned(), "built-in model.toml".into())
             }
             Err(err) => return Err(EmbedError::io(&path)(err)),
         };
-        let spec: ModelSpec = toml::from_str(&text).map_err(|err| EmbedError::InvalidSpec {
-            path: origin.clone(),
-            detail: err.to_string(),
-        })?;
+        let spec: ModelSpec = toml::from_str(&text)
+            .map_err(|err| EmbedError::InvalidSpec { path: origin.clone(), detail: err.to_string() })?;
         spec.check(&origin)?;
         Ok(spec)
     }
 
     fn check(&self, origin: &Path) -> Result<(), EmbedError> {
-        let invalid = |detail: &str| {
-            Err(EmbedError::InvalidSpec {
-                path: origin.to_owned(),
-                detail: detail.to_owned(),
-            })
-        };
+        let invalid =
+            |detail: &str| Err(EmbedError::InvalidSpec { path: origin.to_owned(), detail: detail.to_owned() });
         if self.architecture != "bert" {
             return invalid("only architecture = \"bert\" is supported");
         }
@@ -93,11 +81,7 @@ impl ModelSpec {
                 return invalid(&format!("[files] must pin {required}"));
             }
         }
-        if self
-            .files
-            .values()
-            .any(|hash| hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
+        if self.files.values().any(|hash| hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit())) {
             return invalid("every [files] value must be a sha256 in hex");
         }
         Ok(())
@@ -105,11 +89,7 @@ impl ModelSpec {
 
     /// Changes whenever the vectors this model produces could change.
     pub fn fingerprint(&self) -> Fingerprint {
-        let files: Vec<String> = self
-            .files
-            .iter()
-            .map(|(name, hash)| format!("{name}={hash}"))
-            .collect();
+        let files: Vec<String> = self.files.iter().map(|(name, hash)| format!("{name}={hash}")).collect();
         Fingerprint::of(
             "embed",
             &format!(

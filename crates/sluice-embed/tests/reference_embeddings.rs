@@ -9,9 +9,7 @@ fn repo_root() -> PathBuf {
 }
 
 fn models_dir() -> PathBuf {
-    std::env::var_os("SLUICE_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("models"))
+    std::env::var_os("SLUICE_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("models"))
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
@@ -24,10 +22,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 fn embeddings_match_the_reference_implementation() {
     let reference = repo_root().join("../shared/corpora/reference-embeddings.jsonl");
     let Ok(lines) = std::fs::read_to_string(&reference) else {
-        eprintln!(
-            "SKIPPED: {} is absent (the shared corpora are not on this machine)",
-            reference.display()
-        );
+        eprintln!("SKIPPED: {} is absent (the shared corpora are not on this machine)", reference.display());
         return;
     };
     let files = ensure_model(&models_dir(), DEFAULT_MODEL).expect("model files");
@@ -37,12 +32,8 @@ fn embeddings_match_the_reference_implementation() {
     for line in lines.lines().filter(|line| !line.trim().is_empty()) {
         let value: serde_json::Value = serde_json::from_str(line).unwrap();
         texts.push(value["text"].as_str().unwrap().to_owned());
-        let vector: Vec<f32> = value["embedding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
+        let vector: Vec<f32> =
+            value["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
         expected.push(vector);
     }
     assert!(!texts.is_empty());
@@ -52,10 +43,7 @@ fn embeddings_match_the_reference_implementation() {
     for ((text, got), want) in texts.iter().zip(&vectors).zip(&expected) {
         assert_eq!(got.len(), embedder.dimension());
         let similarity = cosine(got, want);
-        assert!(
-            similarity >= 0.999,
-            "cosine {similarity} < 0.999 for {text:?}"
-        );
+        assert!(similarity >= 0.999, "cosine {similarity} < 0.999 for {text:?}");
         let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "vector not unit length: {norm}");
     }
@@ -70,11 +58,6 @@ fn a_hash_mismatch_is_a_clear_error() {
     for file in ["model.safetensors", "config.json", "tokenizer.json"] {
         std::fs::write(model_dir.join(file), b"not the pinned file").unwrap();
     }
-    let err = ensure_model(dir.path(), DEFAULT_MODEL)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("sha256") && err.contains("sluice models fetch"),
-        "{err}"
-    );
+    let err = ensure_model(dir.path(), DEFAULT_MODEL).unwrap_err().to_string();
+    assert!(err.contains("sha256") && err.contains("sluice models fetch"), "{err}");
 }

@@ -5,10 +5,7 @@ fn main() {
     let bytes = std::fs::read(&path).expect("readable file");
     match sluice_extract::extract(&bytes, &path) {
         Ok(document) => {
-            println!(
-                "format {} title {:?} pages {:?}",
-                document.format, document.title, document.page_count
-            );
+            println!("format {} title {:?} pages {:?}", document.format, document.title, document.page_count);
             for block in document.blocks {
                 println!("[{:?} p{:?}] {}", block.kind, block.page, block.text);
             }

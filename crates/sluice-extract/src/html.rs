@@ -9,20 +9,12 @@ use crate::ExtractError;
 
 /// Elements whose whole subtree is never content.
 const SKIPPED: &[&str] = &[
-    "script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg",
-    "iframe", "button", "select", "textarea", "head", "object", "embed", "canvas", "menu",
+    "script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg", "iframe", "button",
+    "select", "textarea", "head", "object", "embed", "canvas", "menu",
 ];
 
 /// ARIA roles of page chrome.
-const SKIPPED_ROLES: &[&str] = &[
-    "navigation",
-    "banner",
-    "contentinfo",
-    "complementary",
-    "search",
-    "menu",
-    "menubar",
-];
+const SKIPPED_ROLES: &[&str] = &["navigation", "banner", "contentinfo", "complementary", "search", "menu", "menubar"];
 
 /// class/id words that mark page chrome on sites that do not use semantic elements.
 const CHROME_WORDS: &[&str] = &[
@@ -47,23 +39,14 @@ pub(crate) fn extract(source: &str) -> Result<ExtractedDocument, ExtractError> {
     let title = Selector::parse("title")
         .ok()
         .and_then(|selector| {
-            page.select(&selector)
-                .next()
-                .map(|title| collapse_whitespace(&title.text().collect::<String>()))
+            page.select(&selector).next().map(|title| collapse_whitespace(&title.text().collect::<String>()))
         })
         .filter(|title| !title.is_empty());
-    let body = Selector::parse("body")
-        .ok()
-        .and_then(|selector| page.select(&selector).next());
+    let body = Selector::parse("body").ok().and_then(|selector| page.select(&selector).next());
     let root = body.unwrap_or_else(|| page.root_element());
     let mut walker = Walker::default();
     walker.walk(root);
-    Ok(ExtractedDocument {
-        format: "html",
-        title,
-        blocks: walker.blocks,
-        page_count: None,
-    })
+    Ok(ExtractedDocument { format: "html", title, blocks: walker.blocks, page_count: None })
 }
 
 #[derive(Default)]
@@ -123,10 +106,7 @@ impl Walker {
             }
             return;
         }
-        if text.starts_with(char::is_whitespace)
-            && !self.current.is_empty()
-            && !self.current.ends_with(' ')
-        {
+        if text.starts_with(char::is_whitespace) && !self.current.is_empty() && !self.current.ends_with(' ') {
             self.current.push(' ');
         }
         self.current.push_str(&collapsed);
@@ -169,11 +149,7 @@ impl Walker {
         let text = self.current.trim();
         if !text.is_empty() {
             let kind = self.open.last().copied().unwrap_or(BlockKind::Paragraph);
-            self.blocks.push(Block {
-                kind,
-                text: text.to_owned(),
-                page: None,
-            });
+            self.blocks.push(Block { kind, text: text.to_owned(), page: None });
         }
         self.current.clear();
     }
@@ -192,9 +168,9 @@ fn block_kind(name: &str) -> Option<BlockKind> {
         "pre" => BlockKind::Code,
         "blockquote" => BlockKind::Quote,
         "tr" | "caption" => BlockKind::Table,
-        "p" | "div" | "section" | "article" | "main" | "ul" | "ol" | "dl" | "table" | "thead"
-        | "tbody" | "tfoot" | "figure" | "figcaption" | "address" | "details" | "summary"
-        | "hr" | "body" | "html" | "center" | "fieldset" | "legend" => BlockKind::Paragraph,
+        "p" | "div" | "section" | "article" | "main" | "ul" | "ol" | "dl" | "table" | "thead" | "tbody" | "tfoot"
+        | "figure" | "figcaption" | "address" | "details" | "summary" | "hr" | "body" | "html" | "center"
+        | "fieldset" | "legend" => BlockKind::Paragraph,
         _ => return None,
     };
     Some(kind)
@@ -207,10 +183,7 @@ fn is_chrome(element: &scraper::node::Element) -> bool {
     if element.attr("hidden").is_some() || element.attr("aria-hidden") == Some("true") {
         return true;
     }
-    if element
-        .attr("role")
-        .is_some_and(|role| SKIPPED_ROLES.contains(&role.trim()))
-    {
+    if element.attr("role").is_some_and(|role| SKIPPED_ROLES.contains(&role.trim())) {
         return true;
     }
     let marked = |value: Option<&str>| {
@@ -245,11 +218,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(doc.title.as_deref(), Some("The Page"));
-        let blocks: Vec<(BlockKind, &str)> = doc
-            .blocks
-            .iter()
-            .map(|b| (b.kind, b.text.as_str()))
-            .collect();
+        let blocks: Vec<(BlockKind, &str)> = doc.blocks.iter().map(|b| (b.kind, b.text.as_str())).collect();
         assert_eq!(
             blocks,
             [

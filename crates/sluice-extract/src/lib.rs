@@ -26,10 +26,7 @@ pub enum ExtractError {
     #[error("the document is encrypted and needs a password")]
     Encrypted,
     #[error("the document is not valid {format}: {detail}")]
-    Malformed {
-        format: &'static str,
-        detail: String,
-    },
+    Malformed { format: &'static str, detail: String },
     #[error("text is not in a supported encoding: {detail}")]
     Encoding { detail: String },
 }
@@ -62,9 +59,7 @@ pub fn extract(bytes: &[u8], file_name: &str) -> Result<ExtractedDocument, Extra
         if contradicts {
             return Err(ExtractError::Malformed {
                 format: claimed,
-                detail: format!(
-                    "the name says {claimed} but the content is not (no {claimed} header)"
-                ),
+                detail: format!("the name says {claimed} but the content is not (no {claimed} header)"),
             });
         }
     }
@@ -73,8 +68,6 @@ pub fn extract(bytes: &[u8], file_name: &str) -> Result<ExtractedDocument, Extra
         Format::Html => html::extract(&text::decode(bytes)?),
         Format::Markdown => Ok(markdown::extract(&text::decode(bytes)?)),
         Format::Text => Ok(text::extract(&text::decode(bytes)?)),
-        Format::Unsupported(detected) => Err(ExtractError::Unsupported {
-            detected: detected.to_owned(),
-        }),
+        Format::Unsupported(detected) => Err(ExtractError::Unsupported { detected: detected.to_owned() }),
     }
 }

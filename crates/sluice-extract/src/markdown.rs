@@ -6,8 +6,7 @@ use sluice_core::{Block, BlockKind, ExtractedDocument};
 
 pub(crate) fn extract(source: &str) -> ExtractedDocument {
     let mut builder = BlockBuilder::default();
-    let options =
-        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_FOOTNOTES;
+    let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_FOOTNOTES;
     for event in Parser::new_ext(source, options) {
         builder.event(event);
     }
@@ -17,12 +16,7 @@ pub(crate) fn extract(source: &str) -> ExtractedDocument {
         .iter()
         .find(|block| block.kind == BlockKind::Heading { level: 1 })
         .map(|block| block.text.clone());
-    ExtractedDocument {
-        format: "markdown",
-        title,
-        blocks: builder.blocks,
-        page_count: None,
-    }
+    ExtractedDocument { format: "markdown", title, blocks: builder.blocks, page_count: None }
 }
 
 #[derive(Default)]
@@ -50,11 +44,7 @@ impl BlockBuilder {
     fn flush(&mut self) {
         let text = self.current.trim();
         if !text.is_empty() {
-            self.blocks.push(Block {
-                kind: self.kind(),
-                text: text.to_owned(),
-                page: None,
-            });
+            self.blocks.push(Block { kind: self.kind(), text: text.to_owned(), page: None });
         }
         self.current.clear();
     }
@@ -63,10 +53,9 @@ impl BlockBuilder {
         match event {
             Event::Start(tag) => self.start(tag),
             Event::End(tag) => self.end(tag),
-            Event::Text(text)
-            | Event::Code(text)
-            | Event::InlineMath(text)
-            | Event::DisplayMath(text) => self.current.push_str(&text),
+            Event::Text(text) | Event::Code(text) | Event::InlineMath(text) | Event::DisplayMath(text) => {
+                self.current.push_str(&text)
+            }
             Event::SoftBreak => self.current.push(' '),
             Event::HardBreak => self.current.push('\n'),
             Event::Html(_)
@@ -130,11 +119,7 @@ mod tests {
             "# Guide\n\nSome *emphasis* and `code`.\n\n## Steps\n\n- first\n- second\n  - nested\n\n> quoted\n\n```\nfn main() {}\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n",
         );
         assert_eq!(doc.title.as_deref(), Some("Guide"));
-        let blocks: Vec<(BlockKind, &str)> = doc
-            .blocks
-            .iter()
-            .map(|b| (b.kind, b.text.as_str()))
-            .collect();
+        let blocks: Vec<(BlockKind, &str)> = doc.blocks.iter().map(|b| (b.kind, b.text.as_str())).collect();
         assert_eq!(
             blocks,
             [

@@ -6,10 +6,8 @@ use crate::ExtractError;
 use crate::text::paragraphs;
 
 pub(crate) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, ExtractError> {
-    let document = lopdf::Document::load_mem(bytes).map_err(|err| ExtractError::Malformed {
-        format: "PDF",
-        detail: err.to_string(),
-    })?;
+    let document = lopdf::Document::load_mem(bytes)
+        .map_err(|err| ExtractError::Malformed { format: "PDF", detail: err.to_string() })?;
     // lopdf opens documents whose user password is empty by itself; anything else needs a
     // password we do not have.
     if document.is_encrypted() && document.authenticate_password("").is_err() {
@@ -33,10 +31,7 @@ pub(crate) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, ExtractError> {
     if readable_pages == 0
         && let Some(detail) = first_error
     {
-        return Err(ExtractError::Malformed {
-            format: "PDF",
-            detail,
-        });
+        return Err(ExtractError::Malformed { format: "PDF", detail });
     }
     Ok(ExtractedDocument {
         format: "pdf",

@@ -12,14 +12,8 @@ pub enum Format {
 }
 
 const MAGIC: &[(&[u8], Format)] = &[
-    (
-        b"PK\x03\x04",
-        Format::Unsupported("zip container (office document or archive)"),
-    ),
-    (
-        b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1",
-        Format::Unsupported("OLE2 compound file (legacy office document)"),
-    ),
+    (b"PK\x03\x04", Format::Unsupported("zip container (office document or archive)")),
+    (b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1", Format::Unsupported("OLE2 compound file (legacy office document)")),
     (b"{\\rtf", Format::Unsupported("rtf")),
     (b"\x89PNG", Format::Unsupported("png image")),
     (b"\xFF\xD8\xFF", Format::Unsupported("jpeg image")),
@@ -49,9 +43,7 @@ pub fn sniff(bytes: &[u8], file_name: &str) -> Format {
     if looks_like_html(head) {
         return Format::Html;
     }
-    let extension = file_name
-        .rsplit_once('.')
-        .map(|(_, ext)| ext.to_ascii_lowercase());
+    let extension = file_name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase());
     match extension.as_deref() {
         Some("md" | "markdown" | "mdown" | "mkd") => Format::Markdown,
         _ => Format::Text,
@@ -61,8 +53,8 @@ pub fn sniff(bytes: &[u8], file_name: &str) -> Format {
 /// Tags that, near the start of a file that opens with `<`, say it is HTML (pages saved as
 /// fragments often start with a `<div>` or a `<table>`).
 const HTML_TAGS: &[&str] = &[
-    "<html", "<head", "<body", "<div", "<p>", "<p ", "<table", "<span", "<a ", "<br", "<style",
-    "<script", "<meta", "<title", "<h1", "<h2", "<ul", "<li", "<!--",
+    "<html", "<head", "<body", "<div", "<p>", "<p ", "<table", "<span", "<a ", "<br", "<style", "<script", "<meta",
+    "<title", "<h1", "<h2", "<ul", "<li", "<!--",
 ];
 
 fn looks_like_html(head: &[u8]) -> bool {
@@ -95,15 +87,9 @@ mod tests {
     #[test]
     fn detects_by_content_not_extension() {
         assert_eq!(sniff(b"%PDF-1.7\n...", "report.txt"), Format::Pdf);
-        assert_eq!(
-            sniff(b"<!DOCTYPE html><html></html>", "page.txt"),
-            Format::Html
-        );
+        assert_eq!(sniff(b"<!DOCTYPE html><html></html>", "page.txt"), Format::Html);
         assert_eq!(sniff(b"  <html><body>x</body></html>", "a"), Format::Html);
-        assert_eq!(
-            sniff(b"<div class=\"x\"><p>fragment</p></div>", "a"),
-            Format::Html
-        );
+        assert_eq!(sniff(b"<div class=\"x\"><p>fragment</p></div>", "a"), Format::Html);
         assert_eq!(sniff(b"<3 is a heart, not a tag", "a"), Format::Text);
         assert_eq!(
             sniff(b"PK\x03\x04rest", "a.txt"),
@@ -111,9 +97,6 @@ mod tests {
         );
         assert_eq!(sniff(b"# Title\n\ntext", "notes.md"), Format::Markdown);
         assert_eq!(sniff(b"# Title\n\ntext", "notes.txt"), Format::Text);
-        assert_eq!(
-            sniff(b"abc\0def", "x.txt"),
-            Format::Unsupported("binary data")
-        );
+        assert_eq!(sniff(b"abc\0def", "x.txt"), Format::Unsupported("binary data"));
     }
 }

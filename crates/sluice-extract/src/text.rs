@@ -32,10 +32,7 @@ fn legacy(bytes: &[u8]) -> String {
 
 fn utf8(bytes: &[u8]) -> Result<String, ExtractError> {
     String::from_utf8(bytes.to_vec()).map_err(|err| ExtractError::Encoding {
-        detail: format!(
-            "not UTF-8 (invalid byte at offset {})",
-            err.utf8_error().valid_up_to()
-        ),
+        detail: format!("not UTF-8 (invalid byte at offset {})", err.utf8_error().valid_up_to()),
     })
 }
 
@@ -43,18 +40,11 @@ fn utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> Result<String, ExtractError>
     let units = bytes.chunks_exact(2).map(|pair| unit([pair[0], pair[1]]));
     char::decode_utf16(units)
         .collect::<Result<String, _>>()
-        .map_err(|err| ExtractError::Encoding {
-            detail: format!("invalid UTF-16: {err}"),
-        })
+        .map_err(|err| ExtractError::Encoding { detail: format!("invalid UTF-16: {err}") })
 }
 
 pub(crate) fn extract(text: &str) -> ExtractedDocument {
-    ExtractedDocument {
-        format: "text",
-        title: None,
-        blocks: paragraphs(text, None),
-        page_count: None,
-    }
+    ExtractedDocument { format: "text", title: None, blocks: paragraphs(text, None), page_count: None }
 }
 
 /// Splits text at blank lines into paragraph blocks.
@@ -77,11 +67,7 @@ pub(crate) fn paragraphs(text: &str, page: Option<u32>) -> Vec<Block> {
 
 fn flush(blocks: &mut Vec<Block>, current: &mut String, page: Option<u32>) {
     if !current.trim().is_empty() {
-        blocks.push(Block {
-            kind: BlockKind::Paragraph,
-            text: std::mem::take(current),
-            page,
-        });
+        blocks.push(Block { kind: BlockKind::Paragraph, text: std::mem::take(current), page });
     }
     current.clear();
 }
@@ -95,14 +81,8 @@ mod tests {
         assert_eq!(decode(b"\xEF\xBB\xBFhi").unwrap(), "hi");
         assert_eq!(decode(b"\xFF\xFEh\0i\0").unwrap(), "hi");
         assert_eq!(decode(b"\xFE\xFF\0h\0i").unwrap(), "hi");
-        assert_eq!(
-            decode(b"caf\xE9 cr\xE8me br\xFBl\xE9e").unwrap(),
-            "café crème brûlée"
-        );
-        assert!(
-            decode(b"\xEF\xBB\xBFcaf\xE9").is_err(),
-            "a UTF-8 BOM promises UTF-8"
-        );
+        assert_eq!(decode(b"caf\xE9 cr\xE8me br\xFBl\xE9e").unwrap(), "café crème brûlée");
+        assert!(decode(b"\xEF\xBB\xBFcaf\xE9").is_err(), "a UTF-8 BOM promises UTF-8");
     }
 
     #[test]

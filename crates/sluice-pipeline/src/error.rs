@@ -9,10 +9,7 @@ pub enum PipelineError {
     #[error(transparent)]
     Chunker(#[from] sluice_transform::ChunkError),
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Invalid(String),
 }

@@ -14,6 +14,7 @@ mod summary;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sluice_config::PipelinePlan;
 use sluice_core::{Fingerprint, Version};
@@ -44,6 +45,7 @@ pub struct Engine {
     chunker: Chunker,
     fingerprint: Fingerprint,
     run_lock: Mutex<()>,
+    stop_requested: AtomicBool,
 }
 
 /// A search's answer: the version it ran against and the hits.
@@ -57,21 +59,12 @@ pub struct SearchResponse {
 impl Engine {
     /// Loads the model (fetching it on first use), then opens the stores, which rolls back a
     /// version a crash left pending. Source roots must exist.
-    pub fn open(
-        plan: PipelinePlan,
-        data_dir: &Path,
-        models_dir: &Path,
-    ) -> Result<Self, PipelineError> {
+    pub fn open(plan: PipelinePlan, data_dir: &Path, models_dir: &Path) -> Result<Self, PipelineError> {
         let files = sluice_embed::ensure_model(models_dir, &plan.embed.model)?;
         let embedder = Embedder::load(&files)?;
         let tokenizer_path = files.path("tokenizer.json");
-        let tokenizer_json =
-            std::fs::read(&tokenizer_path).map_err(PipelineError::io(&tokenizer_path))?;
-        let chunker = Chunker::new(
-            &tokenizer_json,
-            plan.chunk.max_tokens,
-            plan.chunk.overlap_tokens,
-        )?;
+        let tokenizer_json = std::fs::read(&tokenizer_path).map_err(PipelineError::io(&tokenizer_path))?;
+        let chunker = Chunker::new(&tokenizer_json, plan.chunk.max_tokens, plan.chunk.overlap_tokens)?;
         let roots = plan
             .sources
             .iter()
@@ -92,6 +85,7 @@ impl Engine {
             chunker,
             fingerprint,
             run_lock: Mutex::new(()),
+            stop_requested: AtomicBool::new(false),
         })
     }
 
@@ -116,12 +110,19 @@ impl Engine {
         self.fingerprint
     }
 
+    /// Asks a run in progress to stop at the next batch boundary. It commits what it has done;
+    /// the files it did not reach are left for the next run. Later runs stop at once.
+    pub fn request_stop(&self) {
+        self.stop_requested.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn stop_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::SeqCst)
+    }
+
     /// Reconciles `scope` and commits what changed as one version.
     pub fn run(&self, scope: &Scope, observer: &dyn Observer) -> Result<RunSummary, PipelineError> {
-        let _one_run_at_a_time = self
-            .run_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         run::run(self, scope, observer)
     }
 
@@ -142,33 +143,24 @@ impl Engine {
             Some(version) => match catalog.version_state(&self.plan.name, version)? {
                 Some(VersionState::Committed) => version,
                 Some(state) => {
-                    return Err(PipelineError::Invalid(format!(
-                        "version {version} is {state:?}, not committed"
-                    )));
+                    return Err(PipelineError::Invalid(format!("version {version} is {state:?}, not committed")));
                 }
                 None => {
-                    return Err(PipelineError::Invalid(format!(
-                        "version {version} does not exist"
-                    )));
+                    return Err(PipelineError::Invalid(format!("version {version} does not exist")));
                 }
             },
             None => match self.store.live_version()? {
                 Some(version) => version,
                 None => {
-                    return Ok(SearchResponse {
-                        version: None,
-                        hits: Vec::new(),
-                    });
+                    return Ok(SearchResponse { version: None, hits: Vec::new() });
                 }
             },
         };
         let vector = match mode {
             SearchMode::Lexical => None,
-            SearchMode::Hybrid | SearchMode::Dense => self
-                .embedder
-                .embed(&[query], self.plan.embed.batch_tokens)?
-                .into_iter()
-                .next(),
+            SearchMode::Hybrid | SearchMode::Dense => {
+                self.embedder.embed(&[query], self.plan.embed.batch_tokens)?.into_iter().next()
+            }
         };
         let search = &self.plan.search;
         let hits = self.store.search(&SearchRequest {
@@ -181,9 +173,6 @@ impl Engine {
             rrf_k: search.rrf_k,
             hnsw_ef: search.hnsw_ef,
         })?;
-        Ok(SearchResponse {
-            version: Some(version),
-            hits,
-        })
+        Ok(SearchResponse { version: Some(version), hits })
     }
 }

@@ -60,14 +60,9 @@ fn prepare_inner(
     times: &mut StageTimes,
 ) -> Result<PreparedDocument, (Option<ContentHash>, StageFailure)> {
     let started = Instant::now();
-    let size = std::fs::metadata(path)
-        .map(|m| m.len())
-        .map_err(|err| (None, read_failure(&err)))?;
+    let size = std::fs::metadata(path).map(|m| m.len()).map_err(|err| (None, read_failure(&err)))?;
     if size > context.max_file_bytes {
-        let detail = format!(
-            "{size} bytes, over the limit of {} (limits.max_file_bytes)",
-            context.max_file_bytes
-        );
+        let detail = format!("{size} bytes, over the limit of {} (limits.max_file_bytes)", context.max_file_bytes);
         return Err((None, StageFailure::new(Stage::Read, "too_large", detail)));
     }
     let bytes = std::fs::read(path).map_err(|err| (None, read_failure(&err)))?;
@@ -78,13 +73,7 @@ fn prepare_inner(
     let reusable = context
         .catalog
         .reusable_document(context.pipeline, content_hash, context.chunk_fingerprint)
-        .map_err(|err| {
-            failed(StageFailure::new(
-                Stage::Read,
-                "catalog_error",
-                err.to_string(),
-            ))
-        })?;
+        .map_err(|err| failed(StageFailure::new(Stage::Read, "catalog_error", err.to_string())))?;
     if let Some(reused) = reusable {
         return Ok(PreparedDocument {
             content_hash,
@@ -99,17 +88,9 @@ fn prepare_inner(
     }
 
     let started = Instant::now();
-    let extracted = catch_unwind(AssertUnwindSafe(|| {
-        sluice_extract::extract(&bytes, file_name)
-    }))
-    .map_err(|panic| {
-        failed(StageFailure::new(
-            Stage::Extract,
-            "parser_panicked",
-            panic_message(&panic),
-        ))
-    })?
-    .map_err(|err| failed(err.into_failure()))?;
+    let extracted = catch_unwind(AssertUnwindSafe(|| sluice_extract::extract(&bytes, file_name)))
+        .map_err(|panic| failed(StageFailure::new(Stage::Extract, "parser_panicked", panic_message(&panic))))?
+        .map_err(|err| failed(err.into_failure()))?;
     times.extract = started.elapsed().as_secs_f64();
     drop(bytes);
 
@@ -127,13 +108,10 @@ fn prepare_inner(
     }
 
     let started = Instant::now();
-    let chunks = context.chunker.chunk(&normalized).map_err(|err| {
-        failed(StageFailure::new(
-            Stage::Chunk,
-            "tokenizer_error",
-            err.to_string(),
-        ))
-    })?;
+    let chunks = context
+        .chunker
+        .chunk(&normalized)
+        .map_err(|err| failed(StageFailure::new(Stage::Chunk, "tokenizer_error", err.to_string())))?;
     times.chunk = started.elapsed().as_secs_f64();
     Ok(PreparedDocument {
         content_hash,

@@ -7,8 +7,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use sluice_core::{ChunkId, ContentHash, DocumentId, Stage, StageFailure, TextHash};
 use sluice_store::{
-    DocumentWrite, FileStatus, LedgerChange, LedgerEntry, NewChunk, NewDocument, QuarantineEntry,
-    VersionWriter, now_ms,
+    DocumentWrite, FileStatus, LedgerChange, LedgerEntry, NewChunk, NewDocument, QuarantineEntry, VersionWriter, now_ms,
 };
 use tracing::{debug, info, warn};
 
@@ -34,11 +33,7 @@ struct Decisions {
     cleared_quarantine: Vec<(String, String)>,
 }
 
-pub(crate) fn run(
-    engine: &Engine,
-    scope: &Scope,
-    observer: &dyn Observer,
-) -> Result<RunSummary, PipelineError> {
+pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let pipeline = engine.plan.name.as_str();
     let catalog = engine.store.catalog();
@@ -55,25 +50,15 @@ pub(crate) fn run(
             match change {
                 FileChange::New { disk } => {
                     summary.new += 1;
-                    tasks.push(Task {
-                        root: root.clone(),
-                        rel_path,
-                        disk,
-                    });
+                    tasks.push(Task { root: root.clone(), rel_path, disk });
                 }
                 FileChange::Changed { disk } => {
                     summary.changed += 1;
-                    tasks.push(Task {
-                        root: root.clone(),
-                        rel_path,
-                        disk,
-                    });
+                    tasks.push(Task { root: root.clone(), rel_path, disk });
                 }
                 FileChange::Touched { disk, content_hash } => {
                     summary.touched += 1;
-                    let status = ledger
-                        .get(&rel_path)
-                        .map_or(FileStatus::Indexed, |entry| entry.status);
+                    let status = ledger.get(&rel_path).map_or(FileStatus::Indexed, |entry| entry.status);
                     decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
                         root: root.key.clone(),
                         rel_path,
@@ -95,12 +80,7 @@ pub(crate) fn run(
     if tasks.is_empty() && deletions.is_empty() {
         catalog.update_ledger(pipeline, &decisions.ledger)?;
         summary.elapsed_seconds = started.elapsed().as_secs_f64();
-        debug!(
-            pipeline,
-            unchanged = summary.unchanged,
-            touched = summary.touched,
-            "nothing changed"
-        );
+        debug!(pipeline, unchanged = summary.unchanged, touched = summary.touched, "nothing changed");
         return Ok(summary);
     }
 
@@ -117,61 +97,39 @@ pub(crate) fn run(
     // Retire what was deleted or changed; a duplicate whose original goes away is indexed now.
     let mut retired = Vec::new();
     for (root, rel_path) in &deletions {
-        retired.extend(retire_path(
-            engine,
-            &mut writer,
-            root,
-            rel_path,
-            &mut summary,
-        )?);
-        decisions.ledger.push(LedgerChange::Remove {
-            root: root.key.clone(),
-            rel_path: rel_path.clone(),
-        });
-        decisions
-            .cleared_quarantine
-            .push((root.key.clone(), rel_path.clone()));
+        retired.extend(retire_path(engine, &mut writer, root, rel_path, &mut summary)?);
+        decisions.ledger.push(LedgerChange::Remove { root: root.key.clone(), rel_path: rel_path.clone() });
+        decisions.cleared_quarantine.push((root.key.clone(), rel_path.clone()));
         observer.document(Outcome::Deleted);
     }
     for task in &tasks {
-        retired.extend(retire_path(
-            engine,
-            &mut writer,
-            &task.root,
-            &task.rel_path,
-            &mut summary,
-        )?);
+        retired.extend(retire_path(engine, &mut writer, &task.root, &task.rel_path, &mut summary)?);
     }
-    tasks.extend(orphaned_duplicates(
-        engine,
-        &mut writer,
-        &retired,
-        &tasks,
-        &deletions,
-    )?);
+    tasks.extend(orphaned_duplicates(engine, &mut writer, &retired, &tasks, &deletions)?);
 
     observer.started(tasks.len());
-    for batch in tasks.chunks(BATCH_DOCUMENTS) {
-        process_batch(
-            engine,
-            &mut writer,
-            batch,
-            observer,
-            &mut summary,
-            &mut decisions,
-        )?;
+    let mut batches = tasks.chunks(BATCH_DOCUMENTS);
+    while let Some(batch) = batches.next() {
+        if engine.stop_requested() {
+            // Forget the files not reached, so the next run sees them as new: some lost their old
+            // version above (changed files, orphaned duplicates) without getting a new one.
+            summary.stopped_early = true;
+            for task in batch.iter().chain(batches.flatten()) {
+                decisions
+                    .ledger
+                    .push(LedgerChange::Remove { root: task.root.key.clone(), rel_path: task.rel_path.clone() });
+            }
+            warn!(pipeline, "stop requested: committing the documents processed so far");
+            break;
+        }
+        process_batch(engine, &mut writer, batch, observer, &mut summary, &mut decisions)?;
     }
 
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     let version = writer.version();
     summary.version = Some(version);
     let record = serde_json::to_value(&summary).unwrap_or_default();
-    let version = writer.commit(
-        &decisions.ledger,
-        &decisions.quarantined,
-        &decisions.cleared_quarantine,
-        &record,
-    )?;
+    let version = writer.commit(&decisions.ledger, &decisions.quarantined, &decisions.cleared_quarantine, &record)?;
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     info!(
         pipeline,
@@ -197,26 +155,32 @@ fn scoped_roots(roots: &[Root], scope: &Scope) -> Vec<(Root, Option<Vec<String>>
             for path in paths {
                 // Events name paths as the watcher saw them; compare canonical forms where the
                 // path still exists, and the plain form for deleted paths.
-                let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+                let path = canonical(path);
                 if let Some(index) = roots.iter().position(|root| root.path == path) {
                     by_root.insert(index, None);
                     continue;
                 }
-                let under_root = roots
-                    .iter()
-                    .enumerate()
-                    .find_map(|(i, root)| Some((i, relative(&root.path, &path)?)));
+                let under_root = roots.iter().enumerate().find_map(|(i, root)| Some((i, relative(&root.path, &path)?)));
                 if let Some((index, rel)) = under_root
                     && let Some(rels) = by_root.entry(index).or_insert_with(|| Some(Vec::new()))
                 {
                     rels.push(rel);
                 }
             }
-            by_root
-                .into_iter()
-                .map(|(index, rels)| (roots[index].clone(), rels))
-                .collect()
+            by_root.into_iter().map(|(index, rels)| (roots[index].clone(), rels)).collect()
         }
+    }
+}
+
+/// The canonical form of a path from a file event. A deleted file has none, so its parent's
+/// canonical form (the root may sit behind a symbolic link) is joined with its name.
+fn canonical(path: &std::path::Path) -> PathBuf {
+    if let Ok(path) = std::fs::canonicalize(path) {
+        return path;
+    }
+    match (path.parent().and_then(|parent| std::fs::canonicalize(parent).ok()), path.file_name()) {
+        (Some(parent), Some(name)) => parent.join(name),
+        _ => path.to_owned(),
     }
 }
 
@@ -229,11 +193,7 @@ fn retire_path(
     summary: &mut RunSummary,
 ) -> Result<Option<DocumentId>, PipelineError> {
     let doc_id = DocumentId::new(&engine.plan.name, &root.key, rel_path);
-    let Some(live) = engine
-        .store
-        .catalog()
-        .live_document(&engine.plan.name, doc_id)?
-    else {
+    let Some(live) = engine.store.catalog().live_document(&engine.plan.name, doc_id)? else {
         return Ok(None);
     };
     summary.chunks_retired += writer.retire(&live)?;
@@ -252,35 +212,20 @@ fn orphaned_duplicates(
     let handled: HashSet<(String, String)> = tasks
         .iter()
         .map(|t| (t.root.key.clone(), t.rel_path.clone()))
-        .chain(
-            deletions
-                .iter()
-                .map(|(root, rel)| (root.key.clone(), rel.clone())),
-        )
+        .chain(deletions.iter().map(|(root, rel)| (root.key.clone(), rel.clone())))
         .collect();
     let mut requeued = Vec::new();
     for original in retired {
-        for duplicate in engine
-            .store
-            .catalog()
-            .live_duplicates_of(&engine.plan.name, *original)?
-        {
+        for duplicate in engine.store.catalog().live_duplicates_of(&engine.plan.name, *original)? {
             if handled.contains(&(duplicate.root.clone(), duplicate.rel_path.clone())) {
                 continue;
             }
             writer.retire(&duplicate)?;
-            let root = Root {
-                path: PathBuf::from(&duplicate.root),
-                key: duplicate.root.clone(),
-            };
+            let root = Root { path: PathBuf::from(&duplicate.root), key: duplicate.root.clone() };
             let Some(disk) = stat(&root.path.join(&duplicate.rel_path)) else {
                 continue;
             };
-            requeued.push(Task {
-                root,
-                rel_path: duplicate.rel_path,
-                disk,
-            });
+            requeued.push(Task { root, rel_path: duplicate.rel_path, disk });
         }
     }
     Ok(requeued)
@@ -331,17 +276,8 @@ fn process_batch(
         let document = match prepared.result {
             Ok(document) => document,
             Err((content_hash, failure)) => {
-                quarantine(
-                    task,
-                    content_hash,
-                    &failure,
-                    writer.version(),
-                    summary,
-                    decisions,
-                );
-                observer.document(Outcome::Quarantined {
-                    reason: &failure.reason,
-                });
+                quarantine(task, content_hash, &failure, writer.version(), summary, decisions);
+                observer.document(Outcome::Quarantined { reason: &failure.reason });
                 continue;
             }
         };
@@ -352,11 +288,7 @@ fn process_batch(
                 .map(|live| live.doc_id)
                 .filter(|original| *original != doc_id),
         };
-        let status = if original.is_some() {
-            FileStatus::Duplicate
-        } else {
-            FileStatus::Indexed
-        };
+        let status = if original.is_some() { FileStatus::Duplicate } else { FileStatus::Indexed };
         decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
             root: task.root.key.clone(),
             rel_path: task.rel_path.clone(),
@@ -365,9 +297,7 @@ fn process_batch(
             content_hash: document.content_hash,
             status,
         }));
-        decisions
-            .cleared_quarantine
-            .push((task.root.key.clone(), task.rel_path.clone()));
+        decisions.cleared_quarantine.push((task.root.key.clone(), task.rel_path.clone()));
         let new_document = new_document(engine, task, doc_id, &document, original);
         match original {
             Some(_) => {
@@ -381,9 +311,7 @@ fn process_batch(
                 if document.reused {
                     summary.chunks_reused += document.chunks.len();
                 }
-                observer.document(Outcome::Indexed {
-                    chunks: document.chunks.len(),
-                });
+                observer.document(Outcome::Indexed { chunks: document.chunks.len() });
                 pending.push((new_document, document.chunks));
             }
         }
@@ -438,10 +366,7 @@ fn quarantine(
     decisions: &mut Decisions,
 ) {
     warn!(path = %task.root.path.join(&task.rel_path).display(), stage = %failure.stage, reason = %failure.reason, detail = %failure.detail, "document quarantined");
-    *summary
-        .quarantined
-        .entry(failure.reason.clone())
-        .or_default() += 1;
+    *summary.quarantined.entry(failure.reason.clone()).or_default() += 1;
     // A file that was never read (too large, unreadable) is remembered by size and time only.
     let content_hash = content_hash.unwrap_or(ContentHash::from_bytes([0; 32]));
     decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
@@ -475,15 +400,9 @@ fn embed(
 ) -> Result<Vec<DocumentWrite>, PipelineError> {
     let catalog = engine.store.catalog();
     let model = engine.embedder.fingerprint();
-    let hashes: Vec<TextHash> = pending
-        .iter()
-        .flat_map(|(_, chunks)| chunks.iter().map(|c| c.text_hash))
-        .collect();
+    let hashes: Vec<TextHash> = pending.iter().flat_map(|(_, chunks)| chunks.iter().map(|c| c.text_hash)).collect();
     let mut vectors = catalog.cached_embeddings(model, &hashes)?;
-    let hits = hashes
-        .iter()
-        .filter(|hash| vectors.contains_key(hash))
-        .count();
+    let hits = hashes.iter().filter(|hash| vectors.contains_key(hash)).count();
 
     let mut missing: Vec<(TextHash, &str, u32)> = Vec::new();
     let mut queued = HashSet::new();
@@ -494,19 +413,11 @@ fn embed(
     }
     if !missing.is_empty() {
         let texts: Vec<&str> = missing.iter().map(|(_, text, _)| *text).collect();
-        let computed = engine
-            .embedder
-            .embed(&texts, engine.plan.embed.batch_tokens)?;
-        let entries: Vec<(TextHash, &[f32])> = missing
-            .iter()
-            .zip(&computed)
-            .map(|((hash, _, _), vector)| (*hash, vector.as_slice()))
-            .collect();
+        let computed = engine.embedder.embed(&texts, engine.plan.embed.batch_tokens)?;
+        let entries: Vec<(TextHash, &[f32])> =
+            missing.iter().zip(&computed).map(|((hash, _, _), vector)| (*hash, vector.as_slice())).collect();
         catalog.put_embeddings(model, &entries)?;
-        summary.tokens_embedded += missing
-            .iter()
-            .map(|(_, _, tokens)| *tokens as usize)
-            .sum::<usize>();
+        summary.tokens_embedded += missing.iter().map(|(_, _, tokens)| *tokens as usize).sum::<usize>();
         for ((hash, _, _), vector) in missing.iter().zip(computed) {
             vectors.insert(*hash, vector);
         }
@@ -522,12 +433,7 @@ fn embed(
             let chunks = chunks
                 .into_iter()
                 .map(|chunk| NewChunk {
-                    id: ChunkId::new(
-                        document.doc_id,
-                        document.content_hash,
-                        chunk_fingerprint,
-                        chunk.ordinal,
-                    ),
+                    id: ChunkId::new(document.doc_id, document.content_hash, chunk_fingerprint, chunk.ordinal),
                     vector: vectors.get(&chunk.text_hash).cloned().unwrap_or_default(),
                     chunk,
                 })

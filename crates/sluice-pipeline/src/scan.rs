@@ -43,10 +43,7 @@ pub enum FileChange {
     /// In the ledger with other bytes (hash already known to differ, or not yet computed).
     Changed { disk: DiskFile },
     /// Same bytes as the ledger says, new size/mtime: only the ledger is refreshed.
-    Touched {
-        disk: DiskFile,
-        content_hash: ContentHash,
-    },
+    Touched { disk: DiskFile, content_hash: ContentHash },
     /// In the ledger, gone from disk.
     Deleted,
 }
@@ -97,15 +94,8 @@ pub fn is_ignored_name(name: &str) -> bool {
 /// Relative path with `/` separators, or `None` when `path` is not under `root`.
 pub fn relative(root: &Path, path: &Path) -> Option<String> {
     let rel = path.strip_prefix(root).ok()?;
-    let parts: Vec<String> = rel
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
-    if parts.is_empty() {
-        None
-    } else {
-        Some(parts.join("/"))
-    }
+    let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    if parts.is_empty() { None } else { Some(parts.join("/")) }
 }
 
 pub fn stat(path: &Path) -> Option<DiskFile> {
@@ -119,10 +109,7 @@ pub fn stat(path: &Path) -> Option<DiskFile> {
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    Some(DiskFile {
-        size: metadata.len(),
-        mtime_ns,
-    })
+    Some(DiskFile { size: metadata.len(), mtime_ns })
 }
 
 /// blake3 of a file's bytes, streamed.
@@ -142,11 +129,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<ContentHash> {
 
 /// Compares what is on disk with the ledger for the given relative paths (`None`: everything
 /// under the root).
-pub fn reconcile(
-    root: &Root,
-    ledger: &HashMap<String, LedgerEntry>,
-    only: Option<&[String]>,
-) -> RootChanges {
+pub fn reconcile(root: &Root, ledger: &HashMap<String, LedgerEntry>, only: Option<&[String]>) -> RootChanges {
     let mut on_disk = BTreeMap::new();
     let mut candidates: Vec<String> = Vec::new();
     match only {
@@ -164,12 +147,7 @@ pub fn reconcile(
                 }
                 // A path that vanished may have been a folder: everything the ledger has below it.
                 let prefix = format!("{rel}/");
-                candidates.extend(
-                    ledger
-                        .keys()
-                        .filter(|known| *known == rel || known.starts_with(&prefix))
-                        .cloned(),
-                );
+                candidates.extend(ledger.keys().filter(|known| *known == rel || known.starts_with(&prefix)).cloned());
             }
         }
     }
@@ -184,17 +162,12 @@ pub fn reconcile(
             (None, None) => continue,
             (None, Some(_)) => FileChange::Deleted,
             (Some(disk), None) => FileChange::New { disk },
-            (Some(disk), Some(entry))
-                if disk.size == entry.size && disk.mtime_ns == entry.mtime_ns =>
-            {
+            (Some(disk), Some(entry)) if disk.size == entry.size && disk.mtime_ns == entry.mtime_ns => {
                 result.unchanged += 1;
                 continue;
             }
             (Some(disk), Some(entry)) => match hash_file(&root.path.join(&rel)) {
-                Ok(hash) if hash == entry.content_hash => FileChange::Touched {
-                    disk,
-                    content_hash: hash,
-                },
+                Ok(hash) if hash == entry.content_hash => FileChange::Touched { disk, content_hash: hash },
                 _ => FileChange::Changed { disk },
             },
         };
@@ -217,10 +190,7 @@ mod tests {
 
     #[test]
     fn relative_paths_use_forward_slashes() {
-        assert_eq!(
-            relative(Path::new("/a"), Path::new("/a/b/c.txt")).as_deref(),
-            Some("b/c.txt")
-        );
+        assert_eq!(relative(Path::new("/a"), Path::new("/a/b/c.txt")).as_deref(), Some("b/c.txt"));
         assert_eq!(relative(Path::new("/a"), Path::new("/x/c.txt")), None);
     }
 }

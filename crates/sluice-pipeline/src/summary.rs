@@ -33,6 +33,8 @@ pub struct RunSummary {
     /// Wall time per stage, summed over documents.
     pub stage_seconds: BTreeMap<String, f64>,
     pub elapsed_seconds: f64,
+    /// The run was asked to stop and committed only part of its work.
+    pub stopped_early: bool,
 }
 
 impl RunSummary {
@@ -41,9 +43,6 @@ impl RunSummary {
     }
 
     pub(crate) fn add_stage_time(&mut self, stage: sluice_core::Stage, seconds: f64) {
-        *self
-            .stage_seconds
-            .entry(stage.as_str().to_owned())
-            .or_default() += seconds;
+        *self.stage_seconds.entry(stage.as_str().to_owned()).or_default() += seconds;
     }
 }

@@ -11,14 +11,12 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
-use sluice_core::{
-    Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, TextHash, VERSION_OPEN, Version,
-};
+use sluice_core::{Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, TextHash, VERSION_OPEN, Version};
 
 use crate::error::{Result, StoreError};
 use crate::types::{
-    DocumentWrite, FileStatus, LedgerChange, LedgerEntry, LiveDocument, QuarantineEntry,
-    ReusableDocument, StoredChunk, VersionInfo, VersionState, join_path,
+    DocumentWrite, FileStatus, LedgerChange, LedgerEntry, LiveDocument, QuarantineEntry, ReusableDocument, StoredChunk,
+    VersionInfo, VersionState, join_path,
 };
 
 const SCHEMA_VERSION: i64 = 1;
@@ -35,6 +33,8 @@ CREATE TABLE IF NOT EXISTS versions (
     pipeline_fingerprint TEXT NOT NULL,
     started_at           INTEGER NOT NULL,
     finished_at          INTEGER,
+    -- Chunks visible at this version, counted when it commits.
+    chunks               INTEGER,
     summary              TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (pipeline, version)
 );
@@ -127,19 +127,12 @@ pub struct Catalog {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn parse_id<T>(text: String, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
     parse(&text).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            format!("bad id {text:?}").into(),
-        )
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("bad id {text:?}").into())
     })
 }
 
@@ -149,9 +142,7 @@ fn vector_to_blob(vector: &[f32]) -> Vec<u8> {
 }
 
 fn blob_to_vector(blob: &[u8]) -> Vec<f32> {
-    blob.chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+    blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
 fn opt_u32(value: Option<i64>) -> Option<u32> {
@@ -168,13 +159,8 @@ impl Catalog {
              PRAGMA busy_timeout = 10000;",
         )?;
         writer.execute_batch(SCHEMA)?;
-        let stored: Option<String> = writer
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let stored: Option<String> =
+            writer.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |row| row.get(0)).optional()?;
         match stored.as_deref() {
             None => {
                 writer.execute(
@@ -190,11 +176,7 @@ impl Catalog {
                 )));
             }
         }
-        Ok(Self {
-            path: path.to_owned(),
-            writer: Mutex::new(writer),
-            readers: Mutex::new(Vec::new()),
-        })
+        Ok(Self { path: path.to_owned(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
     }
 
     /// Runs `f` on a read connection from the pool (opened on demand).
@@ -234,20 +216,13 @@ impl Catalog {
     /// included, so a number is never reused.
     pub fn next_version(&self, pipeline: &str) -> Result<Version> {
         self.read(|c| {
-            c.query_row(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE pipeline = ?1",
-                [pipeline],
-                |r| r.get(0),
-            )
+            c.query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE pipeline = ?1", [pipeline], |r| {
+                r.get(0)
+            })
         })
     }
 
-    pub fn begin_version(
-        &self,
-        pipeline: &str,
-        version: Version,
-        fingerprint: Fingerprint,
-    ) -> Result<()> {
+    pub fn begin_version(&self, pipeline: &str, version: Version, fingerprint: Fingerprint) -> Result<()> {
         self.write(|t| {
             t.execute(
                 "INSERT INTO versions (pipeline, version, state, pipeline_fingerprint, started_at) VALUES (?1, ?2, 'pending', ?3, ?4)",
@@ -267,12 +242,8 @@ impl Catalog {
 
     pub fn alias(&self, pipeline: &str, name: &str) -> Result<Option<Version>> {
         self.read(|c| {
-            c.query_row(
-                "SELECT version FROM aliases WHERE pipeline = ?1 AND name = ?2",
-                [pipeline, name],
-                |r| r.get(0),
-            )
-            .optional()
+            c.query_row("SELECT version FROM aliases WHERE pipeline = ?1 AND name = ?2", [pipeline, name], |r| r.get(0))
+                .optional()
         })
     }
 
@@ -301,10 +272,16 @@ impl Catalog {
     ) -> Result<()> {
         let now = now_ms();
         self.write(|t| {
+            // N is the newest version, so what is visible at N is everything still open.
+            let chunks: i64 = t.query_row(
+                "SELECT COUNT(*) FROM chunks WHERE pipeline = ?1 AND valid_to = ?2",
+                params![pipeline, VERSION_OPEN],
+                |r| r.get(0),
+            )?;
             let changed = t.execute(
-                "UPDATE versions SET state = 'committed', finished_at = ?3, summary = ?4
+                "UPDATE versions SET state = 'committed', finished_at = ?3, summary = ?4, chunks = ?5
                  WHERE pipeline = ?1 AND version = ?2 AND state = 'pending'",
-                params![pipeline, version, now, summary.to_string()],
+                params![pipeline, version, now, summary.to_string(), chunks],
             )?;
             if changed != 1 {
                 return Err(rusqlite::Error::QueryReturnedNoRows);
@@ -378,7 +355,7 @@ impl Catalog {
                 aliases.entry(version).or_default().push(name);
             }
             let mut statement = c.prepare(
-                "SELECT version, state, pipeline_fingerprint, started_at, finished_at, summary FROM versions
+                "SELECT version, state, pipeline_fingerprint, started_at, finished_at, summary, chunks FROM versions
                  WHERE pipeline = ?1 ORDER BY version",
             )?;
             let rows = statement.query_map([pipeline], |r| {
@@ -389,20 +366,14 @@ impl Catalog {
                     pipeline_fingerprint: r.get(2)?,
                     started_at: r.get(3)?,
                     finished_at: r.get(4)?,
-                    chunks: None,
+                    chunks: r.get::<_, Option<i64>>(6)?.map(|n| n as u64),
                     summary: serde_json::from_str(&summary).unwrap_or(serde_json::Value::Null),
                     aliases: Vec::new(),
                 })
             })?;
             let mut versions: Vec<VersionInfo> = rows.collect::<rusqlite::Result<_>>()?;
-            let mut count = c.prepare(
-                "SELECT COUNT(*) FROM chunks WHERE pipeline = ?1 AND valid_from <= ?2 AND ?2 < valid_to",
-            )?;
             for info in &mut versions {
                 info.aliases = aliases.remove(&info.version).unwrap_or_default();
-                if info.state == VersionState::Committed {
-                    info.chunks = Some(count.query_row(params![pipeline, info.version], |r| r.get::<_, i64>(0))? as u64);
-                }
             }
             Ok(versions)
         })
@@ -421,12 +392,7 @@ impl Catalog {
         })
     }
 
-    pub fn ledger_entry(
-        &self,
-        pipeline: &str,
-        root: &str,
-        rel_path: &str,
-    ) -> Result<Option<LedgerEntry>> {
+    pub fn ledger_entry(&self, pipeline: &str, root: &str, rel_path: &str) -> Result<Option<LedgerEntry>> {
         self.read(|c| {
             c.query_row(
                 "SELECT root, rel_path, size, mtime_ns, content_hash, status FROM files
@@ -441,11 +407,7 @@ impl Catalog {
     // ---- documents ------------------------------------------------------------------------
 
     /// The live version of a document, if any.
-    pub fn live_document(
-        &self,
-        pipeline: &str,
-        doc_id: DocumentId,
-    ) -> Result<Option<LiveDocument>> {
+    pub fn live_document(&self, pipeline: &str, doc_id: DocumentId) -> Result<Option<LiveDocument>> {
         self.read(|c| {
             c.query_row(
                 "SELECT id, doc_id, root, rel_path, content_hash, text_hash, duplicate_of FROM documents
@@ -458,11 +420,7 @@ impl Catalog {
     }
 
     /// A live, indexed (not itself a duplicate) document with this normalised text.
-    pub fn live_document_with_text(
-        &self,
-        pipeline: &str,
-        text_hash: TextHash,
-    ) -> Result<Option<LiveDocument>> {
+    pub fn live_document_with_text(&self, pipeline: &str, text_hash: TextHash) -> Result<Option<LiveDocument>> {
         self.read(|c| {
             c.query_row(
                 "SELECT id, doc_id, root, rel_path, content_hash, text_hash, duplicate_of FROM documents
@@ -476,11 +434,7 @@ impl Catalog {
     }
 
     /// Live documents that were skipped as duplicates of `original`.
-    pub fn live_duplicates_of(
-        &self,
-        pipeline: &str,
-        original: DocumentId,
-    ) -> Result<Vec<LiveDocument>> {
+    pub fn live_duplicates_of(&self, pipeline: &str, original: DocumentId) -> Result<Vec<LiveDocument>> {
         self.read(|c| {
             let mut statement = c.prepare(
                 "SELECT id, doc_id, root, rel_path, content_hash, text_hash, duplicate_of FROM documents
@@ -538,12 +492,7 @@ impl Catalog {
     }
 
     /// Writes documents and their chunks as part of pending version N, in one transaction.
-    pub fn insert_documents(
-        &self,
-        pipeline: &str,
-        version: Version,
-        writes: &[DocumentWrite],
-    ) -> Result<()> {
+    pub fn insert_documents(&self, pipeline: &str, version: Version, writes: &[DocumentWrite]) -> Result<()> {
         self.write(|t| {
             let mut insert_document = t.prepare_cached(
                 "INSERT INTO documents (pipeline, doc_id, root, rel_path, content_hash, text_hash, format, title,
@@ -607,12 +556,9 @@ impl Catalog {
                 "UPDATE chunks SET valid_to = ?2 WHERE document = ?1 AND valid_to = ?3",
                 params![row, version, VERSION_OPEN],
             )?;
-            let mut statement = t.prepare(&format!(
-                "{STORED_CHUNK_SELECT} WHERE c.document = ?1 AND c.valid_to = ?2"
-            ))?;
-            statement
-                .query_map(params![row, version], stored_chunk_row)?
-                .collect()
+            let mut statement =
+                t.prepare(&format!("{STORED_CHUNK_SELECT} WHERE c.document = ?1 AND c.valid_to = ?2"))?;
+            statement.query_map(params![row, version], stored_chunk_row)?.collect()
         })
     }
 
@@ -620,19 +566,16 @@ impl Catalog {
 
     /// The stored appearances for these (chunk id, valid_from) keys, in the given order;
     /// unknown keys are skipped.
-    pub fn chunks_by_key(
-        &self,
-        pipeline: &str,
-        keys: &[(ChunkId, Version)],
-    ) -> Result<Vec<StoredChunk>> {
+    pub fn chunks_by_key(&self, pipeline: &str, keys: &[(ChunkId, Version)]) -> Result<Vec<StoredChunk>> {
         self.read(|c| {
             let mut statement = c.prepare_cached(&format!(
                 "{STORED_CHUNK_SELECT} WHERE c.chunk_id = ?1 AND c.valid_from = ?2 AND c.pipeline = ?3"
             ))?;
             let mut chunks = Vec::with_capacity(keys.len());
             for (chunk_id, valid_from) in keys {
-                if let Some(chunk) =
-                    statement.query_row(params![chunk_id.to_hex(), valid_from, pipeline], stored_chunk_row).optional()?
+                if let Some(chunk) = statement
+                    .query_row(params![chunk_id.to_hex(), valid_from, pipeline], stored_chunk_row)
+                    .optional()?
                 {
                     chunks.push(chunk);
                 }
@@ -653,26 +596,13 @@ impl Catalog {
 
     /// Every chunk visible at `version`, ordered by chunk id.
     pub fn chunks_visible_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
-        self.chunks_where(
-            "c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to",
-            pipeline,
-            version,
-        )
+        self.chunks_where("c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to", pipeline, version)
     }
 
-    fn chunks_where(
-        &self,
-        condition: &str,
-        pipeline: &str,
-        version: Version,
-    ) -> Result<Vec<StoredChunk>> {
+    fn chunks_where(&self, condition: &str, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
         self.read(|c| {
-            let mut statement = c.prepare(&format!(
-                "{STORED_CHUNK_SELECT} WHERE {condition} ORDER BY c.chunk_id"
-            ))?;
-            statement
-                .query_map(params![pipeline, version], stored_chunk_row)?
-                .collect()
+            let mut statement = c.prepare(&format!("{STORED_CHUNK_SELECT} WHERE {condition} ORDER BY c.chunk_id"))?;
+            statement.query_map(params![pipeline, version], stored_chunk_row)?.collect()
         })
     }
 
@@ -684,18 +614,16 @@ impl Catalog {
         text_hashes: &[TextHash],
     ) -> Result<HashMap<TextHash, Vec<f32>>> {
         self.read(|c| {
-            let mut statement = c.prepare_cached(
-                "SELECT vector FROM embeddings WHERE model = ?1 AND text_hash = ?2",
-            )?;
+            let mut statement =
+                c.prepare_cached("SELECT vector FROM embeddings WHERE model = ?1 AND text_hash = ?2")?;
             let model = model.to_hex();
             let mut found = HashMap::new();
             for hash in text_hashes {
                 if found.contains_key(hash) {
                     continue;
                 }
-                let blob: Option<Vec<u8>> = statement
-                    .query_row(params![model, hash.to_hex()], |r| r.get(0))
-                    .optional()?;
+                let blob: Option<Vec<u8>> =
+                    statement.query_row(params![model, hash.to_hex()], |r| r.get(0)).optional()?;
                 if let Some(blob) = blob {
                     found.insert(*hash, blob_to_vector(&blob));
                 }
@@ -706,9 +634,8 @@ impl Catalog {
 
     pub fn put_embeddings(&self, model: Fingerprint, vectors: &[(TextHash, &[f32])]) -> Result<()> {
         self.write(|t| {
-            let mut statement = t.prepare_cached(
-                "INSERT OR IGNORE INTO embeddings (model, text_hash, vector) VALUES (?1, ?2, ?3)",
-            )?;
+            let mut statement =
+                t.prepare_cached("INSERT OR IGNORE INTO embeddings (model, text_hash, vector) VALUES (?1, ?2, ?3)")?;
             let model = model.to_hex();
             for (hash, vector) in vectors {
                 statement.execute(params![model, hash.to_hex(), vector_to_blob(vector)])?;
@@ -758,8 +685,7 @@ fn apply_ledger(
          ON CONFLICT (pipeline, root, rel_path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
              content_hash = excluded.content_hash, status = excluded.status, version = excluded.version",
     )?;
-    let mut remove =
-        t.prepare_cached("DELETE FROM files WHERE pipeline = ?1 AND root = ?2 AND rel_path = ?3")?;
+    let mut remove = t.prepare_cached("DELETE FROM files WHERE pipeline = ?1 AND root = ?2 AND rel_path = ?3")?;
     for change in ledger {
         match change {
             LedgerChange::Upsert(entry) => {
@@ -803,14 +729,11 @@ fn live_document_row(r: &Row<'_>) -> rusqlite::Result<LiveDocument> {
         rel_path: r.get(3)?,
         content_hash: parse_id(r.get(4)?, ContentHash::parse)?,
         text_hash: parse_id(r.get(5)?, TextHash::parse)?,
-        duplicate_of: duplicate_of
-            .map(|id| parse_id(id, DocumentId::parse))
-            .transpose()?,
+        duplicate_of: duplicate_of.map(|id| parse_id(id, DocumentId::parse)).transpose()?,
     })
 }
 
-const STORED_CHUNK_SELECT: &str =
-    "SELECT c.chunk_id, c.valid_from, c.valid_to, d.doc_id, d.root, d.rel_path, d.title,
+const STORED_CHUNK_SELECT: &str = "SELECT c.chunk_id, c.valid_from, c.valid_to, d.doc_id, d.root, d.rel_path, d.title,
         c.ordinal, c.text, c.text_hash, c.char_start, c.char_end, c.page, c.token_count
     FROM chunks c JOIN documents d ON d.id = c.document";
 

@@ -10,15 +10,9 @@ pub enum StoreError {
     #[error("vector index (Qdrant Edge): {0}")]
     Vectors(String),
     #[error("I/O error on {path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("data directory {path} is in use by another sluice process (pid {pid})")]
-    Locked {
-        path: std::path::PathBuf,
-        pid: String,
-    },
+    Locked { path: std::path::PathBuf, pid: String },
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("{0}")]
@@ -31,10 +25,7 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Catalog(rusqlite::Error::SqliteFailure(err, _)) => {
-                matches!(
-                    err.code,
-                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                )
+                matches!(err.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             }
             StoreError::Io { .. } => true,
             _ => false,

@@ -12,8 +12,7 @@ use sluice_core::{ChunkId, PointKey, Version};
 use tantivy::collector::{DocSetCollector, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
-    TextOptions, Value,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
@@ -69,10 +68,7 @@ fn schema() -> Schema {
     builder.add_text_field("point_key", STRING);
     builder.add_text_field("chunk_id", STRING | STORED);
     builder.add_text_field("doc_id", STRING);
-    builder.add_text_field(
-        "path",
-        TextOptions::default().set_indexing_options(TextFieldIndexing::default()),
-    );
+    builder.add_text_field("path", TextOptions::default().set_indexing_options(TextFieldIndexing::default()));
     builder.add_text_field("title", english.clone());
     builder.add_text_field("text", english);
     builder.add_i64_field("valid_from", INDEXED | FAST | STORED);
@@ -82,17 +78,12 @@ fn schema() -> Schema {
 
 impl LexicalIndex {
     pub fn open(path: &Path) -> Result<Self> {
-        std::fs::create_dir_all(path).map_err(|source| StoreError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(path).map_err(|source| StoreError::Io { path: path.to_owned(), source })?;
         let directory = tantivy::directory::MmapDirectory::open(path)?;
         let index = Index::open_or_create(directory, schema())?;
         let schema = index.schema();
         let field = |name: &str| {
-            schema
-                .get_field(name)
-                .map_err(|_| StoreError::Corrupt(format!("lexical index has no field {name}")))
+            schema.get_field(name).map_err(|_| StoreError::Corrupt(format!("lexical index has no field {name}")))
         };
         let fields = Fields {
             point_key: field("point_key")?,
@@ -105,16 +96,8 @@ impl LexicalIndex {
             valid_to: field("valid_to")?,
         };
         let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
-        Ok(Self {
-            index,
-            fields,
-            writer: Mutex::new(writer),
-            reader,
-        })
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(Self { index, fields, writer: Mutex::new(writer), reader })
     }
 
     fn key_term(&self, key: &PointKey) -> Term {
@@ -156,19 +139,11 @@ impl LexicalIndex {
     }
 
     fn version_filter(&self, query: Box<dyn Query>, version: Version) -> BooleanQuery {
-        let from = RangeQuery::new(
-            Bound::Unbounded,
-            Bound::Included(Term::from_field_i64(self.fields.valid_from, version)),
-        );
-        let to = RangeQuery::new(
-            Bound::Excluded(Term::from_field_i64(self.fields.valid_to, version)),
-            Bound::Unbounded,
-        );
-        BooleanQuery::new(vec![
-            (Occur::Must, query),
-            (Occur::Must, Box::new(from)),
-            (Occur::Must, Box::new(to)),
-        ])
+        let from =
+            RangeQuery::new(Bound::Unbounded, Bound::Included(Term::from_field_i64(self.fields.valid_from, version)));
+        let to =
+            RangeQuery::new(Bound::Excluded(Term::from_field_i64(self.fields.valid_to, version)), Bound::Unbounded);
+        BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, Box::new(from)), (Occur::Must, Box::new(to))])
     }
 
     /// BM25 search over text and title, restricted to chunks visible at `version`.
@@ -177,19 +152,13 @@ impl LexicalIndex {
         // Lenient: a query typed by a person never fails on a stray quote or colon.
         let (parsed, _errors) = parser.parse_query_lenient(query);
         let searcher = self.reader.searcher();
-        let top = searcher.search(
-            &self.version_filter(parsed, version),
-            &TopDocs::with_limit(limit.max(1)).order_by_score(),
-        )?;
+        let top = searcher
+            .search(&self.version_filter(parsed, version), &TopDocs::with_limit(limit.max(1)).order_by_score())?;
         top.into_iter()
             .map(|(score, address)| {
                 let document: TantivyDocument = searcher.doc(address)?;
                 let (chunk_id, valid_from) = self.key_of(&document)?;
-                Ok(LexicalHit {
-                    chunk_id,
-                    valid_from,
-                    score,
-                })
+                Ok(LexicalHit { chunk_id, valid_from, score })
             })
             .collect()
     }
@@ -197,10 +166,7 @@ impl LexicalIndex {
     /// Chunk ids of every document visible at `version`, sorted.
     pub fn chunk_ids_visible_at(&self, version: Version) -> Result<Vec<ChunkId>> {
         let searcher = self.reader.searcher();
-        let addresses = searcher.search(
-            &self.version_filter(Box::new(AllQuery), version),
-            &DocSetCollector,
-        )?;
+        let addresses = searcher.search(&self.version_filter(Box::new(AllQuery), version), &DocSetCollector)?;
         let mut ids = Vec::with_capacity(addresses.len());
         for address in addresses {
             let document: TantivyDocument = searcher.doc(address)?;

@@ -40,21 +40,14 @@ pub struct Store {
 
 /// Where each store of a pipeline lives under the data directory.
 pub fn store_paths(data_dir: &Path, pipeline: &str) -> (PathBuf, PathBuf, PathBuf) {
-    (
-        data_dir.join("catalog.sqlite"),
-        data_dir.join("qdrant").join(pipeline),
-        data_dir.join("tantivy").join(pipeline),
-    )
+    (data_dir.join("catalog.sqlite"), data_dir.join("qdrant").join(pipeline), data_dir.join("tantivy").join(pipeline))
 }
 
 impl Store {
     /// Opens (or creates) the stores of `pipeline` and rolls back any version a crash left
     /// pending. The caller holds the data directory's [`DataDirLock`].
     pub fn open(data_dir: &Path, pipeline: &str, dimension: usize) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io { path: data_dir.to_owned(), source })?;
         let (catalog_path, vectors_path, lexical_path) = store_paths(data_dir, pipeline);
         let store = Self {
             pipeline: pipeline.to_owned(),
@@ -63,10 +56,7 @@ impl Store {
             lexical: LexicalIndex::open(&lexical_path)?,
         };
         for version in store.catalog.pending_versions(pipeline)? {
-            warn!(
-                pipeline,
-                version, "rolling back a version left pending by an interrupted run"
-            );
+            warn!(pipeline, version, "rolling back a version left pending by an interrupted run");
             store.roll_back(version)?;
         }
         Ok(store)
@@ -96,23 +86,15 @@ impl Store {
     /// Starts version N (pending until [`VersionWriter::commit`]).
     pub fn begin(&self, pipeline_fingerprint: Fingerprint) -> Result<VersionWriter<'_>> {
         let version = self.catalog.next_version(&self.pipeline)?;
-        self.catalog
-            .begin_version(&self.pipeline, version, pipeline_fingerprint)?;
-        Ok(VersionWriter {
-            store: self,
-            version,
-            finished: false,
-        })
+        self.catalog.begin_version(&self.pipeline, version, pipeline_fingerprint)?;
+        Ok(VersionWriter { store: self, version, finished: false })
     }
 
     /// Removes every trace of pending version N from the three stores.
     fn roll_back(&self, version: Version) -> Result<()> {
         let reopened = self.catalog.chunks_retired_at(&self.pipeline, version)?;
         self.lexical.delete_added_at(version);
-        let docs: Vec<LexicalDoc<'_>> = reopened
-            .iter()
-            .map(|chunk| lexical_doc(chunk, VERSION_OPEN))
-            .collect();
+        let docs: Vec<LexicalDoc<'_>> = reopened.iter().map(|chunk| lexical_doc(chunk, VERSION_OPEN)).collect();
         self.lexical.put(&docs)?;
         self.lexical.commit()?;
         self.vectors.roll_back(version)?;
@@ -125,17 +107,9 @@ impl Store {
     /// Chunk ids visible at `version` according to the catalog, Qdrant and Tantivy, each sorted.
     /// They are equal unless something is broken.
     pub fn chunk_ids_visible_at(&self, version: Version) -> Result<[Vec<ChunkId>; 3]> {
-        let catalog = self
-            .catalog
-            .chunks_visible_at(&self.pipeline, version)?
-            .into_iter()
-            .map(|c| c.chunk_id)
-            .collect();
-        Ok([
-            catalog,
-            self.vectors.chunk_ids_visible_at(version)?,
-            self.lexical.chunk_ids_visible_at(version)?,
-        ])
+        let catalog =
+            self.catalog.chunks_visible_at(&self.pipeline, version)?.into_iter().map(|c| c.chunk_id).collect();
+        Ok([catalog, self.vectors.chunk_ids_visible_at(version)?, self.lexical.chunk_ids_visible_at(version)?])
     }
 }
 
@@ -168,10 +142,7 @@ impl VersionWriter<'_> {
         let retired = store.catalog.retire_document(document.row, self.version)?;
         let keys: Vec<_> = retired.iter().map(StoredChunk::key).collect();
         store.vectors.set_valid_to(&keys, self.version)?;
-        let docs: Vec<LexicalDoc<'_>> = retired
-            .iter()
-            .map(|chunk| lexical_doc(chunk, self.version))
-            .collect();
+        let docs: Vec<LexicalDoc<'_>> = retired.iter().map(|chunk| lexical_doc(chunk, self.version)).collect();
         store.lexical.put(&docs)?;
         Ok(retired.len())
     }
@@ -179,24 +150,15 @@ impl VersionWriter<'_> {
     /// Adds documents and their chunks, visible from this version on.
     pub fn write(&mut self, writes: &[DocumentWrite]) -> Result<()> {
         let store = self.store;
-        store
-            .catalog
-            .insert_documents(&store.pipeline, self.version, writes)?;
+        store.catalog.insert_documents(&store.pipeline, self.version, writes)?;
         let mut points = Vec::new();
         let mut docs = Vec::new();
         let paths: Vec<String> = writes.iter().map(|write| write.document.path()).collect();
         for (write, path) in writes.iter().zip(&paths) {
             let doc_id = write.document.doc_id.to_hex();
             for chunk in &write.chunks {
-                let key = sluice_core::PointKey {
-                    chunk: chunk.id,
-                    valid_from: self.version,
-                };
-                points.push(VectorPoint {
-                    key,
-                    doc_id: doc_id.clone(),
-                    vector: &chunk.vector,
-                });
+                let key = sluice_core::PointKey { chunk: chunk.id, valid_from: self.version };
+                points.push(VectorPoint { key, doc_id: doc_id.clone(), vector: &chunk.vector });
                 docs.push(LexicalDoc {
                     key,
                     valid_to: VERSION_OPEN,

@@ -51,18 +51,9 @@ pub(crate) struct Fused {
 pub(crate) fn reciprocal_rank_fusion(lexical: &[Key], dense: &[Key], rrf_k: u32) -> Vec<Fused> {
     let mut fused: HashMap<Key, Fused> = HashMap::new();
     let mut add = |key: Key, rank: usize, lexical: bool| {
-        let entry = fused.entry(key).or_insert(Fused {
-            key,
-            score: 0.0,
-            lexical_rank: None,
-            dense_rank: None,
-        });
+        let entry = fused.entry(key).or_insert(Fused { key, score: 0.0, lexical_rank: None, dense_rank: None });
         entry.score += 1.0 / (f64::from(rrf_k) + rank as f64);
-        let slot = if lexical {
-            &mut entry.lexical_rank
-        } else {
-            &mut entry.dense_rank
-        };
+        let slot = if lexical { &mut entry.lexical_rank } else { &mut entry.dense_rank };
         slot.get_or_insert(rank);
     };
     for (index, key) in lexical.iter().enumerate() {
@@ -101,10 +92,7 @@ impl Store {
         ranked.truncate(request.k);
         let keys: Vec<Key> = ranked.iter().map(|fused| fused.key).collect();
         let chunks = self.catalog().chunks_by_key(self.pipeline(), &keys)?;
-        let by_key: HashMap<Key, _> = chunks
-            .into_iter()
-            .map(|c| ((c.chunk_id, c.valid_from), c))
-            .collect();
+        let by_key: HashMap<Key, _> = chunks.into_iter().map(|c| ((c.chunk_id, c.valid_from), c)).collect();
         Ok(ranked
             .into_iter()
             .filter_map(|fused| {
@@ -145,10 +133,7 @@ mod tests {
         assert_eq!(fused[0].key, key(1));
         assert_eq!(fused[1].key, key(3));
         assert!((fused[0].score - (1.0 / 61.0 + 1.0 / 63.0)).abs() < 1e-12);
-        assert_eq!(
-            (fused[0].lexical_rank, fused[0].dense_rank),
-            (Some(1), Some(3))
-        );
+        assert_eq!((fused[0].lexical_rank, fused[0].dense_rank), (Some(1), Some(3)));
         assert_eq!(fused.len(), 4);
         // 2 (lexical rank 2) and 4 (dense rank 2) tie at 1/62.
         assert_eq!((fused[2].key, fused[3].key), (key(2), key(4)));

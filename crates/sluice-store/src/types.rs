@@ -1,9 +1,7 @@
 //! Records that cross the store's API.
 
 use serde::Serialize;
-use sluice_core::{
-    Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, PointKey, TextHash, Version,
-};
+use sluice_core::{Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, PointKey, TextHash, Version};
 
 /// How a file ended up, as remembered by the ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -87,10 +85,7 @@ impl NewDocument {
 }
 
 pub(crate) fn join_path(root: &str, rel_path: &str) -> String {
-    std::path::Path::new(root)
-        .join(rel_path)
-        .display()
-        .to_string()
+    std::path::Path::new(root).join(rel_path).display().to_string()
 }
 
 /// A chunk with its id and vector, ready to be written.
@@ -139,10 +134,7 @@ pub struct StoredChunk {
 
 impl StoredChunk {
     pub fn key(&self) -> PointKey {
-        PointKey {
-            chunk: self.chunk_id,
-            valid_from: self.valid_from,
-        }
+        PointKey { chunk: self.chunk_id, valid_from: self.valid_from }
     }
 }
 

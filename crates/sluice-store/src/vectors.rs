@@ -7,11 +7,10 @@
 use std::path::Path;
 
 use qdrant_edge::{
-    CountRequest, CreateIndex, EdgeConfigBuilder, EdgeShard, EdgeVectorParamsBuilder,
-    FieldIndexOperations, Filter, NamedQuery, Payload, PayloadFieldSchema, PayloadOps,
-    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct, QueryEnum,
-    QueryRequest, ScoringQuery, ScrollRequest, SearchParams, SetPayloadOp, UpdateOperation,
-    VectorInternal, WithPayloadInterface, WithVector,
+    CountRequest, CreateIndex, EdgeConfigBuilder, EdgeShard, EdgeVectorParamsBuilder, FieldIndexOperations, Filter,
+    NamedQuery, Payload, PayloadFieldSchema, PayloadOps, PayloadSchemaType, PointId, PointInsertOperations,
+    PointOperations, PointStruct, QueryEnum, QueryRequest, ScoringQuery, ScrollRequest, SearchParams, SetPayloadOp,
+    UpdateOperation, VectorInternal, WithPayloadInterface, WithVector,
 };
 use serde_json::json;
 use sluice_core::{ChunkId, PointKey, VERSION_OPEN, Version};
@@ -65,8 +64,7 @@ impl VectorIndex {
         let shard = if exists {
             EdgeShard::load(path, None)?
         } else {
-            let vectors =
-                EdgeVectorParamsBuilder::new(dimension, qdrant_edge::Distance::Cosine).build();
+            let vectors = EdgeVectorParamsBuilder::new(dimension, qdrant_edge::Distance::Cosine).build();
             let config = EdgeConfigBuilder::new()
                 .vector(VECTOR_NAME, vectors)
                 .payload_memory(qdrant_edge::Memory::Cached)
@@ -78,23 +76,15 @@ impl VectorIndex {
                 ("chunk_id", PayloadSchemaType::Keyword),
                 ("doc_id", PayloadSchemaType::Keyword),
             ] {
-                shard.update(UpdateOperation::FieldIndexOperation(
-                    FieldIndexOperations::CreateIndex(CreateIndex {
-                        field_name: field
-                            .try_into()
-                            .map_err(|_| StoreError::Invalid(format!("bad field {field}")))?,
-                        field_schema: Some(PayloadFieldSchema::FieldType(schema)),
-                    }),
-                ))?;
+                shard.update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
+                    field_name: field.try_into().map_err(|_| StoreError::Invalid(format!("bad field {field}")))?,
+                    field_schema: Some(PayloadFieldSchema::FieldType(schema)),
+                })))?;
             }
             shard.flush()?;
             shard
         };
-        let stored = shard
-            .config()
-            .vectors
-            .get(VECTOR_NAME)
-            .map(|params| params.size);
+        let stored = shard.config().vectors.get(VECTOR_NAME).map(|params| params.size);
         if stored != Some(dimension) {
             return Err(StoreError::Invalid(format!(
                 "vector index {} holds {stored:?}-dimensional vectors, the model makes {dimension}",
@@ -112,10 +102,7 @@ impl VectorIndex {
         let points = points
             .iter()
             .map(|point| {
-                let vectors = std::collections::HashMap::from([(
-                    VECTOR_NAME.to_owned(),
-                    point.vector.to_vec(),
-                )]);
+                let vectors = std::collections::HashMap::from([(VECTOR_NAME.to_owned(), point.vector.to_vec())]);
                 PointStruct::new(
                     PointId::Uuid(point.key.uuid()),
                     vectors,
@@ -129,9 +116,9 @@ impl VectorIndex {
                 .into()
             })
             .collect();
-        self.shard.update(UpdateOperation::PointOperation(
-            PointOperations::UpsertPoints(PointInsertOperations::PointsList(points)),
-        ))?;
+        self.shard.update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+            PointInsertOperations::PointsList(points),
+        )))?;
         Ok(())
     }
 
@@ -140,36 +127,26 @@ impl VectorIndex {
         if keys.is_empty() {
             return Ok(());
         }
-        self.shard
-            .update(UpdateOperation::PayloadOperation(PayloadOps::SetPayload(
-                SetPayloadOp {
-                    payload: payload(json!({"valid_to": valid_to})),
-                    points: Some(keys.iter().map(|key| PointId::Uuid(key.uuid())).collect()),
-                    filter: None,
-                    key: None,
-                },
-            )))?;
+        self.shard.update(UpdateOperation::PayloadOperation(PayloadOps::SetPayload(SetPayloadOp {
+            payload: payload(json!({"valid_to": valid_to})),
+            points: Some(keys.iter().map(|key| PointId::Uuid(key.uuid())).collect()),
+            filter: None,
+            key: None,
+        })))?;
         Ok(())
     }
 
     /// Undoes version N: deletes the points it added and reopens the ones it retired.
     pub fn roll_back(&self, version: Version) -> Result<()> {
-        self.shard.update(UpdateOperation::PointOperation(
-            PointOperations::DeletePointsByFilter(filter(json!({
-                "must": [{"key": "valid_from", "match": {"value": version}}]
-            }))),
-        ))?;
-        self.shard
-            .update(UpdateOperation::PayloadOperation(PayloadOps::SetPayload(
-                SetPayloadOp {
-                    payload: payload(json!({"valid_to": VERSION_OPEN})),
-                    points: None,
-                    filter: Some(filter(
-                        json!({"must": [{"key": "valid_to", "match": {"value": version}}]}),
-                    )),
-                    key: None,
-                },
-            )))?;
+        self.shard.update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter(json!({
+            "must": [{"key": "valid_from", "match": {"value": version}}]
+        })))))?;
+        self.shard.update(UpdateOperation::PayloadOperation(PayloadOps::SetPayload(SetPayloadOp {
+            payload: payload(json!({"valid_to": VERSION_OPEN})),
+            points: None,
+            filter: Some(filter(json!({"must": [{"key": "valid_to", "match": {"value": version}}]}))),
+            key: None,
+        })))?;
         Ok(())
     }
 
@@ -198,11 +175,7 @@ impl VectorIndex {
             score_threshold: None,
             limit,
             offset: 0,
-            params: Some(SearchParams {
-                hnsw_ef: Some(hnsw_ef),
-                exact,
-                ..SearchParams::default()
-            }),
+            params: Some(SearchParams { hnsw_ef: Some(hnsw_ef), exact, ..SearchParams::default() }),
             with_vector: WithVector::Bool(false),
             with_payload: WithPayloadInterface::Bool(true),
         };
@@ -211,11 +184,7 @@ impl VectorIndex {
             .into_iter()
             .map(|point| {
                 let (chunk_id, valid_from) = key_from_payload(point.payload.as_ref())?;
-                Ok(DenseHit {
-                    chunk_id,
-                    valid_from,
-                    score: point.score,
-                })
+                Ok(DenseHit { chunk_id, valid_from, score: point.score })
             })
             .collect()
     }
@@ -247,10 +216,7 @@ impl VectorIndex {
 
     /// Points stored, whatever their versions.
     pub fn point_count(&self) -> Result<usize> {
-        Ok(self.shard.count(CountRequest {
-            filter: None,
-            exact: true,
-        })?)
+        Ok(self.shard.count(CountRequest { filter: None, exact: true })?)
     }
 
     /// Builds the HNSW index for segments big enough to need one (blocking; can take a while).
@@ -260,8 +226,7 @@ impl VectorIndex {
 }
 
 fn key_from_payload(payload: Option<&Payload>) -> Result<(ChunkId, Version)> {
-    let payload =
-        payload.ok_or_else(|| StoreError::Corrupt("a vector point has no payload".into()))?;
+    let payload = payload.ok_or_else(|| StoreError::Corrupt("a vector point has no payload".into()))?;
     let chunk_id = payload
         .0
         .get("chunk_id")

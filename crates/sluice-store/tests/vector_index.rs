@@ -5,10 +5,7 @@ use sluice_core::{ChunkId, PointKey};
 use sluice_store::{VectorIndex, VectorPoint};
 
 fn key(byte: u8, valid_from: i64) -> PointKey {
-    PointKey {
-        chunk: ChunkId::from_bytes([byte; 32]),
-        valid_from,
-    }
+    PointKey { chunk: ChunkId::from_bytes([byte; 32]), valid_from }
 }
 
 fn unit(values: &[f32]) -> Vec<f32> {
@@ -20,64 +17,30 @@ fn unit(values: &[f32]) -> Vec<f32> {
 fn points_follow_versions_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shard");
-    let (a, b, c) = (
-        unit(&[1.0, 0.0, 0.0, 0.1]),
-        unit(&[0.0, 1.0, 0.0, 0.1]),
-        unit(&[0.0, 0.0, 1.0, 0.1]),
-    );
+    let (a, b, c) = (unit(&[1.0, 0.0, 0.0, 0.1]), unit(&[0.0, 1.0, 0.0, 0.1]), unit(&[0.0, 0.0, 1.0, 0.1]));
     {
         let index = VectorIndex::open(&path, 4).unwrap();
         index
             .upsert(&[
-                VectorPoint {
-                    key: key(1, 1),
-                    doc_id: "d1".into(),
-                    vector: &a,
-                },
-                VectorPoint {
-                    key: key(2, 1),
-                    doc_id: "d2".into(),
-                    vector: &b,
-                },
+                VectorPoint { key: key(1, 1), doc_id: "d1".into(), vector: &a },
+                VectorPoint { key: key(2, 1), doc_id: "d2".into(), vector: &b },
             ])
             .unwrap();
         // Version 2 retires chunk 2 and adds chunk 3.
         index.set_valid_to(&[key(2, 1)], 2).unwrap();
-        index
-            .upsert(&[VectorPoint {
-                key: key(3, 2),
-                doc_id: "d3".into(),
-                vector: &c,
-            }])
-            .unwrap();
+        index.upsert(&[VectorPoint { key: key(3, 2), doc_id: "d3".into(), vector: &c }]).unwrap();
         // Upserting again is idempotent.
-        index
-            .upsert(&[VectorPoint {
-                key: key(3, 2),
-                doc_id: "d3".into(),
-                vector: &c,
-            }])
-            .unwrap();
+        index.upsert(&[VectorPoint { key: key(3, 2), doc_id: "d3".into(), vector: &c }]).unwrap();
         index.flush().unwrap();
     }
     let index = VectorIndex::open(&path, 4).unwrap();
     assert_eq!(index.point_count().unwrap(), 3);
     let ids = |v| index.chunk_ids_visible_at(v).unwrap();
-    assert_eq!(
-        ids(1),
-        vec![ChunkId::from_bytes([1; 32]), ChunkId::from_bytes([2; 32])]
-    );
-    assert_eq!(
-        ids(2),
-        vec![ChunkId::from_bytes([1; 32]), ChunkId::from_bytes([3; 32])]
-    );
+    assert_eq!(ids(1), vec![ChunkId::from_bytes([1; 32]), ChunkId::from_bytes([2; 32])]);
+    assert_eq!(ids(2), vec![ChunkId::from_bytes([1; 32]), ChunkId::from_bytes([3; 32])]);
     let nearest_b_at = |v| index.search(&b, v, 1, 64, true).unwrap()[0].chunk_id;
     assert_eq!(nearest_b_at(1), ChunkId::from_bytes([2; 32]));
-    assert_ne!(
-        nearest_b_at(2),
-        ChunkId::from_bytes([2; 32]),
-        "retired at 2"
-    );
+    assert_ne!(nearest_b_at(2), ChunkId::from_bytes([2; 32]), "retired at 2");
 
     // Rolling version 2 back deletes what it added and reopens what it retired.
     index.roll_back(2).unwrap();
@@ -87,10 +50,7 @@ fn points_follow_versions_and_survive_reopen() {
     // Still live far in the future (Qdrant compares ranges as f64; versions stay far below 2^53).
     assert_eq!(ids(1 << 40), ids(1));
     drop(index);
-    let error = VectorIndex::open(&path, 8)
-        .err()
-        .expect("a dimension mismatch is refused")
-        .to_string();
+    let error = VectorIndex::open(&path, 8).err().expect("a dimension mismatch is refused").to_string();
     assert!(error.contains("4"), "{error}");
 }
 
@@ -108,92 +68,48 @@ fn hnsw_recall_against_exact_search() {
         state ^= state << 17;
         (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
     };
-    let centres: Vec<Vec<f32>> = (0..CLUSTERS)
-        .map(|_| (0..DIMENSION).map(|_| random()).collect())
-        .collect();
+    let centres: Vec<Vec<f32>> = (0..CLUSTERS).map(|_| (0..DIMENSION).map(|_| random()).collect()).collect();
     let vectors: Vec<Vec<f32>> = (0..POINTS)
-        .map(|i| {
-            unit(
-                &centres[i % CLUSTERS]
-                    .iter()
-                    .map(|c| c + 0.35 * random())
-                    .collect::<Vec<_>>(),
-            )
-        })
+        .map(|i| unit(&centres[i % CLUSTERS].iter().map(|c| c + 0.35 * random()).collect::<Vec<_>>()))
         .collect();
     let keys: Vec<PointKey> = (0..POINTS)
         .map(|i| {
             let mut bytes = [0u8; 32];
             bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            PointKey {
-                chunk: ChunkId::from_bytes(bytes),
-                valid_from: 1,
-            }
+            PointKey { chunk: ChunkId::from_bytes(bytes), valid_from: 1 }
         })
         .collect();
 
     let dir = tempfile::tempdir().unwrap();
     let index = VectorIndex::open(&dir.path().join("shard"), DIMENSION).unwrap();
     for batch in (0..POINTS).collect::<Vec<_>>().chunks(1000) {
-        let points: Vec<VectorPoint<'_>> = batch
-            .iter()
-            .map(|&i| VectorPoint {
-                key: keys[i],
-                doc_id: format!("d{i}"),
-                vector: &vectors[i],
-            })
-            .collect();
+        let points: Vec<VectorPoint<'_>> =
+            batch.iter().map(|&i| VectorPoint { key: keys[i], doc_id: format!("d{i}"), vector: &vectors[i] }).collect();
         index.upsert(&points).unwrap();
     }
     index.flush().unwrap();
-    assert!(
-        index.optimize().unwrap(),
-        "this many points cross the indexing threshold"
-    );
+    assert!(index.optimize().unwrap(), "this many points cross the indexing threshold");
 
     let queries: Vec<Vec<f32>> = (0..100)
-        .map(|q| {
-            unit(
-                &centres[(q * 7) % CLUSTERS]
-                    .iter()
-                    .map(|c| c + 0.35 * random())
-                    .collect::<Vec<_>>(),
-            )
-        })
+        .map(|q| unit(&centres[(q * 7) % CLUSTERS].iter().map(|c| c + 0.35 * random()).collect::<Vec<_>>()))
         .collect();
     let exact: Vec<Vec<ChunkId>> = queries
         .iter()
-        .map(|q| {
-            index
-                .search(q, 1, 10, 0, true)
-                .unwrap()
-                .into_iter()
-                .map(|h| h.chunk_id)
-                .collect()
-        })
+        .map(|q| index.search(q, 1, 10, 0, true).unwrap().into_iter().map(|h| h.chunk_id).collect())
         .collect();
     let mut recall_at_256 = 0.0;
     for ef in [16, 64, 256] {
         let mut found = 0usize;
         for (query, truth) in queries.iter().zip(&exact) {
-            let approximate: Vec<ChunkId> = index
-                .search(query, 1, 10, ef, false)
-                .unwrap()
-                .into_iter()
-                .map(|h| h.chunk_id)
-                .collect();
+            let approximate: Vec<ChunkId> =
+                index.search(query, 1, 10, ef, false).unwrap().into_iter().map(|h| h.chunk_id).collect();
             found += truth.iter().filter(|id| approximate.contains(id)).count();
         }
         let recall = found as f64 / (queries.len() * 10) as f64;
-        eprintln!(
-            "hnsw_ef {ef}: recall@10 {recall:.3} against exact search ({POINTS} points, {DIMENSION}-d)"
-        );
+        eprintln!("hnsw_ef {ef}: recall@10 {recall:.3} against exact search ({POINTS} points, {DIMENSION}-d)");
         if ef == 256 {
             recall_at_256 = recall;
         }
     }
-    assert!(
-        recall_at_256 >= 0.95,
-        "recall@10 at the default hnsw_ef is {recall_at_256}"
-    );
+    assert!(recall_at_256 >= 0.95, "recall@10 at the default hnsw_ef is {recall_at_256}");
 }

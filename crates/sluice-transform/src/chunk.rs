@@ -39,31 +39,17 @@ struct Token {
 impl Chunker {
     /// `tokenizer_json` is the model's `tokenizer.json`; its truncation and padding are turned off
     /// here because chunking needs every token of the document.
-    pub fn new(
-        tokenizer_json: &[u8],
-        max_tokens: usize,
-        overlap_tokens: usize,
-    ) -> Result<Self, ChunkError> {
-        assert!(
-            overlap_tokens < max_tokens,
-            "validated by the pipeline plan"
-        );
-        let mut tokenizer = Tokenizer::from_bytes(tokenizer_json)
-            .map_err(|err| ChunkError::Tokenizer(err.to_string()))?;
-        tokenizer
-            .with_truncation(None)
-            .map_err(|err| ChunkError::Tokenizer(err.to_string()))?;
+    pub fn new(tokenizer_json: &[u8], max_tokens: usize, overlap_tokens: usize) -> Result<Self, ChunkError> {
+        assert!(overlap_tokens < max_tokens, "validated by the pipeline plan");
+        let mut tokenizer =
+            Tokenizer::from_bytes(tokenizer_json).map_err(|err| ChunkError::Tokenizer(err.to_string()))?;
+        tokenizer.with_truncation(None).map_err(|err| ChunkError::Tokenizer(err.to_string()))?;
         tokenizer.with_padding(None);
         let settings = format!(
             "chunker={CHUNKER_VERSION} clean={CLEAN_VERSION} max_tokens={max_tokens} overlap_tokens={overlap_tokens} tokenizer={}",
             blake3::hash(tokenizer_json).to_hex()
         );
-        Ok(Self {
-            tokenizer,
-            max_tokens,
-            overlap_tokens,
-            fingerprint: Fingerprint::of("chunk", &settings),
-        })
+        Ok(Self { tokenizer, max_tokens, overlap_tokens, fingerprint: Fingerprint::of("chunk", &settings) })
     }
 
     /// Fingerprint of everything that decides the chunks of a given document.
@@ -102,21 +88,13 @@ impl Chunker {
         let mut tokens = Vec::new();
         for (index, block) in document.blocks.iter().enumerate() {
             let block_text = &document.text[block.byte_start..block.byte_end];
-            let encoding = self
-                .tokenizer
-                .encode(block_text, false)
-                .map_err(|err| ChunkError::Tokenize(err.to_string()))?;
-            tokens.extend(
-                encoding
-                    .get_offsets()
-                    .iter()
-                    .filter(|(s, e)| e > s)
-                    .map(|&(s, e)| Token {
-                        start: block.byte_start + s,
-                        end: block.byte_start + e,
-                        block: index,
-                    }),
-            );
+            let encoding =
+                self.tokenizer.encode(block_text, false).map_err(|err| ChunkError::Tokenize(err.to_string()))?;
+            tokens.extend(encoding.get_offsets().iter().filter(|(s, e)| e > s).map(|&(s, e)| Token {
+                start: block.byte_start + s,
+                end: block.byte_start + e,
+                block: index,
+            }));
         }
         Ok(tokens)
     }
@@ -128,9 +106,7 @@ impl Chunker {
             return hard_end;
         }
         let earliest = start + self.max_tokens / 2;
-        let block_end = (earliest + 1..=hard_end)
-            .rev()
-            .find(|&end| tokens[end].block != tokens[end - 1].block);
+        let block_end = (earliest + 1..=hard_end).rev().find(|&end| tokens[end].block != tokens[end - 1].block);
         if let Some(end) = block_end {
             return end;
         }
@@ -151,16 +127,11 @@ struct CharCounter<'t> {
 
 impl<'t> CharCounter<'t> {
     fn new(text: &'t str) -> Self {
-        Self {
-            text,
-            byte: 0,
-            chars: 0,
-        }
+        Self { text, byte: 0, chars: 0 }
     }
 
     fn at(&mut self, byte: usize) -> u32 {
-        let count =
-            |range: &str| u32::try_from(range.chars().count()).expect("text under 4G chars");
+        let count = |range: &str| u32::try_from(range.chars().count()).expect("text under 4G chars");
         if byte >= self.byte {
             self.chars += count(&self.text[self.byte..byte]);
         } else {

@@ -22,18 +22,9 @@ pub fn normalize(document: ExtractedDocument) -> NormalizedDocument {
         }
         let byte_start = text.len();
         text.push_str(&cleaned);
-        blocks.push(BlockSpan {
-            kind: block.kind,
-            page: block.page,
-            byte_start,
-            byte_end: text.len(),
-        });
+        blocks.push(BlockSpan { kind: block.kind, page: block.page, byte_start, byte_end: text.len() });
     }
-    let title = document
-        .title
-        .as_deref()
-        .map(|title| clean_block(title, false))
-        .filter(|t| !t.is_empty());
+    let title = document.title.as_deref().map(|title| clean_block(title, false)).filter(|t| !t.is_empty());
     NormalizedDocument {
         format: document.format,
         title,
@@ -63,11 +54,7 @@ fn clean_line(line: &str, keep_indentation: bool) -> String {
     let mut leading = true;
     let mut pending_space = false;
     for c in line.chars() {
-        let c = if c == '\t' || c == '\u{a0}' || (c.is_whitespace() && c != '\n') {
-            ' '
-        } else {
-            c
-        };
+        let c = if c == '\t' || c == '\u{a0}' || (c.is_whitespace() && c != '\n') { ' ' } else { c };
         if c.is_control() || is_invisible(c) {
             continue;
         }
@@ -91,10 +78,7 @@ fn clean_line(line: &str, keep_indentation: bool) -> String {
 
 /// Zero-width and formatting characters that only get in the way of search.
 fn is_invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{00ad}'
-    )
+    matches!(c, '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{00ad}')
 }
 
 /// Latin ligatures that PDF text layers produce (U+FB00..U+FB06).
@@ -138,11 +122,7 @@ mod tests {
             title: Some("  A\u{00a0}title ".into()),
             blocks: blocks
                 .iter()
-                .map(|(text, kind)| Block {
-                    kind: *kind,
-                    text: (*text).into(),
-                    page: Some(1),
-                })
+                .map(|(text, kind)| Block { kind: *kind, text: (*text).into(), page: Some(1) })
                 .collect(),
             page_count: None,
         }
@@ -156,17 +136,11 @@ mod tests {
             ("e\u{fb03}cient\n\n\nsecond  line", BlockKind::Paragraph),
             ("fn main() {\n    body();\n}", BlockKind::Code),
         ]));
-        assert_eq!(
-            normalized.text,
-            "Café au lait\n\nefficient\nsecond line\n\nfn main() {\n    body();\n}"
-        );
+        assert_eq!(normalized.text, "Café au lait\n\nefficient\nsecond line\n\nfn main() {\n    body();\n}");
         assert_eq!(normalized.title.as_deref(), Some("A title"));
         assert_eq!(normalized.blocks.len(), 3);
         let second = &normalized.blocks[1];
-        assert_eq!(
-            &normalized.text[second.byte_start..second.byte_end],
-            "efficient\nsecond line"
-        );
+        assert_eq!(&normalized.text[second.byte_start..second.byte_end], "efficient\nsecond line");
         assert_eq!(normalized.text_hash, TextHash::of_text(&normalized.text));
     }
 

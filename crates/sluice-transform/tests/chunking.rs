@@ -11,8 +11,7 @@ fn tokenizer_json() -> Vec<u8> {
     let models = std::env::var_os("SLUICE_MODELS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    let files =
-        sluice_embed::ensure_model(&models, sluice_embed::DEFAULT_MODEL).expect("model files");
+    let files = sluice_embed::ensure_model(&models, sluice_embed::DEFAULT_MODEL).expect("model files");
     std::fs::read(files.path("tokenizer.json")).unwrap()
 }
 
@@ -36,34 +35,18 @@ fn document_with(max_words: usize) -> NormalizedDocument {
     let mut blocks = Vec::new();
     let mut state = 7u64;
     for index in 0..60 {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let length = 3 + (state >> 33) as usize % max_words;
-        let text: Vec<&str> = (0..length)
-            .map(|i| words[(i * 7 + index + (state as usize >> 40)) % words.len()])
-            .collect();
-        let kind = if index % 10 == 0 {
-            BlockKind::Heading { level: 2 }
-        } else {
-            BlockKind::Paragraph
-        };
+        let text: Vec<&str> =
+            (0..length).map(|i| words[(i * 7 + index + (state as usize >> 40)) % words.len()]).collect();
+        let kind = if index % 10 == 0 { BlockKind::Heading { level: 2 } } else { BlockKind::Paragraph };
         let mut text = text.join(" ");
         if index % 3 == 0 {
             text.push('.');
         }
-        blocks.push(Block {
-            kind,
-            text,
-            page: Some(1 + index as u32 / 20),
-        });
+        blocks.push(Block { kind, text, page: Some(1 + index as u32 / 20) });
     }
-    normalize(ExtractedDocument {
-        format: "text",
-        title: None,
-        blocks,
-        page_count: Some(3),
-    })
+    normalize(ExtractedDocument { format: "text", title: None, blocks, page_count: Some(3) })
 }
 
 fn document() -> NormalizedDocument {
@@ -71,10 +54,7 @@ fn document() -> NormalizedDocument {
 }
 
 fn char_slice(text: &str, start: u32, end: u32) -> String {
-    text.chars()
-        .skip(start as usize)
-        .take((end - start) as usize)
-        .collect()
+    text.chars().skip(start as usize).take((end - start) as usize).collect()
 }
 
 #[test]
@@ -126,35 +106,15 @@ fn chunks_prefer_block_boundaries_and_keep_pages() {
     let chunker = Chunker::new(&tokenizer_json(), 128, 0).unwrap();
     let chunks = chunker.chunk(&doc).unwrap();
     assert!(chunks.len() > 3);
-    let block_ends: Vec<u32> = doc
-        .blocks
-        .iter()
-        .map(|block| doc.text[..block.byte_end].chars().count() as u32)
-        .collect();
+    let block_ends: Vec<u32> =
+        doc.blocks.iter().map(|block| doc.text[..block.byte_end].chars().count() as u32).collect();
     for chunk in &chunks[..chunks.len() - 1] {
-        assert!(
-            block_ends.contains(&chunk.char_end),
-            "chunk {} ends inside a block",
-            chunk.ordinal
-        );
-        assert!(
-            chunk.token_count >= 64,
-            "chunk {} is less than half full",
-            chunk.ordinal
-        );
+        assert!(block_ends.contains(&chunk.char_end), "chunk {} ends inside a block", chunk.ordinal);
+        assert!(chunk.token_count >= 64, "chunk {} is less than half full", chunk.ordinal);
     }
     for chunk in &chunks {
-        let byte_start = doc
-            .text
-            .char_indices()
-            .nth(chunk.char_start as usize)
-            .unwrap()
-            .0;
-        let block = doc
-            .blocks
-            .iter()
-            .find(|b| b.byte_start <= byte_start && byte_start < b.byte_end)
-            .unwrap();
+        let byte_start = doc.text.char_indices().nth(chunk.char_start as usize).unwrap().0;
+        let block = doc.blocks.iter().find(|b| b.byte_start <= byte_start && byte_start < b.byte_end).unwrap();
         assert_eq!(chunk.page, block.page);
     }
 }
@@ -171,11 +131,6 @@ fn the_fingerprint_changes_with_every_setting() {
 #[test]
 fn an_empty_document_has_no_chunks() {
     let chunker = Chunker::new(&tokenizer_json(), 64, 8).unwrap();
-    let empty = normalize(ExtractedDocument {
-        format: "text",
-        title: None,
-        blocks: Vec::new(),
-        page_count: None,
-    });
+    let empty = normalize(ExtractedDocument { format: "text", title: None, blocks: Vec::new(), page_count: None });
     assert!(chunker.chunk(&empty).unwrap().is_empty());
 }

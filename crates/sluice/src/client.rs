@@ -20,12 +20,8 @@ pub const DAEMON_FILE: &str = "daemon.json";
 
 pub fn daemon_info(data: &Path) -> anyhow::Result<DaemonInfo> {
     let path = data.join(DAEMON_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "the data directory is locked by a daemon, but {} is missing",
-            path.display()
-        )
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("the data directory is locked by a daemon, but {} is missing", path.display()))?;
     Ok(serde_json::from_str(&text)?)
 }
 
@@ -37,10 +33,7 @@ pub fn search(
     mode: SearchMode,
 ) -> anyhow::Result<SearchResponse> {
     let daemon = daemon_info(data)?;
-    let mode = serde_json::to_value(mode)?
-        .as_str()
-        .unwrap_or("hybrid")
-        .to_owned();
+    let mode = serde_json::to_value(mode)?.as_str().unwrap_or("hybrid").to_owned();
     let mut request = ureq::get(&format!("http://{}/v1/search", daemon.listen))
         .query("q", query)
         .query("k", k.to_string())
@@ -48,12 +41,8 @@ pub fn search(
     if let Some(version) = version {
         request = request.query("version", version.to_string());
     }
-    let mut response = request
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()
-        .context("cannot reach the daemon")?;
+    let mut response =
+        request.config().http_status_as_error(false).build().call().context("cannot reach the daemon")?;
     let status = response.status();
     let body = response.body_mut().read_to_string()?;
     if !status.is_success() {

@@ -21,8 +21,7 @@ pub fn load_plan(path: Option<&Path>) -> anyhow::Result<PipelinePlan> {
         None if Path::new(DEFAULT_PIPELINE_FILE).is_file() => PathBuf::from(DEFAULT_PIPELINE_FILE),
         None => return Ok(sluice_config::default_pipeline()),
     };
-    sluice_config::load_pipeline(&path)
-        .map_err(|errors| anyhow::anyhow!("invalid pipeline file\n{errors}"))
+    sluice_config::load_pipeline(&path).map_err(|errors| anyhow::anyhow!("invalid pipeline file\n{errors}"))
 }
 
 pub fn ingest(
@@ -36,22 +35,18 @@ pub fn ingest(
     let mut roots: Vec<PathBuf> = Vec::new();
     let mut scope_paths = Vec::new();
     for path in paths {
-        let path = std::fs::canonicalize(path)
-            .with_context(|| format!("cannot ingest {}", path.display()))?;
-        let root = if path.is_dir() {
-            path.clone()
-        } else {
-            path.parent()
-                .context("a file has a parent folder")?
-                .to_owned()
-        };
+        let path = std::fs::canonicalize(path).with_context(|| format!("cannot ingest {}", path.display()))?;
+        let root =
+            if path.is_dir() { path.clone() } else { path.parent().context("a file has a parent folder")?.to_owned() };
         if !roots.contains(&root) {
             roots.push(root);
         }
         scope_paths.push(path);
     }
     plan.sources = roots.into_iter().map(|path| SourcePlan { path }).collect();
-    let _lock = DataDirLock::acquire(data).context("`sluice ingest` writes the data directory; stop the daemon, or drop files into its watched folders instead")?;
+    let _lock = DataDirLock::acquire(data).context(
+        "`sluice ingest` writes the data directory; stop the daemon, or drop files into its watched folders instead",
+    )?;
     let engine = Engine::open(plan, data, models)?;
     let progress = Progress::new();
     let summary = engine.run(&Scope::Paths(scope_paths), &progress)?;
@@ -63,40 +58,25 @@ pub fn ingest(
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_summary(&summary, engine.store().live_version()?);
+        let quarantined = engine.store().catalog().quarantine(engine.store().pipeline())?;
+        for entry in quarantined.iter().filter(|entry| Some(entry.version) == summary.version) {
+            println!("quarantined {} ({} / {}): {}", entry.path, entry.stage, entry.reason, entry.detail);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_summary(summary: &RunSummary, live: Option<Version>) {
     match summary.version {
-        Some(version) => println!(
-            "version {version} committed in {:.1} s",
-            summary.elapsed_seconds
-        ),
-        None => println!(
-            "nothing changed; live stays at version {}",
-            live.map_or("-".to_owned(), |v| v.to_string())
-        ),
+        Some(version) => println!("version {version} committed in {:.1} s", summary.elapsed_seconds),
+        None => println!("nothing changed; live stays at version {}", live.map_or("-".to_owned(), |v| v.to_string())),
     }
     println!(
         "files      seen {}, new {}, changed {}, deleted {}, unchanged {}, touched {}",
-        summary.files_seen,
-        summary.new,
-        summary.changed,
-        summary.deleted,
-        summary.unchanged,
-        summary.touched
+        summary.files_seen, summary.new, summary.changed, summary.deleted, summary.unchanged, summary.touched
     );
-    let reasons: Vec<String> = summary
-        .quarantined
-        .iter()
-        .map(|(reason, n)| format!("{reason} {n}"))
-        .collect();
-    let reasons = if reasons.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", reasons.join(", "))
-    };
+    let reasons: Vec<String> = summary.quarantined.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
+    let reasons = if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) };
     println!(
         "documents  indexed {}, duplicates {}, quarantined {}{reasons}",
         summary.indexed,
@@ -118,9 +98,6 @@ fn print_summary(summary: &RunSummary, live: Option<Version>) {
         documents as f64 / seconds,
         summary.chunks_added as f64 / seconds
     );
-    if summary.quarantined_total() > 0 {
-        println!("(see the quarantined files and their reasons in the log above)");
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -160,14 +137,7 @@ fn print_hits(response: &SearchResponse) {
     println!("version {version}: {} hit(s)", response.hits.len());
     for (rank, hit) in response.hits.iter().enumerate() {
         let page = hit.page.map(|p| format!(" p.{p}")).unwrap_or_default();
-        println!(
-            "{:>2}. {:.4}  {}{page}  chars {}..{}",
-            rank + 1,
-            hit.score,
-            hit.path,
-            hit.char_start,
-            hit.char_end
-        );
+        println!("{:>2}. {:.4}  {}{page}  chars {}..{}", rank + 1, hit.score, hit.path, hit.char_start, hit.char_end);
         let snippet: String = hit.text.split_whitespace().collect::<Vec<_>>().join(" ");
         let snippet: String = snippet.chars().take(160).collect();
         println!("    {snippet}");
@@ -177,11 +147,8 @@ fn print_hits(response: &SearchResponse) {
 pub fn versions(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
     let plan = load_plan(pipeline)?;
     let (catalog_path, _, _) = store_paths(data, &plan.name);
-    let versions: Vec<VersionInfo> = if catalog_path.exists() {
-        Catalog::open(&catalog_path)?.versions(&plan.name)?
-    } else {
-        Vec::new()
-    };
+    let versions: Vec<VersionInfo> =
+        if catalog_path.exists() { Catalog::open(&catalog_path)?.versions(&plan.name)? } else { Vec::new() };
     if json {
         println!("{}", serde_json::to_string_pretty(&versions)?);
         return Ok(ExitCode::SUCCESS);
@@ -190,25 +157,10 @@ pub fn versions(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::Res
         println!("no versions yet");
     }
     for info in &versions {
-        let chunks = info
-            .chunks
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "-".into());
-        let aliases = if info.aliases.is_empty() {
-            String::new()
-        } else {
-            format!(" [{}]", info.aliases.join(", "))
-        };
-        let indexed = info
-            .summary
-            .get("indexed")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0);
-        let deleted = info
-            .summary
-            .get("deleted")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0);
+        let chunks = info.chunks.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+        let aliases = if info.aliases.is_empty() { String::new() } else { format!(" [{}]", info.aliases.join(", ")) };
+        let indexed = info.summary.get("indexed").and_then(|v| v.as_u64()).unwrap_or(0);
+        let deleted = info.summary.get("deleted").and_then(|v| v.as_u64()).unwrap_or(0);
         println!(
             "{:>5}  {:<9}{aliases}  chunks {chunks}, documents indexed {indexed}, deleted {deleted}",
             info.version,
@@ -222,32 +174,19 @@ pub fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let mut all_valid = true;
     for file in files {
         match sluice_config::load_pipeline(file) {
-            Ok(plan) => println!(
-                "{}: ok (pipeline {:?}, {} source(s))",
-                file.display(),
-                plan.name,
-                plan.sources.len()
-            ),
+            Ok(plan) => println!("{}: ok (pipeline {:?}, {} source(s))", file.display(), plan.name, plan.sources.len()),
             Err(errors) => {
                 all_valid = false;
                 eprintln!("{errors}");
             }
         }
     }
-    Ok(if all_valid {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if all_valid { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 pub fn fetch_model(models: &Path, name: &str) -> anyhow::Result<ExitCode> {
     let files = sluice_embed::fetch_model(models, name)?;
-    println!(
-        "{} is ready in {} (all files match their pinned sha256)",
-        files.spec.name,
-        files.dir.display()
-    );
+    println!("{} is ready in {} (all files match their pinned sha256)", files.spec.name, files.dir.display());
     for file in files.spec.files.keys() {
         println!("  {file}");
     }

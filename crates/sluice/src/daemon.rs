@@ -37,9 +37,7 @@ pub fn run(
     pipeline: Option<&Path>,
     listen: Option<SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(data.to_owned(), models.to_owned(), pipeline, listen))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -66,23 +64,16 @@ async fn serve(
     };
 
     let address = listen.unwrap_or(engine.plan().server.listen);
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
     let address = listener.local_addr()?;
-    let info = DaemonInfo {
-        listen: address.to_string(),
-        pid: std::process::id(),
-        pipeline: engine.plan().name.clone(),
-    };
+    let info =
+        DaemonInfo { listen: address.to_string(), pid: std::process::id(), pipeline: engine.plan().name.clone() };
     std::fs::write(data.join(DAEMON_FILE), serde_json::to_vec_pretty(&info)?)?;
     info!(%address, pipeline = %engine.plan().name, "HTTP API listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = router(AppState {
-        engine: engine.clone(),
-        metrics: metrics.clone(),
-    });
+    let app = router(AppState { engine: engine.clone(), metrics: metrics.clone() });
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -92,7 +83,28 @@ async fn serve(
             .await
     });
 
-    let result = schedule(engine, metrics, stop_tx).await;
+    // On SIGTERM/SIGINT a run in progress stops at its next batch and commits what it did.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let signalled = engine.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        info!("shutting down (a second signal exits at once)");
+        signalled.request_stop();
+        let _ = stop_tx.send(true);
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        // Safe at any moment: an interrupted version is rolled back at the next start.
+        warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+
+    let result = schedule(engine, metrics, stop_rx.clone()).await;
     let _ = std::fs::remove_file(data.join(DAEMON_FILE));
     server.await??;
     drop(stop_rx);
@@ -104,19 +116,15 @@ async fn serve(
 async fn schedule(
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
-    stop: watch::Sender<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
     let (events_tx, mut events) = mpsc::channel::<Vec<PathBuf>>(EVENT_BUFFER);
     let overflowed = Arc::new(AtomicBool::new(false));
     let _watcher = watch_roots(&engine, events_tx, overflowed.clone());
 
     let watch_plan = engine.plan().watch.clone();
-    let mut reconcile = tokio::time::interval_at(
-        Instant::now() + watch_plan.reconcile_interval,
-        watch_plan.reconcile_interval,
-    );
+    let mut reconcile =
+        tokio::time::interval_at(Instant::now() + watch_plan.reconcile_interval, watch_plan.reconcile_interval);
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     // Start-up: resume from the ledger (only what changed while stopped is processed).
@@ -130,8 +138,7 @@ async fn schedule(
     loop {
         let sleep_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+            _ = shutdown.changed() => break,
             Some(paths) = events.recv() => {
                 pending.extend(paths);
                 let now = Instant::now();
@@ -162,8 +169,6 @@ async fn schedule(
             }
         }
     }
-    info!("shutting down");
-    let _ = stop.send(true);
     Ok(())
 }
 
@@ -184,15 +189,8 @@ async fn execute(engine: &Arc<Engine>, metrics: &Arc<Metrics>, scope: Scope) -> 
     .await;
     match outcome {
         Ok(Ok((summary, metrics))) => {
-            let label = if summary.version.is_some() {
-                "committed"
-            } else {
-                "unchanged"
-            };
-            metrics
-                .runs
-                .get_or_create(&OutcomeLabels { outcome: label })
-                .inc();
+            let label = if summary.version.is_some() { "committed" } else { "unchanged" };
+            metrics.runs.get_or_create(&OutcomeLabels { outcome: label }).inc();
             false
         }
         Ok(Err(err)) => {
@@ -221,11 +219,7 @@ fn watch_roots(
             let paths: Vec<PathBuf> = event
                 .paths
                 .into_iter()
-                .filter(|path| {
-                    !path
-                        .file_name()
-                        .is_some_and(|name| is_ignored_name(&name.to_string_lossy()))
-                })
+                .filter(|path| !path.file_name().is_some_and(|name| is_ignored_name(&name.to_string_lossy())))
                 .collect();
             if !paths.is_empty() && events.try_send(paths).is_err() {
                 overflowed.store(true, Ordering::SeqCst);

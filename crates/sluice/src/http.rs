@@ -59,31 +59,18 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|err| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("request task failed: {err}"),
-            )
-        })?
+        .map_err(|err| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("request task failed: {err}")))?
         .map_err(ApiError::from)
 }
 
 async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let engine = state.engine.clone();
     let live = blocking(move || Ok(engine.store().live_version()?)).await?;
-    Ok(Json(
-        json!({ "status": "ok", "pipeline": state.engine.plan().name, "live_version": live }),
-    ))
+    Ok(Json(json!({ "status": "ok", "pipeline": state.engine.plan().name, "live_version": live })))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }
 
 #[derive(Deserialize)]
@@ -94,23 +81,14 @@ struct SearchParams {
     mode: Option<SearchMode>,
 }
 
-async fn search(
-    State(state): State<AppState>,
-    Query(params): Query<SearchParams>,
-) -> Result<Response, ApiError> {
+async fn search(State(state): State<AppState>, Query(params): Query<SearchParams>) -> Result<Response, ApiError> {
     let query = params.q.unwrap_or_default();
     if query.trim().is_empty() {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "missing query parameter `q`".into(),
-        ));
+        return Err(ApiError(StatusCode::BAD_REQUEST, "missing query parameter `q`".into()));
     }
     let k = params.k.unwrap_or(10);
     if !(1..=MAX_K).contains(&k) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("`k` must be between 1 and {MAX_K}"),
-        ));
+        return Err(ApiError(StatusCode::BAD_REQUEST, format!("`k` must be between 1 and {MAX_K}")));
     }
     let mode = params.mode.unwrap_or_default();
     let started = Instant::now();
@@ -121,11 +99,7 @@ async fn search(
         SearchMode::Lexical => "lexical",
         SearchMode::Dense => "dense",
     };
-    state
-        .metrics
-        .search_duration
-        .get_or_create(&ModeLabels { mode: label })
-        .observe(started.elapsed().as_secs_f64());
+    state.metrics.search_duration.get_or_create(&ModeLabels { mode: label }).observe(started.elapsed().as_secs_f64());
     Ok(Json(response).into_response())
 }
 

@@ -16,22 +16,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sluice_store::SearchMode;
 
 #[derive(Parser)]
-#[command(
-    name = "sluice",
-    version,
-    about = "On-prem document ingestion and retrieval pipeline"
-)]
+#[command(name = "sluice", version, about = "On-prem document ingestion and retrieval pipeline")]
 struct Cli {
     /// Data directory: catalog, vector and lexical indexes.
     #[arg(long, global = true, env = "SLUICE_DATA", default_value = "data")]
     data: PathBuf,
     /// Folder holding one folder per model (weights are fetched into it on first use).
-    #[arg(
-        long,
-        global = true,
-        env = "SLUICE_MODELS_DIR",
-        default_value = "models"
-    )]
+    #[arg(long, global = true, env = "SLUICE_MODELS_DIR", default_value = "models")]
     models: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -121,10 +112,7 @@ impl From<Mode> for SearchMode {
 fn init_logging(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 fn main() -> ExitCode {
@@ -138,38 +126,16 @@ fn main() -> ExitCode {
         "warn,qdrant_edge::common=error"
     });
     let result = match cli.command {
-        Command::Run { pipeline, listen } => {
-            daemon::run(&cli.data, &cli.models, pipeline.as_deref(), listen)
+        Command::Run { pipeline, listen } => daemon::run(&cli.data, &cli.models, pipeline.as_deref(), listen),
+        Command::Ingest { paths, pipeline, json } => {
+            commands::ingest(&cli.data, &cli.models, &paths, pipeline.as_deref(), json)
         }
-        Command::Ingest {
-            paths,
-            pipeline,
-            json,
-        } => commands::ingest(&cli.data, &cli.models, &paths, pipeline.as_deref(), json),
-        Command::Search {
-            query,
-            version,
-            k,
-            mode,
-            json,
-            pipeline,
-        } => commands::search(
-            &cli.data,
-            &cli.models,
-            pipeline.as_deref(),
-            &query,
-            version,
-            k,
-            mode.into(),
-            json,
-        ),
-        Command::Versions { json, pipeline } => {
-            commands::versions(&cli.data, pipeline.as_deref(), json)
+        Command::Search { query, version, k, mode, json, pipeline } => {
+            commands::search(&cli.data, &cli.models, pipeline.as_deref(), &query, version, k, mode.into(), json)
         }
+        Command::Versions { json, pipeline } => commands::versions(&cli.data, pipeline.as_deref(), json),
         Command::Validate { files } => commands::validate(&files),
-        Command::Models {
-            command: ModelsCommand::Fetch { model },
-        } => commands::fetch_model(&cli.models, &model),
+        Command::Models { command: ModelsCommand::Fetch { model } } => commands::fetch_model(&cli.models, &model),
     };
     match result {
         Ok(code) => code,

@@ -51,29 +51,13 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("sluice");
         let documents = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "documents",
-            "Documents processed, by outcome",
-            documents.clone(),
-        );
+        registry.register("documents", "Documents processed, by outcome", documents.clone());
         let quarantined = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "quarantined_documents",
-            "Documents quarantined, by reason",
-            quarantined.clone(),
-        );
+        registry.register("quarantined_documents", "Documents quarantined, by reason", quarantined.clone());
         let chunks_written = Counter::default();
-        registry.register(
-            "chunks_written",
-            "Chunks written to the indexes",
-            chunks_written.clone(),
-        );
+        registry.register("chunks_written", "Chunks written to the indexes", chunks_written.clone());
         let embeddings_computed = Counter::default();
-        registry.register(
-            "embeddings_computed",
-            "Chunk vectors computed by the model",
-            embeddings_computed.clone(),
-        );
+        registry.register("embeddings_computed", "Chunk vectors computed by the model", embeddings_computed.clone());
         let embedding_cache_hits = Counter::default();
         registry.register(
             "embedding_cache_hits",
@@ -88,24 +72,12 @@ impl Metrics {
             stage_duration.clone(),
         );
         let runs = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "runs",
-            "Pipeline runs, by outcome (committed, unchanged, failed)",
-            runs.clone(),
-        );
+        registry.register("runs", "Pipeline runs, by outcome (committed, unchanged, failed)", runs.clone());
         let live_version = Gauge::default();
-        registry.register(
-            "live_version",
-            "Dataset version the live alias points at",
-            live_version.clone(),
-        );
+        registry.register("live_version", "Dataset version the live alias points at", live_version.clone());
         let search_duration: Family<ModeLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(duration_histogram);
-        registry.register(
-            "search_duration_seconds",
-            "Search latency, by mode",
-            search_duration.clone(),
-        );
+        registry.register("search_duration_seconds", "Search latency, by mode", search_duration.clone());
         Self {
             registry,
             documents,
@@ -123,8 +95,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
     }
 }
@@ -138,26 +109,16 @@ impl Observer for Metrics {
             }
             Outcome::Duplicate => "duplicate",
             Outcome::Quarantined { reason } => {
-                self.quarantined
-                    .get_or_create(&ReasonLabels {
-                        reason: reason.to_owned(),
-                    })
-                    .inc();
+                self.quarantined.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
                 "quarantined"
             }
             Outcome::Deleted => "deleted",
         };
-        self.documents
-            .get_or_create(&OutcomeLabels { outcome: label })
-            .inc();
+        self.documents.get_or_create(&OutcomeLabels { outcome: label }).inc();
     }
 
     fn stage(&self, stage: Stage, seconds: f64) {
-        self.stage_duration
-            .get_or_create(&StageLabels {
-                stage: stage.as_str(),
-            })
-            .observe(seconds);
+        self.stage_duration.get_or_create(&StageLabels { stage: stage.as_str() }).observe(seconds);
     }
 
     fn embeddings(&self, computed: usize, cache_hits: usize) {

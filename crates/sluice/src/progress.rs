@@ -12,8 +12,10 @@ impl Progress {
     pub fn new() -> Self {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} documents · {per_sec} · ETA {eta}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} documents · {per_sec} · ETA {eta}",
+            )
+            .expect("valid template"),
         );
         Self { bar }
     }

@@ -1,0 +1,59 @@
+//! A run asked to stop commits what it finished and leaves the rest for the next run, without
+//! losing any file (not even those whose old version it had already retired).
+
+use std::path::{Path, PathBuf};
+
+use sluice_config::SourcePlan;
+use sluice_pipeline::{Engine, Quiet, Scope};
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("SLUICE_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
+}
+
+fn engine(inbox: &Path, data: &Path) -> Engine {
+    let mut plan = sluice_config::default_pipeline();
+    plan.sources = vec![SourcePlan { path: inbox.to_owned() }];
+    Engine::open(plan, data, &models_dir()).expect("engine opens")
+}
+
+fn write_files(inbox: &Path, count: usize, flavour: &str) {
+    for i in 0..count {
+        std::fs::write(inbox.join(format!("note-{i:03}.txt")), format!("Note {i} about {flavour} number {i}.\n"))
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_stopped_run_commits_its_part_and_the_next_run_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inbox, data) = (dir.path().join("inbox"), dir.path().join("data"));
+    std::fs::create_dir_all(&inbox).unwrap();
+    write_files(&inbox, 40, "turnips");
+
+    let first = engine(&inbox, &data).run(&Scope::All, &Quiet).unwrap();
+    assert_eq!((first.version, first.indexed), (Some(1), 40));
+
+    // Every file changes; the run is asked to stop before its first batch. It retires the old
+    // versions, processes nothing, and commits.
+    write_files(&inbox, 40, "parsnips");
+    let stopping = engine(&inbox, &data);
+    stopping.request_stop();
+    let stopped = stopping.run(&Scope::All, &Quiet).unwrap();
+    assert!(stopped.stopped_early);
+    assert_eq!((stopped.version, stopped.changed, stopped.indexed), (Some(2), 40, 0));
+    drop(stopping);
+
+    // The next run sees all 40 files again (the ledger forgot them) and indexes the new text.
+    let resumed_engine = engine(&inbox, &data);
+    let resumed = resumed_engine.run(&Scope::All, &Quiet).unwrap();
+    assert!(!resumed.stopped_early);
+    assert_eq!((resumed.version, resumed.new, resumed.indexed), (Some(3), 40, 40), "{resumed:?}");
+    let store = resumed_engine.store();
+    let live = store.catalog().chunks_visible_at(store.pipeline(), 3).unwrap();
+    assert_eq!(live.len(), 40);
+    assert!(live.iter().all(|chunk| chunk.text.contains("parsnips")));
+    let again = resumed_engine.run(&Scope::All, &Quiet).unwrap();
+    assert_eq!((again.version, again.unchanged), (None, 40));
+}
