@@ -126,6 +126,13 @@ impl Engine {
         run::run(self, scope, observer)
     }
 
+    /// Builds the vector index after a commit, on half the cores (at least one), so searches
+    /// stay responsive meanwhile. Until a segment is big enough, search is exact and this is quick.
+    pub fn optimize_vectors(&self) -> Result<bool, PipelineError> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Ok(self.store.vectors().optimize(cores.div_ceil(2))?)
+    }
+
     pub fn versions(&self) -> Result<Vec<VersionInfo>, PipelineError> {
         Ok(self.store.catalog().versions(&self.plan.name)?)
     }

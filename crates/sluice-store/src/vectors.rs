@@ -219,9 +219,12 @@ impl VectorIndex {
         Ok(self.shard.count(CountRequest { filter: None, exact: true })?)
     }
 
-    /// Builds the HNSW index for segments big enough to need one (blocking; can take a while).
-    pub fn optimize(&self) -> Result<bool> {
-        Ok(self.shard.optimize()?)
+    /// Builds the HNSW index for segments big enough to need one, merges small segments and
+    /// vacuums deleted points. Blocking, and can take a while: `threads` caps the CPU it uses so
+    /// searches and the next run keep the rest. Returns whether anything was optimised.
+    pub fn optimize(&self, threads: usize) -> Result<bool> {
+        let threads = threads.max(1);
+        Ok(self.shard.optimize_with_budget(qdrant_edge::ResourceBudget::new(threads, threads))?)
     }
 }
 

@@ -88,7 +88,7 @@ fn hnsw_recall_against_exact_search() {
         index.upsert(&points).unwrap();
     }
     index.flush().unwrap();
-    assert!(index.optimize().unwrap(), "this many points cross the indexing threshold");
+    assert!(index.optimize(2).unwrap(), "this many points cross the indexing threshold");
 
     let queries: Vec<Vec<f32>> = (0..100)
         .map(|q| unit(&centres[(q * 7) % CLUSTERS].iter().map(|c| c + 0.35 * random()).collect::<Vec<_>>()))

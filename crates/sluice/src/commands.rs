@@ -52,7 +52,7 @@ pub fn ingest(
     let summary = engine.run(&Scope::Paths(scope_paths), &progress)?;
     progress.finish();
     if summary.version.is_some() {
-        engine.store().vectors().optimize()?;
+        engine.optimize_vectors()?;
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

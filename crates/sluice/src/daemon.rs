@@ -178,8 +178,9 @@ async fn execute(engine: &Arc<Engine>, metrics: &Arc<Metrics>, scope: Scope) -> 
     let (engine, metrics) = (engine.clone(), metrics.clone());
     let outcome = tokio::task::spawn_blocking(move || {
         let summary = engine.run(&scope, &*metrics)?;
-        if summary.version.is_some() {
-            engine.store().vectors().optimize()?;
+        // A stopping daemon leaves the index build to its next start.
+        if summary.version.is_some() && !summary.stopped_early {
+            engine.optimize_vectors()?;
         }
         if let Some(live) = engine.store().live_version()? {
             metrics.live_version.set(live);

@@ -1,5 +1,4 @@
-//! A run asked to stop commits what it finished and leaves the rest for the next run, without
-//! losing any file (not even those whose old version it had already retired).
+//! Runs driven through the library: exact dedup, and stopping early.
 
 use std::path::{Path, PathBuf};
 
@@ -56,4 +55,38 @@ fn a_stopped_run_commits_its_part_and_the_next_run_finishes() {
     assert!(live.iter().all(|chunk| chunk.text.contains("parsnips")));
     let again = resumed_engine.run(&Scope::All, &Quiet).unwrap();
     assert_eq!((again.version, again.unchanged), (None, 40));
+}
+
+#[test]
+fn exact_duplicates_are_indexed_once_and_take_over_when_the_original_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inbox, data) = (dir.path().join("inbox"), dir.path().join("data"));
+    std::fs::create_dir_all(&inbox).unwrap();
+    let text = "Saffron is the dried stigma of the crocus flower.\n";
+    std::fs::write(inbox.join("a.txt"), text).unwrap();
+    std::fs::write(inbox.join("b.txt"), text).unwrap();
+    // Other bytes, same normalised text: also a duplicate.
+    std::fs::write(inbox.join("c.txt"), "Saffron  is the dried stigma of the crocus flower.  \r\n\r\n").unwrap();
+    std::fs::write(inbox.join("d.txt"), "Vanilla comes from the pods of an orchid.\n").unwrap();
+
+    let engine = engine(&inbox, &data);
+    let first = engine.run(&Scope::All, &Quiet).unwrap();
+    assert_eq!((first.indexed, first.duplicates), (2, 2), "{first:?}");
+    let paths_at = |version| -> Vec<String> {
+        let store = engine.store();
+        let mut paths: Vec<String> =
+            store.catalog().chunks_visible_at(store.pipeline(), version).unwrap().into_iter().map(|c| c.path).collect();
+        paths.sort();
+        paths.iter().map(|p| p.rsplit('/').next().unwrap().to_owned()).collect()
+    };
+    assert_eq!(paths_at(1), ["a.txt", "d.txt"]);
+
+    std::fs::remove_file(inbox.join("a.txt")).unwrap();
+    let second = engine.run(&Scope::All, &Quiet).unwrap();
+    assert_eq!((second.deleted, second.indexed, second.duplicates), (1, 1, 1), "{second:?}");
+    assert_eq!(paths_at(2), ["b.txt", "d.txt"], "the first remaining copy is indexed");
+    assert_eq!(second.embeddings_computed, 0, "its text was embedded before");
+
+    let third = engine.run(&Scope::All, &Quiet).unwrap();
+    assert_eq!((third.version, third.unchanged), (None, 3));
 }
