@@ -130,13 +130,14 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// Parses a stored hex id; a malformed one fails the row as a conversion error.
 fn parse_id<T>(text: String, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
     parse(&text).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("bad id {text:?}").into())
     })
 }
 
-/// A failed SQLite query becomes a store error; a bad stored id becomes `Corrupt`.
+/// Vectors are stored as little-endian f32, 4 bytes per dimension.
 fn vector_to_blob(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|x| x.to_le_bytes()).collect()
 }

@@ -152,7 +152,7 @@ async fn schedule(
                 } else {
                     Scope::Paths(std::mem::take(&mut pending).into_iter().collect())
                 };
-                pending.clear();
+                pending.clear(); // already empty unless a full rescan replaced it
                 first_event = None;
                 deadline = None;
                 retry = execute(&engine, &metrics, scope).await;
@@ -175,34 +175,37 @@ async fn schedule(
 /// Runs the pipeline on a blocking thread, then builds the vector index if it grew enough.
 /// Returns whether the run failed and should be retried.
 async fn execute(engine: &Arc<Engine>, metrics: &Arc<Metrics>, scope: Scope) -> bool {
-    let (engine, metrics) = (engine.clone(), metrics.clone());
+    let (engine, observer) = (engine.clone(), metrics.clone());
     let outcome = tokio::task::spawn_blocking(move || {
-        let summary = engine.run(&scope, &*metrics)?;
-        // A stopping daemon leaves the index build to its next start.
-        if summary.version.is_some() && !summary.stopped_early {
-            engine.optimize_vectors()?;
+        let summary = engine.run(&scope, &*observer)?;
+        // A stopping daemon leaves the index build to its next start. A failed build costs
+        // search speed, not data: it is logged and tried again after the next commit.
+        if summary.version.is_some()
+            && !summary.stopped_early
+            && let Err(err) = engine.optimize_vectors()
+        {
+            warn!(error = %err, "building the vector index failed; search stays exact until the next try");
         }
         if let Some(live) = engine.store().live_version()? {
-            metrics.live_version.set(live);
+            observer.live_version.set(live);
         }
-        Ok::<_, sluice_pipeline::PipelineError>((summary, metrics))
+        Ok::<_, sluice_pipeline::PipelineError>(summary)
     })
     .await;
-    match outcome {
-        Ok(Ok((summary, metrics))) => {
-            let label = if summary.version.is_some() { "committed" } else { "unchanged" };
-            metrics.runs.get_or_create(&OutcomeLabels { outcome: label }).inc();
-            false
-        }
+    let (label, retry) = match outcome {
+        Ok(Ok(summary)) if summary.version.is_some() => ("committed", false),
+        Ok(Ok(_)) => ("unchanged", false),
         Ok(Err(err)) => {
             error!(error = %err, retryable = err.is_retryable(), "pipeline run failed; it was rolled back and will be retried");
-            true
+            ("failed", true)
         }
         Err(err) => {
             error!(error = %err, "pipeline run panicked; it was rolled back and will be retried");
-            true
+            ("failed", true)
         }
-    }
+    };
+    metrics.runs.get_or_create(&OutcomeLabels { outcome: label }).inc();
+    retry
 }
 
 /// Watches every root recursively. Returns the watcher (events stop when it is dropped), or
