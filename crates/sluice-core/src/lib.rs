@@ -15,4 +15,4 @@ pub use document::{Block, BlockKind, BlockSpan, Chunk, ExtractedDocument, Normal
 pub use fingerprint::Fingerprint;
 pub use ids::{ChunkId, ContentHash, DocumentId, PointKey, TextHash};
 pub use stage::{Stage, StageFailure};
-pub use version::{VERSION_OPEN, Version, visible_at};
+pub use version::{VERSION_OPEN, Version};

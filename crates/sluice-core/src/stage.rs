@@ -20,9 +20,6 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 7] =
-        [Stage::Read, Stage::Extract, Stage::Clean, Stage::Dedup, Stage::Chunk, Stage::Embed, Stage::Write];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Stage::Read => "read",
@@ -33,10 +30,6 @@ impl Stage {
             Stage::Embed => "embed",
             Stage::Write => "write",
         }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|stage| stage.as_str() == text)
     }
 }
 

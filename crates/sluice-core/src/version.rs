@@ -4,10 +4,7 @@
 pub type Version = i64;
 
 /// `valid_to` of a chunk that is still live: visible in every version from `valid_from` on.
+///
+/// Every reader (catalog SQL, Qdrant filter, Tantivy range query) applies the same rule: a chunk
+/// is visible at version `v` iff `valid_from <= v < valid_to`.
 pub const VERSION_OPEN: Version = i64::MAX;
-
-/// The visibility rule every reader applies: a chunk is visible at `v` iff
-/// `valid_from <= v < valid_to`.
-pub fn visible_at(valid_from: Version, valid_to: Version, v: Version) -> bool {
-    valid_from <= v && v < valid_to
-}

@@ -34,10 +34,6 @@ impl Embedder {
         Ok(Self { model, tokenizer, device, spec, fingerprint })
     }
 
-    pub fn spec(&self) -> &ModelSpec {
-        &self.spec
-    }
-
     pub fn dimension(&self) -> usize {
         self.spec.dimension
     }

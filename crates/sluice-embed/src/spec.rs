@@ -104,8 +104,4 @@ impl ModelSpec {
             ),
         )
     }
-
-    pub fn weights_sha256(&self) -> &str {
-        &self.files["model.safetensors"]
-    }
 }

@@ -393,18 +393,6 @@ impl Catalog {
         })
     }
 
-    pub fn ledger_entry(&self, pipeline: &str, root: &str, rel_path: &str) -> Result<Option<LedgerEntry>> {
-        self.read(|c| {
-            c.query_row(
-                "SELECT root, rel_path, size, mtime_ns, content_hash, status FROM files
-                 WHERE pipeline = ?1 AND root = ?2 AND rel_path = ?3",
-                [pipeline, root, rel_path],
-                ledger_row,
-            )
-            .optional()
-        })
-    }
-
     // ---- documents ------------------------------------------------------------------------
 
     /// The live version of a document, if any.

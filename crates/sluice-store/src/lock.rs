@@ -6,13 +6,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Result, StoreError};
 
 pub struct DataDirLock {
+    /// Holds the lock for as long as the value lives.
     _file: File,
-    path: PathBuf,
 }
 
 impl DataDirLock {
@@ -34,7 +34,7 @@ impl DataDirLock {
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         write!(file, "{}", std::process::id()).map_err(io)?;
-        Ok(Self { _file: file, path })
+        Ok(Self { _file: file })
     }
 
     /// Whether another process holds the lock right now.
@@ -49,9 +49,5 @@ impl DataDirLock {
             }
             Err(_) => true,
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }

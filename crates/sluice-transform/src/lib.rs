@@ -1,12 +1,12 @@
-//! The text stages between extraction and embedding: clean (normalise), dedup, chunk.
+//! The text stages between extraction and embedding: clean (normalise) and chunk.
 //!
+//! Exact dedup compares a document's normalised-text hash (computed by `clean`) with the live
+//! documents in the catalog, so that decision is made by the run (`sluice-pipeline`), not here.
 //! Everything here is a deterministic function of its input and settings; each stage exposes a
 //! fingerprint of those settings so a change invalidates exactly what it touches.
 
 pub mod chunk;
 pub mod clean;
-pub mod dedup;
 
 pub use chunk::{ChunkError, Chunker};
 pub use clean::normalize;
-pub use dedup::DedupVerdict;
