@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sluice_core::{DevicePreference, Precision};
 use toml_edit::Document;
 
 use crate::error::{ConfigError, ConfigErrors};
@@ -57,8 +58,13 @@ pub struct ChunkPlan {
 pub struct EmbedPlan {
     /// Folder name of the model under the models directory.
     pub model: String,
-    /// Token budget of one forward pass (padded batch size × sequence length).
-    pub batch_tokens: usize,
+    /// Token budget of one forward pass (tokens packed on CPU; padded batch size × sequence length
+    /// on GPU); `None` leaves it to the device (see `Embedder::default_batch_tokens`).
+    pub batch_tokens: Option<usize>,
+    /// Where the model runs: `auto` (CUDA when built in and present, else CPU), `cpu`, `cuda`.
+    pub device: DevicePreference,
+    /// Number format: `auto` (f32 on CPU, f16 on GPU), `f32`, `f16`, `bf16` (the last two GPU only).
+    pub precision: Precision,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -207,9 +213,30 @@ fn read_embed(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> EmbedPlan {
         }
         None => "all-minilm-l6-v2".to_owned(),
     };
-    let batch_tokens = opt_integer(diag, &mut embed, "batch_tokens", 16_384, 256, 1 << 22) as usize;
+    let batch_tokens = embed.as_mut().is_some_and(|e| e.has("batch_tokens"));
+    let batch_tokens = batch_tokens.then(|| opt_integer(diag, &mut embed, "batch_tokens", 0, 256, 1 << 22) as usize);
+    let device =
+        opt_choice(diag, &mut embed, "embed.device", "device", DevicePreference::NAMES, DevicePreference::parse);
+    let precision = opt_choice(diag, &mut embed, "embed.precision", "precision", Precision::NAMES, Precision::parse);
     finish(diag, embed);
-    EmbedPlan { model, batch_tokens }
+    EmbedPlan { model, batch_tokens, device: device.unwrap_or_default(), precision: precision.unwrap_or_default() }
+}
+
+/// One of a fixed set of names from an optional section, parsed; `None` when absent or wrong.
+fn opt_choice<T>(
+    diag: &mut Diagnostics<'_>,
+    section: &mut Option<Section<'_>>,
+    qualified: &str,
+    key: &'static str,
+    names: &[&str],
+    parse: impl Fn(&str) -> Option<T>,
+) -> Option<T> {
+    let (text, span) = section.as_mut()?.string(diag, key)?;
+    let parsed = parse(&text);
+    if parsed.is_none() {
+        diag.error(span, format!("`{qualified}` must be one of {}, got {text:?}", names.join(", ")));
+    }
+    parsed
 }
 
 fn read_search(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> SearchPlan {

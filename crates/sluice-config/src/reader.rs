@@ -67,6 +67,12 @@ impl<'d> Section<'d> {
         Some((item.span(), item))
     }
 
+    /// Whether `key` is present (of any type); either way it is a key this section knows.
+    pub(crate) fn has(&mut self, key: &'static str) -> bool {
+        self.known.insert(key);
+        self.table.contains_key(key)
+    }
+
     /// An integer in `min..=max`; `default` when absent.
     pub(crate) fn integer(
         &mut self,

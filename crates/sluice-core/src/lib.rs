@@ -5,12 +5,14 @@
 //! document version and the same chunk ids, which is what makes every write an idempotent upsert
 //! and lets a crashed version be replayed or undone without bookkeeping of its own.
 
+pub mod compute;
 pub mod document;
 pub mod fingerprint;
 pub mod ids;
 pub mod stage;
 pub mod version;
 
+pub use compute::{DevicePreference, Precision};
 pub use document::{Block, BlockKind, BlockSpan, Chunk, ExtractedDocument, NormalizedDocument};
 pub use fingerprint::Fingerprint;
 pub use ids::{ChunkId, ContentHash, DocumentId, PointKey, TextHash};

@@ -1,37 +1,102 @@
-//! A BERT sentence encoder on candle: tokenize, forward, pool, normalise.
+//! A BERT sentence encoder: tokenize, forward, pool, normalise, on the device chosen at load.
+//!
+//! Two forward passes share the tokenizer and pooling rules:
+//! - on CPU, the lean packed encoder in `cpu` (f32, no padding, fused kernels);
+//! - on a CUDA GPU, candle's `BertModel` in f16 or bf16, on padded batches. The same candle path
+//!   can be forced onto the CPU (`Backend::candle_on_cpu`), which is how tests check it without a GPU.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use sluice_core::Fingerprint;
+use sluice_core::{DevicePreference, Fingerprint, Precision};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
-use tracing::info;
+use tracing::{info, warn};
 
+use crate::cpu::CpuBert;
 use crate::{EmbedError, ModelFiles, ModelSpec, Pooling, plan_batches};
 
+/// Token budget of one CPU forward pass: large enough for efficient matrix products, small enough
+/// that the activations of one layer stay near the caches (measured best on 2 cores: see benches).
+const CPU_BATCH_TOKENS: usize = 4_096;
+/// Token budget of one GPU forward pass (padded), enough to keep a large GPU busy.
+const GPU_BATCH_TOKENS: usize = 65_536;
+
+/// How to run the model; the pipeline file's `[embed]` section chooses.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EmbedOptions {
+    pub device: DevicePreference,
+    pub precision: Precision,
+}
+
+enum Backend {
+    Cpu(CpuBert),
+    Candle { model: BertModel, device: Device },
+}
+
 pub struct Embedder {
-    model: BertModel,
+    backend: Backend,
     tokenizer: Tokenizer,
-    device: Device,
     spec: ModelSpec,
     fingerprint: Fingerprint,
+    precision: Precision,
 }
 
 impl Embedder {
+    /// Loads the model on the default device (CUDA if built in and present, else CPU) in its
+    /// default precision.
     pub fn load(files: &ModelFiles) -> Result<Self, EmbedError> {
+        Self::load_with(files, EmbedOptions::default())
+    }
+
+    pub fn load_with(files: &ModelFiles, options: EmbedOptions) -> Result<Self, EmbedError> {
         let spec = files.spec.clone();
-        let device = Device::Cpu;
-        let config_path = files.path("config.json");
-        let config_text = std::fs::read_to_string(&config_path).map_err(EmbedError::io(&config_path))?;
-        let config: Config = serde_json::from_str(&config_text)
-            .map_err(|err| EmbedError::InvalidSpec { path: config_path, detail: err.to_string() })?;
+        let config = read_config(files)?;
         let weights_path = files.path("model.safetensors");
         let weights = std::fs::read(&weights_path).map_err(EmbedError::io(&weights_path))?;
-        let model = BertModel::load(VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?, &config)?;
+        let device = choose_device(options.device)?;
+        let precision = match (options.precision, device.is_cpu()) {
+            (Precision::Auto, true) => Precision::F32,
+            (Precision::Auto, false) => Precision::F16,
+            (Precision::F16 | Precision::Bf16, true) => {
+                return Err(EmbedError::Unsupported(format!(
+                    "embed.precision = \"{}\" runs on a GPU only; the CPU encoder computes in f32",
+                    options.precision
+                )));
+            }
+            (chosen, _) => chosen,
+        };
+        let backend = if device.is_cpu() {
+            Backend::Cpu(CpuBert::load(&config, &weights)?)
+        } else {
+            candle_backend(&config, weights, precision, device)?
+        };
         let tokenizer = load_tokenizer(&files.path("tokenizer.json"), spec.max_tokens)?;
-        info!(model = %spec.name, device = ?device, "embedding model loaded");
-        let fingerprint = spec.fingerprint();
-        Ok(Self { model, tokenizer, device, spec, fingerprint })
+        // f16/bf16 vectors differ from f32 ones, so they are cached apart.
+        let fingerprint = match precision {
+            Precision::F32 | Precision::Auto => spec.fingerprint(),
+            reduced => {
+                Fingerprint::combine(&[spec.fingerprint(), Fingerprint::of("embed-precision", &reduced.to_string())])
+            }
+        };
+        let embedder = Self { backend, tokenizer, spec, fingerprint, precision };
+        info!(model = %embedder.spec.name, device = %embedder.device_name(), precision = %precision, "embedding model loaded");
+        Ok(embedder)
+    }
+
+    /// The candle forward pass on the CPU in f32: what runs on a GPU, checkable without one.
+    pub fn load_candle_on_cpu(files: &ModelFiles) -> Result<Self, EmbedError> {
+        let config = read_config(files)?;
+        let weights_path = files.path("model.safetensors");
+        let weights = std::fs::read(&weights_path).map_err(EmbedError::io(&weights_path))?;
+        let backend = candle_backend(&config, weights, Precision::F32, Device::Cpu)?;
+        let tokenizer = load_tokenizer(&files.path("tokenizer.json"), files.spec.max_tokens)?;
+        Ok(Self {
+            backend,
+            tokenizer,
+            spec: files.spec.clone(),
+            fingerprint: files.spec.fingerprint(),
+            precision: Precision::F32,
+        })
     }
 
     pub fn dimension(&self) -> usize {
@@ -43,58 +108,147 @@ impl Embedder {
         self.fingerprint
     }
 
-    /// Embeds `texts`, batched by `budget_tokens` (padded tokens per forward pass). The result is
-    /// in the order of `texts`, each vector `dimension()` long (unit length if the model says so).
+    /// "cpu (packed f32)", "cuda:0 (f16)", ...: for logs and benchmark output.
+    pub fn device_name(&self) -> String {
+        match &self.backend {
+            Backend::Cpu(_) => "cpu (packed f32)".to_owned(),
+            Backend::Candle { device: Device::Cpu, .. } => format!("cpu (candle {})", self.precision),
+            Backend::Candle { device, .. } => format!("{:?} ({})", device.location(), self.precision),
+        }
+    }
+
+    /// Tokens per forward pass that suit the device, used where the pipeline file sets none.
+    pub fn default_batch_tokens(&self) -> usize {
+        match &self.backend {
+            Backend::Cpu(_) | Backend::Candle { device: Device::Cpu, .. } => CPU_BATCH_TOKENS,
+            Backend::Candle { .. } => GPU_BATCH_TOKENS,
+        }
+    }
+
+    /// Token ids of `texts` as the model sees them (special tokens added, truncated to the window).
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Encoding>, EmbedError> {
+        self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|err| EmbedError::Tokenizer(err.to_string()))
+    }
+
+    /// Embeds `texts`, batched by `budget_tokens` tokens per forward pass (padding included on a
+    /// GPU). The result is in the order of `texts`, each vector `dimension()` long (unit length
+    /// if the model says so).
     pub fn embed(&self, texts: &[&str], budget_tokens: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let encodings =
-            self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|err| EmbedError::Tokenizer(err.to_string()))?;
+        let encodings = self.tokenize(texts)?;
+        self.embed_encoded(&encodings, budget_tokens)
+    }
+
+    /// Embeds already tokenized texts (see `tokenize`).
+    pub fn embed_encoded(&self, encodings: &[Encoding], budget_tokens: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
         let lengths: Vec<usize> = encodings.iter().map(Encoding::len).collect();
-        let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for batch in plan_batches(&lengths, budget_tokens) {
+        let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); encodings.len()];
+        for batch in plan_batches(&lengths, budget_tokens, self.pads_batches()) {
             let members: Vec<&Encoding> = batch.iter().map(|&i| &encodings[i]).collect();
-            for (index, vector) in batch.iter().zip(self.forward(&members)?) {
+            let pooled = match &self.backend {
+                Backend::Cpu(model) => {
+                    let ids: Vec<&[u32]> = members.iter().map(|encoding| encoding.get_ids()).collect();
+                    model.forward(&ids, self.spec.pooling)?
+                }
+                Backend::Candle { model, device } => candle_forward(model, device, &members, self.spec.pooling)?,
+            };
+            for (index, mut vector) in batch.iter().zip(pooled) {
+                if self.spec.normalize {
+                    normalize(&mut vector);
+                }
                 vectors[*index] = vector;
             }
         }
         Ok(vectors)
     }
 
-    /// One forward pass over a batch, padded to its longest member.
-    fn forward(&self, batch: &[&Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let width = batch.iter().map(|encoding| encoding.len()).max().unwrap_or(0).max(1);
-        let mut ids = Vec::with_capacity(batch.len() * width);
-        let mut mask = Vec::with_capacity(batch.len() * width);
-        for encoding in batch {
-            let padding = width - encoding.len();
-            ids.extend_from_slice(encoding.get_ids());
-            ids.extend(std::iter::repeat_n(0u32, padding));
-            mask.extend(std::iter::repeat_n(1u32, encoding.len()));
-            mask.extend(std::iter::repeat_n(0u32, padding));
-        }
-        let shape = (batch.len(), width);
-        let input_ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let attention_mask = Tensor::from_vec(mask, shape, &self.device)?;
-        let token_type_ids = input_ids.zeros_like()?;
-        let hidden = self.model.forward(&input_ids, &token_type_ids, Some(&attention_mask))?;
-        let pooled = match self.spec.pooling {
-            Pooling::Mean => {
-                let mask = attention_mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-                let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-                summed.broadcast_div(&mask.sum(1)?)?
-            }
-            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
-        };
-        let pooled = if self.spec.normalize {
-            let norms = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-            pooled.broadcast_div(&norms)?
-        } else {
-            pooled
-        };
-        Ok(pooled.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+    fn pads_batches(&self) -> bool {
+        matches!(self.backend, Backend::Candle { .. })
     }
+}
+
+fn read_config(files: &ModelFiles) -> Result<Config, EmbedError> {
+    let path = files.path("config.json");
+    let text = std::fs::read_to_string(&path).map_err(EmbedError::io(&path))?;
+    serde_json::from_str(&text).map_err(|err| EmbedError::InvalidSpec { path, detail: err.to_string() })
+}
+
+/// The device for `preference`; `Auto` falls back to the CPU (logged) when CUDA is not usable.
+fn choose_device(preference: DevicePreference) -> Result<Device, EmbedError> {
+    if preference == DevicePreference::Cpu {
+        return Ok(Device::Cpu);
+    }
+    if !cfg!(feature = "cuda") {
+        if preference == DevicePreference::Cuda {
+            return Err(EmbedError::Unsupported(
+                "embed.device = \"cuda\", but this binary was built without the `cuda` feature".into(),
+            ));
+        }
+        info!("built without CUDA: embedding on the CPU");
+        return Ok(Device::Cpu);
+    }
+    match Device::new_cuda(0) {
+        Ok(device) => Ok(device),
+        Err(err) if preference == DevicePreference::Auto => {
+            warn!(error = %err, "no usable CUDA device: embedding on the CPU");
+            Ok(Device::Cpu)
+        }
+        Err(err) => Err(EmbedError::Unsupported(format!("embed.device = \"cuda\", but CUDA device 0 failed: {err}"))),
+    }
+}
+
+fn candle_backend(
+    config: &Config,
+    weights: Vec<u8>,
+    precision: Precision,
+    device: Device,
+) -> Result<Backend, EmbedError> {
+    let dtype = match precision {
+        Precision::F16 => DType::F16,
+        Precision::Bf16 => DType::BF16,
+        Precision::F32 | Precision::Auto => DType::F32,
+    };
+    let model = BertModel::load(VarBuilder::from_buffered_safetensors(weights, dtype, &device)?, config)?;
+    Ok(Backend::Candle { model, device })
+}
+
+/// One padded forward pass through candle's `BertModel`; pooling runs in f32.
+fn candle_forward(
+    model: &BertModel,
+    device: &Device,
+    batch: &[&Encoding],
+    pooling: Pooling,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let width = batch.iter().map(|encoding| encoding.len()).max().unwrap_or(0).max(1);
+    let mut ids = Vec::with_capacity(batch.len() * width);
+    let mut mask = Vec::with_capacity(batch.len() * width);
+    for encoding in batch {
+        let padding = width - encoding.len();
+        ids.extend_from_slice(encoding.get_ids());
+        ids.extend(std::iter::repeat_n(0u32, padding));
+        mask.extend(std::iter::repeat_n(1u32, encoding.len()));
+        mask.extend(std::iter::repeat_n(0u32, padding));
+    }
+    let shape = (batch.len(), width);
+    let input_ids = Tensor::from_vec(ids, shape, device)?;
+    let attention_mask = Tensor::from_vec(mask, shape, device)?;
+    let token_type_ids = input_ids.zeros_like()?;
+    let hidden = model.forward(&input_ids, &token_type_ids, Some(&attention_mask))?.to_dtype(DType::F32)?;
+    let pooled = match pooling {
+        Pooling::Mean => {
+            let mask = attention_mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+            hidden.broadcast_mul(&mask)?.sum(1)?.broadcast_div(&mask.sum(1)?)?
+        }
+        Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+    };
+    Ok(pooled.to_vec2::<f32>()?)
+}
+
+fn normalize(vector: &mut [f32]) {
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    vector.iter_mut().for_each(|x| *x /= norm);
 }
 
 /// The model's tokenizer, truncating at the model's window and never padding (batches pad).

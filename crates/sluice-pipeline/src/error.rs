@@ -12,6 +12,8 @@ pub enum PipelineError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Invalid(String),
+    #[error("cannot start threads: {0}")]
+    Threads(#[from] rayon::ThreadPoolBuildError),
 }
 
 impl PipelineError {
@@ -26,7 +28,7 @@ impl PipelineError {
             PipelineError::Store(err) => err.is_retryable(),
             PipelineError::Embed(err) => err.is_retryable(),
             PipelineError::Io { .. } => true,
-            PipelineError::Chunker(_) | PipelineError::Invalid(_) => false,
+            PipelineError::Chunker(_) | PipelineError::Invalid(_) | PipelineError::Threads(_) => false,
         }
     }
 }

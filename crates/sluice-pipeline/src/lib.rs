@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sluice_config::PipelinePlan;
 use sluice_core::{Fingerprint, Version};
-use sluice_embed::Embedder;
+use sluice_embed::{EmbedOptions, Embedder};
 use sluice_store::{SearchHit, SearchMode, SearchRequest, Store, VersionInfo, VersionState};
 use sluice_transform::Chunker;
 use tracing::info;
@@ -46,6 +46,9 @@ pub struct Engine {
     fingerprint: Fingerprint,
     run_lock: Mutex<()>,
     stop_requested: AtomicBool,
+    /// Threads for reading, extracting and chunking documents, apart from the global rayon pool
+    /// that the CPU encoder's matrix products use.
+    prepare_pool: rayon::ThreadPool,
 }
 
 /// A search's answer: the version it ran against and the hits.
@@ -61,7 +64,8 @@ impl Engine {
     /// version a crash left pending. Source roots must exist.
     pub fn open(plan: PipelinePlan, data_dir: &Path, models_dir: &Path) -> Result<Self, PipelineError> {
         let files = sluice_embed::ensure_model(models_dir, &plan.embed.model)?;
-        let embedder = Embedder::load(&files)?;
+        let options = EmbedOptions { device: plan.embed.device, precision: plan.embed.precision };
+        let embedder = Embedder::load_with(&files, options)?;
         let tokenizer_path = files.path("tokenizer.json");
         let tokenizer_json = std::fs::read(&tokenizer_path).map_err(PipelineError::io(&tokenizer_path))?;
         let chunker = Chunker::new(&tokenizer_json, plan.chunk.max_tokens, plan.chunk.overlap_tokens)?;
@@ -86,6 +90,9 @@ impl Engine {
             fingerprint,
             run_lock: Mutex::new(()),
             stop_requested: AtomicBool::new(false),
+            prepare_pool: rayon::ThreadPoolBuilder::new()
+                .thread_name(|index| format!("sluice-prepare-{index}"))
+                .build()?,
         })
     }
 
@@ -133,6 +140,11 @@ impl Engine {
         Ok(self.store.vectors().optimize(cores.div_ceil(2))?)
     }
 
+    /// Tokens per forward pass: the pipeline file's `embed.batch_tokens`, else the device's own.
+    pub(crate) fn batch_tokens(&self) -> usize {
+        self.plan.embed.batch_tokens.unwrap_or_else(|| self.embedder.default_batch_tokens())
+    }
+
     pub fn versions(&self) -> Result<Vec<VersionInfo>, PipelineError> {
         Ok(self.store.catalog().versions(&self.plan.name)?)
     }
@@ -166,7 +178,7 @@ impl Engine {
         let vector = match mode {
             SearchMode::Lexical => None,
             SearchMode::Hybrid | SearchMode::Dense => {
-                self.embedder.embed(&[query], self.plan.embed.batch_tokens)?.into_iter().next()
+                self.embedder.embed(&[query], self.batch_tokens())?.into_iter().next()
             }
         };
         let search = &self.plan.search;

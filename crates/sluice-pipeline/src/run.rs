@@ -11,12 +11,14 @@ use sluice_store::{
 };
 use tracing::{debug, info, warn};
 
-use crate::prepare::{PrepareContext, PreparedDocument, prepare};
+use crate::prepare::{PrepareContext, Prepared, PreparedDocument, prepare};
 use crate::scan::{DiskFile, FileChange, Root, reconcile, relative, stat};
 use crate::{Engine, Observer, Outcome, PipelineError, RunSummary, Scope};
 
 /// Documents prepared (in parallel) and written per step; bounds memory on big runs.
 const BATCH_DOCUMENTS: usize = 32;
+/// Prepared batches waiting for the embed stage, beyond the one it is working on.
+const BATCHES_AHEAD: usize = 1;
 
 /// A file to extract and index in this run.
 struct Task {
@@ -108,22 +110,52 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
     tasks.extend(orphaned_duplicates(engine, &mut writer, &retired, &tasks, &deletions)?);
 
     observer.started(tasks.len());
-    let mut batches = tasks.chunks(BATCH_DOCUMENTS);
-    while let Some(batch) = batches.next() {
-        if engine.stop_requested() {
-            // Forget the files not reached, so the next run sees them as new: some lost their old
-            // version above (changed files, orphaned duplicates) without getting a new one.
-            summary.stopped_early = true;
-            for task in batch.iter().chain(batches.flatten()) {
-                decisions
-                    .ledger
-                    .push(LedgerChange::Remove { root: task.root.key.clone(), rel_path: task.rel_path.clone() });
+    let batches: Vec<&[Task]> = tasks.chunks(BATCH_DOCUMENTS).collect();
+    let context = PrepareContext {
+        pipeline,
+        catalog: engine.store.catalog(),
+        chunker: &engine.chunker,
+        chunk_fingerprint: engine.chunker.fingerprint(),
+        max_file_bytes: engine.plan.limits.max_file_bytes,
+    };
+    // Preparation (read, extract, clean, chunk) runs ahead on its own thread pool while this
+    // thread dedups, embeds and writes the batch before: the model is rarely idle waiting for
+    // documents. The channel holds `BATCHES_AHEAD` prepared batches, bounding memory.
+    std::thread::scope(|scope| -> Result<(), PipelineError> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(BATCHES_AHEAD);
+        let (batches_ahead, context) = (&batches, &context);
+        scope.spawn(move || {
+            for batch in batches_ahead {
+                if engine.stop_requested() {
+                    break;
+                }
+                if sender.send(prepare_batch(engine, context, batch)).is_err() {
+                    break; // the run ended early
+                }
             }
-            warn!(pipeline, "stop requested: committing the documents processed so far");
-            break;
+        });
+        for (index, batch) in batches.iter().enumerate() {
+            let prepared = match receiver.recv() {
+                Ok(prepared) if !engine.stop_requested() => prepared,
+                _ => {
+                    // Stop requested. Forget the files not reached, so the next run sees them as
+                    // new: some lost their old version above (changed files, orphaned
+                    // duplicates) without getting a new one.
+                    summary.stopped_early = true;
+                    for task in batches[index..].iter().copied().flatten() {
+                        decisions.ledger.push(LedgerChange::Remove {
+                            root: task.root.key.clone(),
+                            rel_path: task.rel_path.clone(),
+                        });
+                    }
+                    warn!(pipeline, "stop requested: committing the documents processed so far");
+                    break;
+                }
+            };
+            process_batch(engine, &mut writer, batch, prepared, observer, &mut summary, &mut decisions)?;
         }
-        process_batch(engine, &mut writer, batch, observer, &mut summary, &mut decisions)?;
-    }
+        Ok(())
+    })?;
 
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     let version = writer.version();
@@ -231,31 +263,31 @@ fn orphaned_duplicates(
     Ok(requeued)
 }
 
+/// Reads, extracts, cleans and chunks one batch, in parallel on the engine's preparation pool
+/// (kept apart from the pool the model's matrix products use, so neither waits on the other's tasks).
+fn prepare_batch(engine: &Engine, context: &PrepareContext<'_>, batch: &[Task]) -> Vec<Prepared> {
+    engine.prepare_pool.install(|| {
+        batch
+            .par_iter()
+            .map(|task| {
+                let file_name = task.rel_path.rsplit('/').next().unwrap_or(&task.rel_path);
+                prepare(context, &task.root.path.join(&task.rel_path), file_name)
+            })
+            .collect()
+    })
+}
+
 fn process_batch(
     engine: &Engine,
     writer: &mut VersionWriter<'_>,
     batch: &[Task],
+    prepared: Vec<Prepared>,
     observer: &dyn Observer,
     summary: &mut RunSummary,
     decisions: &mut Decisions,
 ) -> Result<(), PipelineError> {
     let pipeline = engine.plan.name.as_str();
     let catalog = engine.store.catalog();
-    let context = PrepareContext {
-        pipeline,
-        catalog,
-        chunker: &engine.chunker,
-        chunk_fingerprint: engine.chunker.fingerprint(),
-        max_file_bytes: engine.plan.limits.max_file_bytes,
-    };
-    let prepared: Vec<_> = batch
-        .par_iter()
-        .map(|task| {
-            let file_name = task.rel_path.rsplit('/').next().unwrap_or(&task.rel_path);
-            prepare(&context, &task.root.path.join(&task.rel_path), file_name)
-        })
-        .collect();
-
     // Dedup, in path order so the first of several identical documents is the one indexed.
     let started = Instant::now();
     let mut written_texts: HashMap<TextHash, DocumentId> = HashMap::new();
@@ -413,7 +445,7 @@ fn embed(
     }
     if !missing.is_empty() {
         let texts: Vec<&str> = missing.iter().map(|(_, text, _)| *text).collect();
-        let computed = engine.embedder.embed(&texts, engine.plan.embed.batch_tokens)?;
+        let computed = engine.embedder.embed(&texts, engine.batch_tokens())?;
         let entries: Vec<(TextHash, &[f32])> =
             missing.iter().zip(&computed).map(|((hash, _, _), vector)| (*hash, vector.as_slice())).collect();
         catalog.put_embeddings(model, &entries)?;
