@@ -24,11 +24,16 @@ fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
     let flops = 2.0 * (m * k * n) as f64;
     let reps = (30e9 / flops).ceil() as usize;
     a.matmul(&b).unwrap();
-    let start = Instant::now();
-    for _ in 0..reps {
-        a.matmul(&b).unwrap();
-    }
-    flops * reps as f64 / start.elapsed().as_secs_f64() / 1e9
+    // Best of three timings: the rate the hardware can reach, not a momentary dip.
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..reps {
+                a.matmul(&b).unwrap();
+            }
+            flops * reps as f64 / start.elapsed().as_secs_f64() / 1e9
+        })
+        .fold(0.0, f64::max)
 }
 
 /// Floating-point operations of one forward pass over a sequence of `length` tokens (matrix

@@ -65,6 +65,10 @@ pub struct EmbedPlan {
     pub device: DevicePreference,
     /// Number format: `auto` (f32 on CPU, f16 on GPU), `f32`, `f16`, `bf16` (the last two GPU only).
     pub precision: Precision,
+    /// Whether the next documents are read, extracted and chunked while the model runs (default
+    /// on). A GPU then never waits for the CPU stages; on a CPU-only machine, where both share the
+    /// cores, it measured neutral (SciFact ingest on 2 cores, within noise).
+    pub prepare_ahead: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -218,8 +222,15 @@ fn read_embed(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> EmbedPlan {
     let device =
         opt_choice(diag, &mut embed, "embed.device", "device", DevicePreference::NAMES, DevicePreference::parse);
     let precision = opt_choice(diag, &mut embed, "embed.precision", "precision", Precision::NAMES, Precision::parse);
+    let prepare_ahead = embed.as_mut().and_then(|e| e.boolean(diag, "prepare_ahead"));
     finish(diag, embed);
-    EmbedPlan { model, batch_tokens, device: device.unwrap_or_default(), precision: precision.unwrap_or_default() }
+    EmbedPlan {
+        model,
+        batch_tokens,
+        device: device.unwrap_or_default(),
+        precision: precision.unwrap_or_default(),
+        prepare_ahead: prepare_ahead.unwrap_or(true),
+    }
 }
 
 /// One of a fixed set of names from an optional section, parsed; `None` when absent or wrong.

@@ -98,6 +98,16 @@ impl<'d> Section<'d> {
         }
     }
 
+    /// A boolean, `None` when absent.
+    pub(crate) fn boolean(&mut self, diag: &mut Diagnostics<'_>, key: &'static str) -> Option<bool> {
+        let (span, item) = self.lookup(key)?;
+        let value = item.as_bool();
+        if value.is_none() {
+            diag.error(span, format!("`{}` must be true or false, got {}", self.qualified(key), item.type_name()));
+        }
+        value
+    }
+
     /// A string, `None` when absent.
     pub(crate) fn string(
         &mut self,

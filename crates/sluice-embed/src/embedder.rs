@@ -15,8 +15,9 @@ use tracing::{info, warn};
 use crate::cpu::CpuBert;
 use crate::{EmbedError, ModelFiles, ModelSpec, Pooling, plan_batches};
 
-/// Token budget of one CPU forward pass: large enough for efficient matrix products, small enough
-/// that the activations of one layer stay near the caches (measured best on 2 cores: see benches).
+/// Token budget of one CPU forward pass. Throughput was flat (±5%, within noise) from 1k to 16k
+/// tokens on 2 cores (`benches/embed_throughput.rs`, `SLUICE_BENCH_BATCH_TOKENS`); 4k keeps a
+/// pass's activations near 70 MB.
 const CPU_BATCH_TOKENS: usize = 4_096;
 /// Token budget of one GPU forward pass (padded), enough to keep a large GPU busy.
 const GPU_BATCH_TOKENS: usize = 65_536;
@@ -117,12 +118,16 @@ impl Embedder {
         }
     }
 
+    pub fn runs_on_cpu(&self) -> bool {
+        match &self.backend {
+            Backend::Cpu(_) => true,
+            Backend::Candle { device, .. } => device.is_cpu(),
+        }
+    }
+
     /// Tokens per forward pass that suit the device, used where the pipeline file sets none.
     pub fn default_batch_tokens(&self) -> usize {
-        match &self.backend {
-            Backend::Cpu(_) | Backend::Candle { device: Device::Cpu, .. } => CPU_BATCH_TOKENS,
-            Backend::Candle { .. } => GPU_BATCH_TOKENS,
-        }
+        if self.runs_on_cpu() { CPU_BATCH_TOKENS } else { GPU_BATCH_TOKENS }
     }
 
     /// Token ids of `texts` as the model sees them (special tokens added, truncated to the window).

@@ -118,44 +118,46 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
         chunk_fingerprint: engine.chunker.fingerprint(),
         max_file_bytes: engine.plan.limits.max_file_bytes,
     };
-    // Preparation (read, extract, clean, chunk) runs ahead on its own thread pool while this
-    // thread dedups, embeds and writes the batch before: the model is rarely idle waiting for
-    // documents. The channel holds `BATCHES_AHEAD` prepared batches, bounding memory.
-    std::thread::scope(|scope| -> Result<(), PipelineError> {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(BATCHES_AHEAD);
-        let (batches_ahead, context) = (&batches, &context);
-        scope.spawn(move || {
-            for batch in batches_ahead {
-                if engine.stop_requested() {
-                    break;
-                }
-                if sender.send(prepare_batch(engine, context, batch)).is_err() {
-                    break; // the run ended early
-                }
-            }
-        });
+    // Consumes prepared batches in order until they run out or a stop is requested.
+    let mut consume = |prepared_batches: &mut dyn Iterator<Item = Vec<Prepared>>| -> Result<(), PipelineError> {
         for (index, batch) in batches.iter().enumerate() {
-            let prepared = match receiver.recv() {
-                Ok(prepared) if !engine.stop_requested() => prepared,
-                _ => {
-                    // Stop requested. Forget the files not reached, so the next run sees them as
-                    // new: some lost their old version above (changed files, orphaned
-                    // duplicates) without getting a new one.
-                    summary.stopped_early = true;
-                    for task in batches[index..].iter().copied().flatten() {
-                        decisions.ledger.push(LedgerChange::Remove {
-                            root: task.root.key.clone(),
-                            rel_path: task.rel_path.clone(),
-                        });
-                    }
-                    warn!(pipeline, "stop requested: committing the documents processed so far");
-                    break;
+            let next = if engine.stop_requested() { None } else { prepared_batches.next() };
+            let Some(prepared) = next.filter(|_| !engine.stop_requested()) else {
+                // Stop requested. Forget the files not reached, so the next run sees them as new:
+                // some lost their old version above (changed files, orphaned duplicates)
+                // without getting a new one.
+                summary.stopped_early = true;
+                for task in batches[index..].iter().copied().flatten() {
+                    decisions
+                        .ledger
+                        .push(LedgerChange::Remove { root: task.root.key.clone(), rel_path: task.rel_path.clone() });
                 }
+                warn!(pipeline, "stop requested: committing the documents processed so far");
+                break;
             };
             process_batch(engine, &mut writer, batch, prepared, observer, &mut summary, &mut decisions)?;
         }
         Ok(())
-    })?;
+    };
+    if engine.plan.embed.prepare_ahead {
+        // Preparation (read, extract, clean, chunk) runs on its own thread while this one dedups,
+        // embeds and writes the batch before, so the model rarely waits for documents. The
+        // channel holds `BATCHES_AHEAD` prepared batches, bounding memory.
+        std::thread::scope(|scope| {
+            let (sender, receiver) = std::sync::mpsc::sync_channel(BATCHES_AHEAD);
+            let (batches, context) = (&batches, &context);
+            scope.spawn(move || {
+                for batch in batches {
+                    if engine.stop_requested() || sender.send(prepare_batch(engine, context, batch)).is_err() {
+                        break; // stopping, or the run ended early
+                    }
+                }
+            });
+            consume(&mut receiver.iter())
+        })?;
+    } else {
+        consume(&mut batches.iter().map(|batch| prepare_batch(engine, &context, batch)))?;
+    }
 
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     let version = writer.version();

@@ -1,4 +1,4 @@
-//! Runs driven through the library: exact dedup, and stopping early.
+//! Runs driven through the library: exact dedup, stopping early, preparing ahead of the model.
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +12,14 @@ fn models_dir() -> PathBuf {
 }
 
 fn engine(inbox: &Path, data: &Path) -> Engine {
+    engine_preparing_ahead(inbox, data, true)
+}
+
+/// An engine whose runs prepare documents ahead of the model, or in step with it.
+fn engine_preparing_ahead(inbox: &Path, data: &Path, prepare_ahead: bool) -> Engine {
     let mut plan = sluice_config::default_pipeline();
     plan.sources = vec![SourcePlan { path: inbox.to_owned() }];
+    plan.embed.prepare_ahead = prepare_ahead;
     Engine::open(plan, data, &models_dir()).expect("engine opens")
 }
 
@@ -26,13 +32,31 @@ fn write_files(inbox: &Path, count: usize, flavour: &str) {
 
 #[test]
 fn a_stopped_run_commits_its_part_and_the_next_run_finishes() {
+    stopped_run_resumes(true);
+}
+
+#[test]
+fn preparing_in_step_with_the_model_gives_the_same_runs() {
+    stopped_run_resumes(false);
+}
+
+/// 40 files make two batches, so with `prepare_ahead` the second is prepared while the first
+/// is embedded; without, after it.
+fn stopped_run_resumes(prepare_ahead: bool) {
     let dir = tempfile::tempdir().unwrap();
     let (inbox, data) = (dir.path().join("inbox"), dir.path().join("data"));
     std::fs::create_dir_all(&inbox).unwrap();
     write_files(&inbox, 40, "turnips");
+    let engine = |inbox: &Path, data: &Path| engine_preparing_ahead(inbox, data, prepare_ahead);
 
     let first = engine(&inbox, &data).run(&Scope::All, &Quiet).unwrap();
     assert_eq!((first.version, first.indexed), (Some(1), 40));
+    let first_engine = engine(&inbox, &data);
+    let store = first_engine.store();
+    let live = store.catalog().chunks_visible_at(store.pipeline(), 1).unwrap();
+    assert_eq!(live.len(), 40);
+    assert!(live.iter().all(|chunk| chunk.text.contains("turnips")));
+    drop(first_engine);
 
     // Every file changes; the run is asked to stop before its first batch. It retires the old
     // versions, processes nothing, and commits.
