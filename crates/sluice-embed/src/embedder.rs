@@ -51,10 +51,7 @@ impl Embedder {
     }
 
     pub fn load_with(files: &ModelFiles, options: EmbedOptions) -> Result<Self, EmbedError> {
-        let spec = files.spec.clone();
-        let config = read_config(files)?;
-        let weights_path = files.path("model.safetensors");
-        let weights = std::fs::read(&weights_path).map_err(EmbedError::io(&weights_path))?;
+        let (config, weights) = read_model(files)?;
         let device = choose_device(options.device)?;
         let precision = match (options.precision, device.is_cpu()) {
             (Precision::Auto, true) => Precision::F32,
@@ -72,6 +69,21 @@ impl Embedder {
         } else {
             candle_backend(&config, weights, precision, device)?
         };
+        let embedder = Self::assemble(files, backend, precision)?;
+        info!(model = %embedder.spec.name, device = %embedder.device_name(), "embedding model loaded");
+        Ok(embedder)
+    }
+
+    /// The GPU's forward pass (candle, padded batches) run on the CPU in `precision`: slow, but
+    /// it checks what runs on a GPU on a machine without one.
+    pub fn load_candle_on_cpu(files: &ModelFiles, precision: Precision) -> Result<Self, EmbedError> {
+        let (config, weights) = read_model(files)?;
+        let backend = candle_backend(&config, weights, precision, Device::Cpu)?;
+        Self::assemble(files, backend, precision)
+    }
+
+    fn assemble(files: &ModelFiles, backend: Backend, precision: Precision) -> Result<Self, EmbedError> {
+        let spec = files.spec.clone();
         let tokenizer = load_tokenizer(&files.path("tokenizer.json"), spec.max_tokens)?;
         // f16/bf16 vectors differ from f32 ones, so they are cached apart.
         let fingerprint = match precision {
@@ -80,26 +92,7 @@ impl Embedder {
                 Fingerprint::combine(&[spec.fingerprint(), Fingerprint::of("embed-precision", &reduced.to_string())])
             }
         };
-        let embedder = Self { backend, tokenizer, spec, fingerprint, precision };
-        info!(model = %embedder.spec.name, device = %embedder.device_name(), precision = %precision, "embedding model loaded");
-        Ok(embedder)
-    }
-
-    /// The GPU's forward pass (candle, padded batches) run on the CPU in `precision`: slow, but
-    /// it checks what runs on a GPU on a machine without one.
-    pub fn load_candle_on_cpu(files: &ModelFiles, precision: Precision) -> Result<Self, EmbedError> {
-        let config = read_config(files)?;
-        let weights_path = files.path("model.safetensors");
-        let weights = std::fs::read(&weights_path).map_err(EmbedError::io(&weights_path))?;
-        let backend = candle_backend(&config, weights, precision, Device::Cpu)?;
-        let tokenizer = load_tokenizer(&files.path("tokenizer.json"), files.spec.max_tokens)?;
-        Ok(Self {
-            backend,
-            tokenizer,
-            spec: files.spec.clone(),
-            fingerprint: precision_fingerprint(&files.spec, precision),
-            precision,
-        })
+        Ok(Self { backend, tokenizer, spec, fingerprint, precision })
     }
 
     pub fn dimension(&self) -> usize {
@@ -120,6 +113,7 @@ impl Embedder {
         }
     }
 
+    /// Whether the forward pass runs on the CPU (the CPU encoder, or candle after a fallback).
     pub fn runs_on_cpu(&self) -> bool {
         match &self.backend {
             Backend::Cpu(_) => true,
@@ -148,8 +142,7 @@ impl Embedder {
         self.embed_encoded(&encodings, budget_tokens)
     }
 
-    /// Embeds already tokenized texts (see `tokenize`).
-    pub fn embed_encoded(&self, encodings: &[Encoding], budget_tokens: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn embed_encoded(&self, encodings: &[Encoding], budget_tokens: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
         let lengths: Vec<usize> = encodings.iter().map(Encoding::len).collect();
         let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); encodings.len()];
         for batch in plan_batches(&lengths, budget_tokens, self.pads_batches()) {
@@ -176,20 +169,15 @@ impl Embedder {
     }
 }
 
-/// f16/bf16 vectors differ from f32 ones, so they are cached apart.
-fn precision_fingerprint(spec: &ModelSpec, precision: Precision) -> Fingerprint {
-    match precision {
-        Precision::F32 | Precision::Auto => spec.fingerprint(),
-        reduced => {
-            Fingerprint::combine(&[spec.fingerprint(), Fingerprint::of("embed-precision", &reduced.to_string())])
-        }
-    }
-}
-
-fn read_config(files: &ModelFiles) -> Result<Config, EmbedError> {
+/// The model's configuration and its safetensors bytes.
+fn read_model(files: &ModelFiles) -> Result<(Config, Vec<u8>), EmbedError> {
     let path = files.path("config.json");
     let text = std::fs::read_to_string(&path).map_err(EmbedError::io(&path))?;
-    serde_json::from_str(&text).map_err(|err| EmbedError::InvalidSpec { path, detail: err.to_string() })
+    let config =
+        serde_json::from_str(&text).map_err(|err| EmbedError::InvalidSpec { path, detail: err.to_string() })?;
+    let path = files.path("model.safetensors");
+    let weights = std::fs::read(&path).map_err(EmbedError::io(&path))?;
+    Ok((config, weights))
 }
 
 /// The device for `preference`; `Auto` falls back to the CPU (logged) when CUDA is not usable.
