@@ -5,13 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count="${1:-1000}"
-corpus="../shared/corpora/scifact/corpus.jsonl"
-if [ ! -f "$corpus" ]; then
-  echo "SKIPPED: $corpus is absent (the shared corpora are not on this machine)" >&2
-  exit 0
-fi
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+source benches/scifact-common.sh
 python3 - "$corpus" "$work/docs" "$count" <<'PY'
 import json, os, sys
 corpus, out, count = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -114,7 +114,7 @@ impl Embedder {
     }
 
     /// Whether the forward pass runs on the CPU (the CPU encoder, or candle after a fallback).
-    pub fn runs_on_cpu(&self) -> bool {
+    fn runs_on_cpu(&self) -> bool {
         match &self.backend {
             Backend::Cpu(_) => true,
             Backend::Candle { device, .. } => device.is_cpu(),
@@ -139,10 +139,6 @@ impl Embedder {
             return Ok(Vec::new());
         }
         let encodings = self.tokenize(texts)?;
-        self.embed_encoded(&encodings, budget_tokens)
-    }
-
-    fn embed_encoded(&self, encodings: &[Encoding], budget_tokens: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
         let lengths: Vec<usize> = encodings.iter().map(Encoding::len).collect();
         let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); encodings.len()];
         for batch in plan_batches(&lengths, budget_tokens, self.pads_batches()) {
