@@ -45,7 +45,7 @@ fn extraction(c: &mut Criterion) {
     {
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(name), &bytes, |b, bytes| {
-            b.iter(|| sluice_extract::extract(bytes, file).unwrap())
+            b.iter(|| sluice_extract::extract(bytes, file, &sluice_extract::Limits::default()).unwrap())
         });
     }
     group.finish();
@@ -55,7 +55,7 @@ fn clean_and_chunk(c: &mut Criterion) {
     let files = ensure_model(&models_dir(), DEFAULT_MODEL).expect("model files");
     let chunker = Chunker::new(&std::fs::read(files.path("tokenizer.json")).unwrap(), 200, 32).unwrap();
     let text = paragraphs(200).join("\n\n");
-    let document = sluice_extract::extract(text.as_bytes(), "bench.txt").unwrap();
+    let document = sluice_extract::extract(text.as_bytes(), "bench.txt", &sluice_extract::Limits::default()).unwrap();
     let mut group = c.benchmark_group("clean_and_chunk");
     group.throughput(Throughput::Bytes(text.len() as u64));
     group.bench_function("200_paragraphs", |b| b.iter(|| chunker.chunk(&normalize(document.clone())).unwrap()));

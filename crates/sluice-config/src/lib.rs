@@ -10,7 +10,9 @@ mod plan;
 mod reader;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use plan::{ChunkPlan, EmbedPlan, LimitsPlan, PipelinePlan, SearchPlan, ServerPlan, SourcePlan, WatchPlan};
+pub use plan::{
+    ChunkPlan, EmbedPlan, LimitsPlan, PipelinePlan, QualityPlan, SearchPlan, ServerPlan, SourcePlan, WatchPlan,
+};
 
 /// The default pipeline, compiled in so that `sluice ingest` works without a pipeline file.
 pub const DEFAULT_PIPELINE_TOML: &str = include_str!("../../../pipelines/default.toml");

@@ -20,6 +20,7 @@ pub struct PipelinePlan {
     pub sources: Vec<SourcePlan>,
     pub watch: WatchPlan,
     pub limits: LimitsPlan,
+    pub quality: QualityPlan,
     pub chunk: ChunkPlan,
     pub embed: EmbedPlan,
     pub search: SearchPlan,
@@ -40,10 +41,43 @@ pub struct WatchPlan {
     pub reconcile_interval: Duration,
 }
 
+/// What one document may cost. A document over a limit is quarantined as `limit_exceeded`
+/// (`parser_crashed` when its parser process dies); the run goes on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LimitsPlan {
     /// Files larger than this are quarantined without being read.
     pub max_file_bytes: u64,
+    /// Pages (PDF), slides or sheets.
+    pub max_pages: u32,
+    /// Bytes the parts of a container (zip, MIME) may inflate to: the zip-bomb guard.
+    pub max_decompressed_bytes: u64,
+    /// Element nesting in XML parts.
+    pub max_xml_depth: usize,
+    /// Embedded files (attachments, messages of a mailbox) per document.
+    pub max_children: usize,
+    /// Levels of embedding followed (an attachment of an attached message is level 2).
+    pub max_child_depth: usize,
+    /// Wall-clock time to extract one file, its embedded files included.
+    pub parse_timeout: Duration,
+    /// Address space of a parser process; a parser that needs more is killed.
+    pub parser_memory_bytes: u64,
+    /// Whether parsers run in worker processes (`true`, the default) or in the daemon itself.
+    pub isolate_parsers: bool,
+}
+
+/// Thresholds a document's extracted text must meet to be indexed; failing documents are
+/// quarantined with the check's reason code.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QualityPlan {
+    /// `low_text_yield`: paged documents need at least this many characters per page on average.
+    pub min_chars_per_page: f64,
+    /// `garbled_text`: most of this fraction of characters may be U+FFFD (failed decoding).
+    pub max_replacement_ratio: f64,
+    /// `control_characters`: at most this fraction of control characters (tab and newline aside).
+    pub max_control_ratio: f64,
+    /// `unreadable_text`: at least this fraction of characters must be letters, digits,
+    /// punctuation or spaces.
+    pub min_readable_ratio: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -108,6 +142,7 @@ fn read_plan(diag: &mut Diagnostics<'_>, mut root: Section<'_>) -> PipelinePlan 
         sources: read_sources(diag, &mut root),
         watch: read_watch(diag, &mut root),
         limits: read_limits(diag, &mut root),
+        quality: read_quality(diag, &mut root),
         chunk: read_chunk(diag, &mut root),
         embed: read_embed(diag, &mut root),
         search: read_search(diag, &mut root),
@@ -183,10 +218,39 @@ fn read_watch(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> WatchPlan {
 
 fn read_limits(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> LimitsPlan {
     let mut limits = root.table(diag, "limits");
-    let plan =
-        LimitsPlan { max_file_bytes: opt_integer(diag, &mut limits, "max_file_bytes", 256 << 20, 1, i64::MAX) as u64 };
+    let plan = LimitsPlan {
+        max_file_bytes: opt_integer(diag, &mut limits, "max_file_bytes", 256 << 20, 1, i64::MAX) as u64,
+        max_pages: opt_integer(diag, &mut limits, "max_pages", 5_000, 1, u32::MAX.into()) as u32,
+        max_decompressed_bytes: opt_integer(diag, &mut limits, "max_decompressed_bytes", 512 << 20, 1, i64::MAX) as u64,
+        max_xml_depth: opt_integer(diag, &mut limits, "max_xml_depth", 256, 8, 100_000) as usize,
+        max_children: opt_integer(diag, &mut limits, "max_children", 10_000, 0, 10_000_000) as usize,
+        max_child_depth: opt_integer(diag, &mut limits, "max_child_depth", 3, 0, 16) as usize,
+        parse_timeout: Duration::from_secs(opt_integer(diag, &mut limits, "parse_timeout_secs", 120, 1, 86_400) as u64),
+        parser_memory_bytes: opt_integer(diag, &mut limits, "parser_memory_bytes", 4 << 30, 64 << 20, i64::MAX) as u64,
+        isolate_parsers: limits.as_mut().and_then(|l| l.boolean(diag, "isolate_parsers")).unwrap_or(true),
+    };
     finish(diag, limits);
     plan
+}
+
+fn read_quality(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> QualityPlan {
+    let mut quality = root.table(diag, "quality");
+    let mut ratio = |key, default| match quality.as_mut() {
+        Some(section) => section.float(diag, key, default, 0.0, 1.0),
+        None => default,
+    };
+    let plan = QualityPlan {
+        min_chars_per_page: 0.0,
+        max_replacement_ratio: ratio("max_replacement_ratio", 0.05),
+        max_control_ratio: ratio("max_control_ratio", 0.05),
+        min_readable_ratio: ratio("min_readable_ratio", 0.6),
+    };
+    let min_chars_per_page = match quality.as_mut() {
+        Some(section) => section.float(diag, "min_chars_per_page", 8.0, 0.0, 1e6),
+        None => 8.0,
+    };
+    finish(diag, quality);
+    QualityPlan { min_chars_per_page, ..plan }
 }
 
 fn read_chunk(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> ChunkPlan {

@@ -98,6 +98,31 @@ impl<'d> Section<'d> {
         }
     }
 
+    /// A number (integer or float) in `min..=max`; `default` when absent.
+    pub(crate) fn float(
+        &mut self,
+        diag: &mut Diagnostics<'_>,
+        key: &'static str,
+        default: f64,
+        min: f64,
+        max: f64,
+    ) -> f64 {
+        let Some((span, item)) = self.lookup(key) else {
+            return default;
+        };
+        match item.as_float().or_else(|| item.as_integer().map(|value| value as f64)) {
+            Some(value) if (min..=max).contains(&value) => value,
+            Some(value) => {
+                diag.error(span, format!("`{}` must be between {min} and {max}, got {value}", self.qualified(key)));
+                default
+            }
+            None => {
+                diag.error(span, format!("`{}` must be a number, got {}", self.qualified(key), item.type_name()));
+                default
+            }
+        }
+    }
+
     /// A boolean, `None` when absent.
     pub(crate) fn boolean(&mut self, diag: &mut Diagnostics<'_>, key: &'static str) -> Option<bool> {
         let (span, item) = self.lookup(key)?;

@@ -5,19 +5,28 @@ use serde::{Deserialize, Serialize};
 use crate::TextHash;
 
 /// The kind of a block of text. Chunking breaks preferably between blocks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum BlockKind {
-    Heading { level: u8 },
+    Heading {
+        level: u8,
+    },
     Paragraph,
     ListItem,
     Code,
+    /// One row of a table, cells separated by ` | `.
     Table,
     Quote,
+    /// Page or section header text (DOCX/ODT headers), kept apart from the body.
+    Header,
+    /// Page or section footer text.
+    Footer,
+    /// Speaker notes, footnotes and comments.
+    Notes,
 }
 
 /// One block of a document as an extractor produced it: raw text, before normalisation.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Block {
     pub kind: BlockKind,
     pub text: String,
@@ -26,14 +35,28 @@ pub struct Block {
 }
 
 /// An extractor's output: blocks in reading order.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExtractedDocument {
     /// Short name of the format that was detected, e.g. `pdf`, `html`, `markdown`, `text`.
-    pub format: &'static str,
+    pub format: String,
     pub title: Option<String>,
     pub blocks: Vec<Block>,
-    /// Pages in the source, for paged formats.
+    /// Pages in the source, for paged formats (slides for presentations, sheets for workbooks).
     pub page_count: Option<u32>,
+    /// Descriptive fields of the source, e.g. an e-mail's `from`, `to`, `subject` and `date`.
+    pub metadata: Vec<(String, String)>,
+    /// Files embedded in this one (e-mail attachments, the messages of a mailbox), extracted
+    /// as documents of their own with this one as their parent.
+    pub children: Vec<EmbeddedFile>,
+}
+
+/// A file found inside another, still as bytes: it goes through format detection and
+/// extraction like any file on a share.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddedFile {
+    /// A name unique within the parent, usable as a path segment, e.g. `3-report.pdf`.
+    pub name: String,
+    pub bytes: Vec<u8>,
 }
 
 /// A block after normalisation, located in the document's normalised text.
@@ -52,7 +75,7 @@ pub struct BlockSpan {
 /// chunk spans into it are meaningful to a person.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NormalizedDocument {
-    pub format: &'static str,
+    pub format: String,
     pub title: Option<String>,
     pub text: String,
     pub blocks: Vec<BlockSpan>,

@@ -13,7 +13,7 @@ pub mod stage;
 pub mod version;
 
 pub use compute::{DevicePreference, Precision};
-pub use document::{Block, BlockKind, BlockSpan, Chunk, ExtractedDocument, NormalizedDocument};
+pub use document::{Block, BlockKind, BlockSpan, Chunk, EmbeddedFile, ExtractedDocument, NormalizedDocument};
 pub use fingerprint::Fingerprint;
 pub use ids::{ChunkId, ContentHash, DocumentId, PointKey, TextHash};
 pub use stage::{Stage, StageFailure};

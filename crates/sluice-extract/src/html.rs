@@ -46,7 +46,7 @@ pub(crate) fn extract(source: &str) -> Result<ExtractedDocument, ExtractError> {
     let root = body.unwrap_or_else(|| page.root_element());
     let mut walker = Walker::default();
     walker.walk(root);
-    Ok(ExtractedDocument { format: "html", title, blocks: walker.blocks, page_count: None })
+    Ok(ExtractedDocument { format: "html".into(), title, blocks: walker.blocks, ..Default::default() })
 }
 
 #[derive(Default)]

@@ -16,7 +16,7 @@ pub(crate) fn extract(source: &str) -> ExtractedDocument {
         .iter()
         .find(|block| block.kind == BlockKind::Heading { level: 1 })
         .map(|block| block.text.clone());
-    ExtractedDocument { format: "markdown", title, blocks: builder.blocks, page_count: None }
+    ExtractedDocument { format: "markdown".into(), title, blocks: builder.blocks, ..Default::default() }
 }
 
 #[derive(Default)]

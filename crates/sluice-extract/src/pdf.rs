@@ -1,42 +1,68 @@
 //! PDF through lopdf: the text of each page, in page order, with page numbers kept.
+//!
+//! Documents encrypted with an empty user password are opened; any other password makes the
+//! document `encrypted`. A document with pages but no text layer, only images, is `needs_ocr`.
 
 use sluice_core::ExtractedDocument;
 
-use crate::ExtractError;
 use crate::text::paragraphs;
+use crate::{ExtractError, Limits};
 
-pub(crate) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, ExtractError> {
-    let document = lopdf::Document::load_mem(bytes)
-        .map_err(|err| ExtractError::Malformed { format: "PDF", detail: err.to_string() })?;
-    // lopdf opens documents whose user password is empty by itself; anything else needs a
-    // password we do not have.
-    if document.is_encrypted() && document.authenticate_password("").is_err() {
+pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<ExtractedDocument, ExtractError> {
+    let document = lopdf::Document::load_mem(bytes).map_err(|err| match err {
+        lopdf::Error::Decryption(_) | lopdf::Error::InvalidPassword => ExtractError::Encrypted,
+        err => ExtractError::Malformed { format: "PDF", detail: err.to_string() },
+    })?;
+    // lopdf decrypts documents whose user password is empty while loading (and drops the
+    // `/Encrypt` entry); one that still has it needs a password we do not have.
+    if document.trailer.has(b"Encrypt") && !document.was_encrypted() {
         return Err(ExtractError::Encrypted);
     }
     let pages = document.get_pages();
+    if pages.is_empty() {
+        return Err(ExtractError::Malformed {
+            format: "PDF",
+            detail: "no pages found: the page tree is unreadable".into(),
+        });
+    }
+    if pages.len() > limits.max_pages as usize {
+        return Err(ExtractError::LimitExceeded {
+            limit: "max_pages",
+            detail: format!("{} pages, over the limit of {}", pages.len(), limits.max_pages),
+        });
+    }
     let mut blocks = Vec::new();
     let mut first_error = None;
     let mut readable_pages = 0;
-    for &number in pages.keys() {
+    let mut image_pages = 0;
+    for (&number, &page_id) in &pages {
         match document.extract_text(&[number]) {
-            Ok(text) => {
+            Ok(text) if !text.trim().is_empty() => {
                 readable_pages += 1;
                 blocks.extend(paragraphs(&text, Some(number)));
+            }
+            Ok(_) => {
+                if document.get_page_images(page_id).is_ok_and(|images| !images.is_empty()) {
+                    image_pages += 1;
+                }
             }
             Err(err) => {
                 first_error.get_or_insert_with(|| format!("page {number}: {err}"));
             }
         }
     }
-    if readable_pages == 0
-        && let Some(detail) = first_error
-    {
-        return Err(ExtractError::Malformed { format: "PDF", detail });
+    if readable_pages == 0 {
+        if image_pages > 0 {
+            return Err(ExtractError::NeedsOcr { pages: pages.len() as u32, image_pages });
+        }
+        if let Some(detail) = first_error {
+            return Err(ExtractError::Malformed { format: "PDF", detail });
+        }
     }
     Ok(ExtractedDocument {
-        format: "pdf",
-        title: None,
+        format: "pdf".into(),
         blocks,
         page_count: Some(u32::try_from(pages.len()).unwrap_or(u32::MAX)),
+        ..Default::default()
     })
 }

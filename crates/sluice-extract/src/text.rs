@@ -44,7 +44,7 @@ fn utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> Result<String, ExtractError>
 }
 
 pub(crate) fn extract(text: &str) -> ExtractedDocument {
-    ExtractedDocument { format: "text", title: None, blocks: paragraphs(text, None), page_count: None }
+    ExtractedDocument { format: "text".into(), blocks: paragraphs(text, None), ..Default::default() }
 }
 
 /// Splits text at blank lines into paragraph blocks.

@@ -7,6 +7,7 @@
 
 mod error;
 mod observer;
+mod parsers;
 mod prepare;
 mod run;
 mod scan;
@@ -25,6 +26,7 @@ use tracing::info;
 
 pub use error::PipelineError;
 pub use observer::{Observer, Outcome, Quiet};
+pub use parsers::serve_worker;
 pub use scan::{Root, is_ignored_name};
 pub use summary::RunSummary;
 
@@ -49,6 +51,8 @@ pub struct Engine {
     /// Threads for reading, extracting and chunking documents, apart from the global rayon pool
     /// that the CPU encoder's matrix products use.
     prepare_pool: rayon::ThreadPool,
+    parsers: parsers::Parsers,
+    quality: sluice_transform::QualityThresholds,
 }
 
 /// A search's answer: the version it ran against and the hits.
@@ -81,6 +85,13 @@ impl Engine {
             embedder.fingerprint(),
         ]);
         info!(pipeline = %plan.name, fingerprint = %fingerprint, roots = roots.len(), "pipeline ready");
+        let quality = sluice_transform::QualityThresholds {
+            min_chars_per_page: plan.quality.min_chars_per_page,
+            max_replacement_ratio: plan.quality.max_replacement_ratio,
+            max_control_ratio: plan.quality.max_control_ratio,
+            min_readable_ratio: plan.quality.min_readable_ratio,
+        };
+        let parsers = parsers::Parsers::InProcess { limits: extract_limits(&plan) };
         Ok(Self {
             plan,
             roots,
@@ -93,7 +104,25 @@ impl Engine {
             prepare_pool: rayon::ThreadPoolBuilder::new()
                 .thread_name(|index| format!("sluice-prepare-{index}"))
                 .build()?,
+            parsers,
+            quality,
         })
+    }
+
+    /// Runs parsers in worker processes of `executable` (the `sluice` binary, which answers in
+    /// its `parse-worker` mode), unless the pipeline file turned isolation off. Without this,
+    /// parsers run in this process: a panic still costs one document, but a crash, a runaway
+    /// allocation or a hang is not contained.
+    pub fn isolate_parsers(&mut self, executable: PathBuf) {
+        let limits = &self.plan.limits;
+        if limits.isolate_parsers {
+            self.parsers = parsers::Parsers::Workers(parsers::WorkerPool::new(
+                executable,
+                extract_limits(&self.plan),
+                limits.parser_memory_bytes,
+                limits.parse_timeout,
+            ));
+        }
     }
 
     pub fn plan(&self) -> &PipelinePlan {
@@ -193,5 +222,15 @@ impl Engine {
             hnsw_ef: search.hnsw_ef,
         })?;
         Ok(SearchResponse { version: Some(version), hits })
+    }
+}
+
+fn extract_limits(plan: &PipelinePlan) -> sluice_extract::Limits {
+    sluice_extract::Limits {
+        max_pages: plan.limits.max_pages,
+        max_decompressed_bytes: plan.limits.max_decompressed_bytes,
+        max_xml_depth: plan.limits.max_xml_depth,
+        max_children: plan.limits.max_children,
+        max_child_depth: plan.limits.max_child_depth,
     }
 }

@@ -3,13 +3,18 @@
 //! Runs on rayon, one document per task. Nothing here touches the indexes; a failure is
 //! returned as a [`StageFailure`] for quarantine, and a panicking parser costs one document.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::time::Instant;
 
-use sluice_core::{Chunk, ContentHash, Fingerprint, Stage, StageFailure, TextHash};
+use sluice_core::{
+    Block, BlockKind, Chunk, ContentHash, ExtractedDocument, Fingerprint, Stage, StageFailure, TextHash,
+};
+use sluice_extract::ExtractedFile;
 use sluice_store::Catalog;
-use sluice_transform::Chunker;
+use sluice_transform::{Chunker, QualityThresholds};
+use tracing::warn;
+
+use crate::parsers::Parsers;
 
 /// Per-stage wall time of one document, in seconds.
 #[derive(Clone, Debug, Default)]
@@ -45,6 +50,8 @@ pub struct PrepareContext<'a> {
     pub chunker: &'a Chunker,
     pub chunk_fingerprint: Fingerprint,
     pub max_file_bytes: u64,
+    pub parsers: &'a Parsers,
+    pub quality: &'a QualityThresholds,
 }
 
 pub fn prepare(context: &PrepareContext<'_>, path: &Path, file_name: &str) -> Prepared {
@@ -88,23 +95,18 @@ fn prepare_inner(
     }
 
     let started = Instant::now();
-    let extracted = catch_unwind(AssertUnwindSafe(|| sluice_extract::extract(&bytes, file_name)))
-        .map_err(|panic| failed(StageFailure::new(Stage::Extract, "parser_panicked", panic_message(&panic))))?
-        .map_err(|err| failed(err.into_failure()))?;
+    let extracted = context.parsers.extract(&bytes, file_name).map_err(failed)?;
     times.extract = started.elapsed().as_secs_f64();
     drop(bytes);
 
     let started = Instant::now();
+    let extracted = flatten(extracted, file_name);
+    sluice_transform::quality::check(&extracted, context.quality)
+        .map_err(|failure| failed(StageFailure::new(Stage::Clean, failure.reason, failure.detail)))?;
     let normalized = sluice_transform::normalize(extracted);
     times.clean = started.elapsed().as_secs_f64();
     if normalized.text.trim().is_empty() {
-        let detail = match normalized.page_count {
-            Some(pages) => {
-                format!("no extractable text in {pages} page(s) (scanned pages need OCR)")
-            }
-            None => "no text found".to_owned(),
-        };
-        return Err(failed(StageFailure::new(Stage::Clean, "empty", detail)));
+        return Err(failed(StageFailure::new(Stage::Clean, "empty", "no text left after cleaning")));
     }
 
     let started = Instant::now();
@@ -117,7 +119,7 @@ fn prepare_inner(
         content_hash,
         byte_size: size,
         text_hash: normalized.text_hash,
-        format: normalized.format.to_owned(),
+        format: normalized.format,
         title: normalized.title,
         page_count: normalized.page_count,
         chunks,
@@ -129,11 +131,26 @@ fn read_failure(err: &std::io::Error) -> StageFailure {
     StageFailure::new(Stage::Read, "io_error", err.to_string())
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned());
-    format!("the parser panicked: {message}")
+/// Folds embedded files (attachments, mailbox messages) into their parent's document, each under
+/// a heading with its name, so their text is indexed with the file that holds them. An embedded
+/// file that failed is logged and left out; the parent is still indexed.
+fn flatten(file: ExtractedFile, file_name: &str) -> ExtractedDocument {
+    let ExtractedFile { mut document, children } = file;
+    for child in children {
+        match child.outcome {
+            Ok(extracted) => {
+                let mut inner = flatten(extracted, &child.name);
+                let heading = match inner.title.take() {
+                    Some(title) => format!("{}: {title}", child.name),
+                    None => child.name.clone(),
+                };
+                document.blocks.push(Block { kind: BlockKind::Heading { level: 2 }, text: heading, page: None });
+                document.blocks.append(&mut inner.blocks);
+            }
+            Err(failure) => {
+                warn!(file = file_name, embedded = %child.name, reason = %failure.reason, detail = %failure.detail, "embedded file skipped");
+            }
+        }
+    }
+    document
 }

@@ -117,6 +117,8 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
         chunker: &engine.chunker,
         chunk_fingerprint: engine.chunker.fingerprint(),
         max_file_bytes: engine.plan.limits.max_file_bytes,
+        parsers: &engine.parsers,
+        quality: &engine.quality,
     };
     // Consumes prepared batches in order until they run out or a stop is requested.
     let mut consume = |prepared_batches: &mut dyn Iterator<Item = Vec<Prepared>>| -> Result<(), PipelineError> {

@@ -118,13 +118,13 @@ mod tests {
 
     fn doc(blocks: &[(&str, BlockKind)]) -> ExtractedDocument {
         ExtractedDocument {
-            format: "text",
+            format: "text".into(),
             title: Some("  A\u{00a0}title ".into()),
             blocks: blocks
                 .iter()
                 .map(|(text, kind)| Block { kind: *kind, text: (*text).into(), page: Some(1) })
                 .collect(),
-            page_count: None,
+            ..Default::default()
         }
     }
 

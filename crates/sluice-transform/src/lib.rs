@@ -7,6 +7,8 @@
 
 pub mod chunk;
 pub mod clean;
+pub mod quality;
 
 pub use chunk::{ChunkError, Chunker};
 pub use clean::normalize;
+pub use quality::{QualityFailure, QualityThresholds, TextStats};

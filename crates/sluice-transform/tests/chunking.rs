@@ -46,7 +46,7 @@ fn document_with(max_words: usize) -> NormalizedDocument {
         }
         blocks.push(Block { kind, text, page: Some(1 + index as u32 / 20) });
     }
-    normalize(ExtractedDocument { format: "text", title: None, blocks, page_count: Some(3) })
+    normalize(ExtractedDocument { format: "text".into(), blocks, page_count: Some(3), ..Default::default() })
 }
 
 fn document() -> NormalizedDocument {
@@ -131,6 +131,6 @@ fn the_fingerprint_changes_with_every_setting() {
 #[test]
 fn an_empty_document_has_no_chunks() {
     let chunker = Chunker::new(&tokenizer_json(), 64, 8).unwrap();
-    let empty = normalize(ExtractedDocument { format: "text", title: None, blocks: Vec::new(), page_count: None });
+    let empty = normalize(ExtractedDocument { format: "text".into(), ..Default::default() });
     assert!(chunker.chunk(&empty).unwrap().is_empty());
 }

@@ -47,7 +47,7 @@ pub fn ingest(
     let _lock = DataDirLock::acquire(data).context(
         "`sluice ingest` writes the data directory; stop the daemon, or drop files into its watched folders instead",
     )?;
-    let engine = Engine::open(plan, data, models)?;
+    let engine = open_engine(plan, data, models)?;
     let progress = Progress::new();
     let summary = engine.run(&Scope::Paths(scope_paths), &progress)?;
     progress.finish();
@@ -191,4 +191,11 @@ pub fn fetch_model(models: &Path, name: &str) -> anyhow::Result<ExitCode> {
         println!("  {file}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens a pipeline's engine with its parsers in worker processes of this binary.
+pub fn open_engine(plan: sluice_config::PipelinePlan, data: &Path, models: &Path) -> anyhow::Result<Engine> {
+    let mut engine = Engine::open(plan, data, models)?;
+    engine.isolate_parsers(std::env::current_exe().context("cannot find the sluice executable for parser workers")?);
+    Ok(engine)
 }

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::client::{DAEMON_FILE, DaemonInfo};
-use crate::commands::load_plan;
+use crate::commands::{load_plan, open_engine};
 use crate::http::{AppState, router};
 use crate::metrics::{Metrics, OutcomeLabels};
 
@@ -60,7 +60,7 @@ async fn serve(
     let metrics = Arc::new(Metrics::new());
     let engine = {
         let (data, models) = (data.clone(), models.clone());
-        Arc::new(tokio::task::spawn_blocking(move || Engine::open(plan, &data, &models)).await??)
+        Arc::new(tokio::task::spawn_blocking(move || open_engine(plan, &data, &models)).await??)
     };
 
     let address = listen.unwrap_or(engine.plan().server.listen);

@@ -81,6 +81,9 @@ enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Internal: a parser worker process, started by the daemon and `ingest` (not for people).
+    #[command(hide = true)]
+    ParseWorker,
 }
 
 #[derive(Subcommand)]
@@ -117,6 +120,16 @@ fn init_logging(default_filter: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::ParseWorker) {
+        // Talks on stdin/stdout; no logging setup, nothing else opened.
+        return match sluice_pipeline::serve_worker() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("parse-worker: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let is_daemon = matches!(cli.command, Command::Run { .. });
     // qdrant-edge warns on every shard open that its (server-only) feature flags and mmap probe
     // were never initialised; the defaults are what an embedded shard wants, so that is noise.
@@ -136,6 +149,7 @@ fn main() -> ExitCode {
         Command::Versions { json, pipeline } => commands::versions(&cli.data, pipeline.as_deref(), json),
         Command::Validate { files } => commands::validate(&files),
         Command::Models { command: ModelsCommand::Fetch { model } } => commands::fetch_model(&cli.models, &model),
+        Command::ParseWorker => unreachable!("handled before logging starts"),
     };
     match result {
         Ok(code) => code,
