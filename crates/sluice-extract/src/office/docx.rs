@@ -72,15 +72,8 @@ fn read_part(
             "tc" => sink.start_cell(),
             _ => {}
         },
-        XmlEvent::Close(name) => match name {
-            "p" => sink.end_paragraph(),
-            "r" => runs = runs.saturating_sub(1),
-            "t" => in_text = false,
-            "tc" => sink.end_cell(),
-            "tr" => sink.end_row(),
-            "tbl" => sink.end_table(),
-            _ => {}
-        },
+        XmlEvent::Close("r") => runs = runs.saturating_sub(1),
+        XmlEvent::Close(name) => sink.close_ooxml(name, &mut in_text),
         XmlEvent::Text(text) => {
             if in_text {
                 sink.text(text);

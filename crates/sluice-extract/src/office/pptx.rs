@@ -109,14 +109,7 @@ fn read_slide(
             "tc" => sink.start_cell(),
             _ => {}
         },
-        XmlEvent::Close(name) => match name {
-            "p" => sink.end_paragraph(),
-            "t" => in_text = false,
-            "tc" => sink.end_cell(),
-            "tr" => sink.end_row(),
-            "tbl" => sink.end_table(),
-            _ => {}
-        },
+        XmlEvent::Close(name) => sink.close_ooxml(name, &mut in_text),
         XmlEvent::Text(text) => {
             if in_text && !skipping {
                 sink.text(text);

@@ -119,6 +119,19 @@ impl BlockSink {
         }
     }
 
+    /// Handles the end of an element WordprocessingML and DrawingML share: paragraph `p`, text
+    /// run `t` (clears `in_text`), and table parts `tc`, `tr`, `tbl`.
+    pub(crate) fn close_ooxml(&mut self, name: &str, in_text: &mut bool) {
+        match name {
+            "p" => self.end_paragraph(),
+            "t" => *in_text = false,
+            "tc" => self.end_cell(),
+            "tr" => self.end_row(),
+            "tbl" => self.end_table(),
+            _ => {}
+        }
+    }
+
     /// Adds a finished block (for formats whose structure is not paragraphs, e.g. sheets).
     pub(crate) fn push(&mut self, kind: BlockKind, text: String) {
         let kind = self.part_kind.unwrap_or(kind);
