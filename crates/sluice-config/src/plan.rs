@@ -235,22 +235,18 @@ fn read_limits(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> LimitsPlan
 
 fn read_quality(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> QualityPlan {
     let mut quality = root.table(diag, "quality");
-    let mut ratio = |key, default| match quality.as_mut() {
-        Some(section) => section.float(diag, key, default, 0.0, 1.0),
+    let mut number = |key, default, max| match quality.as_mut() {
+        Some(section) => section.float(diag, key, default, 0.0, max),
         None => default,
     };
     let plan = QualityPlan {
-        min_chars_per_page: 0.0,
-        max_replacement_ratio: ratio("max_replacement_ratio", 0.05),
-        max_control_ratio: ratio("max_control_ratio", 0.05),
-        min_readable_ratio: ratio("min_readable_ratio", 0.6),
-    };
-    let min_chars_per_page = match quality.as_mut() {
-        Some(section) => section.float(diag, "min_chars_per_page", 8.0, 0.0, 1e6),
-        None => 8.0,
+        min_chars_per_page: number("min_chars_per_page", 8.0, 1e6),
+        max_replacement_ratio: number("max_replacement_ratio", 0.05, 1.0),
+        max_control_ratio: number("max_control_ratio", 0.05, 1.0),
+        min_readable_ratio: number("min_readable_ratio", 0.6, 1.0),
     };
     finish(diag, quality);
-    QualityPlan { min_chars_per_page, ..plan }
+    plan
 }
 
 fn read_chunk(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> ChunkPlan {
