@@ -9,6 +9,7 @@ mod support;
 
 mod cli;
 mod daemon;
+mod embedded;
 mod extraction;
 mod ingest_and_search;
 mod restart;

@@ -101,6 +101,7 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
             char_end: text.chars().count() as u32,
             page: None,
             token_count: 8,
+            heading_path: Vec::new(),
         };
         let fingerprint = Fingerprint::of("chunk", "test");
         writer
@@ -109,6 +110,9 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
                     doc_id,
                     root: "/nowhere".into(),
                     rel_path: "ghost.txt".into(),
+                    member: String::new(),
+                    parent: None,
+                    embedded_files: 0,
                     content_hash,
                     text_hash: chunk.text_hash,
                     format: "text".into(),

@@ -97,4 +97,6 @@ pub struct Chunk {
     pub page: Option<u32>,
     /// Tokens of the model's tokenizer in `text`, special tokens excluded.
     pub token_count: u32,
+    /// The headings the chunk sits under, outermost first (its own leading heading included).
+    pub heading_path: Vec<String>,
 }

@@ -65,7 +65,8 @@ macro_rules! hex_id {
 }
 
 hex_id!(
-    /// Identity of a document: (pipeline, source root, relative path). Survives edits.
+    /// Identity of a document: (pipeline, source root, relative path), or its parent's id and
+    /// its name for an embedded file. Survives edits.
     DocumentId
 );
 hex_id!(
@@ -94,6 +95,18 @@ fn digest(domain: &str, parts: &[&[u8]]) -> [u8; 32] {
 impl DocumentId {
     pub fn new(pipeline: &str, source_root: &str, relative_path: &str) -> Self {
         Self(digest("sluice document id v1", &[pipeline.as_bytes(), source_root.as_bytes(), relative_path.as_bytes()]))
+    }
+
+    /// Identity of a file embedded in this document (an attachment, a mailbox's message), by its
+    /// name inside the parent. A separate domain, so it never equals the id of a real file.
+    pub fn embedded(self, name: &str) -> Self {
+        Self(digest("sluice embedded document id v1", &[self.as_bytes(), name.as_bytes()]))
+    }
+
+    /// Identity of the document at `member` (names joined by `/`, empty for the file itself)
+    /// inside the file with this id.
+    pub fn member(self, member: &str) -> Self {
+        member.split('/').filter(|name| !name.is_empty()).fold(self, DocumentId::embedded)
     }
 }
 
@@ -155,6 +168,16 @@ mod tests {
         assert_eq!(c0, ChunkId::new(a, v, fp, 0));
         assert_ne!(c0, ChunkId::new(a, v, fp, 1));
         assert_eq!(ChunkId::parse(&c0.to_hex()), Some(c0));
+    }
+
+    #[test]
+    fn embedded_documents_never_share_a_file_id() {
+        let mail = DocumentId::new("p", "/root", "mail.eml");
+        let attachment = mail.embedded("1-report.pdf");
+        assert_ne!(attachment, DocumentId::new("p", "/root", "mail.eml#1-report.pdf"));
+        assert_eq!(mail.member(""), mail);
+        assert_eq!(mail.member("1-report.pdf"), attachment);
+        assert_eq!(mail.member("1-report.pdf/2-note.txt"), attachment.embedded("2-note.txt"));
     }
 
     #[test]

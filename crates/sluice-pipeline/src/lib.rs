@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sluice_config::PipelinePlan;
 use sluice_core::{Fingerprint, Version};
 use sluice_embed::{EmbedOptions, Embedder};
-use sluice_store::{SearchHit, SearchMode, SearchRequest, Store, VersionInfo, VersionState};
+use sluice_store::{
+    LedgerChange, QuarantineEntry, SearchHit, SearchMode, SearchRequest, Store, VersionInfo, VersionState,
+};
 use sluice_transform::Chunker;
 use tracing::info;
 
@@ -176,6 +178,38 @@ impl Engine {
 
     pub fn versions(&self) -> Result<Vec<VersionInfo>, PipelineError> {
         Ok(self.store.catalog().versions(&self.plan.name)?)
+    }
+
+    /// Documents that failed a stage, files and embedded files, by path.
+    pub fn quarantine(&self) -> Result<Vec<QuarantineEntry>, PipelineError> {
+        Ok(self.store.catalog().quarantine(&self.plan.name)?)
+    }
+
+    /// The quarantine entry at `path`: its own path, or that of the file holding it (the first
+    /// such entry, for a file with several quarantined embedded files).
+    pub fn quarantine_entry(&self, path: &str) -> Result<Option<QuarantineEntry>, PipelineError> {
+        Ok(self
+            .quarantine()?
+            .into_iter()
+            .find(|entry| entry.path == path || Path::new(&entry.root).join(&entry.rel_path) == Path::new(path)))
+    }
+
+    /// Makes the next run that covers the quarantined file at `path` process it again, as if
+    /// new (a fixed parser, a raised limit); returns its on-disk path. Only the ledger entry is
+    /// dropped: the file's live documents stay until that run replaces them, so a crash in
+    /// between loses nothing.
+    pub fn requeue_quarantined(&self, path: &str) -> Result<PathBuf, PipelineError> {
+        let _between_runs = self.run_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = self
+            .quarantine_entry(path)?
+            .ok_or_else(|| PipelineError::Invalid(format!("{path} is not in quarantine")))?;
+        let file = Path::new(&entry.root).join(&entry.rel_path);
+        if !file.exists() {
+            return Err(PipelineError::Invalid(format!("{} no longer exists", file.display())));
+        }
+        let forget = LedgerChange::Remove { root: entry.root, rel_path: entry.rel_path };
+        self.store.catalog().update_ledger(&self.plan.name, &[forget])?;
+        Ok(file)
     }
 
     /// Hybrid (or lexical-only, or dense-only) search at `version`, or at `live` when `None`.

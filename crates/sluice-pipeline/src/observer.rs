@@ -14,7 +14,10 @@ pub enum Outcome<'a> {
 pub trait Observer: Sync {
     /// A version is being written for `documents` documents to process.
     fn started(&self, _documents: usize) {}
+    /// How one file of the run ended (its own document).
     fn document(&self, _outcome: Outcome<'_>) {}
+    /// How one file embedded in a file of the run (an attachment, a message) ended.
+    fn embedded(&self, _outcome: Outcome<'_>) {}
     /// Wall time one document (or one batch, for embed and write) spent in a stage.
     fn stage(&self, _stage: Stage, _seconds: f64) {}
     /// Vectors computed by the model and served from the cache.

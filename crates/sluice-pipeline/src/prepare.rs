@@ -1,18 +1,17 @@
 //! Per-document work before dedup and embedding: read, hash, extract, clean, chunk.
 //!
-//! Runs on rayon, one document per task. Nothing here touches the indexes; a failure is
-//! returned as a [`StageFailure`] for quarantine, and a panicking parser costs one document.
+//! Runs on rayon, one file per task. Nothing here touches the indexes; a failure is returned as
+//! a [`StageFailure`] for quarantine, and a panicking parser costs one file. Files embedded in
+//! the file (attachments, a mailbox's messages) come out as documents of their own, each with
+//! its own outcome, so one bad attachment is quarantined without losing its message.
 
 use std::path::Path;
 use std::time::Instant;
 
-use sluice_core::{
-    Block, BlockKind, Chunk, ContentHash, ExtractedDocument, Fingerprint, Stage, StageFailure, TextHash,
-};
-use sluice_extract::ExtractedFile;
+use sluice_core::{Chunk, ContentHash, ExtractedDocument, Fingerprint, Stage, StageFailure, TextHash};
+use sluice_extract::{ExtractedChild, ExtractedFile};
 use sluice_store::Catalog;
 use sluice_transform::{Chunker, QualityThresholds};
-use tracing::warn;
 
 use crate::parsers::Parsers;
 
@@ -37,10 +36,23 @@ pub struct PreparedDocument {
     pub chunks: Vec<Chunk>,
     /// Chunks came from an earlier appearance of the same bytes; nothing was extracted.
     pub reused: bool,
+    /// Files embedded directly in this one, extracted or not.
+    pub embedded_files: u32,
+}
+
+/// A file embedded in the prepared one, at any depth.
+#[derive(Clone, Debug)]
+pub struct PreparedEmbedded {
+    /// Names from the file down to this one, joined by `/`.
+    pub member: String,
+    pub content_hash: ContentHash,
+    pub result: Result<PreparedDocument, StageFailure>,
 }
 
 pub struct Prepared {
     pub result: Result<PreparedDocument, (Option<ContentHash>, StageFailure)>,
+    /// Embedded files, depth first (a parent before its children); empty when the file failed.
+    pub embedded: Vec<PreparedEmbedded>,
     pub times: StageTimes,
 }
 
@@ -56,15 +68,20 @@ pub struct PrepareContext<'a> {
 
 pub fn prepare(context: &PrepareContext<'_>, path: &Path, file_name: &str) -> Prepared {
     let mut times = StageTimes::default();
-    let result = prepare_inner(context, path, file_name, &mut times);
-    Prepared { result, times }
+    let mut embedded = Vec::new();
+    let result = prepare_file(context, path, file_name, &mut times, &mut embedded);
+    if result.is_err() {
+        embedded.clear();
+    }
+    Prepared { result, embedded, times }
 }
 
-fn prepare_inner(
+fn prepare_file(
     context: &PrepareContext<'_>,
     path: &Path,
     file_name: &str,
     times: &mut StageTimes,
+    embedded: &mut Vec<PreparedEmbedded>,
 ) -> Result<PreparedDocument, (Option<ContentHash>, StageFailure)> {
     let started = Instant::now();
     let size = std::fs::metadata(path).map(|m| m.len()).map_err(|err| (None, read_failure(&err)))?;
@@ -91,6 +108,7 @@ fn prepare_inner(
             page_count: reused.page_count,
             chunks: reused.chunks,
             reused: true,
+            embedded_files: 0,
         });
     }
 
@@ -99,58 +117,76 @@ fn prepare_inner(
     times.extract = started.elapsed().as_secs_f64();
     drop(bytes);
 
+    let ExtractedFile { document, children } = extracted;
+    let prepared = finish(context, document, content_hash, size, &children, times).map_err(failed)?;
+    prepare_embedded(context, children, "", times, embedded);
+    Ok(prepared)
+}
+
+/// Quality check, cleaning and chunking of one extracted document.
+fn finish(
+    context: &PrepareContext<'_>,
+    document: ExtractedDocument,
+    content_hash: ContentHash,
+    byte_size: u64,
+    children: &[ExtractedChild],
+    times: &mut StageTimes,
+) -> Result<PreparedDocument, StageFailure> {
     let started = Instant::now();
-    let extracted = flatten(extracted, file_name);
-    sluice_transform::quality::check(&extracted, context.quality)
-        .map_err(|failure| failed(StageFailure::new(Stage::Clean, failure.reason, failure.detail)))?;
-    let normalized = sluice_transform::normalize(extracted);
-    times.clean = started.elapsed().as_secs_f64();
-    if normalized.text.trim().is_empty() {
-        return Err(failed(StageFailure::new(Stage::Clean, "empty", "no text left after cleaning")));
+    // A container with no text of its own (a mailbox) is kept, chunkless, for its children.
+    let container = document.blocks.is_empty() && !children.is_empty();
+    if !container {
+        sluice_transform::quality::check(&document, context.quality)
+            .map_err(|failure| StageFailure::new(Stage::Clean, failure.reason, failure.detail))?;
+    }
+    let normalized = sluice_transform::normalize(document);
+    times.clean += started.elapsed().as_secs_f64();
+    if normalized.text.trim().is_empty() && !container {
+        return Err(StageFailure::new(Stage::Clean, "empty", "no text left after cleaning"));
     }
 
     let started = Instant::now();
     let chunks = context
         .chunker
         .chunk(&normalized)
-        .map_err(|err| failed(StageFailure::new(Stage::Chunk, "tokenizer_error", err.to_string())))?;
-    times.chunk = started.elapsed().as_secs_f64();
+        .map_err(|err| StageFailure::new(Stage::Chunk, "tokenizer_error", err.to_string()))?;
+    times.chunk += started.elapsed().as_secs_f64();
     Ok(PreparedDocument {
         content_hash,
-        byte_size: size,
+        byte_size,
         text_hash: normalized.text_hash,
         format: normalized.format,
         title: normalized.title,
         page_count: normalized.page_count,
         chunks,
         reused: false,
+        embedded_files: u32::try_from(children.len()).unwrap_or(u32::MAX),
     })
+}
+
+/// Prepares embedded files depth first, each under its member path below `parent`.
+fn prepare_embedded(
+    context: &PrepareContext<'_>,
+    children: Vec<ExtractedChild>,
+    parent: &str,
+    times: &mut StageTimes,
+    embedded: &mut Vec<PreparedEmbedded>,
+) {
+    for child in children {
+        let member = if parent.is_empty() { child.name } else { format!("{parent}/{}", child.name) };
+        let (result, grandchildren) = match child.outcome {
+            Ok(ExtractedFile { document, children }) => {
+                (finish(context, document, child.content_hash, child.byte_size, &children, times), children)
+            }
+            Err(failure) => (Err(failure), Vec::new()),
+        };
+        // A child that failed takes its own embedded files with it, as a file does.
+        let grandchildren = if result.is_ok() { grandchildren } else { Vec::new() };
+        embedded.push(PreparedEmbedded { member: member.clone(), content_hash: child.content_hash, result });
+        prepare_embedded(context, grandchildren, &member, times, embedded);
+    }
 }
 
 fn read_failure(err: &std::io::Error) -> StageFailure {
     StageFailure::new(Stage::Read, "io_error", err.to_string())
-}
-
-/// Folds embedded files (attachments, mailbox messages) into their parent's document, each under
-/// a heading with its name, so their text is indexed with the file that holds them. An embedded
-/// file that failed is logged and left out; the parent is still indexed.
-fn flatten(file: ExtractedFile, file_name: &str) -> ExtractedDocument {
-    let ExtractedFile { mut document, children } = file;
-    for child in children {
-        match child.outcome {
-            Ok(extracted) => {
-                let mut inner = flatten(extracted, &child.name);
-                let heading = match inner.title.take() {
-                    Some(title) => format!("{}: {title}", child.name),
-                    None => child.name.clone(),
-                };
-                document.blocks.push(Block { kind: BlockKind::Heading { level: 2 }, text: heading, page: None });
-                document.blocks.append(&mut inner.blocks);
-            }
-            Err(failure) => {
-                warn!(file = file_name, embedded = %child.name, reason = %failure.reason, detail = %failure.detail, "embedded file skipped");
-            }
-        }
-    }
-    document
 }

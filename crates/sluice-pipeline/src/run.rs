@@ -11,7 +11,7 @@ use sluice_store::{
 };
 use tracing::{debug, info, warn};
 
-use crate::prepare::{PrepareContext, Prepared, PreparedDocument, prepare};
+use crate::prepare::{PrepareContext, Prepared, PreparedDocument, PreparedEmbedded, prepare};
 use crate::scan::{DiskFile, FileChange, Root, reconcile, relative, stat};
 use crate::{Engine, Observer, Outcome, PipelineError, RunSummary, Scope};
 
@@ -99,15 +99,15 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
     // Retire what was deleted or changed; a duplicate whose original goes away is indexed now.
     let mut retired = Vec::new();
     for (root, rel_path) in &deletions {
-        retired.extend(retire_path(engine, &mut writer, root, rel_path, &mut summary)?);
+        retired.extend(retire_path(engine, &mut writer, &root.key, rel_path, &mut summary)?);
         decisions.ledger.push(LedgerChange::Remove { root: root.key.clone(), rel_path: rel_path.clone() });
         decisions.cleared_quarantine.push((root.key.clone(), rel_path.clone()));
         observer.document(Outcome::Deleted);
     }
     for task in &tasks {
-        retired.extend(retire_path(engine, &mut writer, &task.root, &task.rel_path, &mut summary)?);
+        retired.extend(retire_path(engine, &mut writer, &task.root.key, &task.rel_path, &mut summary)?);
     }
-    tasks.extend(orphaned_duplicates(engine, &mut writer, &retired, &tasks, &deletions)?);
+    tasks.extend(orphaned_duplicates(engine, &mut writer, retired, &tasks, &deletions, &mut summary)?);
 
     observer.started(tasks.len());
     let batches: Vec<&[Task]> = tasks.chunks(BATCH_DOCUMENTS).collect();
@@ -220,43 +220,46 @@ fn canonical(path: &std::path::Path) -> PathBuf {
     }
 }
 
-/// Retires the live version of the document at this path, if any; returns its id when one was.
+/// Retires the live documents of the file at this path (its own and its embedded files');
+/// returns their ids.
 fn retire_path(
     engine: &Engine,
     writer: &mut VersionWriter<'_>,
-    root: &Root,
+    root_key: &str,
     rel_path: &str,
     summary: &mut RunSummary,
-) -> Result<Option<DocumentId>, PipelineError> {
-    let doc_id = DocumentId::new(&engine.plan.name, &root.key, rel_path);
-    let Some(live) = engine.store.catalog().live_document(&engine.plan.name, doc_id)? else {
-        return Ok(None);
-    };
-    summary.chunks_retired += writer.retire(&live)?;
-    Ok(Some(doc_id))
+) -> Result<Vec<DocumentId>, PipelineError> {
+    let live = engine.store.catalog().live_documents_of_file(&engine.plan.name, root_key, rel_path)?;
+    for document in &live {
+        summary.chunks_retired += writer.retire(document)?;
+    }
+    Ok(live.into_iter().map(|document| document.doc_id).collect())
 }
 
-/// Live duplicates of documents retired in this run lose their original: retire the duplicate
-/// record and index the file itself.
+/// Live duplicates of documents retired in this run lose their original: retire the file that
+/// holds the duplicate (all its documents, as any re-indexed file) and index it again. Its own
+/// retired documents may be originals of further duplicates, hence the work list.
 fn orphaned_duplicates(
     engine: &Engine,
     writer: &mut VersionWriter<'_>,
-    retired: &[DocumentId],
+    retired: Vec<DocumentId>,
     tasks: &[Task],
     deletions: &[(Root, String)],
+    summary: &mut RunSummary,
 ) -> Result<Vec<Task>, PipelineError> {
-    let handled: HashSet<(String, String)> = tasks
+    let mut handled: HashSet<(String, String)> = tasks
         .iter()
         .map(|t| (t.root.key.clone(), t.rel_path.clone()))
         .chain(deletions.iter().map(|(root, rel)| (root.key.clone(), rel.clone())))
         .collect();
+    let mut originals = retired;
     let mut requeued = Vec::new();
-    for original in retired {
-        for duplicate in engine.store.catalog().live_duplicates_of(&engine.plan.name, *original)? {
-            if handled.contains(&(duplicate.root.clone(), duplicate.rel_path.clone())) {
+    while let Some(original) = originals.pop() {
+        for duplicate in engine.store.catalog().live_duplicates_of(&engine.plan.name, original)? {
+            if !handled.insert((duplicate.root.clone(), duplicate.rel_path.clone())) {
                 continue;
             }
-            writer.retire(&duplicate)?;
+            originals.extend(retire_path(engine, writer, &duplicate.root, &duplicate.rel_path, summary)?);
             let root = Root { path: PathBuf::from(&duplicate.root), key: duplicate.root.clone() };
             let Some(disk) = stat(&root.path.join(&duplicate.rel_path)) else {
                 continue;
@@ -291,11 +294,9 @@ fn process_batch(
     decisions: &mut Decisions,
 ) -> Result<(), PipelineError> {
     let pipeline = engine.plan.name.as_str();
-    let catalog = engine.store.catalog();
     // Dedup, in path order so the first of several identical documents is the one indexed.
     let started = Instant::now();
-    let mut written_texts: HashMap<TextHash, DocumentId> = HashMap::new();
-    let mut pending: Vec<(NewDocument, Vec<sluice_core::Chunk>)> = Vec::new();
+    let mut admission = Admission { engine, written_texts: HashMap::new(), pending: Vec::new() };
     for (task, prepared) in batch.iter().zip(prepared) {
         for (stage, seconds) in [
             (Stage::Read, prepared.times.read),
@@ -308,50 +309,48 @@ fn process_batch(
                 observer.stage(stage, seconds);
             }
         }
-        let doc_id = DocumentId::new(pipeline, &task.root.key, &task.rel_path);
+        let file_id = DocumentId::new(pipeline, &task.root.key, &task.rel_path);
         let document = match prepared.result {
             Ok(document) => document,
             Err((content_hash, failure)) => {
-                quarantine(task, content_hash, &failure, writer.version(), summary, decisions);
+                quarantine(task, "", content_hash, &failure, writer.version(), summary, decisions);
                 observer.document(Outcome::Quarantined { reason: &failure.reason });
                 continue;
             }
         };
-        let original = match written_texts.get(&document.text_hash) {
-            Some(original) => Some(*original),
-            None => catalog
-                .live_document_with_text(pipeline, document.text_hash)?
-                .map(|live| live.doc_id)
-                .filter(|original| *original != doc_id),
-        };
-        let status = if original.is_some() { FileStatus::Duplicate } else { FileStatus::Indexed };
+        let content_hash = document.content_hash;
+        let placement = Placement { task, doc_id: file_id, member: String::new(), parent: None };
+        let status = admission.admit(placement, document, summary, |outcome| observer.document(outcome))?;
         decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
             root: task.root.key.clone(),
             rel_path: task.rel_path.clone(),
             size: task.disk.size,
             mtime_ns: task.disk.mtime_ns,
-            content_hash: document.content_hash,
+            content_hash,
             status,
         }));
         decisions.cleared_quarantine.push((task.root.key.clone(), task.rel_path.clone()));
-        let new_document = new_document(engine, task, doc_id, &document, original);
-        match original {
-            Some(_) => {
-                summary.duplicates += 1;
-                observer.document(Outcome::Duplicate);
-                pending.push((new_document, Vec::new()));
-            }
-            None => {
-                written_texts.insert(document.text_hash, doc_id);
-                summary.indexed += 1;
-                if document.reused {
-                    summary.chunks_reused += document.chunks.len();
+        for PreparedEmbedded { member, content_hash, result } in prepared.embedded {
+            summary.embedded += 1;
+            match result {
+                Ok(document) => {
+                    let parent_member = member.rsplit_once('/').map_or("", |(parent, _)| parent);
+                    let placement = Placement {
+                        task,
+                        doc_id: file_id.member(&member),
+                        parent: Some(file_id.member(parent_member)),
+                        member,
+                    };
+                    admission.admit(placement, document, summary, |outcome| observer.embedded(outcome))?;
                 }
-                observer.document(Outcome::Indexed { chunks: document.chunks.len() });
-                pending.push((new_document, document.chunks));
+                Err(failure) => {
+                    quarantine(task, &member, Some(content_hash), &failure, writer.version(), summary, decisions);
+                    observer.embedded(Outcome::Quarantined { reason: &failure.reason });
+                }
             }
         }
     }
+    let pending = admission.pending;
     let dedup_seconds = started.elapsed().as_secs_f64();
     summary.add_stage_time(Stage::Dedup, dedup_seconds);
     observer.stage(Stage::Dedup, dedup_seconds);
@@ -371,17 +370,77 @@ fn process_batch(
     Ok(())
 }
 
+/// Where a document sits: the source file, and the embedded file inside it, if any.
+struct Placement<'t> {
+    task: &'t Task,
+    doc_id: DocumentId,
+    member: String,
+    parent: Option<DocumentId>,
+}
+
+/// Exact dedup of one batch's documents, and the documents it lets through to embedding.
+struct Admission<'e> {
+    engine: &'e Engine,
+    /// Texts written earlier in this batch, with their document.
+    written_texts: HashMap<TextHash, DocumentId>,
+    pending: Vec<(NewDocument, Vec<sluice_core::Chunk>)>,
+}
+
+impl Admission<'_> {
+    /// Indexes a document, or records it as a duplicate of a live one with the same text. A
+    /// container with no text of its own (a mailbox) duplicates nothing.
+    fn admit(
+        &mut self,
+        placement: Placement<'_>,
+        document: PreparedDocument,
+        summary: &mut RunSummary,
+        report: impl Fn(Outcome<'_>),
+    ) -> Result<FileStatus, PipelineError> {
+        let pipeline = self.engine.plan.name.as_str();
+        let original = match self.written_texts.get(&document.text_hash) {
+            _ if document.chunks.is_empty() => None,
+            Some(original) => Some(*original),
+            None => self
+                .engine
+                .store
+                .catalog()
+                .live_document_with_text(pipeline, document.text_hash)?
+                .map(|live| live.doc_id)
+                .filter(|original| *original != placement.doc_id),
+        };
+        let new_document = new_document(self.engine, placement, &document, original);
+        if original.is_some() {
+            summary.duplicates += 1;
+            report(Outcome::Duplicate);
+            self.pending.push((new_document, Vec::new()));
+            return Ok(FileStatus::Duplicate);
+        }
+        if !document.chunks.is_empty() {
+            self.written_texts.insert(document.text_hash, new_document.doc_id);
+        }
+        summary.indexed += 1;
+        if document.reused {
+            summary.chunks_reused += document.chunks.len();
+        }
+        report(Outcome::Indexed { chunks: document.chunks.len() });
+        self.pending.push((new_document, document.chunks));
+        Ok(FileStatus::Indexed)
+    }
+}
+
 fn new_document(
     engine: &Engine,
-    task: &Task,
-    doc_id: DocumentId,
+    placement: Placement<'_>,
     document: &PreparedDocument,
     duplicate_of: Option<DocumentId>,
 ) -> NewDocument {
     NewDocument {
-        doc_id,
-        root: task.root.key.clone(),
-        rel_path: task.rel_path.clone(),
+        doc_id: placement.doc_id,
+        root: placement.task.root.key.clone(),
+        rel_path: placement.task.rel_path.clone(),
+        member: placement.member,
+        parent: placement.parent,
+        embedded_files: document.embedded_files,
         content_hash: document.content_hash,
         text_hash: document.text_hash,
         format: document.format.clone(),
@@ -393,30 +452,40 @@ fn new_document(
     }
 }
 
+/// Records a failed file (`member` empty) or embedded file for the quarantine list. A failed
+/// file is remembered in the ledger as quarantined, so it is not retried until it changes.
 fn quarantine(
     task: &Task,
+    member: &str,
     content_hash: Option<ContentHash>,
     failure: &StageFailure,
     version: sluice_core::Version,
     summary: &mut RunSummary,
     decisions: &mut Decisions,
 ) {
-    warn!(path = %task.root.path.join(&task.rel_path).display(), stage = %failure.stage, reason = %failure.reason, detail = %failure.detail, "document quarantined");
+    let mut path = task.root.path.join(&task.rel_path).display().to_string();
+    if !member.is_empty() {
+        path = format!("{path}#{member}");
+    }
+    warn!(path, stage = %failure.stage, reason = %failure.reason, detail = %failure.detail, "document quarantined");
     *summary.quarantined.entry(failure.reason.clone()).or_default() += 1;
     // A file that was never read (too large, unreadable) is remembered by size and time only.
     let content_hash = content_hash.unwrap_or(ContentHash::from_bytes([0; 32]));
-    decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
-        root: task.root.key.clone(),
-        rel_path: task.rel_path.clone(),
-        size: task.disk.size,
-        mtime_ns: task.disk.mtime_ns,
-        content_hash,
-        status: FileStatus::Quarantined,
-    }));
+    if member.is_empty() {
+        decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
+            root: task.root.key.clone(),
+            rel_path: task.rel_path.clone(),
+            size: task.disk.size,
+            mtime_ns: task.disk.mtime_ns,
+            content_hash,
+            status: FileStatus::Quarantined,
+        }));
+    }
     decisions.quarantined.push(QuarantineEntry {
-        path: task.root.path.join(&task.rel_path).display().to_string(),
+        path,
         root: task.root.key.clone(),
         rel_path: task.rel_path.clone(),
+        member: member.to_owned(),
         content_hash,
         stage: failure.stage.as_str().to_owned(),
         reason: failure.reason.clone(),

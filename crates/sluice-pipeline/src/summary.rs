@@ -21,6 +21,9 @@ pub struct RunSummary {
     pub indexed: usize,
     /// Documents skipped because a live document has the same text.
     pub duplicates: usize,
+    /// Of the documents above, those that are files embedded in other files (attachments, the
+    /// messages of a mailbox).
+    pub embedded: usize,
     /// Documents quarantined, by reason code.
     pub quarantined: BTreeMap<String, usize>,
     pub chunks_added: usize,

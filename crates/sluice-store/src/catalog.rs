@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
 use sluice_core::{Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, TextHash, VERSION_OPEN, Version};
 
@@ -19,13 +20,11 @@ use crate::types::{
     VersionInfo, VersionState, join_path,
 };
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+const META: &str = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
 const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS versions (
     pipeline             TEXT NOT NULL,
     version              INTEGER NOT NULL,
@@ -57,13 +56,18 @@ CREATE TABLE IF NOT EXISTS files (
     version      INTEGER NOT NULL,
     PRIMARY KEY (pipeline, root, rel_path)
 );
--- One row per appearance of a document version, visible in [valid_from, valid_to).
+-- One row per appearance of a document version, visible in [valid_from, valid_to). A file's
+-- embedded files (attachments, a mailbox's messages) are documents with the same root and
+-- rel_path, a non-empty member path and their parent's doc_id.
 CREATE TABLE IF NOT EXISTS documents (
     id                INTEGER PRIMARY KEY,
     pipeline          TEXT NOT NULL,
     doc_id            TEXT NOT NULL,
     root              TEXT NOT NULL,
     rel_path          TEXT NOT NULL,
+    member            TEXT NOT NULL DEFAULT '',
+    parent            TEXT,
+    embedded_files    INTEGER NOT NULL DEFAULT 0,
     content_hash      TEXT NOT NULL,
     text_hash         TEXT NOT NULL,
     format            TEXT NOT NULL,
@@ -76,6 +80,7 @@ CREATE TABLE IF NOT EXISTS documents (
     valid_to          INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS documents_by_doc ON documents (pipeline, doc_id, valid_to);
+CREATE INDEX IF NOT EXISTS documents_by_file ON documents (pipeline, root, rel_path, valid_to);
 CREATE INDEX IF NOT EXISTS documents_by_content ON documents (pipeline, content_hash, chunk_fingerprint);
 CREATE INDEX IF NOT EXISTS documents_by_text ON documents (pipeline, text_hash, valid_to);
 CREATE INDEX IF NOT EXISTS documents_by_valid_from ON documents (pipeline, valid_from);
@@ -94,6 +99,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     char_end    INTEGER NOT NULL,
     page        INTEGER,
     token_count INTEGER NOT NULL,
+    -- JSON array of the headings above the chunk, outermost first.
+    heading_path TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (chunk_id, valid_from)
 );
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks (document);
@@ -110,14 +117,43 @@ CREATE TABLE IF NOT EXISTS quarantine (
     pipeline     TEXT NOT NULL,
     root         TEXT NOT NULL,
     rel_path     TEXT NOT NULL,
+    -- '' for the file itself, else the embedded file that failed.
+    member       TEXT NOT NULL DEFAULT '',
     content_hash TEXT NOT NULL,
     stage        TEXT NOT NULL,
     reason       TEXT NOT NULL,
     detail       TEXT NOT NULL,
     version      INTEGER NOT NULL,
     at           INTEGER NOT NULL,
-    PRIMARY KEY (pipeline, root, rel_path)
+    PRIMARY KEY (pipeline, root, rel_path, member)
 );
+"#;
+
+/// Version 1 to 2: embedded files as documents (member, parent), heading paths on chunks, and
+/// quarantine entries per embedded file (a new key, so that table is copied).
+const MIGRATE_1_TO_2: &str = r#"
+ALTER TABLE documents ADD COLUMN member TEXT NOT NULL DEFAULT '';
+ALTER TABLE documents ADD COLUMN parent TEXT;
+ALTER TABLE documents ADD COLUMN embedded_files INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE chunks ADD COLUMN heading_path TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE quarantine RENAME TO quarantine_v1;
+CREATE TABLE quarantine (
+    pipeline     TEXT NOT NULL,
+    root         TEXT NOT NULL,
+    rel_path     TEXT NOT NULL,
+    member       TEXT NOT NULL DEFAULT '',
+    content_hash TEXT NOT NULL,
+    stage        TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    detail       TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    at           INTEGER NOT NULL,
+    PRIMARY KEY (pipeline, root, rel_path, member)
+);
+INSERT INTO quarantine (pipeline, root, rel_path, content_hash, stage, reason, detail, version, at)
+    SELECT pipeline, root, rel_path, content_hash, stage, reason, detail, version, at FROM quarantine_v1;
+DROP TABLE quarantine_v1;
+UPDATE meta SET value = '2' WHERE key = 'schema_version';
 "#;
 
 pub struct Catalog {
@@ -159,17 +195,23 @@ impl Catalog {
              PRAGMA foreign_keys = ON;
              PRAGMA busy_timeout = 10000;",
         )?;
-        writer.execute_batch(SCHEMA)?;
+        writer.execute_batch(META)?;
         let stored: Option<String> =
             writer.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |row| row.get(0)).optional()?;
         match stored.as_deref() {
             None => {
+                writer.execute_batch(SCHEMA)?;
                 writer.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
                     [SCHEMA_VERSION.to_string()],
                 )?;
             }
-            Some(version) if version == SCHEMA_VERSION.to_string() => {}
+            Some("1") => {
+                // One transaction: a crash leaves version 1 untouched.
+                writer.execute_batch(&format!("BEGIN IMMEDIATE; {MIGRATE_1_TO_2} COMMIT;"))?;
+                writer.execute_batch(SCHEMA)?;
+            }
+            Some(version) if version == SCHEMA_VERSION.to_string() => writer.execute_batch(SCHEMA)?,
             Some(version) => {
                 return Err(StoreError::Invalid(format!(
                     "catalog {} has schema version {version}; this build reads version {SCHEMA_VERSION}",
@@ -288,6 +330,7 @@ impl Catalog {
                 return Err(rusqlite::Error::QueryReturnedNoRows);
             }
             apply_ledger(t, pipeline, version, ledger)?;
+            // Clearing a file clears its embedded files' entries too; the run re-adds current ones.
             for (root, rel_path) in cleared_quarantine {
                 t.execute(
                     "DELETE FROM quarantine WHERE pipeline = ?1 AND root = ?2 AND rel_path = ?3",
@@ -296,12 +339,14 @@ impl Catalog {
             }
             for entry in quarantined {
                 t.execute(
-                    "INSERT OR REPLACE INTO quarantine (pipeline, root, rel_path, content_hash, stage, reason, detail, version, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT OR REPLACE INTO quarantine (pipeline, root, rel_path, member, content_hash, stage, reason,
+                         detail, version, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     params![
                         pipeline,
                         entry.root,
                         entry.rel_path,
+                        entry.member,
                         entry.content_hash.to_hex(),
                         entry.stage,
                         entry.reason,
@@ -399,8 +444,10 @@ impl Catalog {
     pub fn live_document(&self, pipeline: &str, doc_id: DocumentId) -> Result<Option<LiveDocument>> {
         self.read(|c| {
             c.query_row(
-                "SELECT id, doc_id, root, rel_path, content_hash, text_hash, duplicate_of FROM documents
-                 WHERE pipeline = ?1 AND doc_id = ?2 AND valid_to = ?3",
+                &format!(
+                    "SELECT {LIVE_DOCUMENT_COLUMNS} FROM documents
+                 WHERE pipeline = ?1 AND doc_id = ?2 AND valid_to = ?3"
+                ),
                 params![pipeline, doc_id.to_hex(), VERSION_OPEN],
                 live_document_row,
             )
@@ -412,9 +459,11 @@ impl Catalog {
     pub fn live_document_with_text(&self, pipeline: &str, text_hash: TextHash) -> Result<Option<LiveDocument>> {
         self.read(|c| {
             c.query_row(
-                "SELECT id, doc_id, root, rel_path, content_hash, text_hash, duplicate_of FROM documents
+                &format!(
+                    "SELECT {LIVE_DOCUMENT_COLUMNS} FROM documents
                  WHERE pipeline = ?1 AND text_hash = ?2 AND valid_to = ?3 AND duplicate_of IS NULL
-                 ORDER BY id LIMIT 1",
+                 ORDER BY id LIMIT 1"
+                ),
                 params![pipeline, text_hash.to_hex(), VERSION_OPEN],
                 live_document_row,
             )
@@ -425,11 +474,22 @@ impl Catalog {
     /// Live documents that were skipped as duplicates of `original`.
     pub fn live_duplicates_of(&self, pipeline: &str, original: DocumentId) -> Result<Vec<LiveDocument>> {
         self.read(|c| {
-            let mut statement = c.prepare(
-                "SELECT id, doc_id, root, rel_path, content_hash, text_hash, duplicate_of FROM documents
-                 WHERE pipeline = ?1 AND duplicate_of = ?2 AND valid_to = ?3 ORDER BY root, rel_path",
-            )?;
+            let mut statement = c.prepare(&format!(
+                "SELECT {LIVE_DOCUMENT_COLUMNS} FROM documents
+                 WHERE pipeline = ?1 AND duplicate_of = ?2 AND valid_to = ?3 ORDER BY root, rel_path, member"
+            ))?;
             statement.query_map(params![pipeline, original.to_hex(), VERSION_OPEN], live_document_row)?.collect()
+        })
+    }
+
+    /// The live documents of one source file: the file's own and those of its embedded files.
+    pub fn live_documents_of_file(&self, pipeline: &str, root: &str, rel_path: &str) -> Result<Vec<LiveDocument>> {
+        self.read(|c| {
+            let mut statement = c.prepare(&format!(
+                "SELECT {LIVE_DOCUMENT_COLUMNS} FROM documents
+                 WHERE pipeline = ?1 AND root = ?2 AND rel_path = ?3 AND valid_to = ?4 ORDER BY member"
+            ))?;
+            statement.query_map(params![pipeline, root, rel_path, VERSION_OPEN], live_document_row)?.collect()
         })
     }
 
@@ -445,6 +505,7 @@ impl Catalog {
                 .query_row(
                     "SELECT id, text_hash, format, title, page_count FROM documents
                      WHERE pipeline = ?1 AND content_hash = ?2 AND chunk_fingerprint = ?3 AND duplicate_of IS NULL
+                         AND embedded_files = 0
                      ORDER BY id DESC LIMIT 1",
                     params![pipeline, content_hash.to_hex(), chunk_fingerprint.to_hex()],
                     |r| {
@@ -460,7 +521,7 @@ impl Catalog {
                 .optional()?;
             let Some((row, text_hash, format, title, page_count)) = document else { return Ok(None) };
             let mut statement = c.prepare(
-                "SELECT ordinal, text, text_hash, char_start, char_end, page, token_count FROM chunks
+                "SELECT ordinal, text, text_hash, char_start, char_end, page, token_count, heading_path FROM chunks
                  WHERE document = ?1 ORDER BY ordinal",
             )?;
             let chunks = statement
@@ -473,6 +534,7 @@ impl Catalog {
                         char_end: r.get(4)?,
                         page: opt_u32(r.get(5)?),
                         token_count: r.get(6)?,
+                        heading_path: parse_heading_path(r.get(7)?)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -484,14 +546,14 @@ impl Catalog {
     pub fn insert_documents(&self, pipeline: &str, version: Version, writes: &[DocumentWrite]) -> Result<()> {
         self.write(|t| {
             let mut insert_document = t.prepare_cached(
-                "INSERT INTO documents (pipeline, doc_id, root, rel_path, content_hash, text_hash, format, title,
-                     page_count, byte_size, chunk_fingerprint, duplicate_of, valid_from, valid_to)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                "INSERT INTO documents (pipeline, doc_id, root, rel_path, member, parent, embedded_files, content_hash,
+                     text_hash, format, title, page_count, byte_size, chunk_fingerprint, duplicate_of, valid_from, valid_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?;
             let mut insert_chunk = t.prepare_cached(
                 "INSERT INTO chunks (chunk_id, valid_from, valid_to, document, pipeline, ordinal, text, text_hash,
-                     char_start, char_end, page, token_count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     char_start, char_end, page, token_count, heading_path)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
             for write in writes {
                 let d = &write.document;
@@ -500,6 +562,9 @@ impl Catalog {
                     d.doc_id.to_hex(),
                     d.root,
                     d.rel_path,
+                    d.member,
+                    d.parent.map(|id| id.to_hex()),
+                    d.embedded_files,
                     d.content_hash.to_hex(),
                     d.text_hash.to_hex(),
                     d.format,
@@ -526,7 +591,8 @@ impl Catalog {
                         c.char_start,
                         c.char_end,
                         c.page,
-                        c.token_count
+                        c.token_count,
+                        serde_json::to_string(&c.heading_path).expect("strings serialise")
                     ])?;
                 }
             }
@@ -638,23 +704,25 @@ impl Catalog {
     pub fn quarantine(&self, pipeline: &str) -> Result<Vec<QuarantineEntry>> {
         self.read(|c| {
             let mut statement = c.prepare(
-                "SELECT root, rel_path, content_hash, stage, reason, detail, version, at FROM quarantine
-                 WHERE pipeline = ?1 ORDER BY root, rel_path",
+                "SELECT root, rel_path, member, content_hash, stage, reason, detail, version, at FROM quarantine
+                 WHERE pipeline = ?1 ORDER BY root, rel_path, member",
             )?;
             statement
                 .query_map([pipeline], |r| {
                     let root: String = r.get(0)?;
                     let rel_path: String = r.get(1)?;
+                    let member: String = r.get(2)?;
                     Ok(QuarantineEntry {
-                        path: join_path(&root, &rel_path),
+                        path: join_path(&root, &rel_path, &member),
                         root,
                         rel_path,
-                        content_hash: parse_id(r.get(2)?, ContentHash::parse)?,
-                        stage: r.get(3)?,
-                        reason: r.get(4)?,
-                        detail: r.get(5)?,
-                        version: r.get(6)?,
-                        at: r.get(7)?,
+                        member,
+                        content_hash: parse_id(r.get(3)?, ContentHash::parse)?,
+                        stage: r.get(4)?,
+                        reason: r.get(5)?,
+                        detail: r.get(6)?,
+                        version: r.get(7)?,
+                        at: r.get(8)?,
                     })
                 })?
                 .collect()
@@ -709,39 +777,108 @@ fn ledger_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
     })
 }
 
+const LIVE_DOCUMENT_COLUMNS: &str = "id, doc_id, root, rel_path, member, content_hash, text_hash, duplicate_of";
+
 fn live_document_row(r: &Row<'_>) -> rusqlite::Result<LiveDocument> {
-    let duplicate_of: Option<String> = r.get(6)?;
+    let duplicate_of: Option<String> = r.get(7)?;
     Ok(LiveDocument {
         row: r.get(0)?,
         doc_id: parse_id(r.get(1)?, DocumentId::parse)?,
         root: r.get(2)?,
         rel_path: r.get(3)?,
-        content_hash: parse_id(r.get(4)?, ContentHash::parse)?,
-        text_hash: parse_id(r.get(5)?, TextHash::parse)?,
+        member: r.get(4)?,
+        content_hash: parse_id(r.get(5)?, ContentHash::parse)?,
+        text_hash: parse_id(r.get(6)?, TextHash::parse)?,
         duplicate_of: duplicate_of.map(|id| parse_id(id, DocumentId::parse)).transpose()?,
     })
 }
 
-const STORED_CHUNK_SELECT: &str = "SELECT c.chunk_id, c.valid_from, c.valid_to, d.doc_id, d.root, d.rel_path, d.title,
-        c.ordinal, c.text, c.text_hash, c.char_start, c.char_end, c.page, c.token_count
+const STORED_CHUNK_SELECT: &str = "SELECT c.chunk_id, c.valid_from, c.valid_to, d.doc_id, d.root, d.rel_path, d.member,
+        d.title, c.ordinal, c.text, c.text_hash, c.char_start, c.char_end, c.page, c.token_count, c.heading_path
     FROM chunks c JOIN documents d ON d.id = c.document";
 
 fn stored_chunk_row(r: &Row<'_>) -> rusqlite::Result<StoredChunk> {
     let root: String = r.get(4)?;
     let rel_path: String = r.get(5)?;
+    let member: String = r.get(6)?;
     Ok(StoredChunk {
         chunk_id: parse_id(r.get(0)?, ChunkId::parse)?,
         valid_from: r.get(1)?,
         valid_to: r.get(2)?,
         doc_id: parse_id(r.get(3)?, DocumentId::parse)?,
-        path: join_path(&root, &rel_path),
-        title: r.get(6)?,
-        ordinal: r.get(7)?,
-        text: r.get(8)?,
-        text_hash: parse_id(r.get(9)?, TextHash::parse)?,
-        char_start: r.get(10)?,
-        char_end: r.get(11)?,
-        page: opt_u32(r.get(12)?),
-        token_count: r.get(13)?,
+        path: join_path(&root, &rel_path, &member),
+        title: r.get(7)?,
+        ordinal: r.get(8)?,
+        text: r.get(9)?,
+        text_hash: parse_id(r.get(10)?, TextHash::parse)?,
+        char_start: r.get(11)?,
+        char_end: r.get(12)?,
+        page: opt_u32(r.get(13)?),
+        token_count: r.get(14)?,
+        heading_path: parse_heading_path(r.get(15)?)?,
     })
+}
+
+fn parse_heading_path(json: String) -> rusqlite::Result<Vec<String>> {
+    serde_json::from_str(&json).map_err(|err| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(err)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tables of schema version 1 that version 2 changed, as version 1 created them.
+    const SCHEMA_1_CHANGED: &str = r#"
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY, pipeline TEXT NOT NULL, doc_id TEXT NOT NULL, root TEXT NOT NULL,
+            rel_path TEXT NOT NULL, content_hash TEXT NOT NULL, text_hash TEXT NOT NULL, format TEXT NOT NULL,
+            title TEXT, page_count INTEGER, byte_size INTEGER NOT NULL, chunk_fingerprint TEXT NOT NULL,
+            duplicate_of TEXT, valid_from INTEGER NOT NULL, valid_to INTEGER NOT NULL);
+        CREATE TABLE chunks (
+            chunk_id TEXT NOT NULL, valid_from INTEGER NOT NULL, valid_to INTEGER NOT NULL,
+            document INTEGER NOT NULL REFERENCES documents (id), pipeline TEXT NOT NULL, ordinal INTEGER NOT NULL,
+            text TEXT NOT NULL, text_hash TEXT NOT NULL, char_start INTEGER NOT NULL, char_end INTEGER NOT NULL,
+            page INTEGER, token_count INTEGER NOT NULL, PRIMARY KEY (chunk_id, valid_from));
+        CREATE TABLE quarantine (
+            pipeline TEXT NOT NULL, root TEXT NOT NULL, rel_path TEXT NOT NULL, content_hash TEXT NOT NULL,
+            stage TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, version INTEGER NOT NULL,
+            at INTEGER NOT NULL, PRIMARY KEY (pipeline, root, rel_path));
+    "#;
+
+    #[test]
+    fn a_version_1_catalog_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        let doc_id = DocumentId::new("p", "/share", "a.txt");
+        let hash = ContentHash::of_bytes(b"a");
+        let text_hash = TextHash::of_text("a");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(SCHEMA_1_CHANGED).unwrap();
+            old.execute(
+                "INSERT INTO documents (pipeline, doc_id, root, rel_path, content_hash, text_hash, format, byte_size,
+                     chunk_fingerprint, valid_from, valid_to) VALUES ('p', ?1, '/share', 'a.txt', ?2, ?3, 'text', 1, 'f', 1, ?4)",
+                params![doc_id.to_hex(), hash.to_hex(), text_hash.to_hex(), VERSION_OPEN],
+            )
+            .unwrap();
+            old.execute(
+                "INSERT INTO quarantine VALUES ('p', '/share', 'bad.pdf', ?1, 'extract', 'encrypted', 'needs a password', 1, 0)",
+                [hash.to_hex()],
+            )
+            .unwrap();
+        }
+        let catalog = Catalog::open(&path).unwrap();
+        let live = catalog.live_documents_of_file("p", "/share", "a.txt").unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!((live[0].doc_id, live[0].member.as_str()), (doc_id, ""));
+        let quarantined = catalog.quarantine("p").unwrap();
+        assert_eq!(quarantined.len(), 1);
+        assert_eq!((quarantined[0].path.as_str(), quarantined[0].member.as_str()), ("/share/bad.pdf", ""));
+        drop(catalog);
+        // Opening again finds version 2 and changes nothing.
+        let catalog = Catalog::open(&path).unwrap();
+        assert_eq!(catalog.quarantine("p").unwrap().len(), 1);
+    }
 }

@@ -106,6 +106,7 @@ impl Store {
                     page: chunk.page,
                     char_start: chunk.char_start,
                     char_end: chunk.char_end,
+                    heading_path: chunk.heading_path.clone(),
                     valid_from: chunk.valid_from,
                     valid_to: (chunk.valid_to != VERSION_OPEN).then_some(chunk.valid_to),
                     lexical_rank: fused.lexical_rank,

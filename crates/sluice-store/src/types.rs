@@ -56,6 +56,8 @@ pub struct LiveDocument {
     pub doc_id: DocumentId,
     pub root: String,
     pub rel_path: String,
+    /// Where inside the file the document sits (see [`NewDocument::member`]); empty for the file.
+    pub member: String,
     pub content_hash: ContentHash,
     pub text_hash: TextHash,
     pub duplicate_of: Option<DocumentId>,
@@ -66,7 +68,15 @@ pub struct LiveDocument {
 pub struct NewDocument {
     pub doc_id: DocumentId,
     pub root: String,
+    /// The source file; an embedded document names the file that holds it.
     pub rel_path: String,
+    /// For a file embedded in the source file (an attachment, a mailbox's message), the names
+    /// leading to it, joined by `/` (`0003.eml/2-report.pdf`); empty for the file itself.
+    pub member: String,
+    /// The document this one is embedded in.
+    pub parent: Option<DocumentId>,
+    /// Files embedded directly in this one, extracted or quarantined.
+    pub embedded_files: u32,
     pub content_hash: ContentHash,
     pub text_hash: TextHash,
     pub format: String,
@@ -80,12 +90,14 @@ pub struct NewDocument {
 impl NewDocument {
     /// The path a person recognises: the source root joined with the relative path.
     pub fn path(&self) -> String {
-        join_path(&self.root, &self.rel_path)
+        join_path(&self.root, &self.rel_path, &self.member)
     }
 }
 
-pub(crate) fn join_path(root: &str, rel_path: &str) -> String {
-    std::path::Path::new(root).join(rel_path).display().to_string()
+/// A document's path as people read it: `root/rel_path`, then `#member` for an embedded file.
+pub(crate) fn join_path(root: &str, rel_path: &str, member: &str) -> String {
+    let file = std::path::Path::new(root).join(rel_path).display().to_string();
+    if member.is_empty() { file } else { format!("{file}#{member}") }
 }
 
 /// A chunk with its id and vector, ready to be written.
@@ -130,6 +142,7 @@ pub struct StoredChunk {
     pub char_end: u32,
     pub page: Option<u32>,
     pub token_count: u32,
+    pub heading_path: Vec<String>,
 }
 
 impl StoredChunk {
@@ -175,11 +188,14 @@ pub struct VersionInfo {
 }
 
 /// A document that failed a stage, as shown to an operator.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct QuarantineEntry {
     pub path: String,
     pub root: String,
     pub rel_path: String,
+    /// The embedded file that failed, inside `rel_path` (see [`NewDocument::member`]); empty
+    /// when the file itself did.
+    pub member: String,
     pub content_hash: ContentHash,
     pub stage: String,
     pub reason: String,
@@ -200,6 +216,8 @@ pub struct SearchHit {
     pub page: Option<u32>,
     pub char_start: u32,
     pub char_end: u32,
+    /// The headings the chunk sits under, outermost first.
+    pub heading_path: Vec<String>,
     pub valid_from: Version,
     /// `null` while the chunk is live.
     pub valid_to: Option<Version>,

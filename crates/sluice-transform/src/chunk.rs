@@ -1,17 +1,22 @@
 //! Chunking by tokens of the embedding model's own tokenizer.
 //!
 //! Counting in the model's tokens (not characters or words) is what guarantees a chunk fits the
-//! model's window, so nothing is silently truncated at embedding time. Windows of `max_tokens`
-//! overlap by `overlap_tokens`; a window prefers to end where a block ends, else after a
-//! sentence, as long as that keeps it at least half full.
+//! model's window, so nothing is silently truncated at embedding time.
+//!
+//! Chunks follow the document's structure. A window of at most `max_tokens` prefers to end
+//! before a heading (a new section), else where any block ends (never right after a heading,
+//! which belongs with what it introduces), else after a sentence, as long as that keeps it at
+//! least half full. A window that ends at a block boundary is followed by one starting at the
+//! next block; only a block split across windows is overlapped, by `overlap_tokens`, and never
+//! back into the block before it. Every chunk carries the heading path it sits under.
 
-use sluice_core::{Chunk, Fingerprint, NormalizedDocument, TextHash};
+use sluice_core::{BlockKind, Chunk, Fingerprint, NormalizedDocument, TextHash};
 use tokenizers::Tokenizer;
 
 use crate::clean::CLEAN_VERSION;
 
 /// Version of the chunking algorithm; part of the fingerprint.
-pub const CHUNKER_VERSION: &str = "1";
+pub const CHUNKER_VERSION: &str = "2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChunkError {
@@ -34,6 +39,7 @@ struct Token {
     start: usize,
     end: usize,
     block: usize,
+    kind: BlockKind,
 }
 
 impl Chunker {
@@ -59,6 +65,7 @@ impl Chunker {
 
     pub fn chunk(&self, document: &NormalizedDocument) -> Result<Vec<Chunk>, ChunkError> {
         let tokens = self.tokenize(document)?;
+        let headings = HeadingPaths::of(document);
         let text = &document.text;
         let mut chars = CharCounter::new(text);
         let mut chunks = Vec::new();
@@ -75,11 +82,17 @@ impl Chunker {
                 char_end: chars.at(byte_end),
                 page: document.blocks[tokens[start].block].page,
                 token_count: u32::try_from(end - start).expect("window fits u32"),
+                heading_path: headings.at(heading_anchor(&tokens[start..end])).to_vec(),
             });
             if end == tokens.len() {
                 break;
             }
-            start = end.saturating_sub(self.overlap_tokens).max(start + 1);
+            start = if tokens[end].block != tokens[end - 1].block {
+                end
+            } else {
+                let block_start = block_start(&tokens, end);
+                end.saturating_sub(self.overlap_tokens).max(block_start).max(start + 1)
+            };
         }
         Ok(chunks)
     }
@@ -94,6 +107,7 @@ impl Chunker {
                 start: block.byte_start + s,
                 end: block.byte_start + e,
                 block: index,
+                kind: block.kind,
             }));
         }
         Ok(tokens)
@@ -106,14 +120,61 @@ impl Chunker {
             return hard_end;
         }
         let earliest = start + self.max_tokens / 2;
-        let block_end = (earliest + 1..=hard_end).rev().find(|&end| tokens[end].block != tokens[end - 1].block);
-        if let Some(end) = block_end {
+        let boundaries = || (earliest + 1..=hard_end).rev().filter(|&end| tokens[end].block != tokens[end - 1].block);
+        let is_heading = |token: &Token| matches!(token.kind, BlockKind::Heading { .. });
+        if let Some(end) = boundaries().find(|&end| is_heading(&tokens[end])) {
+            return end;
+        }
+        if let Some(end) = boundaries().find(|&end| !is_heading(&tokens[end - 1])) {
             return end;
         }
         let sentence_end = (earliest + 1..=hard_end)
             .rev()
             .find(|&end| text[..tokens[end - 1].end].ends_with(['.', '!', '?', ';', ':']));
         sentence_end.unwrap_or(hard_end)
+    }
+}
+
+/// The block whose heading path a chunk of these tokens carries: its first block that is not a
+/// heading, so headings leading the chunk are part of its path.
+fn heading_anchor(tokens: &[Token]) -> usize {
+    let first_text = tokens.iter().find(|token| !matches!(token.kind, BlockKind::Heading { .. }));
+    first_text.unwrap_or(&tokens[0]).block
+}
+
+/// Index of the first token of the block that `tokens[index]` belongs to (tokens are in block
+/// order, so a binary search finds it).
+fn block_start(tokens: &[Token], index: usize) -> usize {
+    let block = tokens[index].block;
+    tokens[..index].partition_point(|token| token.block < block)
+}
+
+/// The heading path in force at each block: headings outermost first, a heading of level N
+/// closing every open heading of level N or deeper. Blocks share one path until a heading
+/// changes it, so memory grows with the headings, not the blocks.
+struct HeadingPaths {
+    paths: Vec<Vec<String>>,
+    of_block: Vec<usize>,
+}
+
+impl HeadingPaths {
+    fn of(document: &NormalizedDocument) -> Self {
+        let mut open: Vec<(u8, String)> = Vec::new();
+        let mut paths = vec![Vec::new()];
+        let mut of_block = Vec::with_capacity(document.blocks.len());
+        for block in &document.blocks {
+            if let BlockKind::Heading { level } = block.kind {
+                open.retain(|(open_level, _)| *open_level < level);
+                open.push((level, document.text[block.byte_start..block.byte_end].to_owned()));
+                paths.push(open.iter().map(|(_, text)| text.clone()).collect());
+            }
+            of_block.push(paths.len() - 1);
+        }
+        Self { paths, of_block }
+    }
+
+    fn at(&self, block: usize) -> &[String] {
+        &self.paths[self.of_block[block]]
     }
 }
 

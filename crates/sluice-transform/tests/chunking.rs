@@ -134,3 +134,39 @@ fn an_empty_document_has_no_chunks() {
     let empty = normalize(ExtractedDocument { format: "text".into(), ..Default::default() });
     assert!(chunker.chunk(&empty).unwrap().is_empty());
 }
+
+#[test]
+fn chunks_start_sections_and_carry_their_heading_path() {
+    let block = |kind, text: &str| Block { kind, text: text.to_owned(), page: None };
+    let filler = "Retrieval needs chunks that follow the structure of the document they come from.";
+    let mut blocks = vec![block(BlockKind::Heading { level: 1 }, "Handbook")];
+    for (section, subsections) in [("Installation", ["Linux", "Windows"]), ("Operation", ["Backups", "Upgrades"])] {
+        blocks.push(block(BlockKind::Heading { level: 2 }, section));
+        for subsection in subsections {
+            blocks.push(block(BlockKind::Heading { level: 3 }, subsection));
+            for _ in 0..4 {
+                blocks.push(block(BlockKind::Paragraph, filler));
+            }
+        }
+    }
+    let doc = normalize(ExtractedDocument { format: "markdown".into(), blocks, ..Default::default() });
+    // A subsection is about 70 tokens: more than half of a 100-token window, less than all.
+    let chunks = Chunker::new(&tokenizer_json(), 100, 20).unwrap().chunk(&doc).unwrap();
+    let paths: Vec<Vec<&str>> =
+        chunks.iter().map(|chunk| chunk.heading_path.iter().map(String::as_str).collect()).collect();
+    assert_eq!(
+        paths,
+        [
+            vec!["Handbook", "Installation", "Linux"],
+            vec!["Handbook", "Installation", "Windows"],
+            vec!["Handbook", "Operation", "Backups"],
+            vec!["Handbook", "Operation", "Upgrades"],
+        ],
+        "one chunk per subsection, each under its headings: {chunks:#?}"
+    );
+    for chunk in &chunks[1..] {
+        let first_line = chunk.text.lines().next().unwrap();
+        assert!(chunk.heading_path.iter().any(|heading| heading == first_line), "a chunk starts with a heading");
+        assert!(!chunk.text.trim_end().ends_with(chunk.heading_path.last().unwrap().as_str()));
+    }
+}

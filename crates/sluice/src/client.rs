@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use sluice_core::Version;
 use sluice_pipeline::SearchResponse;
-use sluice_store::SearchMode;
+use sluice_store::{QuarantineEntry, SearchMode};
 
 /// Written by the daemon once it listens, removed when it stops.
 #[derive(Serialize, Deserialize)]
@@ -43,10 +43,44 @@ pub fn search(
     }
     let mut response =
         request.config().http_status_as_error(false).build().call().context("cannot reach the daemon")?;
+    Ok(serde_json::from_str(&answer(&mut response)?)?)
+}
+
+/// `GET /v1/quarantine` of the running daemon.
+pub fn quarantine(data: &Path) -> anyhow::Result<Vec<QuarantineEntry>> {
+    #[derive(Deserialize)]
+    struct Listing {
+        quarantined: Vec<QuarantineEntry>,
+    }
+    let daemon = daemon_info(data)?;
+    let request = ureq::get(&format!("http://{}/v1/quarantine", daemon.listen));
+    let mut response =
+        request.config().http_status_as_error(false).build().call().context("cannot reach the daemon")?;
+    let body = answer(&mut response)?;
+    Ok(serde_json::from_str::<Listing>(&body)?.quarantined)
+}
+
+/// `POST /v1/quarantine/retry`: the daemon processes the file in its next run.
+pub fn retry_quarantined(data: &Path, path: &str) -> anyhow::Result<()> {
+    let daemon = daemon_info(data)?;
+    let request =
+        ureq::post(&format!("http://{}/v1/quarantine/retry", daemon.listen)).header("content-type", "application/json");
+    let mut response = request
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send(serde_json::json!({ "path": path }).to_string())
+        .context("cannot reach the daemon")?;
+    answer(&mut response)?;
+    Ok(())
+}
+
+/// The body of a successful answer, or the daemon's error as ours.
+fn answer(response: &mut ureq::http::Response<ureq::Body>) -> anyhow::Result<String> {
     let status = response.status();
     let body = response.body_mut().read_to_string()?;
     if !status.is_success() {
         bail!("daemon answered {status}: {body}");
     }
-    Ok(serde_json::from_str(&body)?)
+    Ok(body)
 }

@@ -1,4 +1,4 @@
-//! The one-shot commands: ingest, search, versions, validate, models fetch.
+//! The one-shot commands: ingest, search, versions, quarantine, validate, models fetch.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,7 +7,7 @@ use anyhow::Context;
 use sluice_config::{PipelinePlan, SourcePlan};
 use sluice_core::Version;
 use sluice_pipeline::{Engine, RunSummary, Scope, SearchResponse};
-use sluice_store::{Catalog, DataDirLock, SearchMode, VersionInfo, store_paths};
+use sluice_store::{Catalog, DataDirLock, QuarantineEntry, SearchMode, VersionInfo, store_paths};
 
 use crate::client;
 use crate::progress::Progress;
@@ -77,8 +77,10 @@ fn print_summary(summary: &RunSummary, live: Option<Version>) {
     );
     let reasons: Vec<String> = summary.quarantined.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
     let reasons = if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) };
+    let embedded =
+        if summary.embedded > 0 { format!(" ({} embedded in files)", summary.embedded) } else { String::new() };
     println!(
-        "documents  indexed {}, duplicates {}, quarantined {}{reasons}",
+        "documents  indexed {}, duplicates {}, quarantined {}{reasons}{embedded}",
         summary.indexed,
         summary.duplicates,
         summary.quarantined_total()
@@ -138,6 +140,9 @@ fn print_hits(response: &SearchResponse) {
     for (rank, hit) in response.hits.iter().enumerate() {
         let page = hit.page.map(|p| format!(" p.{p}")).unwrap_or_default();
         println!("{:>2}. {:.4}  {}{page}  chars {}..{}", rank + 1, hit.score, hit.path, hit.char_start, hit.char_end);
+        if !hit.heading_path.is_empty() {
+            println!("    § {}", hit.heading_path.join(" › "));
+        }
         let snippet: String = hit.text.split_whitespace().collect::<Vec<_>>().join(" ");
         let snippet: String = snippet.chars().take(160).collect();
         println!("    {snippet}");
@@ -168,6 +173,92 @@ pub fn versions(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::Res
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub fn quarantine_list(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let entries = if DataDirLock::is_held(data) {
+        client::quarantine(data)?
+    } else {
+        let plan = load_plan(pipeline)?;
+        let (catalog_path, _, _) = store_paths(data, &plan.name);
+        if catalog_path.exists() { Catalog::open(&catalog_path)?.quarantine(&plan.name)? } else { Vec::new() }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_quarantine(&entries);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_quarantine(entries: &[QuarantineEntry]) {
+    if entries.is_empty() {
+        println!("nothing in quarantine");
+        return;
+    }
+    for entry in entries {
+        println!(
+            "{}\n    {} / {} (version {}): {}",
+            entry.path, entry.stage, entry.reason, entry.version, entry.detail
+        );
+    }
+    let mut by_reason = std::collections::BTreeMap::<&str, usize>::new();
+    for entry in entries {
+        *by_reason.entry(&entry.reason).or_default() += 1;
+    }
+    let reasons: Vec<String> = by_reason.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
+    println!("{} quarantined: {}", entries.len(), reasons.join(", "));
+}
+
+/// Processes a quarantined file again: through the daemon when one runs, else here, now.
+pub fn quarantine_retry(data: &Path, models: &Path, pipeline: Option<&Path>, path: &str) -> anyhow::Result<ExitCode> {
+    let path = canonical_entry_path(path);
+    if DataDirLock::is_held(data) {
+        client::retry_quarantined(data, &path)?;
+        println!("queued {path}; the daemon processes it in its next run");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut plan = load_plan(pipeline)?;
+    let (catalog_path, _, _) = store_paths(data, &plan.name);
+    let entry = if catalog_path.exists() {
+        Catalog::open(&catalog_path)?
+            .quarantine(&plan.name)?
+            .into_iter()
+            .find(|entry| entry.path == path || Path::new(&entry.root).join(&entry.rel_path) == Path::new(&path))
+    } else {
+        None
+    };
+    let entry = entry.with_context(|| format!("{path} is not in quarantine (see `sluice quarantine list`)"))?;
+    // The run covers the file's own source root, so its documents keep their identity.
+    plan.sources = vec![SourcePlan { path: PathBuf::from(&entry.root) }];
+    let _lock = DataDirLock::acquire(data)?;
+    let engine = open_engine(plan, data, models)?;
+    let file = engine.requeue_quarantined(&path)?;
+    let summary = engine.run(&Scope::Paths(vec![file]), &sluice_pipeline::Quiet)?;
+    print_summary(&summary, engine.store().live_version()?);
+    let still: Vec<QuarantineEntry> = engine
+        .quarantine()?
+        .into_iter()
+        .filter(|quarantined| quarantined.root == entry.root && quarantined.rel_path == entry.rel_path)
+        .collect();
+    if !still.is_empty() {
+        println!("still quarantined:");
+        print_quarantine(&still);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A path as the quarantine list shows it: the file's canonical path, then `#member` if any.
+fn canonical_entry_path(path: &str) -> String {
+    let (file, member) = match path.split_once('#') {
+        Some((file, member)) if !Path::new(path).exists() => (file, Some(member)),
+        _ => (path, None),
+    };
+    let file = std::fs::canonicalize(file).map_or_else(|_| file.to_owned(), |file| file.display().to_string());
+    match member {
+        Some(member) => format!("{file}#{member}"),
+        None => file,
+    }
 }
 
 pub fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {

@@ -28,6 +28,8 @@ use crate::metrics::{Metrics, OutcomeLabels};
 const EVENT_BUFFER: usize = 4096;
 /// A steady stream of events still gets a version at least this often (in debounce windows).
 const MAX_DEBOUNCE_WINDOWS: u32 = 10;
+/// Quarantine retries waiting for the scheduler.
+const RETRY_BUFFER: usize = 64;
 /// Wait before retrying after a failed run.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -73,7 +75,8 @@ async fn serve(
     info!(%address, pipeline = %engine.plan().name, "HTTP API listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = router(AppState { engine: engine.clone(), metrics: metrics.clone() });
+    let (retries, retry_requests) = mpsc::channel(RETRY_BUFFER);
+    let app = router(AppState { engine: engine.clone(), metrics: metrics.clone(), retries });
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -104,7 +107,7 @@ async fn serve(
         std::process::exit(130);
     });
 
-    let result = schedule(engine, metrics, stop_rx.clone()).await;
+    let result = schedule(engine, metrics, retry_requests, stop_rx.clone()).await;
     let _ = std::fs::remove_file(data.join(DAEMON_FILE));
     server.await??;
     drop(stop_rx);
@@ -112,10 +115,12 @@ async fn serve(
     result
 }
 
-/// The scheduler: one run at a time, triggered by events, the reconcile timer, or a retry.
+/// The scheduler: one run at a time, triggered by events, the reconcile timer, a retry, or a
+/// quarantined file queued again through the API.
 async fn schedule(
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
+    mut requeued: mpsc::Receiver<String>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (events_tx, mut events) = mpsc::channel::<Vec<PathBuf>>(EVENT_BUFFER);
@@ -158,6 +163,17 @@ async fn schedule(
                 retry = execute(&engine, &metrics, scope).await;
                 if retry {
                     deadline = Some(Instant::now() + RETRY_AFTER);
+                }
+            }
+            Some(path) = requeued.recv() => {
+                let requeue = engine.clone();
+                match tokio::task::spawn_blocking(move || requeue.requeue_quarantined(&path)).await? {
+                    Ok(file) => {
+                        info!(path = %file.display(), "quarantined file queued again");
+                        pending.insert(file);
+                        deadline = Some(Instant::now());
+                    }
+                    Err(err) => warn!(error = %err, "cannot queue the quarantined file again"),
                 }
             }
             _ = reconcile.tick() => {

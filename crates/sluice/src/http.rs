@@ -1,4 +1,4 @@
-//! The HTTP API (axum): health, search, versions, metrics.
+//! The HTTP API (axum): health, search, versions, quarantine, metrics.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -6,13 +6,14 @@ use std::time::Instant;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use sluice_core::Version;
 use sluice_pipeline::{Engine, PipelineError};
 use sluice_store::SearchMode;
+use tokio::sync::mpsc;
 
 use crate::metrics::{Metrics, ModeLabels};
 
@@ -22,6 +23,8 @@ const MAX_K: usize = 1000;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
+    /// Quarantined paths to process again, for the scheduler (which serialises them with runs).
+    pub retries: mpsc::Sender<String>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -30,6 +33,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/search", get(search))
         .route("/v1/versions", get(versions))
+        .route("/v1/quarantine", get(quarantine))
+        .route("/v1/quarantine/retry", post(retry_quarantined))
         .with_state(state)
 }
 
@@ -107,4 +112,34 @@ async fn versions(State(state): State<AppState>) -> Result<Response, ApiError> {
     let engine = state.engine.clone();
     let versions = blocking(move || engine.versions()).await?;
     Ok(Json(json!({ "pipeline": state.engine.plan().name, "versions": versions })).into_response())
+}
+
+async fn quarantine(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    let entries = blocking(move || engine.quarantine()).await?;
+    Ok(Json(json!({ "pipeline": state.engine.plan().name, "quarantined": entries })).into_response())
+}
+
+#[derive(Deserialize)]
+struct RetryRequest {
+    path: String,
+}
+
+/// Queues a quarantined file for the next run: 202 once queued, 404 if it is not in quarantine.
+async fn retry_quarantined(
+    State(state): State<AppState>,
+    Json(request): Json<RetryRequest>,
+) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    let path = request.path.clone();
+    let entry = blocking(move || engine.quarantine_entry(&path)).await?;
+    if entry.is_none() {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("{} is not in quarantine", request.path)));
+    }
+    state
+        .retries
+        .send(request.path.clone())
+        .await
+        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the daemon is shutting down".into()))?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "queued": request.path }))).into_response())
 }

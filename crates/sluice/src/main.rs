@@ -71,6 +71,11 @@ enum Command {
         #[arg(long)]
         pipeline: Option<PathBuf>,
     },
+    /// Documents that failed a stage: list them, or process one again.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
     /// Check pipeline files without running them.
     Validate {
         #[arg(required = true)]
@@ -92,6 +97,25 @@ enum ModelsCommand {
     Fetch {
         #[arg(long, default_value = sluice_embed::DEFAULT_MODEL)]
         model: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// Every quarantined file and embedded file, with its stage, reason and detail.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    /// Process a quarantined file again (after a fix or a raised limit), even though it has
+    /// not changed: now, or by the running daemon.
+    Retry {
+        /// The path as `quarantine list` shows it (`FILE` or `FILE#member`).
+        path: String,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
     },
 }
 
@@ -147,6 +171,12 @@ fn main() -> ExitCode {
             commands::search(&cli.data, &cli.models, pipeline.as_deref(), &query, version, k, mode.into(), json)
         }
         Command::Versions { json, pipeline } => commands::versions(&cli.data, pipeline.as_deref(), json),
+        Command::Quarantine { command: QuarantineCommand::List { json, pipeline } } => {
+            commands::quarantine_list(&cli.data, pipeline.as_deref(), json)
+        }
+        Command::Quarantine { command: QuarantineCommand::Retry { path, pipeline } } => {
+            commands::quarantine_retry(&cli.data, &cli.models, pipeline.as_deref(), &path)
+        }
         Command::Validate { files } => commands::validate(&files),
         Command::Models { command: ModelsCommand::Fetch { model } } => commands::fetch_model(&cli.models, &model),
         Command::ParseWorker => unreachable!("handled before logging starts"),

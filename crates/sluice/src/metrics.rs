@@ -117,6 +117,10 @@ impl Observer for Metrics {
         self.documents.get_or_create(&OutcomeLabels { outcome: label }).inc();
     }
 
+    fn embedded(&self, outcome: Outcome<'_>) {
+        self.document(outcome);
+    }
+
     fn stage(&self, stage: Stage, seconds: f64) {
         self.stage_duration.get_or_create(&StageLabels { stage: stage.as_str() }).observe(seconds);
     }
