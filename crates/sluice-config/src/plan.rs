@@ -69,7 +69,7 @@ pub struct LimitsPlan {
 /// quarantined with the check's reason code.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QualityPlan {
-    /// `low_text_yield`: paged documents need at least this many characters per page on average.
+    /// `low_text_yield`: PDFs need at least this many characters per page on average.
     pub min_chars_per_page: f64,
     /// `garbled_text`: most of this fraction of characters may be U+FFFD (failed decoding).
     pub max_replacement_ratio: f64,

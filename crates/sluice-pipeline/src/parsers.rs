@@ -1,7 +1,8 @@
 //! Where parsers run: in worker processes (the default) or in this process.
 //!
 //! A worker is the `sluice` binary in its `parse-worker` mode, with its address space capped by
-//! `RLIMIT_AS`. It reads requests on stdin (a JSON header line, then the file's bytes) and
+//! `RLIMIT_AS` and, per document, its CPU time by `RLIMIT_CPU` (a backstop to the wall-clock
+//! timeout the daemon enforces: a worker the daemon cannot reach still stops). It reads requests on stdin (a JSON header line, then the file's bytes) and
 //! answers each with one JSON line on stdout. A parser that allocates past the cap, crashes,
 //! overflows its stack or runs past `parse_timeout` takes its worker down, not the daemon; the
 //! document is quarantined (`limit_exceeded` or `parser_crashed`) and the next request gets a
@@ -9,6 +10,7 @@
 //! hashed.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -16,6 +18,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use sluice_core::{Stage, StageFailure};
 use sluice_extract::{ExtractedFile, Limits, extract_file, panic_message};
@@ -32,6 +36,8 @@ type Outcome = Result<ExtractedFile, StageFailure>;
 struct WorkerSettings {
     limits: Limits,
     memory_bytes: u64,
+    /// CPU seconds one document may take.
+    cpu_seconds: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -70,7 +76,9 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     pub fn new(executable: PathBuf, limits: Limits, memory_bytes: u64, timeout: Duration) -> Self {
-        Self { executable, settings: WorkerSettings { limits, memory_bytes }, timeout, idle: Mutex::new(Vec::new()) }
+        // One second over the wall-clock timeout, so the daemon's timeout normally acts first.
+        let settings = WorkerSettings { limits, memory_bytes, cpu_seconds: timeout.as_secs() + 1 };
+        Self { executable, settings, timeout, idle: Mutex::new(Vec::new()) }
     }
 
     fn extract(&self, bytes: &[u8], file_name: &str) -> Outcome {
@@ -171,9 +179,17 @@ impl Worker {
         }
     }
 
-    /// Why the worker died: out of its memory cap (`limit_exceeded`) or anything else.
+    /// Why the worker died: out of its memory or CPU cap (`limit_exceeded`) or anything else.
     fn death(&mut self) -> StageFailure {
-        let status = self.child.wait().map(|status| status.to_string()).unwrap_or_else(|err| err.to_string());
+        let status = self.child.wait();
+        if status.as_ref().is_ok_and(|status| status.signal() == Some(Signal::SIGXCPU as i32)) {
+            return StageFailure::new(
+                Stage::Extract,
+                "limit_exceeded",
+                "the parser used up its CPU time (limits.parse_timeout_secs)".to_owned(),
+            );
+        }
+        let status = status.map(|status| status.to_string()).unwrap_or_else(|err| err.to_string());
         // Give the stderr reader a moment to collect the last words.
         std::thread::sleep(Duration::from_millis(50));
         let tail = self.stderr_tail.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).join(" | ");
@@ -194,7 +210,8 @@ impl Worker {
     }
 }
 
-/// The worker side: caps its own address space, then answers requests until stdin closes.
+/// The worker side: caps its own address space, then answers requests until stdin closes,
+/// each under a fresh CPU-time cap.
 pub fn serve_worker() -> std::io::Result<()> {
     let settings: WorkerSettings =
         std::env::var(SETTINGS_ENV)
@@ -214,10 +231,21 @@ pub fn serve_worker() -> std::io::Result<()> {
         let request: Request = serde_json::from_str(&header).map_err(std::io::Error::other)?;
         let mut bytes = vec![0; request.len];
         input.read_exact(&mut bytes)?;
+        cap_cpu_time(settings.cpu_seconds)?;
         let outcome = extract_caught(&bytes, &request.file_name, &settings.limits);
         drop(bytes);
         let answer = serde_json::to_string(&outcome).map_err(std::io::Error::other)?;
         writeln!(output, "{RESULT_PREFIX}{answer}")?;
         output.flush()?;
     }
+}
+
+/// Lets this process use `seconds` more CPU time, then the kernel ends it with `SIGXCPU`.
+/// `RLIMIT_CPU` counts the whole life of the process, so the cap moves with each document.
+fn cap_cpu_time(seconds: u64) -> std::io::Result<()> {
+    let usage = getrusage(UsageWho::RUSAGE_SELF).map_err(std::io::Error::from)?;
+    let used = usage.user_time().tv_sec() + usage.system_time().tv_sec();
+    let soft = u64::try_from(used).unwrap_or(0) + seconds;
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::CPU)?;
+    rlimit::setrlimit(rlimit::Resource::CPU, soft.min(hard), hard)
 }

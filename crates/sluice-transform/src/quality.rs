@@ -1,5 +1,5 @@
 //! Quality checks on extracted text, before cleaning hides the evidence (cleaning drops control
-//! characters): empty documents, low text yield per page, failed decoding, control characters,
+//! characters): empty documents, low text yield per PDF page, failed decoding, control characters,
 //! and text that is mostly not letters, digits, punctuation or spaces.
 
 use sluice_core::ExtractedDocument;
@@ -86,7 +86,10 @@ pub fn check(document: &ExtractedDocument, thresholds: &QualityThresholds) -> Re
         );
         return fail("unreadable_text", detail);
     }
-    if let Some(pages) = document.page_count.filter(|pages| *pages > 0) {
+    // Only a PDF page can be a scanned image with no text layer; a sheet or a slide with a few
+    // words is what its author wrote.
+    let scanned_pages_possible = document.format == "pdf";
+    if let Some(pages) = document.page_count.filter(|pages| *pages > 0 && scanned_pages_possible) {
         let per_page = stats.chars as f64 / f64::from(pages);
         if per_page < thresholds.min_chars_per_page {
             let detail = format!(
@@ -153,6 +156,9 @@ mod tests {
         assert_eq!(reason("abc\u{1}\u{2}\u{3}defghij", None), Some("control_characters"));
         assert_eq!(reason("ab\u{E000}\u{E001}\u{E002}\u{E003}", None), Some("unreadable_text"));
         assert_eq!(reason("Page one only has this.", Some(40)), Some("low_text_yield"));
+        let mut sparse_workbook = document("Totals", Some(3));
+        sparse_workbook.format = "xlsx".into();
+        assert!(check(&sparse_workbook, &thresholds()).is_ok(), "sheets are not scanned pages");
     }
 
     #[test]
