@@ -1,5 +1,6 @@
 //! HTML through html5ever (scraper): the title, and the text of the page's content with
-//! scripts, styles, navigation, headers, footers and other chrome dropped.
+//! scripts, styles, navigation, headers, footers, hidden elements and link lists dropped. When
+//! one element is marked as the main content and holds enough of the text, only it is read.
 
 use ego_tree::iter::Edge;
 use scraper::{ElementRef, Html, Node, Selector};
@@ -43,10 +44,51 @@ pub(crate) fn extract(source: &str) -> Result<ExtractedDocument, ExtractError> {
         })
         .filter(|title| !title.is_empty());
     let body = Selector::parse("body").ok().and_then(|selector| page.select(&selector).next());
-    let root = body.unwrap_or_else(|| page.root_element());
+    let body = body.unwrap_or_else(|| page.root_element());
+    let root = main_content(body).unwrap_or(body);
     let mut walker = Walker::default();
     walker.walk(root);
     Ok(ExtractedDocument { format: "html".into(), title, blocks: walker.blocks, ..Default::default() })
+}
+
+/// Elements that mark a page's main content, most specific first.
+const MAIN_CONTENT: &[&str] = &["[itemprop~=articleBody]", "article", "[role=main]", "main"];
+/// Share of the body's text the main-content element must hold to be trusted: a marked element
+/// with less is a teaser or a widget, and the whole body is safer.
+const MAIN_CONTENT_MIN_SHARE: f64 = 0.3;
+/// A block whose text is mostly link text is navigation (menus, "related" lists, tag clouds).
+const MAX_LINK_DENSITY: f64 = 0.6;
+
+/// The one element marked as the page's main content, when it holds enough of the text.
+fn main_content(body: ElementRef<'_>) -> Option<ElementRef<'_>> {
+    let body_chars = visible_chars(body);
+    for css in MAIN_CONTENT {
+        let Ok(selector) = Selector::parse(css) else { continue };
+        let mut found = body.select(&selector);
+        let (Some(candidate), None) = (found.next(), found.next()) else { continue };
+        if body_chars > 0 && visible_chars(candidate) as f64 >= MAIN_CONTENT_MIN_SHARE * body_chars as f64 {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
+/// Characters of text outside scripts, styles and other never-content elements.
+fn visible_chars(root: ElementRef<'_>) -> usize {
+    let mut chars = 0;
+    let mut skipping: Option<ego_tree::NodeId> = None;
+    for edge in root.traverse() {
+        match edge {
+            Edge::Open(node) if skipping.is_none() => match node.value() {
+                Node::Text(text) => chars += text.trim().len(),
+                Node::Element(element) if SKIPPED.contains(&element.name()) => skipping = Some(node.id()),
+                _ => {}
+            },
+            Edge::Close(node) if skipping == Some(node.id()) => skipping = None,
+            _ => {}
+        }
+    }
+    chars
 }
 
 #[derive(Default)]
@@ -55,6 +97,9 @@ struct Walker {
     current: String,
     open: Vec<BlockKind>,
     preformatted: usize,
+    /// Open `<a>` elements, and how many bytes of `current` were written inside one.
+    in_link: usize,
+    link_bytes: usize,
 }
 
 impl Walker {
@@ -73,6 +118,7 @@ impl Walker {
                                 skipping = Some(node.id());
                             } else {
                                 self.open_element(element.name());
+                                self.in_link += usize::from(element.name() == "a");
                             }
                         }
                         _ => {}
@@ -86,6 +132,7 @@ impl Walker {
                     if skipping.is_none()
                         && let Node::Element(element) = node.value()
                     {
+                        self.in_link -= usize::from(element.name() == "a" && self.in_link > 0);
                         self.close_element(element.name());
                     }
                 }
@@ -95,6 +142,14 @@ impl Walker {
     }
 
     fn text(&mut self, text: &str) {
+        let before = self.current.len();
+        self.append_text(text);
+        if self.in_link > 0 {
+            self.link_bytes += self.current.len() - before;
+        }
+    }
+
+    fn append_text(&mut self, text: &str) {
         if self.preformatted > 0 {
             self.current.push_str(text);
             return;
@@ -147,11 +202,13 @@ impl Walker {
 
     fn flush(&mut self) {
         let text = self.current.trim();
-        if !text.is_empty() {
+        let links = self.link_bytes as f64 / self.current.len().max(1) as f64;
+        if !text.is_empty() && links <= MAX_LINK_DENSITY {
             let kind = self.open.last().copied().unwrap_or(BlockKind::Paragraph);
             self.blocks.push(Block { kind, text: text.to_owned(), page: None });
         }
         self.current.clear();
+        self.link_bytes = 0;
     }
 }
 
@@ -180,7 +237,7 @@ fn is_chrome(element: &scraper::node::Element) -> bool {
     if SKIPPED.contains(&element.name()) {
         return true;
     }
-    if element.attr("hidden").is_some() || element.attr("aria-hidden") == Some("true") {
+    if element.attr("hidden").is_some() || element.attr("aria-hidden") == Some("true") || hidden_by_style(element) {
         return true;
     }
     if element.attr("role").is_some_and(|role| SKIPPED_ROLES.contains(&role.trim())) {
@@ -194,6 +251,14 @@ fn is_chrome(element: &scraper::node::Element) -> bool {
         })
     };
     marked(element.attr("class")) || marked(element.attr("id"))
+}
+
+/// An inline style that hides the element (`display: none`, `visibility: hidden`).
+fn hidden_by_style(element: &scraper::node::Element) -> bool {
+    element.attr("style").is_some_and(|style| {
+        let style: String = style.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
+        style.split(';').any(|declaration| declaration == "display:none" || declaration == "visibility:hidden")
+    })
 }
 
 fn collapse_whitespace(text: &str) -> String {
@@ -229,5 +294,31 @@ mod tests {
                 (BlockKind::Table, "a | b"),
             ]
         );
+    }
+
+    #[test]
+    fn the_marked_main_content_wins_when_it_holds_the_text() {
+        let article = "<p>The council approved the harbour budget after a long debate about dredging.</p>".repeat(5);
+        let page = format!(
+            r#"<body><div class="top">Latest news headlines you may also like to read today</div>
+            <article>{article}</article><div class="more">Other stories from around the region today</div></body>"#
+        );
+        let doc = extract(&page).unwrap();
+        assert_eq!(doc.blocks.len(), 5, "{:?}", doc.blocks);
+        // A small <article> (a teaser) does not hide the page.
+        let doc = extract(&format!("<body>{article}<article><p>Teaser</p></article></body>")).unwrap();
+        assert_eq!(doc.blocks.len(), 6);
+    }
+
+    #[test]
+    fn link_lists_and_hidden_elements_are_dropped() {
+        let doc = extract(
+            r#"<body><p>Real text with <a href="/x">one link</a> in a long sentence.</p>
+            <ul><li><a href="/a">Related story one</a></li><li><a href="/b">Related story two</a></li></ul>
+            <p style="display: none">Hidden</p><p style="Visibility : Hidden;">Also hidden</p></body>"#,
+        )
+        .unwrap();
+        let texts: Vec<&str> = doc.blocks.iter().map(|b| b.text.as_str()).collect();
+        assert_eq!(texts, ["Real text with one link in a long sentence."]);
     }
 }

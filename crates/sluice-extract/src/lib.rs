@@ -81,7 +81,7 @@ pub fn extract(bytes: &[u8], file_name: &str, limits: &Limits) -> Result<Extract
     }
     match format {
         Format::Pdf => pdf::extract(bytes, limits),
-        Format::Html => html::extract(&text::decode(bytes)?),
+        Format::Html => html::extract(&text::decode_html(bytes)?),
         Format::Markdown => Ok(markdown::extract(&text::decode(bytes)?)),
         Format::Text => Ok(text::extract(&text::decode(bytes)?)),
         Format::Docx => office::docx::extract(&open_package(bytes, limits)?, limits),

@@ -22,6 +22,47 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<String, ExtractError> {
     }
 }
 
+/// Decodes an HTML page as browsers do: a BOM first, then the charset a `<meta>` declares in
+/// the first 1024 bytes, then what [`decode`] finds.
+pub(crate) fn decode_html(bytes: &[u8]) -> Result<String, ExtractError> {
+    let has_bom = [&b"\xEF\xBB\xBF"[..], b"\xFF\xFE", b"\xFE\xFF"].iter().any(|bom| bytes.starts_with(bom));
+    // A page declared UTF-8 that is not is common (a template's boilerplate over legacy
+    // content): the detector reads it better than replacement characters would.
+    let declared = declared_charset(&bytes[..bytes.len().min(1024)])
+        .filter(|&encoding| encoding != encoding_rs::UTF_8 || std::str::from_utf8(bytes).is_ok());
+    if !has_bom && let Some(encoding) = declared {
+        let (text, _, _) = encoding.decode(bytes);
+        return Ok(text.into_owned());
+    }
+    decode(bytes)
+}
+
+/// The encoding named by `charset=` in a `<meta>` tag (`<meta charset="...">` or the
+/// `http-equiv` form). A UTF-16 label means UTF-8 here, as in the HTML standard: a page whose
+/// bytes could be read to find the tag is not UTF-16.
+fn declared_charset(head: &[u8]) -> Option<&'static encoding_rs::Encoding> {
+    let lower = head.to_ascii_lowercase();
+    let mut rest = &lower[..];
+    while let Some(start) = find(rest, b"<meta") {
+        let tag = &rest[start..];
+        let tag = &tag[..find(tag, b">").unwrap_or(tag.len())];
+        if let Some(at) = find(tag, b"charset=") {
+            let value = tag[at + b"charset=".len()..].trim_ascii_start();
+            let value = value.strip_prefix(b"\"").or_else(|| value.strip_prefix(b"'")).unwrap_or(value);
+            let end = value.iter().position(|&b| matches!(b, b'"' | b'\'' | b';' | b'/' | b' ')).unwrap_or(value.len());
+            let encoding = encoding_rs::Encoding::for_label(&value[..end])?;
+            let is_utf16 = encoding == encoding_rs::UTF_16LE || encoding == encoding_rs::UTF_16BE;
+            return Some(if is_utf16 { encoding_rs::UTF_8 } else { encoding });
+        }
+        rest = &rest[start + b"<meta".len()..];
+    }
+    None
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|window| window == needle)
+}
+
 fn legacy(bytes: &[u8]) -> String {
     let mut detector = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Allow);
     detector.feed(bytes, true);
@@ -75,6 +116,26 @@ fn flush(blocks: &mut Vec<Block>, current: &mut String, page: Option<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn html_follows_its_meta_charset() {
+        let (cp1251, _, _) = encoding_rs::WINDOWS_1251.encode("Привет, мир: отчёт о проверке");
+        let page = [
+            &b"<html><head><meta http-equiv='Content-Type' content='text/html; charset=windows-1251'>"[..],
+            &cp1251,
+            b"</head></html>",
+        ]
+        .concat();
+        assert!(decode_html(&page).unwrap().contains("Привет, мир: отчёт о проверке"));
+        let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("日本語のテキスト");
+        let page = [&b"<meta charset=\"Shift_JIS\"><p>"[..], &sjis].concat();
+        assert!(decode_html(&page).unwrap().ends_with("日本語のテキスト"));
+        // A BOM wins over the declaration; a UTF-16 declaration means UTF-8.
+        assert_eq!(decode_html(b"\xEF\xBB\xBF<meta charset=koi8-r>\xC3\xA9").unwrap(), "<meta charset=koi8-r>é");
+        assert_eq!(decode_html(b"<meta charset=utf-16>\xC3\xA9").unwrap(), "<meta charset=utf-16>é");
+        // An unknown label is ignored.
+        assert_eq!(decode_html(b"<meta charset=bogus>caf\xC3\xA9").unwrap(), "<meta charset=bogus>café");
+    }
 
     #[test]
     fn decodes_boms() {

@@ -153,3 +153,17 @@ fn encrypted_and_scanned_pdfs_have_their_reasons() {
     let scanned = extract(&corpus.join("ocrmypdf-scanned/linn.pdf")).unwrap_err();
     assert_eq!(scanned.reason(), "needs_ocr");
 }
+
+#[test]
+fn html_charsets_follow_the_page_or_the_detector() {
+    let Some(corpus) = corpus() else { return };
+    let text = |name: &str| {
+        let file = extract(&corpus.join("tika").join(name)).unwrap();
+        file.document.blocks.iter().map(|block| block.text.clone()).collect::<Vec<_>>().join("\n")
+    };
+    // Declared ISO-8859-6 in a <meta http-equiv> (Arabic).
+    assert!(text("testHTMLNoisyMetaEncoding_1.html").contains("الاتحاد الجزائري"));
+    // Declared UTF-8 but not UTF-8: the detector's reading, not replacement characters.
+    let misleading = text("testArabicMisleadingCharset.html");
+    assert!(misleading.contains("في قرية من القرى") && !misleading.contains('\u{FFFD}'), "{misleading}");
+}
