@@ -13,6 +13,7 @@ mod markdown;
 mod office;
 mod package;
 mod pdf;
+mod pdf_text;
 mod sniff;
 mod text;
 mod tree;

@@ -1,10 +1,12 @@
-//! PDF through lopdf: the text of each page, in page order, with page numbers kept.
+//! PDF through lopdf: the text of each page (`pdf_text.rs`), in page order, with page numbers
+//! kept.
 //!
 //! Documents encrypted with an empty user password are opened; any other password makes the
 //! document `encrypted`. A document with pages but no text layer, only images, is `needs_ocr`.
 
 use sluice_core::ExtractedDocument;
 
+use crate::pdf_text::page_text;
 use crate::text::paragraphs;
 use crate::{ExtractError, Limits};
 
@@ -35,8 +37,9 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<ExtractedDocument
     let mut first_error = None;
     let mut readable_pages = 0;
     let mut image_pages = 0;
+    let budget = usize::try_from(limits.max_decompressed_bytes).unwrap_or(usize::MAX);
     for (&number, &page_id) in &pages {
-        match document.extract_text(&[number]) {
+        match page_text(&document, page_id, budget) {
             Ok(text) if !text.trim().is_empty() => {
                 readable_pages += 1;
                 blocks.extend(paragraphs(&text, Some(number)));

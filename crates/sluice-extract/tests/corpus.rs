@@ -167,3 +167,13 @@ fn html_charsets_follow_the_page_or_the_detector() {
     let misleading = text("testArabicMisleadingCharset.html");
     assert!(misleading.contains("في قرية من القرى") && !misleading.contains('\u{FFFD}'), "{misleading}");
 }
+
+#[test]
+fn pdf_text_inside_form_xobjects_is_read() {
+    let Some(corpus) = corpus() else { return };
+    // tika's testPDF.pdf draws all of its text through form XObjects.
+    let file = extract(&corpus.join("tika/testPDF.pdf")).unwrap();
+    let text: Vec<&str> = file.document.blocks.iter().map(|block| block.text.as_str()).collect();
+    assert!(text.join("\n").contains("Apache Tika"), "{text:?}");
+    assert!(file.document.blocks.iter().all(|block| block.page == Some(1)));
+}
