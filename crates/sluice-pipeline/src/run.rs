@@ -321,14 +321,7 @@ fn process_batch(
         let content_hash = document.content_hash;
         let placement = Placement { task, doc_id: file_id, member: String::new(), parent: None };
         let status = admission.admit(placement, document, summary, |outcome| observer.document(outcome))?;
-        decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
-            root: task.root.key.clone(),
-            rel_path: task.rel_path.clone(),
-            size: task.disk.size,
-            mtime_ns: task.disk.mtime_ns,
-            content_hash,
-            status,
-        }));
+        decisions.ledger.push(ledger_entry(task, content_hash, status));
         decisions.cleared_quarantine.push((task.root.key.clone(), task.rel_path.clone()));
         for PreparedEmbedded { member, content_hash, result } in prepared.embedded {
             summary.embedded += 1;
@@ -452,6 +445,18 @@ fn new_document(
     }
 }
 
+/// What the ledger remembers of a processed file: its size, time and bytes, and how it ended.
+fn ledger_entry(task: &Task, content_hash: ContentHash, status: FileStatus) -> LedgerChange {
+    LedgerChange::Upsert(LedgerEntry {
+        root: task.root.key.clone(),
+        rel_path: task.rel_path.clone(),
+        size: task.disk.size,
+        mtime_ns: task.disk.mtime_ns,
+        content_hash,
+        status,
+    })
+}
+
 /// Records a failed file (`member` empty) or embedded file for the quarantine list. A failed
 /// file is remembered in the ledger as quarantined, so it is not retried until it changes.
 fn quarantine(
@@ -472,14 +477,7 @@ fn quarantine(
     // A file that was never read (too large, unreadable) is remembered by size and time only.
     let content_hash = content_hash.unwrap_or(ContentHash::from_bytes([0; 32]));
     if member.is_empty() {
-        decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
-            root: task.root.key.clone(),
-            rel_path: task.rel_path.clone(),
-            size: task.disk.size,
-            mtime_ns: task.disk.mtime_ns,
-            content_hash,
-            status: FileStatus::Quarantined,
-        }));
+        decisions.ledger.push(ledger_entry(task, content_hash, FileStatus::Quarantined));
     }
     decisions.quarantined.push(QuarantineEntry {
         path,

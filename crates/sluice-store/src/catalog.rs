@@ -130,26 +130,16 @@ CREATE TABLE IF NOT EXISTS quarantine (
 "#;
 
 /// Version 1 to 2: embedded files as documents (member, parent), heading paths on chunks, and
-/// quarantine entries per embedded file (a new key, so that table is copied).
-const MIGRATE_1_TO_2: &str = r#"
+/// quarantine entries per embedded file. The quarantine key changed, so that table is renamed,
+/// created anew by `SCHEMA` between the two halves, and copied.
+const MIGRATE_1_TO_2_BEFORE_SCHEMA: &str = r#"
 ALTER TABLE documents ADD COLUMN member TEXT NOT NULL DEFAULT '';
 ALTER TABLE documents ADD COLUMN parent TEXT;
 ALTER TABLE documents ADD COLUMN embedded_files INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE chunks ADD COLUMN heading_path TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE quarantine RENAME TO quarantine_v1;
-CREATE TABLE quarantine (
-    pipeline     TEXT NOT NULL,
-    root         TEXT NOT NULL,
-    rel_path     TEXT NOT NULL,
-    member       TEXT NOT NULL DEFAULT '',
-    content_hash TEXT NOT NULL,
-    stage        TEXT NOT NULL,
-    reason       TEXT NOT NULL,
-    detail       TEXT NOT NULL,
-    version      INTEGER NOT NULL,
-    at           INTEGER NOT NULL,
-    PRIMARY KEY (pipeline, root, rel_path, member)
-);
+"#;
+const MIGRATE_1_TO_2_AFTER_SCHEMA: &str = r#"
 INSERT INTO quarantine (pipeline, root, rel_path, content_hash, stage, reason, detail, version, at)
     SELECT pipeline, root, rel_path, content_hash, stage, reason, detail, version, at FROM quarantine_v1;
 DROP TABLE quarantine_v1;
@@ -208,8 +198,9 @@ impl Catalog {
             }
             Some("1") => {
                 // One transaction: a crash leaves version 1 untouched.
-                writer.execute_batch(&format!("BEGIN IMMEDIATE; {MIGRATE_1_TO_2} COMMIT;"))?;
-                writer.execute_batch(SCHEMA)?;
+                writer.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {MIGRATE_1_TO_2_BEFORE_SCHEMA} {SCHEMA} {MIGRATE_1_TO_2_AFTER_SCHEMA} COMMIT;"
+                ))?;
             }
             Some(version) if version == SCHEMA_VERSION.to_string() => writer.execute_batch(SCHEMA)?,
             Some(version) => {
@@ -439,21 +430,6 @@ impl Catalog {
     }
 
     // ---- documents ------------------------------------------------------------------------
-
-    /// The live version of a document, if any.
-    pub fn live_document(&self, pipeline: &str, doc_id: DocumentId) -> Result<Option<LiveDocument>> {
-        self.read(|c| {
-            c.query_row(
-                &format!(
-                    "SELECT {LIVE_DOCUMENT_COLUMNS} FROM documents
-                 WHERE pipeline = ?1 AND doc_id = ?2 AND valid_to = ?3"
-                ),
-                params![pipeline, doc_id.to_hex(), VERSION_OPEN],
-                live_document_row,
-            )
-            .optional()
-        })
-    }
 
     /// A live, indexed (not itself a duplicate) document with this normalised text.
     pub fn live_document_with_text(&self, pipeline: &str, text_hash: TextHash) -> Result<Option<LiveDocument>> {
