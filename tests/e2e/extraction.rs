@@ -39,3 +39,28 @@ fn office_and_email_are_indexed_and_a_memory_hog_costs_only_its_worker() {
     assert!(quarantine[0].path.ends_with("/huge.txt"));
     assert!(quarantine[0].detail.contains("parser_memory_bytes"), "{:?}", quarantine[0]);
 }
+
+/// The worker side of the CPU cap: a worker given one CPU second for a document that needs
+/// more is ended by the kernel with SIGXCPU (the daemon reports that as `limit_exceeded`).
+#[test]
+fn a_parser_worker_stops_at_its_cpu_cap() {
+    use std::io::Write;
+    use std::os::unix::process::ExitStatusExt;
+
+    let page = format!("<html><body>{}</body></html>", "<div><p>word <b>bold</b> text</p></div>".repeat(3_000_000));
+    let settings = r#"{"limits":{"max_pages":5000,"max_decompressed_bytes":536870912,"max_xml_depth":256,
+        "max_children":10000,"max_child_depth":3},"memory_bytes":17179869184,"cpu_seconds":1}"#;
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("parse-worker")
+        .env("SLUICE_PARSER_SETTINGS", settings.replace('\n', ""))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = worker.stdin.take().unwrap();
+    writeln!(stdin, r#"{{"file_name":"big.html","len":{}}}"#, page.len()).unwrap();
+    stdin.write_all(page.as_bytes()).unwrap();
+    let status = worker.wait().unwrap();
+    assert_eq!(status.signal(), Some(24), "expected SIGXCPU, got {status}");
+}
