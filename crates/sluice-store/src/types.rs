@@ -205,6 +205,13 @@ pub struct QuarantineEntry {
     pub at: i64,
 }
 
+impl QuarantineEntry {
+    /// Whether `path` names this entry: its own path, or that of the file holding it.
+    pub fn matches(&self, path: &str) -> bool {
+        self.path == path || std::path::Path::new(&self.root).join(&self.rel_path) == std::path::Path::new(path)
+    }
+}
+
 /// A search hit: the chunk, where it is from, and how it ranked.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct SearchHit {

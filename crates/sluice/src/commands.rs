@@ -221,10 +221,7 @@ pub fn quarantine_retry(data: &Path, models: &Path, pipeline: Option<&Path>, pat
     let mut plan = load_plan(pipeline)?;
     let (catalog_path, _, _) = store_paths(data, &plan.name);
     let entry = if catalog_path.exists() {
-        Catalog::open(&catalog_path)?
-            .quarantine(&plan.name)?
-            .into_iter()
-            .find(|entry| entry.path == path || Path::new(&entry.root).join(&entry.rel_path) == Path::new(&path))
+        Catalog::open(&catalog_path)?.quarantine(&plan.name)?.into_iter().find(|entry| entry.matches(&path))
     } else {
         None
     };
