@@ -77,7 +77,7 @@ fn modify_and_delete_make_versions_that_time_travel_can_see() {
 #[test]
 fn an_unfinished_version_is_rolled_back_in_every_store() {
     use sluice_core::{Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, TextHash};
-    use sluice_store::{DocumentWrite, NewChunk, NewDocument, Store};
+    use sluice_store::{ChangeReason, DocumentWrite, NewChunk, NewDocument, StageFingerprints, Store};
 
     let workspace = Workspace::new();
     let inbox = workspace.folder("inbox");
@@ -89,7 +89,7 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
         let store = Store::open(&workspace.data(), "default", 384).unwrap();
         let live = store.live_version().unwrap().unwrap();
         let [before, ..] = store.chunk_ids_visible_at(live).unwrap();
-        let mut writer = store.begin(Fingerprint::of("test", "crash")).unwrap();
+        let mut writer = store.begin(Fingerprint::of("test", "crash"), "test-run").unwrap();
         let text = "Uncommitted text about a submarine orchestra.";
         let doc_id = DocumentId::new("default", "/nowhere", "ghost.txt");
         let content_hash = ContentHash::of_bytes(text.as_bytes());
@@ -119,8 +119,9 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
                     title: None,
                     page_count: None,
                     byte_size: text.len() as u64,
-                    chunk_fingerprint: fingerprint,
+                    fingerprints: StageFingerprints { extract: fingerprint, chunk: fingerprint, model: fingerprint },
                     duplicate_of: None,
+                    added_reason: ChangeReason::New,
                 },
                 chunks: vec![NewChunk {
                     id: ChunkId::new(doc_id, content_hash, fingerprint, 0),
@@ -155,4 +156,77 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
     drop(store);
     let paths = hit_paths(&workspace.json(&["search", "submarine orchestra", "--mode", "lexical"]));
     assert!(paths.is_empty(), "{paths:?}");
+}
+
+/// The version commands end to end: diff, lineage, export, rollback, promote, pin, gc and
+/// verify through the CLI, and the same through a running daemon's API.
+#[test]
+fn version_commands_work_through_the_cli_and_the_daemon() {
+    let workspace = Workspace::new();
+    let inbox = workspace.folder("inbox");
+    let notes = inbox.join("notes.txt");
+    std::fs::write(&notes, "The cartographer inked a coastline of basalt cliffs.\n").unwrap();
+    workspace.ingest(&inbox, None);
+    std::fs::write(&notes, "The cartographer inked a river delta full of reeds.\n").unwrap();
+    workspace.ingest(&inbox, None);
+
+    let diff = workspace.json(&["diff", "1", "2"]);
+    assert_eq!(diff["counts"]["document_changed"], serde_json::json!({"added": 1, "retired": 1}), "{diff}");
+    let chunk_id = diff["added"][0]["chunk_id"].as_str().unwrap().to_owned();
+    let lineage = workspace.json(&["lineage", &chunk_id]);
+    assert!(lineage["source"]["uri"].as_str().unwrap().ends_with("/notes.txt"), "{lineage}");
+    assert_eq!(lineage["run"]["version"], 2);
+    let human = workspace.run(&["lineage", &chunk_id]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("document changed"));
+
+    let out = workspace.path("v1.parquet");
+    workspace.run(&[
+        "export",
+        "--version",
+        "1",
+        "--format",
+        "parquet",
+        "--with-vectors",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let first = std::fs::read(&out).unwrap();
+    assert_eq!(&first[..4], b"PAR1");
+
+    workspace.run(&["rollback"]);
+    assert!(lexical_paths(&workspace, "basalt cliffs", None).iter().any(|p| p.ends_with("/notes.txt")));
+    workspace.run(&["promote", "2"]);
+    assert!(lexical_paths(&workspace, "basalt cliffs", None).is_empty());
+    workspace.run(&["pin", "1"]);
+    let gc = workspace.json(&["gc"]);
+    assert_eq!(gc["retained"], serde_json::json!([1, 2]), "{gc}");
+    let verify = workspace.json(&["verify"]);
+    assert_eq!(verify["problem_count"], 0, "{verify}");
+
+    // With a daemon holding the data directory, the same through its API.
+    let pipeline = workspace.pipeline("default", &[&inbox], "");
+    let daemon = workspace.start_daemon(&pipeline);
+    let lineage = daemon.get_json(&format!("/v1/chunks/{chunk_id}/lineage"));
+    assert_eq!(lineage["chunk_id"], chunk_id.as_str());
+    assert_eq!(daemon.get(&format!("/v1/chunks/{}/lineage", "0".repeat(64))).0, 404);
+    assert_eq!(daemon.get_json("/v1/diff?from=1&to=2")["added"][0]["chunk_id"], chunk_id.as_str());
+    assert_eq!(daemon.get_json("/v1/versions/2")["pinned"], false);
+    workspace.run(&["rollback"]);
+    assert_eq!(daemon.live_version(), Some(1));
+    workspace.run(&["promote", "2"]);
+    assert_eq!(daemon.live_version(), Some(2));
+    assert_eq!(workspace.json(&["verify", "--version", "2"])["problem_count"], 0);
+    // Export reads the catalog beside the daemon, byte-identical to the one before.
+    workspace.run(&[
+        "export",
+        "--version",
+        "1",
+        "--format",
+        "parquet",
+        "--with-vectors",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&out).unwrap(), first);
+    daemon.stop();
 }

@@ -24,6 +24,7 @@ pub struct PipelinePlan {
     pub chunk: ChunkPlan,
     pub embed: EmbedPlan,
     pub search: SearchPlan,
+    pub retention: RetentionPlan,
     pub server: ServerPlan,
 }
 
@@ -116,6 +117,12 @@ pub struct SearchPlan {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+pub struct RetentionPlan {
+    /// Committed versions kept besides pinned ones and alias targets (the newest ones).
+    pub keep_versions: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct ServerPlan {
     pub listen: SocketAddr,
 }
@@ -146,6 +153,7 @@ fn read_plan(diag: &mut Diagnostics<'_>, mut root: Section<'_>) -> PipelinePlan 
         chunk: read_chunk(diag, &mut root),
         embed: read_embed(diag, &mut root),
         search: read_search(diag, &mut root),
+        retention: read_retention(diag, &mut root),
         server: read_server(diag, &mut root),
     };
     root.finish(diag);
@@ -318,6 +326,14 @@ fn read_search(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> SearchPlan
         hnsw_ef: opt_integer(diag, &mut search, "hnsw_ef", 256, 1, 100_000) as usize,
     };
     finish(diag, search);
+    plan
+}
+
+fn read_retention(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> RetentionPlan {
+    let mut retention = root.table(diag, "retention");
+    let plan =
+        RetentionPlan { keep_versions: opt_integer(diag, &mut retention, "keep_versions", 10, 1, 1_000_000) as usize };
+    finish(diag, retention);
     plan
 }
 

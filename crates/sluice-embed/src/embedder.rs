@@ -99,6 +99,16 @@ impl Embedder {
         self.spec.dimension
     }
 
+    /// The pinned model this embedder runs.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The precision the forward pass computes in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     /// Identifies the vectors this embedder produces; the embedding cache is keyed by it.
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint

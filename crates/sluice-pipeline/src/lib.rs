@@ -18,10 +18,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sluice_config::PipelinePlan;
+use sluice_core::ChunkId;
 use sluice_core::{Fingerprint, Version};
 use sluice_embed::{EmbedOptions, Embedder};
 use sluice_store::{
-    LedgerChange, QuarantineEntry, SearchHit, SearchMode, SearchRequest, Store, VersionInfo, VersionState,
+    ExportFormat, ExportSummary, GcReport, LedgerChange, Lineage, QuarantineEntry, SearchHit, SearchMode,
+    SearchRequest, StageFingerprints, Store, VerifyReport, VersionDiff, VersionInfo, VersionState,
 };
 use sluice_transform::Chunker;
 use tracing::info;
@@ -47,6 +49,8 @@ pub struct Engine {
     store: Store,
     embedder: Embedder,
     chunker: Chunker,
+    /// Per stage: what decides a document's text, chunks and vectors.
+    stages: StageFingerprints,
     fingerprint: Fingerprint,
     run_lock: Mutex<()>,
     stop_requested: AtomicBool,
@@ -81,11 +85,16 @@ impl Engine {
             .map(|source| Root::new(&source.path).map_err(PipelineError::io(&source.path)))
             .collect::<Result<Vec<_>, _>>()?;
         let store = Store::open(data_dir, &plan.name, embedder.dimension())?;
-        let fingerprint = Fingerprint::combine(&[
-            Fingerprint::of("extract", sluice_extract::EXTRACTOR_VERSION),
-            chunker.fingerprint(),
-            embedder.fingerprint(),
-        ]);
+        let stages = StageFingerprints {
+            extract: Fingerprint::of(
+                "extract",
+                &format!("extractor={} clean={}", sluice_extract::EXTRACTOR_VERSION, sluice_transform::CLEAN_VERSION),
+            ),
+            chunk: chunker.fingerprint(),
+            model: embedder.fingerprint(),
+        };
+        record_stage_settings(&store, &stages, &plan, &embedder)?;
+        let fingerprint = Fingerprint::combine(&[stages.extract, stages.chunk, stages.model]);
         info!(pipeline = %plan.name, fingerprint = %fingerprint, roots = roots.len(), "pipeline ready");
         let quality = sluice_transform::QualityThresholds {
             min_chars_per_page: plan.quality.min_chars_per_page,
@@ -100,6 +109,7 @@ impl Engine {
             store,
             embedder,
             chunker,
+            stages,
             fingerprint,
             run_lock: Mutex::new(()),
             stop_requested: AtomicBool::new(false),
@@ -146,6 +156,11 @@ impl Engine {
     /// Fingerprint of every stage's settings and code version; recorded with each version.
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
+    }
+
+    /// The stage fingerprints documents are written under now.
+    pub fn stage_fingerprints(&self) -> StageFingerprints {
+        self.stages
     }
 
     /// Asks a run in progress to stop at the next batch boundary. It commits what it has done;
@@ -212,6 +227,67 @@ impl Engine {
         Ok(file)
     }
 
+    /// Where a chunk came from and what made it.
+    pub fn lineage(&self, chunk_id: ChunkId) -> Result<Option<Lineage>, PipelineError> {
+        Ok(self.store.catalog().lineage(&self.plan.name, chunk_id)?)
+    }
+
+    /// Chunks added and retired from version `from` to `to`, with reasons.
+    pub fn diff(&self, from: Version, to: Version) -> Result<VersionDiff, PipelineError> {
+        Ok(self.store.catalog().diff(&self.plan.name, from, to)?)
+    }
+
+    /// Writes the chunks visible at `version` (default: live) to `out`.
+    pub fn export(
+        &self,
+        version: Option<Version>,
+        format: ExportFormat,
+        with_vectors: bool,
+        out: &Path,
+    ) -> Result<ExportSummary, PipelineError> {
+        let version = self.version_or_live(version)?;
+        Ok(self.store.catalog().export(&self.plan.name, version, format, with_vectors, out)?)
+    }
+
+    /// Points `live` at committed version N.
+    pub fn promote(&self, version: Version) -> Result<(), PipelineError> {
+        self.store.promote(version)?;
+        info!(pipeline = %self.plan.name, version, "promoted to live");
+        Ok(())
+    }
+
+    /// Moves `live` back to the newest committed version before it; returns that version.
+    pub fn roll_back_live(&self) -> Result<Version, PipelineError> {
+        let version = self.store.roll_back_live()?;
+        info!(pipeline = %self.plan.name, version, "live rolled back");
+        Ok(version)
+    }
+
+    /// Pins or unpins a version: a pinned version is kept by retention whatever its age.
+    pub fn pin(&self, version: Version, pinned: bool) -> Result<(), PipelineError> {
+        Ok(self.store.catalog().set_pinned(&self.plan.name, version, pinned)?)
+    }
+
+    /// Applies retention now (it also runs after every committed run), between runs.
+    pub fn collect_garbage(&self) -> Result<GcReport, PipelineError> {
+        let _between_runs = self.run_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(self.store.collect_garbage(self.plan.retention.keep_versions)?)
+    }
+
+    /// Compares catalog, Qdrant and Tantivy (between runs, so no version is half written).
+    pub fn verify(&self, version: Option<Version>) -> Result<VerifyReport, PipelineError> {
+        let _between_runs = self.run_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(self.store.verify(version)?)
+    }
+
+    /// `version` if given, else the one `live` points at.
+    fn version_or_live(&self, version: Option<Version>) -> Result<Version, PipelineError> {
+        match version {
+            Some(version) => Ok(version),
+            None => self.store.live_version()?.ok_or_else(|| PipelineError::Invalid("nothing is live yet".into())),
+        }
+    }
+
     /// Hybrid (or lexical-only, or dense-only) search at `version`, or at `live` when `None`.
     pub fn search(
         &self,
@@ -257,6 +333,53 @@ impl Engine {
         })?;
         Ok(SearchResponse { version: Some(version), hits })
     }
+}
+
+/// Records what each stage fingerprint stands for, so lineage can show the settings.
+fn record_stage_settings(
+    store: &Store,
+    stages: &StageFingerprints,
+    plan: &PipelinePlan,
+    embedder: &Embedder,
+) -> Result<(), PipelineError> {
+    let spec = embedder.spec();
+    let records = [
+        (
+            stages.extract,
+            "extract",
+            serde_json::json!({
+                "extractor": {"name": "sluice-extract", "version": sluice_extract::EXTRACTOR_VERSION},
+                "cleaning": {"version": sluice_transform::CLEAN_VERSION, "steps": sluice_transform::CLEAN_STEPS},
+            }),
+        ),
+        (
+            stages.chunk,
+            "chunk",
+            serde_json::json!({
+                "chunker_version": sluice_transform::chunk::CHUNKER_VERSION,
+                "max_tokens": plan.chunk.max_tokens,
+                "overlap_tokens": plan.chunk.overlap_tokens,
+                "tokenizer": format!("{} tokenizer.json", spec.name),
+            }),
+        ),
+        (
+            stages.model,
+            "embed",
+            serde_json::json!({
+                "model": spec.name,
+                "architecture": spec.architecture,
+                "dimension": spec.dimension,
+                "weights_sha256": spec.files.get("model.safetensors"),
+                "pooling": format!("{:?}", spec.pooling).to_lowercase(),
+                "normalize": spec.normalize,
+                "precision": embedder.precision().to_string(),
+            }),
+        ),
+    ];
+    for (fingerprint, stage, settings) in records {
+        store.catalog().put_fingerprint(fingerprint, stage, &settings.to_string())?;
+    }
+    Ok(())
 }
 
 fn extract_limits(plan: &PipelinePlan) -> sluice_extract::Limits {

@@ -8,9 +8,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use sluice_core::{Chunk, ContentHash, ExtractedDocument, Fingerprint, Stage, StageFailure, TextHash};
+use sluice_core::{Chunk, ContentHash, ExtractedDocument, Stage, StageFailure, TextHash};
 use sluice_extract::{ExtractedChild, ExtractedFile};
-use sluice_store::Catalog;
+use sluice_store::{Catalog, StageFingerprints};
 use sluice_transform::{Chunker, QualityThresholds};
 
 use crate::parsers::Parsers;
@@ -60,7 +60,7 @@ pub struct PrepareContext<'a> {
     pub pipeline: &'a str,
     pub catalog: &'a Catalog,
     pub chunker: &'a Chunker,
-    pub chunk_fingerprint: Fingerprint,
+    pub fingerprints: &'a StageFingerprints,
     pub max_file_bytes: u64,
     pub parsers: &'a Parsers,
     pub quality: &'a QualityThresholds,
@@ -96,7 +96,7 @@ fn prepare_file(
 
     let reusable = context
         .catalog
-        .reusable_document(context.pipeline, content_hash, context.chunk_fingerprint)
+        .reusable_document(context.pipeline, content_hash, context.fingerprints)
         .map_err(|err| failed(StageFailure::new(Stage::Read, "catalog_error", err.to_string())))?;
     if let Some(reused) = reusable {
         return Ok(PreparedDocument {

@@ -7,7 +7,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 use sluice_core::{ChunkId, ContentHash, DocumentId, Stage, StageFailure, TextHash};
 use sluice_store::{
-    DocumentWrite, FileStatus, LedgerChange, LedgerEntry, NewChunk, NewDocument, QuarantineEntry, VersionWriter, now_ms,
+    ChangeReason, DocumentWrite, FileStatus, LedgerChange, LedgerEntry, NewChunk, NewDocument, QuarantineEntry,
+    VersionWriter, now_ms,
 };
 use tracing::{debug, info, warn};
 
@@ -20,11 +21,12 @@ const BATCH_DOCUMENTS: usize = 32;
 /// Prepared batches waiting for the embed stage, beyond the one it is working on.
 const BATCHES_AHEAD: usize = 1;
 
-/// A file to extract and index in this run.
+/// A file to extract and index in this run, and why.
 struct Task {
     root: Root,
     rel_path: String,
     disk: DiskFile,
+    reason: ChangeReason,
 }
 
 /// Everything a run decides that the commit records.
@@ -52,11 +54,11 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
             match change {
                 FileChange::New { disk } => {
                     summary.new += 1;
-                    tasks.push(Task { root: root.clone(), rel_path, disk });
+                    tasks.push(Task { root: root.clone(), rel_path, disk, reason: ChangeReason::New });
                 }
                 FileChange::Changed { disk } => {
                     summary.changed += 1;
-                    tasks.push(Task { root: root.clone(), rel_path, disk });
+                    tasks.push(Task { root: root.clone(), rel_path, disk, reason: ChangeReason::DocumentChanged });
                 }
                 FileChange::Touched { disk, content_hash } => {
                     summary.touched += 1;
@@ -76,6 +78,7 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
                 }
             }
         }
+        tasks.extend(stale_files(engine, &root, only.as_deref(), &tasks, &deletions, &mut summary)?);
     }
     summary.files_seen = summary.new + summary.changed + summary.touched + summary.unchanged;
 
@@ -86,7 +89,7 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
         return Ok(summary);
     }
 
-    let mut writer = engine.store.begin(engine.fingerprint)?;
+    let mut writer = engine.store.begin(engine.fingerprint, &new_run_id(pipeline))?;
     info!(
         pipeline,
         version = writer.version(),
@@ -99,13 +102,20 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
     // Retire what was deleted or changed; a duplicate whose original goes away is indexed now.
     let mut retired = Vec::new();
     for (root, rel_path) in &deletions {
-        retired.extend(retire_path(engine, &mut writer, &root.key, rel_path, &mut summary)?);
+        retired.extend(retire_path(engine, &mut writer, &root.key, rel_path, ChangeReason::Deleted, &mut summary)?);
         decisions.ledger.push(LedgerChange::Remove { root: root.key.clone(), rel_path: rel_path.clone() });
         decisions.cleared_quarantine.push((root.key.clone(), rel_path.clone()));
         observer.document(Outcome::Deleted);
     }
-    for task in &tasks {
-        retired.extend(retire_path(engine, &mut writer, &task.root.key, &task.rel_path, &mut summary)?);
+    for task in &mut tasks {
+        // A file the ledger forgot (`quarantine retry`) while its documents stay live.
+        if task.reason == ChangeReason::New
+            && !catalog.live_documents_of_file(pipeline, &task.root.key, &task.rel_path)?.is_empty()
+        {
+            task.reason = ChangeReason::Reprocessed;
+        }
+        let reason = task.reason;
+        retired.extend(retire_path(engine, &mut writer, &task.root.key, &task.rel_path, reason, &mut summary)?);
     }
     tasks.extend(orphaned_duplicates(engine, &mut writer, retired, &tasks, &deletions, &mut summary)?);
 
@@ -115,7 +125,7 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
         pipeline,
         catalog: engine.store.catalog(),
         chunker: &engine.chunker,
-        chunk_fingerprint: engine.chunker.fingerprint(),
+        fingerprints: &engine.stages,
         max_file_bytes: engine.plan.limits.max_file_bytes,
         parsers: &engine.parsers,
         quality: &engine.quality,
@@ -161,11 +171,17 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
         consume(&mut batches.iter().map(|batch| prepare_batch(engine, &context, batch)))?;
     }
 
+    summary.finish_cache_ratio();
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     let version = writer.version();
     summary.version = Some(version);
     let record = serde_json::to_value(&summary).unwrap_or_default();
     let version = writer.commit(&decisions.ledger, &decisions.quarantined, &decisions.cleared_quarantine, &record)?;
+    // Retention after every commit: versions past `keep_versions` expire and what only they
+    // could see is removed. A failure here loses nothing; the next commit or start finishes it.
+    if let Err(err) = engine.store.collect_garbage(engine.plan.retention.keep_versions) {
+        warn!(pipeline, error = %err, "retention failed; retried after the next commit");
+    }
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     info!(
         pipeline,
@@ -220,6 +236,53 @@ fn canonical(path: &std::path::Path) -> PathBuf {
     }
 }
 
+/// A run's id: unique per run, recorded with its version (lineage names it).
+fn new_run_id(pipeline: &str) -> String {
+    let mut hasher = blake3::Hasher::new_derive_key("sluice run id v1");
+    hasher.update(pipeline.as_bytes());
+    hasher.update(&std::process::id().to_le_bytes());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    hasher.update(&nanos.to_le_bytes());
+    hasher.finalize().to_hex()[..32].to_owned()
+}
+
+/// Files under `root` (within `only`, if given) whose live documents were written under other
+/// stage fingerprints (a new extractor, chunker settings or model): processed again, unless
+/// the run already handles them.
+fn stale_files(
+    engine: &Engine,
+    root: &Root,
+    only: Option<&[String]>,
+    tasks: &[Task],
+    deletions: &[(Root, String)],
+    summary: &mut RunSummary,
+) -> Result<Vec<Task>, PipelineError> {
+    let stale = engine.store.catalog().stale_files(&engine.plan.name, &root.key, &engine.stages)?;
+    if stale.is_empty() {
+        return Ok(Vec::new());
+    }
+    let handled: HashSet<&str> = tasks
+        .iter()
+        .filter(|task| task.root.key == root.key)
+        .map(|task| task.rel_path.as_str())
+        .chain(deletions.iter().filter(|(r, _)| r.key == root.key).map(|(_, rel)| rel.as_str()))
+        .collect();
+    let in_scope = |rel: &str| {
+        only.is_none_or(|paths| paths.iter().any(|p| rel == p || rel.starts_with(&format!("{p}/")) || p.is_empty()))
+    };
+    let mut requeued = Vec::new();
+    for (rel_path, reason) in stale {
+        if handled.contains(rel_path.as_str()) || !in_scope(&rel_path) {
+            continue;
+        }
+        // Gone from disk: the reconcile that covers it retires it as deleted.
+        let Some(disk) = stat(&root.path.join(&rel_path)) else { continue };
+        summary.reprocessed += 1;
+        requeued.push(Task { root: root.clone(), rel_path, disk, reason });
+    }
+    Ok(requeued)
+}
+
 /// Retires the live documents of the file at this path (its own and its embedded files');
 /// returns their ids.
 fn retire_path(
@@ -227,11 +290,12 @@ fn retire_path(
     writer: &mut VersionWriter<'_>,
     root_key: &str,
     rel_path: &str,
+    reason: ChangeReason,
     summary: &mut RunSummary,
 ) -> Result<Vec<DocumentId>, PipelineError> {
     let live = engine.store.catalog().live_documents_of_file(&engine.plan.name, root_key, rel_path)?;
     for document in &live {
-        summary.chunks_retired += writer.retire(document)?;
+        summary.chunks_retired += writer.retire(document, reason)?;
     }
     Ok(live.into_iter().map(|document| document.doc_id).collect())
 }
@@ -259,12 +323,13 @@ fn orphaned_duplicates(
             if !handled.insert((duplicate.root.clone(), duplicate.rel_path.clone())) {
                 continue;
             }
-            originals.extend(retire_path(engine, writer, &duplicate.root, &duplicate.rel_path, summary)?);
+            let reason = ChangeReason::OriginalRetired;
+            originals.extend(retire_path(engine, writer, &duplicate.root, &duplicate.rel_path, reason, summary)?);
             let root = Root { path: PathBuf::from(&duplicate.root), key: duplicate.root.clone() };
             let Some(disk) = stat(&root.path.join(&duplicate.rel_path)) else {
                 continue;
             };
-            requeued.push(Task { root, rel_path: duplicate.rel_path, disk });
+            requeued.push(Task { root, rel_path: duplicate.rel_path, disk, reason });
         }
     }
     Ok(requeued)
@@ -440,8 +505,9 @@ fn new_document(
         title: document.title.clone(),
         page_count: document.page_count,
         byte_size: document.byte_size,
-        chunk_fingerprint: engine.chunker.fingerprint(),
+        fingerprints: engine.stages,
         duplicate_of,
+        added_reason: placement.task.reason,
     }
 }
 
@@ -529,14 +595,14 @@ fn embed(
     summary.embedding_cache_hits += hits;
     observer.embeddings(queued.len(), hits);
 
-    let chunk_fingerprint = engine.chunker.fingerprint();
+    let chunk_identity = engine.stages.chunk_identity();
     Ok(pending
         .into_iter()
         .map(|(document, chunks)| {
             let chunks = chunks
                 .into_iter()
                 .map(|chunk| NewChunk {
-                    id: ChunkId::new(document.doc_id, document.content_hash, chunk_fingerprint, chunk.ordinal),
+                    id: ChunkId::new(document.doc_id, document.content_hash, chunk_identity, chunk.ordinal),
                     vector: vectors.get(&chunk.text_hash).cloned().unwrap_or_default(),
                     chunk,
                 })

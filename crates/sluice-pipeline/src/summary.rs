@@ -17,6 +17,8 @@ pub struct RunSummary {
     /// Same bytes, new modification time: only the ledger was refreshed.
     pub touched: usize,
     pub unchanged: usize,
+    /// Unchanged files processed again because a stage changed (extractor, chunker or model).
+    pub reprocessed: usize,
     /// Documents written (new or changed, not duplicates).
     pub indexed: usize,
     /// Documents skipped because a live document has the same text.
@@ -32,6 +34,8 @@ pub struct RunSummary {
     pub chunks_reused: usize,
     pub embeddings_computed: usize,
     pub embedding_cache_hits: usize,
+    /// Cache hits over all chunk texts looked up (0 when none were).
+    pub embedding_cache_hit_ratio: f64,
     pub tokens_embedded: usize,
     /// Wall time per stage, summed over documents.
     pub stage_seconds: BTreeMap<String, f64>,
@@ -43,6 +47,12 @@ pub struct RunSummary {
 impl RunSummary {
     pub fn quarantined_total(&self) -> usize {
         self.quarantined.values().sum()
+    }
+
+    pub(crate) fn finish_cache_ratio(&mut self) {
+        let looked_up = self.embeddings_computed + self.embedding_cache_hits;
+        self.embedding_cache_hit_ratio =
+            if looked_up == 0 { 0.0 } else { self.embedding_cache_hits as f64 / looked_up as f64 };
     }
 
     pub(crate) fn add_stage_time(&mut self, stage: sluice_core::Stage, seconds: f64) {

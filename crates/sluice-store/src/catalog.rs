@@ -16,11 +16,11 @@ use sluice_core::{Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, TextHash
 
 use crate::error::{Result, StoreError};
 use crate::types::{
-    DocumentWrite, FileStatus, LedgerChange, LedgerEntry, LiveDocument, QuarantineEntry, ReusableDocument, StoredChunk,
-    VersionInfo, VersionState, join_path,
+    ChangeReason, DocumentWrite, FileStatus, LedgerChange, LedgerEntry, LiveDocument, QuarantineEntry,
+    ReusableDocument, StageFingerprints, StoredChunk, VersionInfo, VersionState, join_path,
 };
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const META: &str = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
@@ -35,8 +35,26 @@ CREATE TABLE IF NOT EXISTS versions (
     -- Chunks visible at this version, counted when it commits.
     chunks               INTEGER,
     summary              TEXT NOT NULL DEFAULT '{}',
+    run_id               TEXT NOT NULL DEFAULT '',
+    -- Kept by retention whatever its age.
+    pinned               INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (pipeline, version)
 );
+-- Every move of an alias, oldest first: what `rollback` walks back through.
+CREATE TABLE IF NOT EXISTS alias_history (
+    id       INTEGER PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    action   TEXT NOT NULL,
+    at       INTEGER NOT NULL
+);
+-- What each stage fingerprint stands for: the settings text it hashes (lineage shows it).
+CREATE TABLE IF NOT EXISTS fingerprints (
+    fingerprint TEXT PRIMARY KEY,
+    stage       TEXT NOT NULL,
+    settings    TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS aliases (
     pipeline   TEXT NOT NULL,
     name       TEXT NOT NULL,
@@ -77,7 +95,15 @@ CREATE TABLE IF NOT EXISTS documents (
     chunk_fingerprint TEXT NOT NULL,
     duplicate_of      TEXT,
     valid_from        INTEGER NOT NULL,
-    valid_to          INTEGER NOT NULL
+    valid_to          INTEGER NOT NULL,
+    -- Fingerprints of extraction+cleaning and of the model that embedded the chunks.
+    extract_fingerprint TEXT NOT NULL DEFAULT '',
+    model_fingerprint   TEXT NOT NULL DEFAULT '',
+    -- Why this document version was added, and why it was retired (ChangeReason).
+    added_reason      TEXT NOT NULL DEFAULT 'new',
+    retired_reason    TEXT,
+    -- Unix milliseconds when it was written.
+    created_at        INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS documents_by_doc ON documents (pipeline, doc_id, valid_to);
 CREATE INDEX IF NOT EXISTS documents_by_file ON documents (pipeline, root, rel_path, valid_to);
@@ -143,7 +169,19 @@ const MIGRATE_1_TO_2_AFTER_SCHEMA: &str = r#"
 INSERT INTO quarantine (pipeline, root, rel_path, content_hash, stage, reason, detail, version, at)
     SELECT pipeline, root, rel_path, content_hash, stage, reason, detail, version, at FROM quarantine_v1;
 DROP TABLE quarantine_v1;
-UPDATE meta SET value = '2' WHERE key = 'schema_version';
+"#;
+
+/// Version 2 to 3: lineage (stage fingerprints, change reasons, times), run ids and pins;
+/// `alias_history` and `fingerprints` are new tables that `SCHEMA` creates. Documents written
+/// before have no extract or model fingerprint, so the next run processes them again once.
+const MIGRATE_2_TO_3_BEFORE_SCHEMA: &str = r#"
+ALTER TABLE versions ADD COLUMN run_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE versions ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE documents ADD COLUMN extract_fingerprint TEXT NOT NULL DEFAULT '';
+ALTER TABLE documents ADD COLUMN model_fingerprint TEXT NOT NULL DEFAULT '';
+ALTER TABLE documents ADD COLUMN added_reason TEXT NOT NULL DEFAULT 'new';
+ALTER TABLE documents ADD COLUMN retired_reason TEXT;
+ALTER TABLE documents ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
 "#;
 
 pub struct Catalog {
@@ -157,7 +195,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// Parses a stored hex id; a malformed one fails the row as a conversion error.
-fn parse_id<T>(text: String, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+pub(crate) fn parse_id<T>(text: String, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
     parse(&text).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("bad id {text:?}").into())
     })
@@ -172,7 +210,7 @@ fn blob_to_vector(blob: &[u8]) -> Vec<f32> {
     blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
-fn opt_u32(value: Option<i64>) -> Option<u32> {
+pub(crate) fn opt_u32(value: Option<i64>) -> Option<u32> {
     value.and_then(|v| u32::try_from(v).ok())
 }
 
@@ -196,10 +234,20 @@ impl Catalog {
                     [SCHEMA_VERSION.to_string()],
                 )?;
             }
-            Some("1") => {
-                // One transaction: a crash leaves version 1 untouched.
+            Some(old @ ("1" | "2")) => {
+                // One transaction: a crash leaves the old version untouched. Every step's
+                // column changes come before `SCHEMA`, whose indexes may name new columns.
+                let (before, after) = if old == "1" {
+                    (
+                        format!("{MIGRATE_1_TO_2_BEFORE_SCHEMA} {MIGRATE_2_TO_3_BEFORE_SCHEMA}"),
+                        MIGRATE_1_TO_2_AFTER_SCHEMA,
+                    )
+                } else {
+                    (MIGRATE_2_TO_3_BEFORE_SCHEMA.to_owned(), "")
+                };
                 writer.execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {MIGRATE_1_TO_2_BEFORE_SCHEMA} {SCHEMA} {MIGRATE_1_TO_2_AFTER_SCHEMA} COMMIT;"
+                    "BEGIN IMMEDIATE; {before} {SCHEMA} {after}
+                     UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'; COMMIT;"
                 ))?;
             }
             Some(version) if version == SCHEMA_VERSION.to_string() => writer.execute_batch(SCHEMA)?,
@@ -214,7 +262,7 @@ impl Catalog {
     }
 
     /// Runs `f` on a read connection from the pool (opened on demand).
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let pooled = self.readers.lock().expect("reader pool lock").pop();
         let connection = match pooled {
             Some(connection) => connection,
@@ -236,7 +284,7 @@ impl Catalog {
     }
 
     /// Runs `f` in one write transaction.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> Result<T> {
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> Result<T> {
         let mut connection = self.writer.lock().expect("catalog writer lock");
         let transaction = connection.transaction()?;
         let value = f(&transaction)?;
@@ -256,11 +304,29 @@ impl Catalog {
         })
     }
 
-    pub fn begin_version(&self, pipeline: &str, version: Version, fingerprint: Fingerprint) -> Result<()> {
+    pub fn begin_version(
+        &self,
+        pipeline: &str,
+        version: Version,
+        fingerprint: Fingerprint,
+        run_id: &str,
+    ) -> Result<()> {
         self.write(|t| {
             t.execute(
-                "INSERT INTO versions (pipeline, version, state, pipeline_fingerprint, started_at) VALUES (?1, ?2, 'pending', ?3, ?4)",
-                params![pipeline, version, fingerprint.to_hex(), now_ms()],
+                "INSERT INTO versions (pipeline, version, state, pipeline_fingerprint, started_at, run_id)
+                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5)",
+                params![pipeline, version, fingerprint.to_hex(), now_ms(), run_id],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Records what a stage fingerprint stands for (lineage shows it). Idempotent.
+    pub fn put_fingerprint(&self, fingerprint: Fingerprint, stage: &str, settings: &str) -> Result<()> {
+        self.write(|t| {
+            t.execute(
+                "INSERT OR IGNORE INTO fingerprints (fingerprint, stage, settings) VALUES (?1, ?2, ?3)",
+                params![fingerprint.to_hex(), stage, settings],
             )
         })?;
         Ok(())
@@ -321,6 +387,20 @@ impl Catalog {
                 return Err(rusqlite::Error::QueryReturnedNoRows);
             }
             apply_ledger(t, pipeline, version, ledger)?;
+            // The same bytes deleted at one path and new at another: a rename, on both sides.
+            for (side, column) in [("valid_to", "retired_reason"), ("valid_from", "added_reason")] {
+                t.execute(
+                    &format!(
+                        "UPDATE documents SET {column} = 'renamed'
+                         WHERE pipeline = ?1 AND {side} = ?2 AND {column} IN ('deleted', 'new')
+                           AND content_hash IN (SELECT a.content_hash FROM documents a JOIN documents r
+                               ON r.pipeline = a.pipeline AND r.content_hash = a.content_hash
+                               WHERE a.pipeline = ?1 AND a.valid_from = ?2 AND a.added_reason IN ('new', 'renamed')
+                                 AND r.valid_to = ?2 AND r.retired_reason IN ('deleted', 'renamed'))"
+                    ),
+                    params![pipeline, version],
+                )?;
+            }
             // Clearing a file clears its embedded files' entries too; the run re-adds current ones.
             for (root, rel_path) in cleared_quarantine {
                 t.execute(
@@ -347,11 +427,7 @@ impl Catalog {
                     ],
                 )?;
             }
-            t.execute(
-                "INSERT INTO aliases (pipeline, name, version, updated_at) VALUES (?1, 'live', ?2, ?3)
-                 ON CONFLICT (pipeline, name) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
-                params![pipeline, version, now],
-            )?;
+            set_alias(t, pipeline, "live", version, "commit")?;
             Ok(())
         })
     }
@@ -372,7 +448,7 @@ impl Catalog {
                 params![pipeline, version, VERSION_OPEN],
             )?;
             t.execute(
-                "UPDATE documents SET valid_to = ?3 WHERE pipeline = ?1 AND valid_to = ?2",
+                "UPDATE documents SET valid_to = ?3, retired_reason = NULL WHERE pipeline = ?1 AND valid_to = ?2",
                 params![pipeline, version, VERSION_OPEN],
             )?;
             t.execute(
@@ -392,8 +468,8 @@ impl Catalog {
                 aliases.entry(version).or_default().push(name);
             }
             let mut statement = c.prepare(
-                "SELECT version, state, pipeline_fingerprint, started_at, finished_at, summary, chunks FROM versions
-                 WHERE pipeline = ?1 ORDER BY version",
+                "SELECT version, state, pipeline_fingerprint, started_at, finished_at, summary, chunks, run_id, pinned
+                 FROM versions WHERE pipeline = ?1 ORDER BY version",
             )?;
             let rows = statement.query_map([pipeline], |r| {
                 let summary: String = r.get(5)?;
@@ -401,6 +477,8 @@ impl Catalog {
                     version: r.get(0)?,
                     state: VersionState::parse(&r.get::<_, String>(1)?).unwrap_or(VersionState::Aborted),
                     pipeline_fingerprint: r.get(2)?,
+                    run_id: r.get(7)?,
+                    pinned: r.get(8)?,
                     started_at: r.get(3)?,
                     finished_at: r.get(4)?,
                     chunks: r.get::<_, Option<i64>>(6)?.map(|n| n as u64),
@@ -469,21 +547,64 @@ impl Catalog {
         })
     }
 
+    /// Files under `root` with a live document written under other stage fingerprints, each
+    /// with the first stage that differs (extraction, then chunking, then the model).
+    pub fn stale_files(
+        &self,
+        pipeline: &str,
+        root: &str,
+        current: &StageFingerprints,
+    ) -> Result<Vec<(String, ChangeReason)>> {
+        self.read(|c| {
+            let mut statement = c.prepare(
+                "SELECT rel_path, MIN(CASE WHEN extract_fingerprint != ?3 THEN 0 WHEN chunk_fingerprint != ?4 THEN 1
+                     ELSE 2 END) FROM documents
+                 WHERE pipeline = ?1 AND root = ?2 AND valid_to = ?6
+                   AND (extract_fingerprint != ?3 OR chunk_fingerprint != ?4 OR model_fingerprint != ?5)
+                 GROUP BY rel_path ORDER BY rel_path",
+            )?;
+            let rows = statement.query_map(
+                params![
+                    pipeline,
+                    root,
+                    current.extract.to_hex(),
+                    current.chunk.to_hex(),
+                    current.model.to_hex(),
+                    VERSION_OPEN
+                ],
+                |r| {
+                    let reason = match r.get::<_, i64>(1)? {
+                        0 => ChangeReason::ExtractorChanged,
+                        1 => ChangeReason::ChunkerChanged,
+                        _ => ChangeReason::ModelChanged,
+                    };
+                    Ok((r.get(0)?, reason))
+                },
+            )?;
+            rows.collect()
+        })
+    }
+
     /// Chunks already made from these bytes with this chunker, from any path and any version.
     pub fn reusable_document(
         &self,
         pipeline: &str,
         content_hash: ContentHash,
-        chunk_fingerprint: Fingerprint,
+        fingerprints: &StageFingerprints,
     ) -> Result<Option<ReusableDocument>> {
         self.read(|c| {
             let document = c
                 .query_row(
                     "SELECT id, text_hash, format, title, page_count FROM documents
-                     WHERE pipeline = ?1 AND content_hash = ?2 AND chunk_fingerprint = ?3 AND duplicate_of IS NULL
-                         AND embedded_files = 0
+                     WHERE pipeline = ?1 AND content_hash = ?2 AND chunk_fingerprint = ?3 AND extract_fingerprint = ?4
+                         AND duplicate_of IS NULL AND embedded_files = 0
                      ORDER BY id DESC LIMIT 1",
-                    params![pipeline, content_hash.to_hex(), chunk_fingerprint.to_hex()],
+                    params![
+                        pipeline,
+                        content_hash.to_hex(),
+                        fingerprints.chunk.to_hex(),
+                        fingerprints.extract.to_hex()
+                    ],
                     |r| {
                         Ok((
                             r.get::<_, i64>(0)?,
@@ -523,14 +644,16 @@ impl Catalog {
         self.write(|t| {
             let mut insert_document = t.prepare_cached(
                 "INSERT INTO documents (pipeline, doc_id, root, rel_path, member, parent, embedded_files, content_hash,
-                     text_hash, format, title, page_count, byte_size, chunk_fingerprint, duplicate_of, valid_from, valid_to)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                     text_hash, format, title, page_count, byte_size, chunk_fingerprint, duplicate_of, valid_from, valid_to,
+                     extract_fingerprint, model_fingerprint, added_reason, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
             )?;
             let mut insert_chunk = t.prepare_cached(
                 "INSERT INTO chunks (chunk_id, valid_from, valid_to, document, pipeline, ordinal, text, text_hash,
                      char_start, char_end, page, token_count, heading_path)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
+            let now = now_ms();
             for write in writes {
                 let d = &write.document;
                 insert_document.execute(params![
@@ -547,10 +670,14 @@ impl Catalog {
                     d.title,
                     d.page_count,
                     d.byte_size as i64,
-                    d.chunk_fingerprint.to_hex(),
+                    d.fingerprints.chunk.to_hex(),
                     d.duplicate_of.map(|id| id.to_hex()),
                     version,
-                    VERSION_OPEN
+                    VERSION_OPEN,
+                    d.fingerprints.extract.to_hex(),
+                    d.fingerprints.model.to_hex(),
+                    d.added_reason.as_str(),
+                    now
                 ])?;
                 let row = t.last_insert_rowid();
                 for chunk in &write.chunks {
@@ -577,11 +704,11 @@ impl Catalog {
     }
 
     /// Retires a live document and its chunks at version N; returns the retired chunks.
-    pub fn retire_document(&self, row: i64, version: Version) -> Result<Vec<StoredChunk>> {
+    pub fn retire_document(&self, row: i64, version: Version, reason: ChangeReason) -> Result<Vec<StoredChunk>> {
         self.write(|t| {
             t.execute(
-                "UPDATE documents SET valid_to = ?2 WHERE id = ?1 AND valid_to = ?3",
-                params![row, version, VERSION_OPEN],
+                "UPDATE documents SET valid_to = ?2, retired_reason = ?4 WHERE id = ?1 AND valid_to = ?3",
+                params![row, version, VERSION_OPEN, reason.as_str()],
             )?;
             t.execute(
                 "UPDATE chunks SET valid_to = ?2 WHERE document = ?1 AND valid_to = ?3",
@@ -706,6 +833,27 @@ impl Catalog {
     }
 }
 
+/// Points alias `name` at `version` and records the move in `alias_history`.
+pub(crate) fn set_alias(
+    t: &Transaction<'_>,
+    pipeline: &str,
+    name: &str,
+    version: Version,
+    action: &str,
+) -> rusqlite::Result<()> {
+    let now = now_ms();
+    t.execute(
+        "INSERT INTO aliases (pipeline, name, version, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (pipeline, name) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+        params![pipeline, name, version, now],
+    )?;
+    t.execute(
+        "INSERT INTO alias_history (pipeline, name, version, action, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![pipeline, name, version, action, now],
+    )?;
+    Ok(())
+}
+
 fn apply_ledger(
     t: &Transaction<'_>,
     pipeline: &str,
@@ -795,7 +943,7 @@ fn stored_chunk_row(r: &Row<'_>) -> rusqlite::Result<StoredChunk> {
     })
 }
 
-fn parse_heading_path(json: String) -> rusqlite::Result<Vec<String>> {
+pub(crate) fn parse_heading_path(json: String) -> rusqlite::Result<Vec<String>> {
     serde_json::from_str(&json).map_err(|err| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(err)))
 }
 
@@ -803,10 +951,14 @@ fn parse_heading_path(json: String) -> rusqlite::Result<Vec<String>> {
 mod tests {
     use super::*;
 
-    /// The tables of schema version 1 that version 2 changed, as version 1 created them.
+    /// The tables of schema version 1 that later versions changed, as version 1 created them.
     const SCHEMA_1_CHANGED: &str = r#"
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE versions (
+            pipeline TEXT NOT NULL, version INTEGER NOT NULL, state TEXT NOT NULL,
+            pipeline_fingerprint TEXT NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER,
+            chunks INTEGER, summary TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (pipeline, version));
         CREATE TABLE documents (
             id INTEGER PRIMARY KEY, pipeline TEXT NOT NULL, doc_id TEXT NOT NULL, root TEXT NOT NULL,
             rel_path TEXT NOT NULL, content_hash TEXT NOT NULL, text_hash TEXT NOT NULL, format TEXT NOT NULL,
@@ -824,7 +976,7 @@ mod tests {
     "#;
 
     #[test]
-    fn a_version_1_catalog_is_migrated_in_place() {
+    fn a_version_1_catalog_is_migrated_to_the_current_schema_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("catalog.sqlite");
         let doc_id = DocumentId::new("p", "/share", "a.txt");
@@ -852,6 +1004,14 @@ mod tests {
         let quarantined = catalog.quarantine("p").unwrap();
         assert_eq!(quarantined.len(), 1);
         assert_eq!((quarantined[0].path.as_str(), quarantined[0].member.as_str()), ("/share/bad.pdf", ""));
+        // Written before stage fingerprints were kept: stale under any current ones.
+        let current = StageFingerprints {
+            extract: Fingerprint::of("extract", "x"),
+            chunk: Fingerprint::of("chunk", "x"),
+            model: Fingerprint::of("embed", "x"),
+        };
+        let stale = catalog.stale_files("p", "/share", &current).unwrap();
+        assert_eq!(stale, [("a.txt".to_owned(), ChangeReason::ExtractorChanged)]);
         drop(catalog);
         // Opening again finds version 2 and changes nothing.
         let catalog = Catalog::open(&path).unwrap();

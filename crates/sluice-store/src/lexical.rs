@@ -125,6 +125,29 @@ impl LexicalIndex {
         Ok(())
     }
 
+    /// Deletes these chunk appearances (retention). Idempotent; takes effect at `commit`.
+    pub fn delete(&self, keys: &[PointKey]) {
+        let writer = self.writer.lock().expect("lexical writer lock");
+        for key in keys {
+            writer.delete_term(self.key_term(key));
+        }
+    }
+
+    /// Merges every segment into one, so deleted documents leave the disk too.
+    pub fn merge_segments(&self) -> Result<()> {
+        let segments = self.index.searchable_segment_ids()?;
+        let mut writer = self.writer.lock().expect("lexical writer lock");
+        if !segments.is_empty()
+            && (segments.len() > 1 || self.reader.searcher().segment_readers().iter().any(|s| s.num_deleted_docs() > 0))
+        {
+            writer.merge(&segments).wait()?;
+        }
+        writer.garbage_collect_files().wait()?;
+        drop(writer);
+        self.reader.reload()?;
+        Ok(())
+    }
+
     /// Deletes every chunk appearance that became visible at `version` (rollback).
     pub fn delete_added_at(&self, version: Version) {
         let writer = self.writer.lock().expect("lexical writer lock");
@@ -174,6 +197,26 @@ impl LexicalIndex {
         }
         ids.sort();
         Ok(ids)
+    }
+
+    /// Every document as (chunk id, valid_from, valid_to), sorted; for `verify`.
+    pub fn appearances(&self) -> Result<Vec<(ChunkId, Version, Version)>> {
+        let searcher = self.reader.searcher();
+        let mut all = Vec::new();
+        for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+            let valid_to = segment.fast_fields().i64("valid_to")?;
+            for doc in segment.doc_ids_alive() {
+                let address = tantivy::DocAddress::new(ordinal as u32, doc);
+                let document: TantivyDocument = searcher.doc(address)?;
+                let (chunk_id, valid_from) = self.key_of(&document)?;
+                let to = valid_to
+                    .first(doc)
+                    .ok_or_else(|| StoreError::Corrupt("a lexical document has no valid_to".into()))?;
+                all.push((chunk_id, valid_from, to));
+            }
+        }
+        all.sort();
+        Ok(all)
     }
 
     /// Documents in the index, whatever their versions.

@@ -10,12 +10,17 @@
 //! makes that cheap).
 
 mod catalog;
+mod diff;
 mod error;
+mod export;
 mod lexical;
+mod lineage;
 mod lock;
+mod retention;
 mod search;
 mod types;
 mod vectors;
+mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -23,12 +28,17 @@ use sluice_core::{ChunkId, Fingerprint, VERSION_OPEN, Version};
 use tracing::{info, warn};
 
 pub use catalog::{Catalog, now_ms};
+pub use diff::{DiffCount, DiffEntry, VersionDiff};
 pub use error::{Result, StoreError};
+pub use export::{ExportFormat, ExportRow, ExportSummary};
 pub use lexical::{LexicalDoc, LexicalHit, LexicalIndex};
+pub use lineage::{Appearance, Lineage, file_uri};
 pub use lock::DataDirLock;
+pub use retention::GcReport;
 pub use search::{SearchMode, SearchRequest};
 pub use types::*;
-pub use vectors::{DenseHit, VectorIndex, VectorPoint};
+pub use vectors::{DenseHit, StoredPoint, VectorIndex, VectorPoint};
+pub use verify::VerifyReport;
 
 /// The three stores of one pipeline.
 pub struct Store {
@@ -59,6 +69,10 @@ impl Store {
             warn!(pipeline, version, "rolling back a version left pending by an interrupted run");
             store.roll_back(version)?;
         }
+        let leftovers = store.finish_garbage_collection()?;
+        if leftovers > 0 {
+            warn!(pipeline, chunks = leftovers, "finished a garbage collection an interruption left behind");
+        }
         Ok(store)
     }
 
@@ -84,9 +98,9 @@ impl Store {
     }
 
     /// Starts version N (pending until [`VersionWriter::commit`]).
-    pub fn begin(&self, pipeline_fingerprint: Fingerprint) -> Result<VersionWriter<'_>> {
+    pub fn begin(&self, pipeline_fingerprint: Fingerprint, run_id: &str) -> Result<VersionWriter<'_>> {
         let version = self.catalog.next_version(&self.pipeline)?;
-        self.catalog.begin_version(&self.pipeline, version, pipeline_fingerprint)?;
+        self.catalog.begin_version(&self.pipeline, version, pipeline_fingerprint, run_id)?;
         Ok(VersionWriter { store: self, version, finished: false })
     }
 
@@ -137,9 +151,9 @@ impl VersionWriter<'_> {
     }
 
     /// Retires a live document at this version; returns how many chunks stopped being visible.
-    pub fn retire(&mut self, document: &LiveDocument) -> Result<usize> {
+    pub fn retire(&mut self, document: &LiveDocument, reason: ChangeReason) -> Result<usize> {
         let store = self.store;
-        let retired = store.catalog.retire_document(document.row, self.version)?;
+        let retired = store.catalog.retire_document(document.row, self.version, reason)?;
         let keys: Vec<_> = retired.iter().map(StoredChunk::key).collect();
         store.vectors.set_valid_to(&keys, self.version)?;
         let docs: Vec<LexicalDoc<'_>> = retired.iter().map(|chunk| lexical_doc(chunk, self.version)).collect();

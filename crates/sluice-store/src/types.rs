@@ -49,6 +49,83 @@ pub enum LedgerChange {
     Remove { root: String, rel_path: String },
 }
 
+/// Why a document version was added to or retired from a version; `sluice diff` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeReason {
+    /// A file seen for the first time.
+    New,
+    /// The file's bytes changed.
+    DocumentChanged,
+    Deleted,
+    /// The same bytes left one path and appeared at another in the same version.
+    Renamed,
+    ExtractorChanged,
+    ChunkerChanged,
+    ModelChanged,
+    /// A duplicate whose original was retired, indexed in its own right.
+    OriginalRetired,
+    /// Processed again on request (`quarantine retry`) without changing.
+    Reprocessed,
+}
+
+impl ChangeReason {
+    pub const ALL: [ChangeReason; 9] = [
+        ChangeReason::New,
+        ChangeReason::DocumentChanged,
+        ChangeReason::Deleted,
+        ChangeReason::Renamed,
+        ChangeReason::ExtractorChanged,
+        ChangeReason::ChunkerChanged,
+        ChangeReason::ModelChanged,
+        ChangeReason::OriginalRetired,
+        ChangeReason::Reprocessed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeReason::New => "new",
+            ChangeReason::DocumentChanged => "document_changed",
+            ChangeReason::Deleted => "deleted",
+            ChangeReason::Renamed => "renamed",
+            ChangeReason::ExtractorChanged => "extractor_changed",
+            ChangeReason::ChunkerChanged => "chunker_changed",
+            ChangeReason::ModelChanged => "model_changed",
+            ChangeReason::OriginalRetired => "original_retired",
+            ChangeReason::Reprocessed => "reprocessed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == text)
+    }
+
+    /// The reason as a person reads it: `chunker changed`.
+    pub fn label(self) -> String {
+        self.as_str().replace('_', " ")
+    }
+}
+
+/// The fingerprints of the stages that decide a document's chunks and vectors. A live
+/// document written under other fingerprints is stale and is processed again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StageFingerprints {
+    /// Extraction and cleaning: the document's text.
+    pub extract: Fingerprint,
+    /// Chunking settings and tokenizer.
+    pub chunk: Fingerprint,
+    /// The embedding model and how it is run.
+    pub model: Fingerprint,
+}
+
+impl StageFingerprints {
+    /// What a chunk id is derived from besides its document version: a chunk with the same
+    /// ordinal is another chunk when the text or the chunking changed.
+    pub fn chunk_identity(&self) -> Fingerprint {
+        Fingerprint::combine(&[self.extract, self.chunk])
+    }
+}
+
 /// A document version that is live (its `valid_to` is open).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LiveDocument {
@@ -83,8 +160,9 @@ pub struct NewDocument {
     pub title: Option<String>,
     pub page_count: Option<u32>,
     pub byte_size: u64,
-    pub chunk_fingerprint: Fingerprint,
+    pub fingerprints: StageFingerprints,
     pub duplicate_of: Option<DocumentId>,
+    pub added_reason: ChangeReason,
 }
 
 impl NewDocument {
@@ -159,14 +237,26 @@ pub enum VersionState {
     Committed,
     /// Rolled back after a crash; its number is never reused.
     Aborted,
+    /// Dropped by retention: no longer searchable or exportable; what only it could see is gone.
+    Expired,
 }
 
 impl VersionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionState::Pending => "pending",
+            VersionState::Committed => "committed",
+            VersionState::Aborted => "aborted",
+            VersionState::Expired => "expired",
+        }
+    }
+
     pub(crate) fn parse(text: &str) -> Option<Self> {
         match text {
             "pending" => Some(VersionState::Pending),
             "committed" => Some(VersionState::Committed),
             "aborted" => Some(VersionState::Aborted),
+            "expired" => Some(VersionState::Expired),
             _ => None,
         }
     }
@@ -177,6 +267,10 @@ pub struct VersionInfo {
     pub version: Version,
     pub state: VersionState,
     pub pipeline_fingerprint: String,
+    /// The run that wrote this version.
+    pub run_id: String,
+    /// Kept by retention whatever its age.
+    pub pinned: bool,
     /// Unix milliseconds.
     pub started_at: i64,
     pub finished_at: Option<i64>,

@@ -26,6 +26,14 @@ pub struct VectorPoint<'a> {
     pub vector: &'a [f32],
 }
 
+/// A point as stored: its chunk appearance and vector.
+pub struct StoredPoint {
+    pub chunk_id: ChunkId,
+    pub valid_from: Version,
+    pub valid_to: Version,
+    pub vector: Vec<f32>,
+}
+
 /// A dense hit.
 #[derive(Clone, Debug)]
 pub struct DenseHit {
@@ -150,6 +158,15 @@ impl VectorIndex {
         Ok(())
     }
 
+    /// Deletes these points (retention). Idempotent.
+    pub fn delete(&self, keys: &[PointKey]) -> Result<()> {
+        for batch in keys.chunks(4096) {
+            let ids = batch.iter().map(|key| PointId::Uuid(key.uuid())).collect();
+            self.shard.update(UpdateOperation::PointOperation(PointOperations::DeletePoints { ids }))?;
+        }
+        Ok(())
+    }
+
     /// Makes every update so far durable.
     pub fn flush(&self) -> Result<()> {
         self.shard.flush()?;
@@ -192,26 +209,59 @@ impl VectorIndex {
     /// Chunk ids of every point visible at `version`, sorted.
     pub fn chunk_ids_visible_at(&self, version: Version) -> Result<Vec<ChunkId>> {
         let mut ids = Vec::new();
+        self.scroll(Some(visible_filter(version)), false, |payload, _| {
+            ids.push(key_from_payload(payload)?.0);
+            Ok(())
+        })?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Every point, sorted by (chunk id, valid_from); for `verify`.
+    pub fn appearances(&self) -> Result<Vec<StoredPoint>> {
+        let mut all = Vec::new();
+        self.scroll(None, true, |payload, vector| {
+            let (chunk_id, valid_from) = key_from_payload(payload)?;
+            let valid_to = payload
+                .and_then(|payload| payload.0.get("valid_to"))
+                .and_then(|v| v.as_i64())
+                .ok_or_else(|| StoreError::Corrupt("a vector point has no valid_to".into()))?;
+            all.push(StoredPoint { chunk_id, valid_from, valid_to, vector });
+            Ok(())
+        })?;
+        all.sort_by_key(|point| (point.chunk_id, point.valid_from));
+        Ok(all)
+    }
+
+    /// Calls `each` with the payload (and the vector, if asked) of every point that matches.
+    fn scroll(
+        &self,
+        filter: Option<Filter>,
+        with_vector: bool,
+        mut each: impl FnMut(Option<&Payload>, Vec<f32>) -> Result<()>,
+    ) -> Result<()> {
         let mut offset = None;
         loop {
             let (records, next) = self.shard.scroll(ScrollRequest {
                 offset,
                 limit: Some(1024),
-                filter: Some(visible_filter(version)),
+                filter: filter.clone(),
                 with_payload: Some(WithPayloadInterface::Bool(true)),
-                with_vector: WithVector::Bool(false),
+                with_vector: WithVector::Bool(with_vector),
                 order_by: None,
             })?;
             for record in records {
-                ids.push(key_from_payload(record.payload.as_ref())?.0);
+                let vector = match record.vector {
+                    Some(vectors) if with_vector => dense_vector(vectors)?,
+                    _ => Vec::new(),
+                };
+                each(record.payload.as_ref(), vector)?;
             }
             match next {
                 Some(next) => offset = Some(next),
-                None => break,
+                None => return Ok(()),
             }
         }
-        ids.sort();
-        Ok(ids)
     }
 
     /// Points stored, whatever their versions.
@@ -226,6 +276,19 @@ impl VectorIndex {
         let threads = threads.max(1);
         Ok(self.shard.optimize_with_budget(qdrant_edge::ResourceBudget::new(threads, threads))?)
     }
+}
+
+/// The dense vector of a scrolled point.
+fn dense_vector(vectors: qdrant_edge::VectorStructInternal) -> Result<Vec<f32>> {
+    let vector = match vectors {
+        qdrant_edge::VectorStructInternal::Single(vector) => Some(vector),
+        qdrant_edge::VectorStructInternal::Named(mut named) => match named.remove(VECTOR_NAME) {
+            Some(VectorInternal::Dense(vector)) => Some(vector),
+            _ => None,
+        },
+        qdrant_edge::VectorStructInternal::MultiDense(_) => None,
+    };
+    vector.ok_or_else(|| StoreError::Corrupt("a vector point has no dense vector".into()))
 }
 
 fn key_from_payload(payload: Option<&Payload>) -> Result<(ChunkId, Version)> {

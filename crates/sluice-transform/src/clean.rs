@@ -7,6 +7,17 @@ use unicode_normalization::UnicodeNormalization;
 /// Version of the cleaning rules; part of the chunking fingerprint (cleaning changes text).
 pub const CLEAN_VERSION: &str = "1";
 
+/// What cleaning does to every block, in order, as lineage reports it. Keep in step with
+/// `clean_block` and `normalize` (and bump `CLEAN_VERSION` when either changes).
+pub const CLEAN_STEPS: &[&str] = &[
+    "unicode_nfc",
+    "expand_ligatures",
+    "drop_control_and_zero_width_characters",
+    "collapse_whitespace",
+    "drop_empty_lines",
+    "join_blocks_with_blank_line",
+];
+
 const BLOCK_SEPARATOR: &str = "\n\n";
 
 pub fn normalize(document: ExtractedDocument) -> NormalizedDocument {

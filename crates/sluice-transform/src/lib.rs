@@ -10,5 +10,5 @@ pub mod clean;
 pub mod quality;
 
 pub use chunk::{ChunkError, Chunker};
-pub use clean::normalize;
+pub use clean::{CLEAN_STEPS, CLEAN_VERSION, normalize};
 pub use quality::{QualityFailure, QualityThresholds, TextStats};

@@ -84,3 +84,24 @@ fn answer(response: &mut ureq::http::Response<ureq::Body>) -> anyhow::Result<Str
     }
     Ok(body)
 }
+
+/// `GET path` (with its query string) of the running daemon, parsed from JSON.
+pub fn get<T: serde::de::DeserializeOwned>(data: &Path, path: &str) -> anyhow::Result<T> {
+    let daemon = daemon_info(data)?;
+    let request = ureq::get(&format!("http://{}{path}", daemon.listen));
+    let mut response =
+        request.config().http_status_as_error(false).build().call().context("cannot reach the daemon")?;
+    Ok(serde_json::from_str(&answer(&mut response)?)?)
+}
+
+/// `POST path` (or `DELETE`) with no body to the running daemon, parsed from JSON.
+pub fn send<T: serde::de::DeserializeOwned>(data: &Path, method: &str, path: &str) -> anyhow::Result<T> {
+    let daemon = daemon_info(data)?;
+    let url = format!("http://{}{path}", daemon.listen);
+    let mut response = match method {
+        "DELETE" => ureq::delete(&url).config().http_status_as_error(false).build().call(),
+        _ => ureq::post(&url).config().http_status_as_error(false).build().send_empty(),
+    }
+    .context("cannot reach the daemon")?;
+    Ok(serde_json::from_str(&answer(&mut response)?)?)
+}

@@ -72,8 +72,14 @@ fn print_summary(summary: &RunSummary, live: Option<Version>) {
         None => println!("nothing changed; live stays at version {}", live.map_or("-".to_owned(), |v| v.to_string())),
     }
     println!(
-        "files      seen {}, new {}, changed {}, deleted {}, unchanged {}, touched {}",
-        summary.files_seen, summary.new, summary.changed, summary.deleted, summary.unchanged, summary.touched
+        "files      seen {}, new {}, changed {}, deleted {}, unchanged {}, touched {}, reprocessed {}",
+        summary.files_seen,
+        summary.new,
+        summary.changed,
+        summary.deleted,
+        summary.unchanged,
+        summary.touched,
+        summary.reprocessed
     );
     let reasons: Vec<String> = summary.quarantined.iter().map(|(reason, n)| format!("{reason} {n}")).collect();
     let reasons = if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) };
@@ -90,8 +96,11 @@ fn print_summary(summary: &RunSummary, live: Option<Version>) {
         summary.chunks_added, summary.chunks_retired, summary.chunks_reused
     );
     println!(
-        "embedding  computed {}, cache hits {}, {} tokens",
-        summary.embeddings_computed, summary.embedding_cache_hits, summary.tokens_embedded
+        "embedding  computed {}, cache hits {} ({:.0}%), {} tokens",
+        summary.embeddings_computed,
+        summary.embedding_cache_hits,
+        summary.embedding_cache_hit_ratio * 100.0,
+        summary.tokens_embedded
     );
     let seconds = summary.elapsed_seconds.max(1e-9);
     let documents = summary.indexed + summary.duplicates + summary.quarantined_total();
@@ -163,7 +172,11 @@ pub fn versions(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::Res
     }
     for info in &versions {
         let chunks = info.chunks.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
-        let aliases = if info.aliases.is_empty() { String::new() } else { format!(" [{}]", info.aliases.join(", ")) };
+        let mut marks = info.aliases.clone();
+        if info.pinned {
+            marks.push("pinned".to_owned());
+        }
+        let aliases = if marks.is_empty() { String::new() } else { format!(" [{}]", marks.join(", ")) };
         let indexed = info.summary.get("indexed").and_then(|v| v.as_u64()).unwrap_or(0);
         let deleted = info.summary.get("deleted").and_then(|v| v.as_u64()).unwrap_or(0);
         println!(

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use sluice_core::Version;
+use sluice_core::{ChunkId, Version};
 use sluice_pipeline::{Engine, PipelineError};
 use sluice_store::SearchMode;
 use tokio::sync::mpsc;
@@ -33,6 +33,14 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/search", get(search))
         .route("/v1/versions", get(versions))
+        .route("/v1/versions/{version}", get(version_info))
+        .route("/v1/versions/{version}/promote", post(promote))
+        .route("/v1/versions/{version}/pin", post(pin).delete(unpin))
+        .route("/v1/rollback", post(rollback))
+        .route("/v1/gc", post(collect_garbage))
+        .route("/v1/verify", get(verify))
+        .route("/v1/diff", get(diff))
+        .route("/v1/chunks/{chunk_id}/lineage", get(lineage))
         .route("/v1/quarantine", get(quarantine))
         .route("/v1/quarantine/retry", post(retry_quarantined))
         .with_state(state)
@@ -51,6 +59,10 @@ impl From<PipelineError> for ApiError {
     fn from(err: PipelineError) -> Self {
         match err {
             PipelineError::Invalid(message) => ApiError(StatusCode::NOT_FOUND, message),
+            // A request naming a version that cannot take it (expired, pending, none earlier).
+            PipelineError::Store(sluice_store::StoreError::Invalid(message)) => {
+                ApiError(StatusCode::BAD_REQUEST, message)
+            }
             other => {
                 tracing::error!(error = %other, "request failed");
                 ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
@@ -112,6 +124,78 @@ async fn versions(State(state): State<AppState>) -> Result<Response, ApiError> {
     let engine = state.engine.clone();
     let versions = blocking(move || engine.versions()).await?;
     Ok(Json(json!({ "pipeline": state.engine.plan().name, "versions": versions })).into_response())
+}
+
+async fn version_info(State(state): State<AppState>, Path(version): Path<Version>) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    let info = blocking(move || engine.versions()).await?.into_iter().find(|info| info.version == version);
+    match info {
+        Some(info) => Ok(Json(info).into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("version {version} does not exist"))),
+    }
+}
+
+async fn promote(State(state): State<AppState>, Path(version): Path<Version>) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    blocking(move || engine.promote(version)).await?;
+    Ok(Json(json!({ "live": version })).into_response())
+}
+
+async fn rollback(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    let live = blocking(move || engine.roll_back_live()).await?;
+    Ok(Json(json!({ "live": live })).into_response())
+}
+
+async fn pin(State(state): State<AppState>, Path(version): Path<Version>) -> Result<Response, ApiError> {
+    set_pinned(state, version, true).await
+}
+
+async fn unpin(State(state): State<AppState>, Path(version): Path<Version>) -> Result<Response, ApiError> {
+    set_pinned(state, version, false).await
+}
+
+async fn set_pinned(state: AppState, version: Version, pinned: bool) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    blocking(move || engine.pin(version, pinned)).await?;
+    Ok(Json(json!({ "version": version, "pinned": pinned })).into_response())
+}
+
+async fn collect_garbage(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    Ok(Json(blocking(move || engine.collect_garbage()).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct VerifyParams {
+    version: Option<Version>,
+}
+
+async fn verify(State(state): State<AppState>, Query(params): Query<VerifyParams>) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    Ok(Json(blocking(move || engine.verify(params.version)).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct DiffParams {
+    from: Version,
+    to: Version,
+}
+
+async fn diff(State(state): State<AppState>, Query(params): Query<DiffParams>) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    Ok(Json(blocking(move || engine.diff(params.from, params.to)).await?).into_response())
+}
+
+async fn lineage(State(state): State<AppState>, Path(chunk_id): Path<String>) -> Result<Response, ApiError> {
+    let Some(id) = ChunkId::parse(&chunk_id) else {
+        return Err(ApiError(StatusCode::BAD_REQUEST, format!("{chunk_id:?} is not a chunk id (64 hex digits)")));
+    };
+    let engine = state.engine.clone();
+    match blocking(move || engine.lineage(id)).await? {
+        Some(lineage) => Ok(Json(lineage).into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no chunk {chunk_id}"))),
+    }
 }
 
 async fn quarantine(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod daemon;
+mod dataset;
 mod http;
 mod metrics;
 mod progress;
@@ -71,6 +72,79 @@ enum Command {
         #[arg(long)]
         pipeline: Option<PathBuf>,
     },
+    /// Where a chunk came from and everything that made it.
+    Lineage {
+        /// The chunk id, as search, diff and export show it.
+        chunk_id: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    /// Chunks added and retired from version FROM to version TO, each with its reason.
+    Diff {
+        from: i64,
+        to: i64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    /// Write exactly the chunks visible at a version, byte-identical on every run.
+    Export {
+        /// Default: the version `live` points at.
+        #[arg(long)]
+        version: Option<i64>,
+        #[arg(long, value_enum)]
+        format: ExportFileFormat,
+        /// Include each chunk's embedding.
+        #[arg(long)]
+        with_vectors: bool,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    /// Point `live` at a committed version.
+    Promote {
+        version: i64,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    /// Move `live` back to the newest committed version before it.
+    Rollback {
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    /// Keep a version whatever retention says.
+    Pin {
+        version: i64,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    /// Let retention drop a pinned version again.
+    Unpin {
+        version: i64,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    /// Apply retention now: expire old versions and remove what no kept version can see.
+    Gc {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    /// Compare the catalog, Qdrant and Tantivy; exit status 1 on any difference.
+    Verify {
+        /// Check this version (default: every committed version).
+        #[arg(long)]
+        version: Option<i64>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
     /// Documents that failed a stage: list them, or process one again.
     Quarantine {
         #[command(subcommand)]
@@ -117,6 +191,21 @@ enum QuarantineCommand {
         #[arg(long)]
         pipeline: Option<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFileFormat {
+    Jsonl,
+    Parquet,
+}
+
+impl From<ExportFileFormat> for sluice_store::ExportFormat {
+    fn from(format: ExportFileFormat) -> Self {
+        match format {
+            ExportFileFormat::Jsonl => sluice_store::ExportFormat::Jsonl,
+            ExportFileFormat::Parquet => sluice_store::ExportFormat::Parquet,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -171,6 +260,21 @@ fn main() -> ExitCode {
             commands::search(&cli.data, &cli.models, pipeline.as_deref(), &query, version, k, mode.into(), json)
         }
         Command::Versions { json, pipeline } => commands::versions(&cli.data, pipeline.as_deref(), json),
+        Command::Lineage { chunk_id, json, pipeline } => {
+            dataset::lineage(&cli.data, pipeline.as_deref(), &chunk_id, json)
+        }
+        Command::Diff { from, to, json, pipeline } => dataset::diff(&cli.data, pipeline.as_deref(), from, to, json),
+        Command::Export { version, format, with_vectors, out, pipeline } => {
+            dataset::export(&cli.data, pipeline.as_deref(), version, format.into(), with_vectors, &out)
+        }
+        Command::Promote { version, pipeline } => dataset::promote(&cli.data, pipeline.as_deref(), version),
+        Command::Rollback { pipeline } => dataset::rollback(&cli.data, pipeline.as_deref()),
+        Command::Pin { version, pipeline } => dataset::pin(&cli.data, pipeline.as_deref(), version, true),
+        Command::Unpin { version, pipeline } => dataset::pin(&cli.data, pipeline.as_deref(), version, false),
+        Command::Gc { json, pipeline } => dataset::gc(&cli.data, &cli.models, pipeline.as_deref(), json),
+        Command::Verify { version, json, pipeline } => {
+            dataset::verify(&cli.data, &cli.models, pipeline.as_deref(), version, json)
+        }
         Command::Quarantine { command: QuarantineCommand::List { json, pipeline } } => {
             commands::quarantine_list(&cli.data, pipeline.as_deref(), json)
         }

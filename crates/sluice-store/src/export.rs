@@ -1,0 +1,273 @@
+//! `sluice export`: exactly the chunks visible at one version, as JSONL or Parquet, in a stable
+//! order (path, then position), byte-identical on every run.
+//!
+//! Nothing in a row can change after its version commits: no `valid_to`, no times, no state;
+//! the vector comes from the embedding cache by (model fingerprint, text hash), the same values
+//! Qdrant was given. Rows are written to `PATH.partial` and renamed at the end, so a failed
+//! export never leaves a half file under the name asked for.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{Float32Builder, ListBuilder, StringBuilder};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+use sluice_core::{ChunkId, DocumentId, Fingerprint, TextHash, Version};
+
+use crate::catalog::{Catalog, opt_u32, parse_heading_path, parse_id};
+use crate::error::{Result, StoreError};
+use crate::lineage::file_uri;
+use crate::types::join_path;
+
+/// Rows per Parquet row group and per vector lookup.
+const BATCH_ROWS: usize = 4096;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Jsonl,
+    Parquet,
+}
+
+/// One exported chunk (a JSONL line; the Parquet columns have the same names).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExportRow {
+    pub chunk_id: ChunkId,
+    pub doc_id: DocumentId,
+    pub source_uri: String,
+    pub path: String,
+    pub content_hash: String,
+    pub format: String,
+    pub title: Option<String>,
+    pub ordinal: u32,
+    pub page: Option<u32>,
+    pub char_start: u32,
+    pub char_end: u32,
+    pub token_count: u32,
+    pub heading_path: Vec<String>,
+    pub text: String,
+    pub text_hash: TextHash,
+    /// The version the chunk became visible in (lineage: which run wrote it).
+    pub valid_from: Version,
+    pub extract_fingerprint: String,
+    pub chunk_fingerprint: String,
+    pub model_fingerprint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExportSummary {
+    pub version: Version,
+    pub chunks: usize,
+    pub bytes: u64,
+}
+
+impl Catalog {
+    /// Writes the chunks of `pipeline` visible at committed version N to `out`. Reads only the
+    /// catalog, so it runs beside a daemon.
+    pub fn export(
+        &self,
+        pipeline: &str,
+        version: Version,
+        format: ExportFormat,
+        with_vectors: bool,
+        out: &Path,
+    ) -> Result<ExportSummary> {
+        self.require_committed(pipeline, version)?;
+        let mut rows = self.export_rows(pipeline, version)?;
+        let partial = out.with_extension(match out.extension() {
+            Some(ext) => format!("{}.partial", ext.to_string_lossy()),
+            None => "partial".to_owned(),
+        });
+        let io = |source| StoreError::Io { path: partial.clone(), source };
+        let file = std::fs::File::create(&partial).map_err(io)?;
+        match format {
+            ExportFormat::Jsonl => {
+                let mut writer = BufWriter::new(file);
+                for batch in rows.chunks_mut(BATCH_ROWS) {
+                    if with_vectors {
+                        self.attach_vectors(batch)?;
+                    }
+                    for row in batch.iter_mut() {
+                        serde_json::to_writer(&mut writer, &row).map_err(|err| io(err.into()))?;
+                        writer.write_all(b"\n").map_err(io)?;
+                        row.vector = None;
+                    }
+                }
+                writer.into_inner().map_err(|err| io(err.into_error()))?.sync_all().map_err(io)?;
+            }
+            ExportFormat::Parquet => {
+                let schema = Arc::new(parquet_schema(with_vectors));
+                let properties = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .set_max_row_group_row_count(Some(BATCH_ROWS))
+                    .build();
+                let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(parquet_error)?;
+                for batch in rows.chunks_mut(BATCH_ROWS) {
+                    if with_vectors {
+                        self.attach_vectors(batch)?;
+                    }
+                    writer.write(&record_batch(&schema, batch, with_vectors)?).map_err(parquet_error)?;
+                    batch.iter_mut().for_each(|row| row.vector = None);
+                }
+                writer.into_inner().map_err(parquet_error)?.sync_all().map_err(io)?;
+            }
+        }
+        std::fs::rename(&partial, out).map_err(|source| StoreError::Io { path: out.to_owned(), source })?;
+        let bytes = std::fs::metadata(out).map_err(|source| StoreError::Io { path: out.to_owned(), source })?.len();
+        Ok(ExportSummary { version, chunks: rows.len(), bytes })
+    }
+
+    /// Every chunk visible at `version`, by path and position, without vectors.
+    fn export_rows(&self, pipeline: &str, version: Version) -> Result<Vec<ExportRow>> {
+        self.read(|c| {
+            let mut statement = c.prepare(
+                "SELECT c.chunk_id, d.doc_id, d.root, d.rel_path, d.member, d.content_hash, d.format, d.title,
+                        c.ordinal, c.page, c.char_start, c.char_end, c.token_count, c.heading_path, c.text,
+                        c.text_hash, c.valid_from, d.extract_fingerprint, d.chunk_fingerprint, d.model_fingerprint
+                 FROM chunks c JOIN documents d ON d.id = c.document
+                 WHERE c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to
+                 ORDER BY d.root, d.rel_path, d.member, c.ordinal, c.chunk_id",
+            )?;
+            statement
+                .query_map(params![pipeline, version], |r| {
+                    let path = join_path(&r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, String>(4)?);
+                    Ok(ExportRow {
+                        chunk_id: parse_id(r.get(0)?, ChunkId::parse)?,
+                        doc_id: parse_id(r.get(1)?, DocumentId::parse)?,
+                        source_uri: file_uri(&path),
+                        path,
+                        content_hash: r.get(5)?,
+                        format: r.get(6)?,
+                        title: r.get(7)?,
+                        ordinal: r.get(8)?,
+                        page: opt_u32(r.get(9)?),
+                        char_start: r.get(10)?,
+                        char_end: r.get(11)?,
+                        token_count: r.get(12)?,
+                        heading_path: parse_heading_path(r.get(13)?)?,
+                        text: r.get(14)?,
+                        text_hash: parse_id(r.get(15)?, TextHash::parse)?,
+                        valid_from: r.get(16)?,
+                        extract_fingerprint: r.get(17)?,
+                        chunk_fingerprint: r.get(18)?,
+                        model_fingerprint: r.get(19)?,
+                        vector: None,
+                    })
+                })?
+                .collect()
+        })
+    }
+
+    /// Fills in each row's vector from the embedding cache.
+    fn attach_vectors(&self, rows: &mut [ExportRow]) -> Result<()> {
+        let mut by_model: std::collections::BTreeMap<String, Vec<TextHash>> = Default::default();
+        for row in rows.iter() {
+            by_model.entry(row.model_fingerprint.clone()).or_default().push(row.text_hash);
+        }
+        let mut vectors = std::collections::HashMap::new();
+        for (model, hashes) in by_model {
+            let fingerprint = Fingerprint::parse(&model)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad model fingerprint {model:?}")))?;
+            for (hash, vector) in self.cached_embeddings(fingerprint, &hashes)? {
+                vectors.insert((model.clone(), hash), vector);
+            }
+        }
+        for row in rows {
+            let vector = vectors.get(&(row.model_fingerprint.clone(), row.text_hash)).ok_or_else(|| {
+                StoreError::Corrupt(format!("no stored vector for chunk {} (text {})", row.chunk_id, row.text_hash))
+            })?;
+            row.vector = Some(vector.clone());
+        }
+        Ok(())
+    }
+}
+
+fn parquet_error(err: parquet::errors::ParquetError) -> StoreError {
+    StoreError::Invalid(format!("parquet: {err}"))
+}
+
+const STRING_COLUMNS: [&str; 12] = [
+    "chunk_id",
+    "doc_id",
+    "source_uri",
+    "path",
+    "content_hash",
+    "format",
+    "title",
+    "text",
+    "text_hash",
+    "extract_fingerprint",
+    "chunk_fingerprint",
+    "model_fingerprint",
+];
+const INTEGER_COLUMNS: [&str; 6] = ["ordinal", "page", "char_start", "char_end", "token_count", "valid_from"];
+
+/// Strings, 64-bit integers (what pandas, polars and DuckDB all read without surprises), the
+/// heading path as a list of strings and the vector as a list of 32-bit floats.
+fn parquet_schema(with_vectors: bool) -> Schema {
+    let mut fields: Vec<Field> = Vec::new();
+    for name in STRING_COLUMNS {
+        fields.push(Field::new(name, DataType::Utf8, name == "title"));
+    }
+    for name in INTEGER_COLUMNS {
+        fields.push(Field::new(name, DataType::Int64, name == "page"));
+    }
+    fields.push(Field::new("heading_path", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false));
+    if with_vectors {
+        fields.push(Field::new("vector", DataType::List(Arc::new(Field::new("item", DataType::Float32, true))), false));
+    }
+    Schema::new(fields)
+}
+
+fn record_batch(schema: &Arc<Schema>, rows: &[ExportRow], with_vectors: bool) -> Result<RecordBatch> {
+    let strings = |get: &dyn Fn(&ExportRow) -> Option<String>| -> ArrayRef {
+        Arc::new(rows.iter().map(get).collect::<StringArray>())
+    };
+    let integers = |get: &dyn Fn(&ExportRow) -> Option<i64>| -> ArrayRef {
+        Arc::new(rows.iter().map(get).collect::<Int64Array>())
+    };
+    let mut columns: Vec<ArrayRef> = vec![
+        strings(&|r| Some(r.chunk_id.to_hex())),
+        strings(&|r| Some(r.doc_id.to_hex())),
+        strings(&|r| Some(r.source_uri.clone())),
+        strings(&|r| Some(r.path.clone())),
+        strings(&|r| Some(r.content_hash.clone())),
+        strings(&|r| Some(r.format.clone())),
+        strings(&|r| r.title.clone()),
+        strings(&|r| Some(r.text.clone())),
+        strings(&|r| Some(r.text_hash.to_hex())),
+        strings(&|r| Some(r.extract_fingerprint.clone())),
+        strings(&|r| Some(r.chunk_fingerprint.clone())),
+        strings(&|r| Some(r.model_fingerprint.clone())),
+        integers(&|r| Some(r.ordinal.into())),
+        integers(&|r| r.page.map(i64::from)),
+        integers(&|r| Some(r.char_start.into())),
+        integers(&|r| Some(r.char_end.into())),
+        integers(&|r| Some(r.token_count.into())),
+        integers(&|r| Some(r.valid_from)),
+    ];
+    let mut headings = ListBuilder::new(StringBuilder::new());
+    for row in rows {
+        for heading in &row.heading_path {
+            headings.values().append_value(heading);
+        }
+        headings.append(true);
+    }
+    columns.push(Arc::new(headings.finish()));
+    if with_vectors {
+        let mut vectors = ListBuilder::new(Float32Builder::new());
+        for row in rows {
+            vectors.values().append_slice(row.vector.as_deref().unwrap_or_default());
+            vectors.append(true);
+        }
+        columns.push(Arc::new(vectors.finish()));
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(|err| StoreError::Invalid(format!("arrow: {err}")))
+}

@@ -1,0 +1,241 @@
+//! Lineage of a chunk (DESIGN.md §4): where it came from and everything that made it, from
+//! the catalog alone.
+
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use sluice_core::{ChunkId, ContentHash, DocumentId, TextHash, VERSION_OPEN, Version};
+
+use crate::catalog::{Catalog, opt_u32, parse_heading_path, parse_id};
+use crate::error::Result;
+use crate::types::{ChangeReason, join_path};
+
+/// Everything known about how one chunk came to be.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Lineage {
+    pub chunk_id: ChunkId,
+    pub pipeline: String,
+    pub source: LineageSource,
+    pub span: LineageSpan,
+    pub text_hash: TextHash,
+    pub dedup: DedupVerdict,
+    /// Extraction and cleaning, chunking, embedding: each stage's fingerprint and settings.
+    pub stages: LineageStages,
+    pub pipeline_fingerprint: String,
+    pub run: LineageRun,
+    /// Why this document version was added, and (once retired) why it was retired.
+    pub added_reason: ChangeReason,
+    pub retired_reason: Option<ChangeReason>,
+    /// Every `[valid_from, valid_to)` in which the chunk is visible; `valid_to` null while live.
+    pub appearances: Vec<Appearance>,
+    /// Unix milliseconds when the chunk was written.
+    pub written_at: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LineageSource {
+    /// `file://` URI of the source file, with `#member` for an embedded file.
+    pub uri: String,
+    pub path: String,
+    pub doc_id: DocumentId,
+    /// The document version: blake3 of the bytes it was made from.
+    pub content_hash: ContentHash,
+    /// The document this one is embedded in (an attachment's message).
+    pub parent: Option<DocumentId>,
+    pub format: String,
+    pub title: Option<String>,
+    pub page_count: Option<u32>,
+    pub byte_size: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LineageSpan {
+    pub ordinal: u32,
+    /// 1-based page (or slide, sheet) where the chunk starts.
+    pub page: Option<u32>,
+    /// Character span in the document's cleaned text.
+    pub char_start: u32,
+    pub char_end: u32,
+    pub token_count: u32,
+    pub heading_path: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DedupVerdict {
+    /// `unique`: no live document had the same normalised text when this one was indexed.
+    pub verdict: String,
+    /// Live documents skipped as exact duplicates of this chunk's document.
+    pub duplicates: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LineageStages {
+    pub extract: StageRecord,
+    pub chunk: StageRecord,
+    pub embed: StageRecord,
+}
+
+/// A stage fingerprint and what it stands for (as the engine that used it recorded it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub fingerprint: String,
+    pub settings: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LineageRun {
+    pub run_id: String,
+    /// The version the run committed (the chunk's `valid_from`).
+    pub version: Version,
+    pub started_at: i64,
+    pub committed_at: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Appearance {
+    pub valid_from: Version,
+    pub valid_to: Option<Version>,
+}
+
+impl Catalog {
+    /// The lineage of `chunk_id`, from its latest appearance; `None` if no committed version
+    /// ever held it (or retention removed it).
+    pub fn lineage(&self, pipeline: &str, chunk_id: ChunkId) -> Result<Option<Lineage>> {
+        self.read(|c| {
+            let mut statement = c.prepare(
+                "SELECT c.valid_from, c.valid_to FROM chunks c JOIN versions v
+                     ON v.pipeline = c.pipeline AND v.version = c.valid_from AND v.state IN ('committed', 'expired')
+                 WHERE c.pipeline = ?1 AND c.chunk_id = ?2 ORDER BY c.valid_from",
+            )?;
+            let appearances: Vec<Appearance> = statement
+                .query_map(params![pipeline, chunk_id.to_hex()], |r| {
+                    let valid_to: Version = r.get(1)?;
+                    Ok(Appearance { valid_from: r.get(0)?, valid_to: (valid_to != VERSION_OPEN).then_some(valid_to) })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let Some(latest) = appearances.last().copied() else { return Ok(None) };
+            let row = c.query_row(
+                "SELECT d.id, d.doc_id, d.root, d.rel_path, d.member, d.parent, d.content_hash, d.format, d.title,
+                        d.page_count, d.byte_size, c.ordinal, c.page, c.char_start, c.char_end, c.token_count,
+                        c.heading_path, c.text_hash, d.extract_fingerprint, d.chunk_fingerprint, d.model_fingerprint,
+                        d.added_reason, d.retired_reason, d.created_at, v.pipeline_fingerprint, v.run_id,
+                        v.started_at, v.finished_at
+                 FROM chunks c JOIN documents d ON d.id = c.document
+                      JOIN versions v ON v.pipeline = c.pipeline AND v.version = c.valid_from
+                 WHERE c.pipeline = ?1 AND c.chunk_id = ?2 AND c.valid_from = ?3",
+                params![pipeline, chunk_id.to_hex(), latest.valid_from],
+                |r| {
+                    let root: String = r.get(2)?;
+                    let rel_path: String = r.get(3)?;
+                    let member: String = r.get(4)?;
+                    let path = join_path(&root, &rel_path, &member);
+                    let reason = |text: String| {
+                        ChangeReason::parse(&text).ok_or_else(|| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                0,
+                                rusqlite::types::Type::Text,
+                                format!("unknown change reason {text:?}").into(),
+                            )
+                        })
+                    };
+                    Ok((
+                        LineageSource {
+                            uri: file_uri(&path),
+                            path,
+                            doc_id: parse_id(r.get(1)?, DocumentId::parse)?,
+                            content_hash: parse_id(r.get(6)?, ContentHash::parse)?,
+                            parent: r
+                                .get::<_, Option<String>>(5)?
+                                .map(|id| parse_id(id, DocumentId::parse))
+                                .transpose()?,
+                            format: r.get(7)?,
+                            title: r.get(8)?,
+                            page_count: opt_u32(r.get(9)?),
+                            byte_size: r.get::<_, i64>(10)? as u64,
+                        },
+                        LineageSpan {
+                            ordinal: r.get(11)?,
+                            page: opt_u32(r.get(12)?),
+                            char_start: r.get(13)?,
+                            char_end: r.get(14)?,
+                            token_count: r.get(15)?,
+                            heading_path: parse_heading_path(r.get(16)?)?,
+                        },
+                        parse_id(r.get(17)?, TextHash::parse)?,
+                        [r.get::<_, String>(18)?, r.get::<_, String>(19)?, r.get::<_, String>(20)?],
+                        reason(r.get(21)?)?,
+                        r.get::<_, Option<String>>(22)?.map(reason).transpose()?,
+                        r.get::<_, i64>(23)?,
+                        r.get::<_, String>(24)?,
+                        LineageRun {
+                            run_id: r.get(25)?,
+                            version: latest.valid_from,
+                            started_at: r.get(26)?,
+                            committed_at: r.get(27)?,
+                        },
+                    ))
+                },
+            )?;
+            let (source, span, text_hash, fingerprints, added_reason, retired_reason, written_at, pipeline_fp, run) =
+                row;
+            let mut statement = c.prepare(
+                "SELECT root, rel_path, member FROM documents
+                 WHERE pipeline = ?1 AND duplicate_of = ?2 AND valid_to = ?3 ORDER BY root, rel_path, member",
+            )?;
+            let duplicates = statement
+                .query_map(params![pipeline, source.doc_id.to_hex(), VERSION_OPEN], |r| {
+                    Ok(join_path(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let [extract, chunk, embed] = fingerprints;
+            let stage = |fingerprint: String| -> rusqlite::Result<StageRecord> {
+                let settings: Option<String> = c
+                    .query_row("SELECT settings FROM fingerprints WHERE fingerprint = ?1", [&fingerprint], |r| r.get(0))
+                    .optional()?;
+                let settings =
+                    settings.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or(serde_json::Value::Null);
+                Ok(StageRecord { fingerprint, settings })
+            };
+            Ok(Some(Lineage {
+                chunk_id,
+                pipeline: pipeline.to_owned(),
+                source,
+                span,
+                text_hash,
+                dedup: DedupVerdict { verdict: "unique".to_owned(), duplicates },
+                stages: LineageStages { extract: stage(extract)?, chunk: stage(chunk)?, embed: stage(embed)? },
+                pipeline_fingerprint: pipeline_fp,
+                run,
+                added_reason,
+                retired_reason,
+                appearances,
+                written_at,
+            }))
+        })
+    }
+}
+
+/// A `file://` URI for a local path (`#member` kept as the fragment). Characters outside
+/// RFC 3986's unreserved set and `/` are percent-encoded.
+pub fn file_uri(path: &str) -> String {
+    let (file, member) = match path.split_once('#') {
+        Some((file, member)) => (file, Some(member)),
+        None => (path, None),
+    };
+    let encode = |text: &str, keep: &[u8]| -> String {
+        text.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || keep.contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let mut uri = format!("file://{}", encode(file, b"/"));
+    if let Some(member) = member {
+        uri.push('#');
+        uri.push_str(&encode(member, b"/"));
+    }
+    uri
+}

@@ -1,0 +1,203 @@
+//! Aliases and retention: promote, roll back, pin, and garbage collection of what no retained
+//! version can see.
+//!
+//! A version is retained while it is committed and one of: the `keep` newest, pinned, or the
+//! target of an alias. Retention marks the others `expired`, then removes every chunk
+//! appearance (and document version) not visible at any retained version, from Qdrant and
+//! Tantivy first and from the catalog last. A crash in between leaves rows the catalog still
+//! lists but no retained version can see; the next collection (at open, or after the next
+//! commit) removes them again, idempotently.
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+use sluice_core::{ChunkId, PointKey, Version};
+use tracing::info;
+
+use crate::Store;
+use crate::catalog::{Catalog, now_ms, parse_id, set_alias};
+use crate::error::{Result, StoreError};
+use crate::types::VersionState;
+
+/// What one garbage collection did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    /// Versions retention dropped in this collection.
+    pub expired: Vec<Version>,
+    /// Versions still retained, oldest first.
+    pub retained: Vec<Version>,
+    pub chunks_removed: usize,
+    pub documents_removed: usize,
+}
+
+/// Appearances visible at none of the versions in `?2` (a JSON array).
+const UNREACHABLE: &str =
+    "NOT EXISTS (SELECT 1 FROM json_each(?2) r WHERE r.value >= valid_from AND r.value < valid_to)";
+
+impl Catalog {
+    /// Points `live` at committed version N.
+    pub fn promote(&self, pipeline: &str, version: Version) -> Result<()> {
+        self.require_committed(pipeline, version)?;
+        self.write(|t| set_alias(t, pipeline, "live", version, "promote"))?;
+        Ok(())
+    }
+
+    /// Moves `live` back to the newest committed version older than it; returns that version.
+    pub fn roll_back_live(&self, pipeline: &str) -> Result<Version> {
+        let live = self.alias(pipeline, "live")?.ok_or_else(|| StoreError::Invalid("nothing is live yet".into()))?;
+        let previous: Option<Version> = self.read(|c| {
+            c.query_row(
+                "SELECT MAX(version) FROM versions WHERE pipeline = ?1 AND state = 'committed' AND version < ?2",
+                params![pipeline, live],
+                |r| r.get(0),
+            )
+        })?;
+        let previous = previous.ok_or_else(|| {
+            StoreError::Invalid(format!("live is version {live}; no earlier committed version is retained"))
+        })?;
+        self.write(|t| set_alias(t, pipeline, "live", previous, "rollback"))?;
+        Ok(previous)
+    }
+
+    /// Pins (or unpins) committed version N: retention keeps a pinned version whatever its age.
+    pub fn set_pinned(&self, pipeline: &str, version: Version, pinned: bool) -> Result<()> {
+        self.require_committed(pipeline, version)?;
+        self.write(|t| {
+            t.execute(
+                "UPDATE versions SET pinned = ?3 WHERE pipeline = ?1 AND version = ?2",
+                params![pipeline, version, pinned],
+            )
+        })?;
+        Ok(())
+    }
+
+    pub(crate) fn require_committed(&self, pipeline: &str, version: Version) -> Result<()> {
+        match self.version_state(pipeline, version)? {
+            Some(VersionState::Committed) => Ok(()),
+            Some(state) => Err(StoreError::Invalid(format!("version {version} is {}, not committed", state.as_str()))),
+            None => Err(StoreError::Invalid(format!("version {version} does not exist"))),
+        }
+    }
+
+    /// Marks committed versions expired unless they are among the `keep` newest, pinned, or
+    /// an alias target. Returns (expired now, retained).
+    fn expire_versions(&self, pipeline: &str, keep: usize) -> Result<(Vec<Version>, Vec<Version>)> {
+        self.write(|t| {
+            let mut statement = t.prepare(
+                "SELECT v.version, v.pinned, EXISTS (SELECT 1 FROM aliases a WHERE a.pipeline = v.pipeline
+                     AND a.version = v.version)
+                 FROM versions v WHERE v.pipeline = ?1 AND v.state = 'committed' ORDER BY v.version DESC",
+            )?;
+            let rows: Vec<(Version, bool, bool)> = statement
+                .query_map([pipeline], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let (mut retained, mut expired) = (Vec::new(), Vec::new());
+            for (index, (version, pinned, aliased)) in rows.into_iter().enumerate() {
+                if index < keep || pinned || aliased {
+                    retained.push(version);
+                } else {
+                    expired.push(version);
+                }
+            }
+            let mut expire = t.prepare(
+                "UPDATE versions SET state = 'expired', finished_at = COALESCE(finished_at, ?3)
+                 WHERE pipeline = ?1 AND version = ?2",
+            )?;
+            for version in &expired {
+                expire.execute(params![pipeline, version, now_ms()])?;
+            }
+            retained.reverse();
+            expired.reverse();
+            Ok((expired, retained))
+        })
+    }
+
+    /// Committed versions, oldest first.
+    fn committed_versions(&self, pipeline: &str) -> Result<Vec<Version>> {
+        self.read(|c| {
+            let mut statement =
+                c.prepare("SELECT version FROM versions WHERE pipeline = ?1 AND state = 'committed' ORDER BY version")?;
+            statement.query_map([pipeline], |r| r.get(0))?.collect()
+        })
+    }
+
+    /// Chunk appearances no version in `retained` can see.
+    fn unreachable_chunks(&self, pipeline: &str, retained: &[Version]) -> Result<Vec<PointKey>> {
+        let retained = serde_json::to_string(retained).expect("numbers serialise");
+        self.read(|c| {
+            let mut statement =
+                c.prepare(&format!("SELECT chunk_id, valid_from FROM chunks WHERE pipeline = ?1 AND {UNREACHABLE}"))?;
+            statement
+                .query_map(params![pipeline, retained], |r| {
+                    Ok(PointKey { chunk: parse_id(r.get(0)?, ChunkId::parse)?, valid_from: r.get(1)? })
+                })?
+                .collect()
+        })
+    }
+
+    /// Deletes the chunk appearances and document versions no version in `retained` can see.
+    fn delete_unreachable(&self, pipeline: &str, retained: &[Version]) -> Result<(usize, usize)> {
+        let retained = serde_json::to_string(retained).expect("numbers serialise");
+        self.write(|t| {
+            let chunks = t.execute(
+                &format!("DELETE FROM chunks WHERE pipeline = ?1 AND {UNREACHABLE}"),
+                params![pipeline, retained],
+            )?;
+            let documents = t.execute(
+                &format!(
+                    "DELETE FROM documents WHERE pipeline = ?1 AND {UNREACHABLE}
+                       AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.document = documents.id)"
+                ),
+                params![pipeline, retained],
+            )?;
+            Ok((chunks, documents))
+        })
+    }
+}
+
+impl Store {
+    /// Points `live` at committed version N.
+    pub fn promote(&self, version: Version) -> Result<()> {
+        self.catalog().promote(self.pipeline(), version)
+    }
+
+    /// Moves `live` back to the newest committed version before it.
+    pub fn roll_back_live(&self) -> Result<Version> {
+        self.catalog().roll_back_live(self.pipeline())
+    }
+
+    /// Expires versions beyond retention (`keep` newest, plus pinned and aliased ones), then
+    /// removes from Qdrant, Tantivy and the catalog what no retained version can see. Call
+    /// between runs: a pending version's rows would look unreachable.
+    pub fn collect_garbage(&self, keep: usize) -> Result<GcReport> {
+        let pipeline = self.pipeline();
+        if !self.catalog().pending_versions(pipeline)?.is_empty() {
+            return Err(StoreError::Invalid("a version is being written; collect garbage between runs".into()));
+        }
+        let (expired, retained) = self.catalog().expire_versions(pipeline, keep.max(1))?;
+        let (chunks_removed, documents_removed) = self.remove_unreachable(&retained)?;
+        let report = GcReport { expired, retained, chunks_removed, documents_removed };
+        if report.chunks_removed + report.documents_removed > 0 || !report.expired.is_empty() {
+            info!(pipeline, expired = ?report.expired, chunks = report.chunks_removed, documents = report.documents_removed,
+                "retention removed old versions");
+        }
+        Ok(report)
+    }
+
+    /// Finishes a collection a crash interrupted: removes what no committed version can see.
+    pub(crate) fn finish_garbage_collection(&self) -> Result<usize> {
+        let retained = self.catalog().committed_versions(self.pipeline())?;
+        Ok(self.remove_unreachable(&retained)?.0)
+    }
+
+    fn remove_unreachable(&self, retained: &[Version]) -> Result<(usize, usize)> {
+        let keys = self.catalog().unreachable_chunks(self.pipeline(), retained)?;
+        if !keys.is_empty() {
+            self.vectors().delete(&keys)?;
+            self.vectors().flush()?;
+            self.lexical().delete(&keys);
+            self.lexical().commit()?;
+            self.lexical().merge_segments()?;
+        }
+        self.catalog().delete_unreachable(self.pipeline(), retained)
+    }
+}

@@ -1,0 +1,224 @@
+//! `sluice verify`: do the catalog, Qdrant and Tantivy agree, and is every version whole?
+//!
+//! The catalog is the source of truth. Every chunk appearance `(chunk id, valid_from,
+//! valid_to)` it lists must be in both indexes with the same interval, and nothing else may be
+//! there; each point's vector must equal the cached embedding of its text; at every committed
+//! version no chunk or document may be visible twice, and the number of visible chunks must
+//! equal what was counted when the version committed. Each index's own version filter is also
+//! run for the version checked and compared with the catalog.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+use sluice_core::{ChunkId, Fingerprint, TextHash, Version};
+
+use crate::Store;
+use crate::catalog::parse_id;
+use crate::error::Result;
+
+/// Problems listed in full; beyond this many, only counted.
+const MAX_LISTED: usize = 50;
+/// Largest difference allowed between a stored vector and its cached embedding (Qdrant
+/// normalises cosine vectors again on insert, which moves the last bits).
+const VECTOR_TOLERANCE: f32 = 1e-4;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Versions whose visible sets were checked.
+    pub versions_checked: Vec<Version>,
+    pub catalog_chunks: usize,
+    pub vector_points: usize,
+    pub lexical_documents: usize,
+    pub vectors_compared: usize,
+    /// Every difference found (the first `MAX_LISTED`); empty when all agree.
+    pub problems: Vec<String>,
+    /// All problems, listed or not.
+    pub problem_count: usize,
+}
+
+impl VerifyReport {
+    pub fn is_consistent(&self) -> bool {
+        self.problem_count == 0
+    }
+
+    fn problem(&mut self, text: String) {
+        self.problem_count += 1;
+        if self.problems.len() < MAX_LISTED {
+            self.problems.push(text);
+        }
+    }
+}
+
+/// One chunk appearance as the catalog has it.
+struct CatalogRow {
+    chunk_id: ChunkId,
+    valid_from: Version,
+    valid_to: Version,
+    text_hash: TextHash,
+    model: String,
+}
+
+impl Store {
+    /// Compares the three stores; with `version`, checks that version (else every committed
+    /// one, and the index filters at `live`). Run it between runs: a version being written is
+    /// reported as pending.
+    pub fn verify(&self, version: Option<Version>) -> Result<VerifyReport> {
+        let pipeline = self.pipeline();
+        let catalog = self.catalog();
+        let mut report = VerifyReport::default();
+        for pending in catalog.pending_versions(pipeline)? {
+            report.problem(format!("version {pending} is pending (a run is writing it, or recovery did not run)"));
+        }
+        let rows = self.catalog_rows()?;
+        report.catalog_chunks = rows.len();
+
+        // Appearances: the catalog's against each index's, interval included.
+        let expected: BTreeMap<(ChunkId, Version), Version> =
+            rows.iter().map(|row| ((row.chunk_id, row.valid_from), row.valid_to)).collect();
+        if expected.len() != rows.len() {
+            report.problem(format!("the catalog lists {} appearances twice", rows.len() - expected.len()));
+        }
+        let points = self.vectors().appearances()?;
+        report.vector_points = points.len();
+        compare("Qdrant", &expected, points.iter().map(|p| (p.chunk_id, p.valid_from, p.valid_to)), &mut report);
+        let documents = self.lexical().appearances()?;
+        report.lexical_documents = documents.len();
+        compare("Tantivy", &expected, documents.iter().copied(), &mut report);
+
+        // Vectors against the embedding cache.
+        let by_key: HashMap<(ChunkId, Version), &CatalogRow> =
+            rows.iter().map(|row| ((row.chunk_id, row.valid_from), row)).collect();
+        let mut by_model: HashMap<&str, Vec<TextHash>> = HashMap::new();
+        for row in &rows {
+            by_model.entry(&row.model).or_default().push(row.text_hash);
+        }
+        let mut cached: HashMap<(&str, TextHash), Vec<f32>> = HashMap::new();
+        for (model, hashes) in by_model {
+            let Some(fingerprint) = Fingerprint::parse(model) else { continue };
+            for (hash, vector) in catalog.cached_embeddings(fingerprint, &hashes)? {
+                cached.insert((model, hash), vector);
+            }
+        }
+        for point in &points {
+            let (chunk_id, valid_from, vector) = (point.chunk_id, point.valid_from, &point.vector);
+            let Some(row) = by_key.get(&(chunk_id, valid_from)) else { continue };
+            let Some(expected) = cached.get(&(row.model.as_str(), row.text_hash)) else { continue };
+            report.vectors_compared += 1;
+            let worst = expected.iter().zip(vector).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            if expected.len() != vector.len() || worst > VECTOR_TOLERANCE {
+                report.problem(format!(
+                    "chunk {chunk_id} (from version {valid_from}): Qdrant's vector differs from its embedding by {worst}"
+                ));
+            }
+        }
+
+        // Each version whole: nothing visible twice, the count it committed with.
+        let committed: Vec<(Version, Option<i64>)> = catalog.read(|c| {
+            let mut statement = c.prepare(
+                "SELECT version, chunks FROM versions WHERE pipeline = ?1 AND state = 'committed' ORDER BY version",
+            )?;
+            statement.query_map([pipeline], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        })?;
+        let recorded: HashMap<Version, Option<i64>> = committed.iter().copied().collect();
+        let versions: Vec<Version> = match version {
+            Some(version) => {
+                catalog.require_committed(pipeline, version)?;
+                vec![version]
+            }
+            None => committed.iter().map(|(version, _)| *version).collect(),
+        };
+        for &v in &versions {
+            let visible: Vec<&CatalogRow> = rows.iter().filter(|r| r.valid_from <= v && v < r.valid_to).collect();
+            let mut chunks = HashSet::new();
+            for row in &visible {
+                if !chunks.insert(row.chunk_id) {
+                    report.problem(format!("version {v}: chunk {} is visible twice", row.chunk_id));
+                }
+            }
+            if let Some(Some(count)) = recorded.get(&v)
+                && *count != visible.len() as i64
+            {
+                report.problem(format!("version {v}: {} chunks visible, {count} when it committed", visible.len()));
+            }
+            for (doc_id, rows) in self.documents_visible_twice(v)? {
+                report.problem(format!("version {v}: document {doc_id} is visible {rows} times"));
+            }
+        }
+        // The indexes' own version filters, at the version asked for (else live).
+        let filtered = version.or(self.live_version()?);
+        if let Some(v) = filtered {
+            let [from_catalog, from_vectors, from_lexical] = self.chunk_ids_visible_at(v)?;
+            for (store, ids) in [("Qdrant", from_vectors), ("Tantivy", from_lexical)] {
+                if ids != from_catalog {
+                    report.problem(format!(
+                        "version {v}: {store}'s version filter finds {} chunks, the catalog {}",
+                        ids.len(),
+                        from_catalog.len()
+                    ));
+                }
+            }
+        }
+        report.versions_checked = versions;
+        Ok(report)
+    }
+
+    fn catalog_rows(&self) -> Result<Vec<CatalogRow>> {
+        self.catalog().read(|c| {
+            let mut statement = c.prepare(
+                "SELECT c.chunk_id, c.valid_from, c.valid_to, c.text_hash, d.model_fingerprint
+                 FROM chunks c JOIN documents d ON d.id = c.document WHERE c.pipeline = ?1",
+            )?;
+            statement
+                .query_map([self.pipeline()], |r| {
+                    Ok(CatalogRow {
+                        chunk_id: parse_id(r.get(0)?, ChunkId::parse)?,
+                        valid_from: r.get(1)?,
+                        valid_to: r.get(2)?,
+                        text_hash: parse_id(r.get(3)?, TextHash::parse)?,
+                        model: r.get(4)?,
+                    })
+                })?
+                .collect()
+        })
+    }
+
+    /// Document ids with more than one row visible at `version`, and how many.
+    fn documents_visible_twice(&self, version: Version) -> Result<Vec<(String, i64)>> {
+        self.catalog().read(|c| {
+            let mut statement = c.prepare(
+                "SELECT doc_id, COUNT(*) FROM documents WHERE pipeline = ?1 AND valid_from <= ?2 AND ?2 < valid_to
+                 GROUP BY doc_id HAVING COUNT(*) > 1",
+            )?;
+            statement.query_map(params![self.pipeline(), version], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        })
+    }
+}
+
+/// Reports every appearance missing from, extra in, or with another interval in an index.
+fn compare(
+    store: &str,
+    expected: &BTreeMap<(ChunkId, Version), Version>,
+    found: impl Iterator<Item = (ChunkId, Version, Version)>,
+    report: &mut VerifyReport,
+) {
+    let mut seen = HashSet::new();
+    for (chunk_id, valid_from, valid_to) in found {
+        if !seen.insert((chunk_id, valid_from)) {
+            report.problem(format!("{store} holds chunk {chunk_id} (from version {valid_from}) twice"));
+            continue;
+        }
+        match expected.get(&(chunk_id, valid_from)) {
+            None => report.problem(format!("{store} holds chunk {chunk_id} (from version {valid_from}); the catalog does not")),
+            Some(to) if *to != valid_to => report.problem(format!(
+                "{store} has chunk {chunk_id} (from version {valid_from}) visible until {valid_to}, the catalog until {to}"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (chunk_id, valid_from) in expected.keys() {
+        if !seen.contains(&(*chunk_id, *valid_from)) {
+            report.problem(format!("{store} lacks chunk {chunk_id} (from version {valid_from})"));
+        }
+    }
+}
