@@ -976,6 +976,44 @@ mod tests {
     "#;
 
     #[test]
+    fn a_document_is_stale_from_the_first_stage_whose_fingerprint_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let fingerprint = |stage: &str, v: &str| Fingerprint::of(stage, v);
+        let written = StageFingerprints {
+            extract: fingerprint("e", "1"),
+            chunk: fingerprint("c", "1"),
+            model: fingerprint("m", "1"),
+        };
+        let document = crate::types::NewDocument {
+            doc_id: DocumentId::new("p", "/share", "a.txt"),
+            root: "/share".into(),
+            rel_path: "a.txt".into(),
+            member: String::new(),
+            parent: None,
+            embedded_files: 0,
+            content_hash: ContentHash::of_bytes(b"a"),
+            text_hash: TextHash::of_text("a"),
+            format: "text".into(),
+            title: None,
+            page_count: None,
+            byte_size: 1,
+            fingerprints: written,
+            duplicate_of: None,
+            added_reason: ChangeReason::New,
+        };
+        catalog.insert_documents("p", 1, &[DocumentWrite { document, chunks: Vec::new() }]).unwrap();
+        let stale = |current: StageFingerprints| catalog.stale_files("p", "/share", &current).unwrap();
+        assert!(stale(written).is_empty());
+        let model = StageFingerprints { model: fingerprint("m", "2"), ..written };
+        assert_eq!(stale(model), [("a.txt".to_owned(), ChangeReason::ModelChanged)]);
+        let chunker = StageFingerprints { chunk: fingerprint("c", "2"), ..model };
+        assert_eq!(stale(chunker), [("a.txt".to_owned(), ChangeReason::ChunkerChanged)]);
+        let extractor = StageFingerprints { extract: fingerprint("e", "2"), ..chunker };
+        assert_eq!(stale(extractor), [("a.txt".to_owned(), ChangeReason::ExtractorChanged)]);
+    }
+
+    #[test]
     fn a_version_1_catalog_is_migrated_to_the_current_schema_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("catalog.sqlite");
