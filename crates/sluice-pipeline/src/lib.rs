@@ -203,10 +203,7 @@ impl Engine {
     /// The quarantine entry at `path`: its own path, or that of the file holding it (the first
     /// such entry, for a file with several quarantined embedded files).
     pub fn quarantine_entry(&self, path: &str) -> Result<Option<QuarantineEntry>, PipelineError> {
-        Ok(self
-            .quarantine()?
-            .into_iter()
-            .find(|entry| entry.path == path || Path::new(&entry.root).join(&entry.rel_path) == Path::new(path)))
+        Ok(self.quarantine()?.into_iter().find(|entry| entry.matches(path)))
     }
 
     /// Makes the next run that covers the quarantined file at `path` process it again, as if

@@ -108,14 +108,12 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
         observer.document(Outcome::Deleted);
     }
     for task in &mut tasks {
+        let live = catalog.live_documents_of_file(pipeline, &task.root.key, &task.rel_path)?;
         // A file the ledger forgot (`quarantine retry`) while its documents stay live.
-        if task.reason == ChangeReason::New
-            && !catalog.live_documents_of_file(pipeline, &task.root.key, &task.rel_path)?.is_empty()
-        {
+        if task.reason == ChangeReason::New && !live.is_empty() {
             task.reason = ChangeReason::Reprocessed;
         }
-        let reason = task.reason;
-        retired.extend(retire_path(engine, &mut writer, &task.root.key, &task.rel_path, reason, &mut summary)?);
+        retired.extend(retire(&mut writer, live, task.reason, &mut summary)?);
     }
     tasks.extend(orphaned_duplicates(engine, &mut writer, retired, &tasks, &deletions, &mut summary)?);
 
@@ -180,7 +178,7 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
     // Retention after every commit: versions past `keep_versions` expire and what only they
     // could see is removed. A failure here loses nothing; the next commit or start finishes it.
     if let Err(err) = engine.store.collect_garbage(engine.plan.retention.keep_versions) {
-        warn!(pipeline, error = %err, "retention failed; retried after the next commit");
+        warn!(pipeline, error = %err, "retention failed; finished at the next start");
     }
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     info!(
@@ -268,7 +266,11 @@ fn stale_files(
         .chain(deletions.iter().filter(|(r, _)| r.key == root.key).map(|(_, rel)| rel.as_str()))
         .collect();
     let in_scope = |rel: &str| {
-        only.is_none_or(|paths| paths.iter().any(|p| rel == p || rel.starts_with(&format!("{p}/")) || p.is_empty()))
+        only.is_none_or(|paths| {
+            paths
+                .iter()
+                .any(|p| rel.strip_prefix(p.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+        })
     };
     let mut requeued = Vec::new();
     for (rel_path, reason) in stale {
@@ -294,6 +296,16 @@ fn retire_path(
     summary: &mut RunSummary,
 ) -> Result<Vec<DocumentId>, PipelineError> {
     let live = engine.store.catalog().live_documents_of_file(&engine.plan.name, root_key, rel_path)?;
+    retire(writer, live, reason, summary)
+}
+
+/// Retires these live documents; returns their ids.
+fn retire(
+    writer: &mut VersionWriter<'_>,
+    live: Vec<sluice_store::LiveDocument>,
+    reason: ChangeReason,
+    summary: &mut RunSummary,
+) -> Result<Vec<DocumentId>, PipelineError> {
     for document in &live {
         summary.chunks_retired += writer.retire(document, reason)?;
     }

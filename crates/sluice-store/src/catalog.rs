@@ -210,6 +210,13 @@ fn blob_to_vector(blob: &[u8]) -> Vec<f32> {
     blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
+/// Parses a stored change reason; an unknown one fails the row as a conversion error.
+pub(crate) fn parse_reason(text: String) -> rusqlite::Result<ChangeReason> {
+    ChangeReason::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(0, Type::Text, format!("unknown change reason {text:?}").into())
+    })
+}
+
 pub(crate) fn opt_u32(value: Option<i64>) -> Option<u32> {
     value.and_then(|v| u32::try_from(v).ok())
 }
@@ -357,6 +364,15 @@ impl Catalog {
             .optional()
         })?;
         Ok(state.and_then(|s| VersionState::parse(&s)))
+    }
+
+    /// Fails unless version N exists and is committed (not pending, aborted or expired).
+    pub(crate) fn require_committed(&self, pipeline: &str, version: Version) -> Result<()> {
+        match self.version_state(pipeline, version)? {
+            Some(VersionState::Committed) => Ok(()),
+            Some(state) => Err(StoreError::Invalid(format!("version {version} is {}, not committed", state.as_str()))),
+            None => Err(StoreError::Invalid(format!("version {version} does not exist"))),
+        }
     }
 
     /// Commits version N in one transaction: its state, the ledger and quarantine changes of
@@ -788,6 +804,26 @@ impl Catalog {
             }
             Ok(found)
         })
+    }
+
+    /// Cached vectors for (model fingerprint as stored, text hash) pairs. Pairs not cached, or
+    /// under a malformed fingerprint (documents from before schema 3 have none), are absent.
+    pub fn cached_embeddings_by_model<'a>(
+        &self,
+        keys: impl IntoIterator<Item = (&'a str, TextHash)>,
+    ) -> Result<HashMap<(String, TextHash), Vec<f32>>> {
+        let mut by_model: HashMap<&str, Vec<TextHash>> = HashMap::new();
+        for (model, hash) in keys {
+            by_model.entry(model).or_default().push(hash);
+        }
+        let mut found = HashMap::new();
+        for (model, hashes) in by_model {
+            let Some(fingerprint) = Fingerprint::parse(model) else { continue };
+            for (hash, vector) in self.cached_embeddings(fingerprint, &hashes)? {
+                found.insert((model.to_owned(), hash), vector);
+            }
+        }
+        Ok(found)
     }
 
     pub fn put_embeddings(&self, model: Fingerprint, vectors: &[(TextHash, &[f32])]) -> Result<()> {

@@ -10,9 +10,9 @@ use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use sluice_core::{ChunkId, Version};
 
-use crate::catalog::{Catalog, parse_id};
+use crate::catalog::{Catalog, parse_id, parse_reason};
 use crate::error::{Result, StoreError};
-use crate::types::{ChangeReason, VersionState, join_path};
+use crate::types::{ChangeReason, join_path};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct VersionDiff {
@@ -55,15 +55,8 @@ impl Catalog {
         if from > to {
             return Err(StoreError::Invalid(format!("diff goes forward: {from} is later than {to}")));
         }
-        for version in [from, to] {
-            match self.version_state(pipeline, version)? {
-                Some(VersionState::Committed) => {}
-                Some(state) => {
-                    return Err(StoreError::Invalid(format!("version {version} is {}", state.as_str())));
-                }
-                None => return Err(StoreError::Invalid(format!("version {version} does not exist"))),
-            }
-        }
+        self.require_committed(pipeline, from)?;
+        self.require_committed(pipeline, to)?;
         let before = self.visible_for_diff(pipeline, from)?;
         let after = self.visible_for_diff(pipeline, to)?;
         let before_keys: HashSet<&(ChunkId, String)> = before.iter().map(|v| &v.key).collect();
@@ -97,13 +90,12 @@ impl Catalog {
             )?;
             statement
                 .query_map(params![pipeline, version], |r| {
-                    let reason = |text: String| ChangeReason::parse(&text).unwrap_or(ChangeReason::DocumentChanged);
                     Ok(Visible {
                         key: (parse_id(r.get(0)?, ChunkId::parse)?, r.get(1)?),
                         path: join_path(&r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, String>(4)?),
                         ordinal: r.get(5)?,
-                        added_reason: reason(r.get(6)?),
-                        retired_reason: r.get::<_, Option<String>>(7)?.map(reason),
+                        added_reason: parse_reason(r.get(6)?)?,
+                        retired_reason: r.get::<_, Option<String>>(7)?.map(parse_reason).transpose()?,
                     })
                 })?
                 .collect()

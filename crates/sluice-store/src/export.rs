@@ -18,7 +18,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
-use sluice_core::{ChunkId, DocumentId, Fingerprint, TextHash, Version};
+use sluice_core::{ChunkId, DocumentId, TextHash, Version};
 
 use crate::catalog::{Catalog, opt_u32, parse_heading_path, parse_id};
 use crate::error::{Result, StoreError};
@@ -167,18 +167,8 @@ impl Catalog {
 
     /// Fills in each row's vector from the embedding cache.
     fn attach_vectors(&self, rows: &mut [ExportRow]) -> Result<()> {
-        let mut by_model: std::collections::BTreeMap<String, Vec<TextHash>> = Default::default();
-        for row in rows.iter() {
-            by_model.entry(row.model_fingerprint.clone()).or_default().push(row.text_hash);
-        }
-        let mut vectors = std::collections::HashMap::new();
-        for (model, hashes) in by_model {
-            let fingerprint = Fingerprint::parse(&model)
-                .ok_or_else(|| StoreError::Corrupt(format!("bad model fingerprint {model:?}")))?;
-            for (hash, vector) in self.cached_embeddings(fingerprint, &hashes)? {
-                vectors.insert((model.clone(), hash), vector);
-            }
-        }
+        let vectors =
+            self.cached_embeddings_by_model(rows.iter().map(|row| (row.model_fingerprint.as_str(), row.text_hash)))?;
         for row in rows {
             let vector = vectors.get(&(row.model_fingerprint.clone(), row.text_hash)).ok_or_else(|| {
                 StoreError::Corrupt(format!("no stored vector for chunk {} (text {})", row.chunk_id, row.text_hash))

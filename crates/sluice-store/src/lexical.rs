@@ -20,6 +20,8 @@ use crate::error::{Result, StoreError};
 
 /// Heap budget of the index writer; Tantivy flushes a segment when it is used up.
 const WRITER_HEAP_BYTES: usize = 64 << 20;
+/// Share of deleted documents at which a segment is merged (rewritten without them).
+const DELETED_RATIO_BEFORE_MERGE: f32 = 0.3;
 
 /// What the lexical index holds for one chunk appearance.
 pub struct LexicalDoc<'a> {
@@ -96,6 +98,11 @@ impl LexicalIndex {
             valid_to: field("valid_to")?,
         };
         let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
+        // Retiring a chunk deletes its document (and adds it again), and retention deletes old
+        // ones: a segment that is 30% deleted is merged, so deleted documents leave the disk.
+        let mut merge_policy = tantivy::indexer::LogMergePolicy::default();
+        merge_policy.set_del_docs_ratio_before_merge(DELETED_RATIO_BEFORE_MERGE);
+        writer.set_merge_policy(Box::new(merge_policy));
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok(Self { index, fields, writer: Mutex::new(writer), reader })
     }
@@ -131,21 +138,6 @@ impl LexicalIndex {
         for key in keys {
             writer.delete_term(self.key_term(key));
         }
-    }
-
-    /// Merges every segment into one, so deleted documents leave the disk too.
-    pub fn merge_segments(&self) -> Result<()> {
-        let segments = self.index.searchable_segment_ids()?;
-        let mut writer = self.writer.lock().expect("lexical writer lock");
-        if !segments.is_empty()
-            && (segments.len() > 1 || self.reader.searcher().segment_readers().iter().any(|s| s.num_deleted_docs() > 0))
-        {
-            writer.merge(&segments).wait()?;
-        }
-        writer.garbage_collect_files().wait()?;
-        drop(writer);
-        self.reader.reload()?;
-        Ok(())
     }
 
     /// Deletes every chunk appearance that became visible at `version` (rollback).

@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sluice_core::{ChunkId, ContentHash, DocumentId, TextHash, VERSION_OPEN, Version};
 
-use crate::catalog::{Catalog, opt_u32, parse_heading_path, parse_id};
+use crate::catalog::{Catalog, opt_u32, parse_heading_path, parse_id, parse_reason};
 use crate::error::Result;
 use crate::types::{ChangeReason, join_path};
 
@@ -128,15 +128,6 @@ impl Catalog {
                     let rel_path: String = r.get(3)?;
                     let member: String = r.get(4)?;
                     let path = join_path(&root, &rel_path, &member);
-                    let reason = |text: String| {
-                        ChangeReason::parse(&text).ok_or_else(|| {
-                            rusqlite::Error::FromSqlConversionFailure(
-                                0,
-                                rusqlite::types::Type::Text,
-                                format!("unknown change reason {text:?}").into(),
-                            )
-                        })
-                    };
                     Ok((
                         LineageSource {
                             uri: file_uri(&path),
@@ -162,8 +153,8 @@ impl Catalog {
                         },
                         parse_id(r.get(17)?, TextHash::parse)?,
                         [r.get::<_, String>(18)?, r.get::<_, String>(19)?, r.get::<_, String>(20)?],
-                        reason(r.get(21)?)?,
-                        r.get::<_, Option<String>>(22)?.map(reason).transpose()?,
+                        parse_reason(r.get(21)?)?,
+                        r.get::<_, Option<String>>(22)?.map(parse_reason).transpose()?,
                         r.get::<_, i64>(23)?,
                         r.get::<_, String>(24)?,
                         LineageRun {

@@ -5,8 +5,7 @@
 //! target of an alias. Retention marks the others `expired`, then removes every chunk
 //! appearance (and document version) not visible at any retained version, from Qdrant and
 //! Tantivy first and from the catalog last. A crash in between leaves rows the catalog still
-//! lists but no retained version can see; the next collection (at open, or after the next
-//! commit) removes them again, idempotently.
+//! lists but no retained version can see; the next open removes them again, idempotently.
 
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
@@ -16,7 +15,6 @@ use tracing::info;
 use crate::Store;
 use crate::catalog::{Catalog, now_ms, parse_id, set_alias};
 use crate::error::{Result, StoreError};
-use crate::types::VersionState;
 
 /// What one garbage collection did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,14 +66,6 @@ impl Catalog {
             )
         })?;
         Ok(())
-    }
-
-    pub(crate) fn require_committed(&self, pipeline: &str, version: Version) -> Result<()> {
-        match self.version_state(pipeline, version)? {
-            Some(VersionState::Committed) => Ok(()),
-            Some(state) => Err(StoreError::Invalid(format!("version {version} is {}, not committed", state.as_str()))),
-            None => Err(StoreError::Invalid(format!("version {version} does not exist"))),
-        }
     }
 
     /// Marks committed versions expired unless they are among the `keep` newest, pinned, or
@@ -174,7 +164,10 @@ impl Store {
             return Err(StoreError::Invalid("a version is being written; collect garbage between runs".into()));
         }
         let (expired, retained) = self.catalog().expire_versions(pipeline, keep.max(1))?;
-        let (chunks_removed, documents_removed) = self.remove_unreachable(&retained)?;
+        // Rows become unreachable only when the versions that saw them expire (rolled-back
+        // versions delete their own), so without an expiry there is nothing to scan for.
+        let (chunks_removed, documents_removed) =
+            if expired.is_empty() { (0, 0) } else { self.remove_unreachable(&retained)? };
         let report = GcReport { expired, retained, chunks_removed, documents_removed };
         if report.chunks_removed + report.documents_removed > 0 || !report.expired.is_empty() {
             info!(pipeline, expired = ?report.expired, chunks = report.chunks_removed, documents = report.documents_removed,
@@ -196,7 +189,6 @@ impl Store {
             self.vectors().flush()?;
             self.lexical().delete(&keys);
             self.lexical().commit()?;
-            self.lexical().merge_segments()?;
         }
         self.catalog().delete_unreachable(self.pipeline(), retained)
     }

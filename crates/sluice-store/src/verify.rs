@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
-use sluice_core::{ChunkId, Fingerprint, TextHash, Version};
+use sluice_core::{ChunkId, TextHash, Version};
 
 use crate::Store;
 use crate::catalog::parse_id;
@@ -89,21 +89,11 @@ impl Store {
         // Vectors against the embedding cache.
         let by_key: HashMap<(ChunkId, Version), &CatalogRow> =
             rows.iter().map(|row| ((row.chunk_id, row.valid_from), row)).collect();
-        let mut by_model: HashMap<&str, Vec<TextHash>> = HashMap::new();
-        for row in &rows {
-            by_model.entry(&row.model).or_default().push(row.text_hash);
-        }
-        let mut cached: HashMap<(&str, TextHash), Vec<f32>> = HashMap::new();
-        for (model, hashes) in by_model {
-            let Some(fingerprint) = Fingerprint::parse(model) else { continue };
-            for (hash, vector) in catalog.cached_embeddings(fingerprint, &hashes)? {
-                cached.insert((model, hash), vector);
-            }
-        }
+        let cached = catalog.cached_embeddings_by_model(rows.iter().map(|row| (row.model.as_str(), row.text_hash)))?;
         for point in &points {
             let (chunk_id, valid_from, vector) = (point.chunk_id, point.valid_from, &point.vector);
             let Some(row) = by_key.get(&(chunk_id, valid_from)) else { continue };
-            let Some(expected) = cached.get(&(row.model.as_str(), row.text_hash)) else { continue };
+            let Some(expected) = cached.get(&(row.model.clone(), row.text_hash)) else { continue };
             report.vectors_compared += 1;
             let worst = expected.iter().zip(vector).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             if expected.len() != vector.len() || worst > VECTOR_TOLERANCE {
