@@ -11,6 +11,7 @@ mod cli;
 mod daemon;
 mod embedded;
 mod extraction;
+mod governance;
 mod ingest_and_search;
 mod restart;
 mod versions;

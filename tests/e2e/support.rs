@@ -126,16 +126,17 @@ impl Workspace {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("daemon starts");
-        let mut daemon = Daemon { child, address: String::new(), log };
+        let mut daemon = Daemon { child, address: String::new(), token: String::new(), log };
         let info_path = self.data().join("daemon.json");
-        let address = wait_for(Duration::from_secs(120), || {
+        let info = wait_for(Duration::from_secs(120), || {
             if let Ok(Some(status)) = daemon.child.try_wait() {
                 panic!("daemon exited early with {status}: {}", daemon.stderr());
             }
             let info: Value = serde_json::from_str(&std::fs::read_to_string(&info_path).ok()?).ok()?;
-            Some(info["listen"].as_str()?.to_owned())
+            Some((info["listen"].as_str()?.to_owned(), info["local_token"].as_str()?.to_owned()))
         });
-        daemon.address = address.unwrap_or_else(|| panic!("daemon did not start listening: {}", daemon.stderr()));
+        (daemon.address, daemon.token) =
+            info.unwrap_or_else(|| panic!("daemon did not start listening: {}", daemon.stderr()));
         daemon
     }
 }
@@ -171,18 +172,39 @@ pub fn wait_for<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Opt
 pub struct Daemon {
     child: Child,
     pub address: String,
+    /// The daemon's local admin token, from `daemon.json`.
+    pub token: String,
     log: PathBuf,
 }
 
 impl Daemon {
+    /// `GET` as the local administrator.
     pub fn get(&self, path_and_query: &str) -> (u16, String) {
+        self.call("GET", path_and_query, Some(&self.token), None)
+    }
+
+    /// Any request, with the given bearer token (or none) and JSON body.
+    pub fn call(&self, method: &str, path_and_query: &str, token: Option<&str>, body: Option<Value>) -> (u16, String) {
         let url = format!("http://{}{path_and_query}", self.address);
-        let mut response = ureq::get(&url)
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call()
-            .unwrap_or_else(|err| panic!("GET {url}: {err}"));
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        let result = match method {
+            "GET" | "DELETE" => {
+                let mut request = if method == "GET" { ureq::get(&url) } else { ureq::delete(&url) };
+                if let Some(value) = &authorization {
+                    request = request.header("Authorization", value);
+                }
+                request.config().http_status_as_error(false).build().call()
+            }
+            _ => {
+                let mut request = ureq::post(&url).header("content-type", "application/json");
+                if let Some(value) = &authorization {
+                    request = request.header("Authorization", value);
+                }
+                let body = body.unwrap_or(Value::Null).to_string();
+                request.config().http_status_as_error(false).build().send(body)
+            }
+        };
+        let mut response = result.unwrap_or_else(|err| panic!("{method} {url}: {err}"));
         let status = response.status().as_u16();
         (status, response.body_mut().read_to_string().unwrap())
     }

@@ -102,6 +102,7 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
             page: None,
             token_count: 8,
             heading_path: Vec::new(),
+            pii: Vec::new(),
         };
         let fingerprint = Fingerprint::of("chunk", "test");
         writer
@@ -122,6 +123,8 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
                     fingerprints: StageFingerprints { extract: fingerprint, chunk: fingerprint, model: fingerprint },
                     duplicate_of: None,
                     added_reason: ChangeReason::New,
+                    readers: sluice_core::Acl::new(["everyone".to_owned()]),
+                    pii: Default::default(),
                 },
                 chunks: vec![NewChunk {
                     id: ChunkId::new(doc_id, content_hash, fingerprint, 0),
@@ -136,7 +139,11 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
         let [during, ..] = store.chunk_ids_visible_at(live).unwrap();
         assert_eq!(before, during);
         assert!(
-            store.lexical().search("submarine orchestra", pending, 10).unwrap().is_empty(),
+            store
+                .lexical()
+                .search("submarine orchestra", pending, &sluice_core::ReadAccess::Unrestricted, 10)
+                .unwrap()
+                .is_empty(),
             "not committed to Tantivy yet"
         );
     }

@@ -25,6 +25,8 @@ pub struct PipelinePlan {
     pub embed: EmbedPlan,
     pub search: SearchPlan,
     pub retention: RetentionPlan,
+    pub access: AccessPlan,
+    pub pii: PiiPlan,
     pub server: ServerPlan,
 }
 
@@ -122,6 +124,78 @@ pub struct RetentionPlan {
     pub keep_versions: usize,
 }
 
+/// Where a document's readers come from, and who may search without a token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccessPlan {
+    pub source: AccessSource,
+    /// Unauthenticated clients may search documents marked public (and nothing else).
+    pub anonymous_search: bool,
+    /// Captured principals renamed (`user:1001` → `user:alice`), applied before the rules.
+    pub map: Vec<PrincipalMap>,
+    /// Path rules, applied in order to every file they match.
+    pub rules: Vec<AccessRule>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessSource {
+    /// POSIX owner, group and mode, and POSIX ACL extended attributes.
+    Posix,
+    /// Rules only; a file no rule covers is readable by every authenticated reader.
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrincipalMap {
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccessRule {
+    /// A glob over the path relative to its source (`hr/**`, `*.pdf`).
+    pub path: glob::Pattern,
+    /// Principal keys added to the file's readers.
+    pub readers: Vec<String>,
+    /// Drop the captured readers first.
+    pub replace: bool,
+    /// Readable by anyone, anonymous readers included.
+    pub public: bool,
+}
+
+/// PII handling: what happens to chunks holding detected personal data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PiiPlan {
+    pub policy: PiiPolicyPlan,
+    /// Extra detectors: (name, regex).
+    pub patterns: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PiiPolicyPlan {
+    Off,
+    Tag,
+    Mask,
+    DropChunk,
+}
+
+impl PiiPolicyPlan {
+    pub const NAMES: &[&str] = &["off", "tag", "mask", "drop-chunk"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "off" => Some(Self::Off),
+            "tag" => Some(Self::Tag),
+            "mask" => Some(Self::Mask),
+            "drop-chunk" => Some(Self::DropChunk),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerPlan {
     pub listen: SocketAddr,
@@ -154,6 +228,8 @@ fn read_plan(diag: &mut Diagnostics<'_>, mut root: Section<'_>) -> PipelinePlan 
         embed: read_embed(diag, &mut root),
         search: read_search(diag, &mut root),
         retention: read_retention(diag, &mut root),
+        access: read_access(diag, &mut root),
+        pii: read_pii(diag, &mut root),
         server: read_server(diag, &mut root),
     };
     root.finish(diag);
@@ -335,6 +411,107 @@ fn read_retention(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> Retenti
         RetentionPlan { keep_versions: opt_integer(diag, &mut retention, "keep_versions", 10, 1, 1_000_000) as usize };
     finish(diag, retention);
     plan
+}
+
+fn read_access(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> AccessPlan {
+    let mut access = root.table(diag, "access");
+    let source = match access.as_mut().and_then(|a| a.string(diag, "source")) {
+        Some((text, _)) if text == "posix" => AccessSource::Posix,
+        Some((text, _)) if text == "none" => AccessSource::None,
+        Some((text, span)) => {
+            diag.error(span, format!("`access.source` must be \"posix\" or \"none\", got {text:?}"));
+            AccessSource::Posix
+        }
+        None => AccessSource::Posix,
+    };
+    let anonymous_search = access.as_mut().and_then(|a| a.boolean(diag, "anonymous_search")).unwrap_or(false);
+    let mut map = Vec::new();
+    let mut rules = Vec::new();
+    if let Some(section) = access.as_mut() {
+        for mut entry in section.tables(diag, "map") {
+            let from = entry.string(diag, "from");
+            let to = entry.strings(diag, "to");
+            match (from, to) {
+                (Some((from, span)), Some((to, _))) => {
+                    check_principals(diag, span, std::slice::from_ref(&from));
+                    map.push(PrincipalMap { from, to });
+                }
+                _ => diag.error(entry.span.clone(), "an [[access.map]] needs `from` (a principal) and `to` (a list)"),
+            }
+            entry.finish(diag);
+        }
+        for mut entry in section.tables(diag, "rule") {
+            let path = match entry.string(diag, "path") {
+                Some((text, span)) => glob::Pattern::new(&text)
+                    .map_err(|err| diag.error(span, format!("`path` {text:?} is not a valid glob: {err}")))
+                    .ok(),
+                None => {
+                    diag.error(entry.span.clone(), "an [[access.rule]] needs a `path` glob");
+                    None
+                }
+            };
+            let readers = match entry.strings(diag, "readers") {
+                Some((readers, span)) => {
+                    check_principals(diag, span, &readers);
+                    readers
+                }
+                None => Vec::new(),
+            };
+            let replace = entry.boolean(diag, "replace").unwrap_or(false);
+            let public = entry.boolean(diag, "public").unwrap_or(false);
+            if let Some(path) = path {
+                rules.push(AccessRule { path, readers, replace, public });
+            }
+            entry.finish(diag);
+        }
+    }
+    finish(diag, access);
+    AccessPlan { source, anonymous_search, map, rules }
+}
+
+/// Principal keys are `user:NAME`, `group:NAME`, `everyone` or `public`.
+fn check_principals(diag: &mut Diagnostics<'_>, span: Option<std::ops::Range<usize>>, keys: &[String]) {
+    for key in keys {
+        let valid = key == sluice_core::EVERYONE
+            || key == sluice_core::PUBLIC
+            || ["user:", "group:"].iter().any(|prefix| key.strip_prefix(prefix).is_some_and(|name| !name.is_empty()));
+        if !valid {
+            diag.error(
+                span.clone(),
+                format!("{key:?} is not a principal (expected user:NAME, group:NAME, everyone or public)"),
+            );
+        }
+    }
+}
+
+fn read_pii(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> PiiPlan {
+    let mut pii = root.table(diag, "pii");
+    let policy = opt_choice(diag, &mut pii, "pii.policy", "policy", PiiPolicyPlan::NAMES, PiiPolicyPlan::parse);
+    let mut patterns = Vec::new();
+    if let Some(section) = pii.as_mut() {
+        for mut entry in section.tables(diag, "pattern") {
+            match (entry.string(diag, "name"), entry.string(diag, "regex")) {
+                (Some((name, span)), Some(_))
+                    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    diag.error(span, format!("a pii pattern name must be letters, digits or '_', got {name:?}"));
+                }
+                (Some((name, _)), Some((regex, span))) => match regex::Regex::new(&regex) {
+                    Ok(_) => patterns.push((name, regex)),
+                    Err(err) => {
+                        // The regex crate's message draws a caret over the pattern; keep its last line.
+                        let message = err.to_string();
+                        let last = message.lines().last().unwrap_or_default().trim_start_matches("error: ");
+                        diag.error(span, format!("pii pattern {name:?} is not a valid regex: {last}"));
+                    }
+                },
+                _ => diag.error(entry.span.clone(), "a [[pii.pattern]] needs a `name` and a `regex`"),
+            }
+            entry.finish(diag);
+        }
+    }
+    finish(diag, pii);
+    PiiPlan { policy: policy.unwrap_or(PiiPolicyPlan::Tag), patterns }
 }
 
 fn read_server(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> ServerPlan {

@@ -149,6 +149,22 @@ impl<'d> Section<'d> {
         }
     }
 
+    /// An array of strings, `None` when absent.
+    pub(crate) fn strings(
+        &mut self,
+        diag: &mut Diagnostics<'_>,
+        key: &'static str,
+    ) -> Option<(Vec<String>, Option<Range<usize>>)> {
+        let (span, item) = self.lookup(key)?;
+        let strings = item.as_array().and_then(|array| {
+            array.iter().map(|value| value.as_str().map(str::to_owned)).collect::<Option<Vec<String>>>()
+        });
+        if strings.is_none() {
+            diag.error(span.clone(), format!("`{}` must be an array of strings", self.qualified(key)));
+        }
+        Some((strings?, span))
+    }
+
     /// A sub-table (`[name]` or an inline table); `None` when absent or of the wrong type.
     pub(crate) fn table(&mut self, diag: &mut Diagnostics<'_>, key: &'static str) -> Option<Section<'d>> {
         let (span, item) = self.lookup(key)?;

@@ -99,4 +99,7 @@ pub struct Chunk {
     pub token_count: u32,
     /// The headings the chunk sits under, outermost first (its own leading heading included).
     pub heading_path: Vec<String>,
+    /// Kinds of personal data found in the text (`email`, `iban`, ...), sorted; empty unless
+    /// the pipeline's PII stage tags or masks.
+    pub pii: Vec<String>,
 }

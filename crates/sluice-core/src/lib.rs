@@ -5,6 +5,7 @@
 //! document version and the same chunk ids, which is what makes every write an idempotent upsert
 //! and lets a crashed version be replayed or undone without bookkeeping of its own.
 
+pub mod access;
 pub mod compute;
 pub mod document;
 pub mod fingerprint;
@@ -12,6 +13,7 @@ pub mod ids;
 pub mod stage;
 pub mod version;
 
+pub use access::{Acl, EVERYONE, PUBLIC, Principal, ReadAccess};
 pub use compute::{DevicePreference, Precision};
 pub use document::{Block, BlockKind, BlockSpan, Chunk, EmbeddedFile, ExtractedDocument, NormalizedDocument};
 pub use fingerprint::Fingerprint;

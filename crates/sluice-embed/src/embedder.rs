@@ -124,7 +124,7 @@ impl Embedder {
     }
 
     /// Whether the forward pass runs on the CPU (the CPU encoder, or candle after a fallback).
-    fn runs_on_cpu(&self) -> bool {
+    pub fn runs_on_cpu(&self) -> bool {
         match &self.backend {
             Backend::Cpu(_) => true,
             Backend::Candle { device, .. } => device.is_cpu(),

@@ -17,7 +17,7 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
-    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| PipelineError::Io { path, source }
     }

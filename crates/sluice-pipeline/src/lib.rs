@@ -5,7 +5,9 @@
 //! and CPU-bound; the daemon calls it from a blocking thread. Runs of one engine are serialised
 //! (one version is written at a time); searches run alongside them.
 
+mod access;
 mod error;
+mod meter;
 mod observer;
 mod parsers;
 mod prepare;
@@ -17,17 +19,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sluice_config::PipelinePlan;
-use sluice_core::ChunkId;
-use sluice_core::{Fingerprint, Version};
+use sluice_config::{PiiPolicyPlan, PipelinePlan};
+use sluice_core::{ChunkId, Fingerprint, ReadAccess, Version};
 use sluice_embed::{EmbedOptions, Embedder};
 use sluice_store::{
-    ExportFormat, ExportSummary, GcReport, LedgerChange, Lineage, QuarantineEntry, SearchHit, SearchMode,
+    AuditEvent, ExportFormat, ExportSummary, GcReport, LedgerChange, Lineage, QuarantineEntry, SearchHit, SearchMode,
     SearchRequest, StageFingerprints, Store, VerifyReport, VersionDiff, VersionInfo, VersionState,
 };
 use sluice_transform::Chunker;
+use sluice_transform::pii::{PiiDetector, PiiPolicy};
 use tracing::info;
 
+pub use access::{AccessResolver, AclEntry, encode_posix_acl, parse_posix_acl, posix_readers};
 pub use error::PipelineError;
 pub use observer::{Observer, Outcome, Quiet};
 pub use parsers::serve_worker;
@@ -59,6 +62,10 @@ pub struct Engine {
     prepare_pool: rayon::ThreadPool,
     parsers: parsers::Parsers,
     quality: sluice_transform::QualityThresholds,
+    /// Resolves each file's readers from the share and the `[access]` rules.
+    access: AccessResolver,
+    /// The PII stage; `None` when `pii.policy = "off"`.
+    pii: Option<(PiiDetector, PiiPolicy)>,
 }
 
 /// A search's answer: the version it ran against and the hits.
@@ -85,15 +92,21 @@ impl Engine {
             .map(|source| Root::new(&source.path).map_err(PipelineError::io(&source.path)))
             .collect::<Result<Vec<_>, _>>()?;
         let store = Store::open(data_dir, &plan.name, embedder.dimension())?;
+        let pii = pii_stage(&plan)?;
         let stages = StageFingerprints {
             extract: Fingerprint::of(
                 "extract",
                 &format!("extractor={} clean={}", sluice_extract::EXTRACTOR_VERSION, sluice_transform::CLEAN_VERSION),
             ),
-            chunk: chunker.fingerprint(),
+            // The PII policy changes chunk text (masking) and which chunks exist (dropping).
+            chunk: Fingerprint::combine(&[
+                chunker.fingerprint(),
+                Fingerprint::of("pii", &pii_settings(&plan).to_string()),
+            ]),
             model: embedder.fingerprint(),
         };
         record_stage_settings(&store, &stages, &plan, &embedder)?;
+        audit_pipeline_change(&store, &plan)?;
         let fingerprint = Fingerprint::combine(&[stages.extract, stages.chunk, stages.model]);
         info!(pipeline = %plan.name, fingerprint = %fingerprint, roots = roots.len(), "pipeline ready");
         let quality = sluice_transform::QualityThresholds {
@@ -103,6 +116,7 @@ impl Engine {
             min_readable_ratio: plan.quality.min_readable_ratio,
         };
         let parsers = parsers::Parsers::InProcess { limits: extract_limits(&plan) };
+        let access = AccessResolver::new(plan.access.clone());
         Ok(Self {
             plan,
             roots,
@@ -118,6 +132,8 @@ impl Engine {
                 .build()?,
             parsers,
             quality,
+            access,
+            pii,
         })
     }
 
@@ -224,9 +240,9 @@ impl Engine {
         Ok(file)
     }
 
-    /// Where a chunk came from and what made it.
-    pub fn lineage(&self, chunk_id: ChunkId) -> Result<Option<Lineage>, PipelineError> {
-        Ok(self.store.catalog().lineage(&self.plan.name, chunk_id)?)
+    /// Where a chunk came from and what made it; `None` also when `access` may not read it.
+    pub fn lineage(&self, chunk_id: ChunkId, access: &ReadAccess) -> Result<Option<Lineage>, PipelineError> {
+        Ok(self.store.catalog().lineage(&self.plan.name, chunk_id, access)?)
     }
 
     /// Chunks added and retired from version `from` to `to`, with reasons.
@@ -238,37 +254,61 @@ impl Engine {
     pub fn export(
         &self,
         version: Option<Version>,
+        access: &ReadAccess,
         format: ExportFormat,
         with_vectors: bool,
         out: &Path,
     ) -> Result<ExportSummary, PipelineError> {
         let version = self.version_or_live(version)?;
-        Ok(self.store.catalog().export(&self.plan.name, version, format, with_vectors, out)?)
+        Ok(self.store.catalog().export(&self.plan.name, version, access, format, with_vectors, out)?)
+    }
+
+    /// Records an action taken on this pipeline by `principal` (a token's user, or
+    /// `local:<user>` for the command line).
+    pub fn audit(
+        &self,
+        principal: &str,
+        action: &str,
+        subject: impl Into<String>,
+        detail: serde_json::Value,
+    ) -> Result<(), PipelineError> {
+        let event = AuditEvent::new(&self.plan.name, principal, action, subject, detail);
+        Ok(self.store.catalog().audit(&[event])?)
     }
 
     /// Points `live` at committed version N.
-    pub fn promote(&self, version: Version) -> Result<(), PipelineError> {
+    pub fn promote(&self, version: Version, principal: &str) -> Result<(), PipelineError> {
+        let before = self.store.live_version()?;
         self.store.promote(version)?;
         info!(pipeline = %self.plan.name, version, "promoted to live");
-        Ok(())
+        let detail = serde_json::json!({"version": version, "previous_live": before});
+        self.audit(principal, "promoted", format!("version {version}"), detail)
     }
 
     /// Moves `live` back to the newest committed version before it; returns that version.
-    pub fn roll_back_live(&self) -> Result<Version, PipelineError> {
+    pub fn roll_back_live(&self, principal: &str) -> Result<Version, PipelineError> {
+        let before = self.store.live_version()?;
         let version = self.store.roll_back_live()?;
         info!(pipeline = %self.plan.name, version, "live rolled back");
+        let detail = serde_json::json!({"version": version, "previous_live": before});
+        self.audit(principal, "rolled_back", format!("version {version}"), detail)?;
         Ok(version)
     }
 
     /// Pins or unpins a version: a pinned version is kept by retention whatever its age.
-    pub fn pin(&self, version: Version, pinned: bool) -> Result<(), PipelineError> {
-        Ok(self.store.catalog().set_pinned(&self.plan.name, version, pinned)?)
+    pub fn pin(&self, version: Version, pinned: bool, principal: &str) -> Result<(), PipelineError> {
+        self.store.catalog().set_pinned(&self.plan.name, version, pinned)?;
+        let action = if pinned { "pinned" } else { "unpinned" };
+        self.audit(principal, action, format!("version {version}"), serde_json::json!({"version": version}))
     }
 
     /// Applies retention now (it also runs after every committed run), between runs.
-    pub fn collect_garbage(&self) -> Result<GcReport, PipelineError> {
+    pub fn collect_garbage(&self, principal: &str) -> Result<GcReport, PipelineError> {
         let _between_runs = self.run_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Ok(self.store.collect_garbage(self.plan.retention.keep_versions)?)
+        let report = self.store.collect_garbage(self.plan.retention.keep_versions)?;
+        let detail = serde_json::to_value(&report).unwrap_or_default();
+        self.audit(principal, "garbage_collected", "retention", detail)?;
+        Ok(report)
     }
 
     /// Compares catalog, Qdrant and Tantivy (between runs, so no version is half written).
@@ -285,13 +325,16 @@ impl Engine {
         }
     }
 
-    /// Hybrid (or lexical-only, or dense-only) search at `version`, or at `live` when `None`.
+    /// Hybrid (or lexical-only, or dense-only) search at `version`, or at `live` when `None`,
+    /// over the chunks `access` may read; audited with `principal`, the query and the hits.
     pub fn search(
         &self,
         query: &str,
         version: Option<Version>,
         k: usize,
         mode: SearchMode,
+        access: &ReadAccess,
+        principal: &str,
     ) -> Result<SearchResponse, PipelineError> {
         let catalog = self.store.catalog();
         let version = match version {
@@ -327,7 +370,11 @@ impl Engine {
             candidates: search.candidates,
             rrf_k: search.rrf_k,
             hnsw_ef: search.hnsw_ef,
+            access,
         })?;
+        let chunk_ids: Vec<String> = hits.iter().map(|hit| hit.chunk_id.to_hex()).collect();
+        let detail = serde_json::json!({"version": version, "mode": mode, "k": k, "chunk_ids": chunk_ids});
+        self.audit(principal, "search", query, detail)?;
         Ok(SearchResponse { version: Some(version), hits })
     }
 }
@@ -357,6 +404,7 @@ fn record_stage_settings(
                 "max_tokens": plan.chunk.max_tokens,
                 "overlap_tokens": plan.chunk.overlap_tokens,
                 "tokenizer": format!("{} tokenizer.json", spec.name),
+                "pii": pii_settings(plan),
             }),
         ),
         (
@@ -376,6 +424,48 @@ fn record_stage_settings(
     for (fingerprint, stage, settings) in records {
         store.catalog().put_fingerprint(fingerprint, stage, &settings.to_string())?;
     }
+    Ok(())
+}
+
+/// What the PII stage does, as recorded with the chunk fingerprint.
+fn pii_settings(plan: &PipelinePlan) -> serde_json::Value {
+    serde_json::json!({
+        "version": sluice_transform::pii::PII_VERSION,
+        "policy": plan.pii.policy.as_str(),
+        "patterns": plan.pii.patterns,
+    })
+}
+
+fn pii_stage(plan: &PipelinePlan) -> Result<Option<(PiiDetector, PiiPolicy)>, PipelineError> {
+    let policy = match plan.pii.policy {
+        PiiPolicyPlan::Off => return Ok(None),
+        PiiPolicyPlan::Tag => PiiPolicy::Tag,
+        PiiPolicyPlan::Mask => PiiPolicy::Mask,
+        PiiPolicyPlan::DropChunk => PiiPolicy::DropChunk,
+    };
+    let detector = PiiDetector::new(&plan.pii.patterns).map_err(|err| PipelineError::Invalid(err.to_string()))?;
+    Ok(Some((detector, policy)))
+}
+
+/// Audits a pipeline file that differs from the one this data directory last ran with.
+fn audit_pipeline_change(store: &Store, plan: &PipelinePlan) -> Result<(), PipelineError> {
+    let fingerprint = Fingerprint::of("pipeline file", &format!("{plan:?}")).to_hex();
+    let catalog = store.catalog();
+    let key = format!("pipeline_plan:{}", plan.name);
+    if catalog.meta(&key)?.as_deref() == Some(fingerprint.as_str()) {
+        return Ok(());
+    }
+    let event = AuditEvent::new(
+        &plan.name,
+        "pipeline",
+        "pipeline_changed",
+        plan.name.clone(),
+        serde_json::json!({"fingerprint": fingerprint, "pii_policy": plan.pii.policy.as_str(),
+            "access_source": format!("{:?}", plan.access.source).to_lowercase(),
+            "access_rules": plan.access.rules.len()}),
+    );
+    catalog.audit(&[event])?;
+    catalog.set_meta(&key, &fingerprint)?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Hooks for progress bars and metrics; the pipeline itself neither prints nor counts.
 
 use sluice_core::Stage;
+use sluice_store::DocumentCost;
 
 /// How one document ended in a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub trait Observer: Sync {
     fn stage(&self, _stage: Stage, _seconds: f64) {}
     /// Vectors computed by the model and served from the cache.
     fn embeddings(&self, _computed: usize, _cache_hits: usize) {}
+    /// What one file of the run cost, per stage.
+    fn cost(&self, _cost: &DocumentCost) {}
 }
 
 /// Observes nothing.

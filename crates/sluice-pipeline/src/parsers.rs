@@ -51,10 +51,19 @@ pub enum Parsers {
     Workers(WorkerPool),
 }
 
+/// A worker's answer: the outcome and the CPU seconds the worker spent on it.
+#[derive(Serialize, Deserialize)]
+struct Answer {
+    outcome: Outcome,
+    cpu_seconds: f64,
+}
+
 impl Parsers {
-    pub fn extract(&self, bytes: &[u8], file_name: &str) -> Outcome {
+    /// Extracts a file; also returns the CPU seconds a worker process spent on it (0 when
+    /// parsed in this process, where the caller's own thread time covers it).
+    pub fn extract(&self, bytes: &[u8], file_name: &str) -> (Outcome, f64) {
         match self {
-            Parsers::InProcess { limits } => extract_caught(bytes, file_name, limits),
+            Parsers::InProcess { limits } => (extract_caught(bytes, file_name, limits), 0.0),
             Parsers::Workers(pool) => pool.extract(bytes, file_name),
         }
     }
@@ -81,23 +90,27 @@ impl WorkerPool {
         Self { executable, settings, timeout, idle: Mutex::new(Vec::new()) }
     }
 
-    fn extract(&self, bytes: &[u8], file_name: &str) -> Outcome {
+    fn extract(&self, bytes: &[u8], file_name: &str) -> (Outcome, f64) {
         let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
         let mut worker = match idle {
             Some(worker) => worker,
-            None => Worker::spawn(&self.executable, &self.settings).map_err(|err| {
-                StageFailure::new(Stage::Extract, "parser_unavailable", format!("cannot start a parser process: {err}"))
-            })?,
+            None => match Worker::spawn(&self.executable, &self.settings) {
+                Ok(worker) => worker,
+                Err(err) => {
+                    let detail = format!("cannot start a parser process: {err}");
+                    return (Err(StageFailure::new(Stage::Extract, "parser_unavailable", detail)), 0.0);
+                }
+            },
         };
         match worker.call(bytes, file_name, self.timeout) {
-            Ok(outcome) => {
+            Ok(answer) => {
                 self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(worker);
-                outcome
+                (answer.outcome, answer.cpu_seconds)
             }
             Err(failure) => {
                 worker.kill();
                 warn!(file = file_name, reason = %failure.reason, detail = %failure.detail, "parser process lost");
-                Err(failure)
+                (Err(failure), 0.0)
             }
         }
     }
@@ -157,7 +170,7 @@ impl Worker {
     }
 
     /// One request. `Err` means the worker is lost (dead, hung or talking nonsense).
-    fn call(&mut self, bytes: &[u8], file_name: &str, timeout: Duration) -> Result<Outcome, StageFailure> {
+    fn call(&mut self, bytes: &[u8], file_name: &str, timeout: Duration) -> Result<Answer, StageFailure> {
         let header =
             serde_json::to_string(&Request { file_name: file_name.to_owned(), len: bytes.len() }).unwrap_or_default();
         let sent = writeln!(self.stdin, "{header}")
@@ -232,9 +245,11 @@ pub fn serve_worker() -> std::io::Result<()> {
         let mut bytes = vec![0; request.len];
         input.read_exact(&mut bytes)?;
         cap_cpu_time(settings.cpu_seconds)?;
+        let cpu_before = crate::meter::thread_cpu_seconds();
         let outcome = extract_caught(&bytes, &request.file_name, &settings.limits);
+        let cpu_seconds = crate::meter::thread_cpu_seconds() - cpu_before;
         drop(bytes);
-        let answer = serde_json::to_string(&outcome).map_err(std::io::Error::other)?;
+        let answer = serde_json::to_string(&Answer { outcome, cpu_seconds }).map_err(std::io::Error::other)?;
         writeln!(output, "{RESULT_PREFIX}{answer}")?;
         output.flush()?;
     }

@@ -5,23 +5,25 @@
 //! the file (attachments, a mailbox's messages) come out as documents of their own, each with
 //! its own outcome, so one bad attachment is quarantined without losing its message.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
 
 use sluice_core::{Chunk, ContentHash, ExtractedDocument, Stage, StageFailure, TextHash};
 use sluice_extract::{ExtractedChild, ExtractedFile};
-use sluice_store::{Catalog, StageFingerprints};
-use sluice_transform::{Chunker, QualityThresholds};
+use sluice_store::{Catalog, StageCost, StageFingerprints};
+use sluice_transform::pii::{PiiDetector, PiiPolicy};
+use sluice_transform::{Chunker, QualityThresholds, redact};
 
+use crate::meter::Meter;
 use crate::parsers::Parsers;
 
-/// Per-stage wall time of one document, in seconds.
+/// What one file (its embedded files included) cost in each stage before dedup.
 #[derive(Clone, Debug, Default)]
 pub struct StageTimes {
-    pub read: f64,
-    pub extract: f64,
-    pub clean: f64,
-    pub chunk: f64,
+    pub read: StageCost,
+    pub extract: StageCost,
+    pub clean: StageCost,
+    pub chunk: StageCost,
 }
 
 /// A document ready for dedup and embedding.
@@ -38,6 +40,8 @@ pub struct PreparedDocument {
     pub reused: bool,
     /// Files embedded directly in this one, extracted or not.
     pub embedded_files: u32,
+    /// PII values found, per kind.
+    pub pii: BTreeMap<String, usize>,
 }
 
 /// A file embedded in the prepared one, at any depth.
@@ -64,6 +68,8 @@ pub struct PrepareContext<'a> {
     pub max_file_bytes: u64,
     pub parsers: &'a Parsers,
     pub quality: &'a QualityThresholds,
+    /// The PII stage, unless the pipeline turned it off.
+    pub pii: Option<(&'a PiiDetector, PiiPolicy)>,
 }
 
 pub fn prepare(context: &PrepareContext<'_>, path: &Path, file_name: &str) -> Prepared {
@@ -83,7 +89,7 @@ fn prepare_file(
     times: &mut StageTimes,
     embedded: &mut Vec<PreparedEmbedded>,
 ) -> Result<PreparedDocument, (Option<ContentHash>, StageFailure)> {
-    let started = Instant::now();
+    let meter = Meter::thread();
     let size = std::fs::metadata(path).map(|m| m.len()).map_err(|err| (None, read_failure(&err)))?;
     if size > context.max_file_bytes {
         let detail = format!("{size} bytes, over the limit of {} (limits.max_file_bytes)", context.max_file_bytes);
@@ -91,7 +97,7 @@ fn prepare_file(
     }
     let bytes = std::fs::read(path).map_err(|err| (None, read_failure(&err)))?;
     let content_hash = ContentHash::of_bytes(&bytes);
-    times.read = started.elapsed().as_secs_f64();
+    times.read = meter.stop();
     let failed = |failure: StageFailure| (Some(content_hash), failure);
 
     let reusable = context
@@ -109,12 +115,16 @@ fn prepare_file(
             chunks: reused.chunks,
             reused: true,
             embedded_files: 0,
+            pii: reused.pii,
         });
     }
 
-    let started = Instant::now();
-    let extracted = context.parsers.extract(&bytes, file_name).map_err(failed)?;
-    times.extract = started.elapsed().as_secs_f64();
+    let meter = Meter::thread();
+    let (extracted, worker_cpu) = context.parsers.extract(&bytes, file_name);
+    times.extract = meter.stop();
+    // A worker process parsed it: its CPU time is the parse's, this thread only waited.
+    times.extract.cpu += worker_cpu;
+    let extracted = extracted.map_err(failed)?;
     drop(bytes);
 
     let ExtractedFile { document, children } = extracted;
@@ -132,7 +142,7 @@ fn finish(
     children: &[ExtractedChild],
     times: &mut StageTimes,
 ) -> Result<PreparedDocument, StageFailure> {
-    let started = Instant::now();
+    let meter = Meter::thread();
     // A container with no text of its own (a mailbox) is kept, chunkless, for its children.
     let container = document.blocks.is_empty() && !children.is_empty();
     if !container {
@@ -140,27 +150,37 @@ fn finish(
             .map_err(|failure| StageFailure::new(Stage::Clean, failure.reason, failure.detail))?;
     }
     let normalized = sluice_transform::normalize(document);
-    times.clean += started.elapsed().as_secs_f64();
+    times.clean.add(meter.stop());
     if normalized.text.trim().is_empty() && !container {
         return Err(StageFailure::new(Stage::Clean, "empty", "no text left after cleaning"));
     }
 
-    let started = Instant::now();
+    let meter = Meter::thread();
     let chunks = context
         .chunker
         .chunk(&normalized)
         .map_err(|err| StageFailure::new(Stage::Chunk, "tokenizer_error", err.to_string()))?;
-    times.chunk += started.elapsed().as_secs_f64();
+    let (chunks, title, pii) = match context.pii {
+        Some((detector, policy)) => {
+            let redacted = redact::redact(detector, policy, &normalized.text, chunks);
+            let title = normalized.title.map(|title| redact::redact_text(detector, policy, &title));
+            (redacted.chunks, title, redacted.counts)
+        }
+        None => (chunks, normalized.title, BTreeMap::new()),
+    };
+    // The PII stage is counted with chunking: it works on the chunks before they leave.
+    times.chunk.add(meter.stop());
     Ok(PreparedDocument {
         content_hash,
         byte_size,
         text_hash: normalized.text_hash,
         format: normalized.format,
-        title: normalized.title,
+        title,
         page_count: normalized.page_count,
         chunks,
         reused: false,
         embedded_files: u32::try_from(children.len()).unwrap_or(u32::MAX),
+        pii,
     })
 }
 

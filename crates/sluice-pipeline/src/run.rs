@@ -5,15 +5,18 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use rayon::prelude::*;
-use sluice_core::{ChunkId, ContentHash, DocumentId, Stage, StageFailure, TextHash};
+use serde_json::json;
+use sluice_config::PiiPolicyPlan;
+use sluice_core::{Acl, ChunkId, ContentHash, DocumentId, Stage, StageFailure, TextHash};
 use sluice_store::{
-    ChangeReason, DocumentWrite, FileStatus, LedgerChange, LedgerEntry, NewChunk, NewDocument, QuarantineEntry,
-    VersionWriter, now_ms,
+    ChangeReason, DocumentCost, DocumentWrite, FileStatus, LedgerChange, LedgerEntry, NewChunk, NewDocument,
+    QuarantineEntry, StageCost, VersionWriter, now_ms,
 };
 use tracing::{debug, info, warn};
 
+use crate::meter::Meter;
 use crate::prepare::{PrepareContext, Prepared, PreparedDocument, PreparedEmbedded, prepare};
-use crate::scan::{DiskFile, FileChange, Root, reconcile, relative, stat};
+use crate::scan::{DiskFile, FileChange, Root, reconcile, relative, stat_with_readers};
 use crate::{Engine, Observer, Outcome, PipelineError, RunSummary, Scope};
 
 /// Documents prepared (in parallel) and written per step; bounds memory on big runs.
@@ -48,7 +51,7 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
 
     for (root, only) in scoped_roots(&engine.roots, scope) {
         let ledger = catalog.ledger(pipeline, &root.key)?;
-        let changes = reconcile(&root, &ledger, only.as_deref());
+        let changes = reconcile(&root, &ledger, only.as_deref(), &engine.access);
         summary.unchanged += changes.unchanged;
         for (rel_path, change) in changes.changes {
             match change {
@@ -70,7 +73,25 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
                         mtime_ns: disk.mtime_ns,
                         content_hash,
                         status,
+                        readers: Some(disk.readers),
                     }));
+                }
+                FileChange::AccessChanged { disk } => {
+                    summary.access_changed += 1;
+                    match ledger.get(&rel_path) {
+                        // No documents to update: the file is read again when its bytes change.
+                        Some(entry) if entry.status == FileStatus::Quarantined => {
+                            decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
+                                size: disk.size,
+                                mtime_ns: disk.mtime_ns,
+                                readers: Some(disk.readers),
+                                ..entry.clone()
+                            }));
+                        }
+                        _ => {
+                            tasks.push(Task { root: root.clone(), rel_path, disk, reason: ChangeReason::AccessChanged })
+                        }
+                    }
                 }
                 FileChange::Deleted => {
                     summary.deleted += 1;
@@ -80,7 +101,7 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
         }
         tasks.extend(stale_files(engine, &root, only.as_deref(), &tasks, &deletions, &mut summary)?);
     }
-    summary.files_seen = summary.new + summary.changed + summary.touched + summary.unchanged;
+    summary.files_seen = summary.new + summary.changed + summary.touched + summary.unchanged + summary.access_changed;
 
     if tasks.is_empty() && deletions.is_empty() {
         catalog.update_ledger(pipeline, &decisions.ledger)?;
@@ -127,6 +148,7 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
         max_file_bytes: engine.plan.limits.max_file_bytes,
         parsers: &engine.parsers,
         quality: &engine.quality,
+        pii: engine.pii.as_ref().map(|(detector, policy)| (detector, *policy)),
     };
     // Consumes prepared batches in order until they run out or a stop is requested.
     let mut consume = |prepared_batches: &mut dyn Iterator<Item = Vec<Prepared>>| -> Result<(), PipelineError> {
@@ -278,7 +300,7 @@ fn stale_files(
             continue;
         }
         // Gone from disk: the reconcile that covers it retires it as deleted.
-        let Some(disk) = stat(&root.path.join(&rel_path)) else { continue };
+        let Some(disk) = stat_with_readers(&engine.access, root, &rel_path) else { continue };
         summary.reprocessed += 1;
         requeued.push(Task { root: root.clone(), rel_path, disk, reason });
     }
@@ -338,7 +360,7 @@ fn orphaned_duplicates(
             let reason = ChangeReason::OriginalRetired;
             originals.extend(retire_path(engine, writer, &duplicate.root, &duplicate.rel_path, reason, summary)?);
             let root = Root { path: PathBuf::from(&duplicate.root), key: duplicate.root.clone() };
-            let Some(disk) = stat(&root.path.join(&duplicate.rel_path)) else {
+            let Some(disk) = stat_with_readers(&engine.access, &root, &duplicate.rel_path) else {
                 continue;
             };
             requeued.push(Task { root, rel_path: duplicate.rel_path, disk, reason });
@@ -372,32 +394,54 @@ fn process_batch(
 ) -> Result<(), PipelineError> {
     let pipeline = engine.plan.name.as_str();
     // Dedup, in path order so the first of several identical documents is the one indexed.
-    let started = Instant::now();
+    let dedup = Meter::thread();
     let mut admission = Admission { engine, written_texts: HashMap::new(), pending: Vec::new() };
+    let mut costs = Vec::with_capacity(batch.len());
+    // Which file each pending document belongs to, to share the batch stages' cost.
+    let mut pending_file = Vec::new();
     for (task, prepared) in batch.iter().zip(prepared) {
-        for (stage, seconds) in [
-            (Stage::Read, prepared.times.read),
-            (Stage::Extract, prepared.times.extract),
-            (Stage::Clean, prepared.times.clean),
-            (Stage::Chunk, prepared.times.chunk),
+        let file_id = DocumentId::new(pipeline, &task.root.key, &task.rel_path);
+        let mut cost = DocumentCost {
+            doc_id: file_id,
+            root: task.root.key.clone(),
+            rel_path: task.rel_path.clone(),
+            outcome: "quarantined",
+            bytes: task.disk.size,
+            pages: 0,
+            tokens: 0,
+            stages: BTreeMap::new(),
+        };
+        let times = &prepared.times;
+        for (stage, spent) in [
+            (Stage::Read, times.read),
+            (Stage::Extract, times.extract),
+            (Stage::Clean, times.clean),
+            (Stage::Chunk, times.chunk),
         ] {
-            if seconds > 0.0 {
-                summary.add_stage_time(stage, seconds);
-                observer.stage(stage, seconds);
+            if spent.wall > 0.0 {
+                summary.add_stage_time(stage, spent.wall);
+                observer.stage(stage, spent.wall);
+                cost.stages.insert(stage.as_str(), spent);
             }
         }
-        let file_id = DocumentId::new(pipeline, &task.root.key, &task.rel_path);
         let document = match prepared.result {
             Ok(document) => document,
             Err((content_hash, failure)) => {
-                quarantine(task, "", content_hash, &failure, writer.version(), summary, decisions);
+                quarantine(task, "", content_hash, &failure, writer, summary, decisions);
                 observer.document(Outcome::Quarantined { reason: &failure.reason });
+                costs.push(cost);
                 continue;
             }
         };
         let content_hash = document.content_hash;
+        cost.pages = document.page_count.map_or(0, u64::from);
+        let tokens = chunk_tokens(&document);
         let placement = Placement { task, doc_id: file_id, member: String::new(), parent: None };
-        let status = admission.admit(placement, document, summary, |outcome| observer.document(outcome))?;
+        let status = admission.admit(writer, placement, document, summary, |outcome| observer.document(outcome))?;
+        cost.outcome = status.as_str();
+        if status == FileStatus::Indexed {
+            cost.tokens += tokens;
+        }
         decisions.ledger.push(ledger_entry(task, content_hash, status));
         decisions.cleared_quarantine.push((task.root.key.clone(), task.rel_path.clone()));
         for PreparedEmbedded { member, content_hash, result } in prepared.embedded {
@@ -411,33 +455,77 @@ fn process_batch(
                         parent: Some(file_id.member(parent_member)),
                         member,
                     };
-                    admission.admit(placement, document, summary, |outcome| observer.embedded(outcome))?;
+                    let tokens = chunk_tokens(&document);
+                    let status =
+                        admission.admit(writer, placement, document, summary, |outcome| observer.embedded(outcome))?;
+                    if status == FileStatus::Indexed {
+                        cost.tokens += tokens;
+                    }
                 }
                 Err(failure) => {
-                    quarantine(task, &member, Some(content_hash), &failure, writer.version(), summary, decisions);
+                    quarantine(task, &member, Some(content_hash), &failure, writer, summary, decisions);
                     observer.embedded(Outcome::Quarantined { reason: &failure.reason });
                 }
             }
         }
+        pending_file.resize(admission.pending.len(), costs.len());
+        costs.push(cost);
     }
     let pending = admission.pending;
-    let dedup_seconds = started.elapsed().as_secs_f64();
-    summary.add_stage_time(Stage::Dedup, dedup_seconds);
-    observer.stage(Stage::Dedup, dedup_seconds);
+    let dedup = dedup.stop();
+    summary.add_stage_time(Stage::Dedup, dedup.wall);
+    observer.stage(Stage::Dedup, dedup.wall);
+    share(&mut costs, Stage::Dedup, dedup, &vec![1.0; batch.len()]);
 
-    let started = Instant::now();
+    // Each file's share of the embed and write stages: its chunks' tokens, and its chunks.
+    let mut tokens = vec![0.0; costs.len()];
+    let mut chunks = vec![0.0; costs.len()];
+    for ((_, document_chunks), &file) in pending.iter().zip(&pending_file) {
+        tokens[file] += document_chunks.iter().map(|chunk| f64::from(chunk.token_count)).sum::<f64>();
+        chunks[file] += document_chunks.len() as f64;
+    }
+
+    let meter = Meter::pool();
     let writes = embed(engine, pending, observer, summary)?;
-    let embed_seconds = started.elapsed().as_secs_f64();
-    summary.add_stage_time(Stage::Embed, embed_seconds);
-    observer.stage(Stage::Embed, embed_seconds);
+    let mut spent = meter.stop();
+    if !engine.embedder.runs_on_cpu() {
+        // The forward pass is synchronous: its wall time is the GPU's time.
+        spent.gpu = spent.wall;
+    }
+    summary.add_stage_time(Stage::Embed, spent.wall);
+    observer.stage(Stage::Embed, spent.wall);
+    share(&mut costs, Stage::Embed, spent, &tokens);
 
-    let started = Instant::now();
+    let meter = Meter::thread();
     writer.write(&writes)?;
     summary.chunks_added += writes.iter().map(|write| write.chunks.len()).sum::<usize>();
-    let write_seconds = started.elapsed().as_secs_f64();
-    summary.add_stage_time(Stage::Write, write_seconds);
-    observer.stage(Stage::Write, write_seconds);
+    let spent = meter.stop();
+    summary.add_stage_time(Stage::Write, spent.wall);
+    observer.stage(Stage::Write, spent.wall);
+    share(&mut costs, Stage::Write, spent, &chunks);
+
+    for cost in costs {
+        observer.cost(&cost);
+        writer.record_cost(cost);
+    }
     Ok(())
+}
+
+/// Tokens of a prepared document's chunks.
+fn chunk_tokens(document: &PreparedDocument) -> u64 {
+    document.chunks.iter().map(|chunk| u64::from(chunk.token_count)).sum()
+}
+
+/// Shares a batch stage's cost among its files by `weights` (evenly when they are all zero),
+/// so the files' costs add up to the batch's.
+fn share(costs: &mut [DocumentCost], stage: Stage, spent: StageCost, weights: &[f64]) {
+    let total: f64 = weights.iter().sum();
+    for (cost, weight) in costs.iter_mut().zip(weights) {
+        let part = if total > 0.0 { weight / total } else { 1.0 / weights.len() as f64 };
+        if part > 0.0 {
+            cost.stages.entry(stage.as_str()).or_default().add(spent.scaled(part));
+        }
+    }
 }
 
 /// Where a document sits: the source file, and the embedded file inside it, if any.
@@ -451,8 +539,8 @@ struct Placement<'t> {
 /// Exact dedup of one batch's documents, and the documents it lets through to embedding.
 struct Admission<'e> {
     engine: &'e Engine,
-    /// Texts written earlier in this batch, with their document.
-    written_texts: HashMap<TextHash, DocumentId>,
+    /// Texts written earlier in this batch, by readers, with their document.
+    written_texts: HashMap<(TextHash, Acl), DocumentId>,
     pending: Vec<(NewDocument, Vec<sluice_core::Chunk>)>,
 }
 
@@ -461,32 +549,54 @@ impl Admission<'_> {
     /// container with no text of its own (a mailbox) duplicates nothing.
     fn admit(
         &mut self,
+        writer: &mut VersionWriter<'_>,
         placement: Placement<'_>,
         document: PreparedDocument,
         summary: &mut RunSummary,
         report: impl Fn(Outcome<'_>),
     ) -> Result<FileStatus, PipelineError> {
         let pipeline = self.engine.plan.name.as_str();
-        let original = match self.written_texts.get(&document.text_hash) {
+        let readers = &placement.task.disk.readers;
+        let text_key = (document.text_hash, readers.clone());
+        let original = match self.written_texts.get(&text_key) {
             _ if document.chunks.is_empty() => None,
             Some(original) => Some(*original),
             None => self
                 .engine
                 .store
                 .catalog()
-                .live_document_with_text(pipeline, document.text_hash)?
+                .live_document_with_text(pipeline, document.text_hash, readers)?
                 .map(|live| live.doc_id)
                 .filter(|original| *original != placement.doc_id),
         };
         let new_document = new_document(self.engine, placement, &document, original);
-        if original.is_some() {
+        let path = new_document.path();
+        if let Some(original) = original {
             summary.duplicates += 1;
             report(Outcome::Duplicate);
+            writer.record("duplicate", path, json!({"doc_id": new_document.doc_id, "duplicate_of": original}));
             self.pending.push((new_document, Vec::new()));
             return Ok(FileStatus::Duplicate);
         }
         if !document.chunks.is_empty() {
-            self.written_texts.insert(document.text_hash, new_document.doc_id);
+            self.written_texts.insert(text_key, new_document.doc_id);
+        }
+        let action = match new_document.added_reason {
+            ChangeReason::New => "ingested",
+            _ => "updated",
+        };
+        let detail = json!({
+            "doc_id": new_document.doc_id,
+            "reason": new_document.added_reason,
+            "chunks": document.chunks.len(),
+            "readers": new_document.readers,
+        });
+        writer.record(action, path.clone(), detail);
+        if !document.pii.is_empty() {
+            let policy = self.engine.plan.pii.policy;
+            let action = if policy == PiiPolicyPlan::Tag { "pii_tagged" } else { "redacted" };
+            // Counts only: the values never leave the chunk text the policy allows.
+            writer.record(action, path, json!({"policy": policy.as_str(), "counts": document.pii}));
         }
         summary.indexed += 1;
         if document.reused {
@@ -520,6 +630,8 @@ fn new_document(
         fingerprints: engine.stages,
         duplicate_of,
         added_reason: placement.task.reason,
+        readers: placement.task.disk.readers.clone(),
+        pii: document.pii.clone(),
     }
 }
 
@@ -532,6 +644,7 @@ fn ledger_entry(task: &Task, content_hash: ContentHash, status: FileStatus) -> L
         mtime_ns: task.disk.mtime_ns,
         content_hash,
         status,
+        readers: Some(task.disk.readers.clone()),
     })
 }
 
@@ -542,15 +655,18 @@ fn quarantine(
     member: &str,
     content_hash: Option<ContentHash>,
     failure: &StageFailure,
-    version: sluice_core::Version,
+    writer: &mut VersionWriter<'_>,
     summary: &mut RunSummary,
     decisions: &mut Decisions,
 ) {
+    let version = writer.version();
     let mut path = task.root.path.join(&task.rel_path).display().to_string();
     if !member.is_empty() {
         path = format!("{path}#{member}");
     }
     warn!(path, stage = %failure.stage, reason = %failure.reason, detail = %failure.detail, "document quarantined");
+    let detail = json!({"stage": failure.stage.as_str(), "reason": failure.reason, "detail": failure.detail});
+    writer.record("quarantined", path.clone(), detail);
     *summary.quarantined.entry(failure.reason.clone()).or_default() += 1;
     // A file that was never read (too large, unreadable) is remembered by size and time only.
     let content_hash = content_hash.unwrap_or(ContentHash::from_bytes([0; 32]));

@@ -2,7 +2,9 @@
 //!
 //! A file whose size and modification time match the ledger is unchanged and is not even read.
 //! Otherwise it is hashed: equal bytes (a `touch`, a copy-back) only refresh the ledger, other
-//! bytes make it changed. Ledger entries with no file behind them are deletions.
+//! bytes make it changed. Ledger entries with no file behind them are deletions. Every file's
+//! readers are resolved on each reconcile (a stat and an xattr read, no content): readers
+//! other than the ledger's alone make an access change.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -10,8 +12,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use sluice_core::ContentHash;
+use sluice_core::{Acl, ContentHash};
 use sluice_store::LedgerEntry;
+
+use crate::access::AccessResolver;
 
 /// One source folder, by its canonical absolute path (part of every document identity).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +37,8 @@ impl Root {
 pub struct DiskFile {
     pub size: u64,
     pub mtime_ns: i64,
+    /// Who may read it (filled in by [`AccessResolver`]; empty until then).
+    pub readers: Acl,
 }
 
 /// What reconciliation decided for one path.
@@ -44,6 +50,9 @@ pub enum FileChange {
     Changed { disk: DiskFile },
     /// Same bytes as the ledger says, new size/mtime: only the ledger is refreshed.
     Touched { disk: DiskFile, content_hash: ContentHash },
+    /// Same bytes, other readers: the file's documents get the new ACL (nothing is extracted
+    /// or embedded again).
+    AccessChanged { disk: DiskFile },
     /// In the ledger, gone from disk.
     Deleted,
 }
@@ -109,7 +118,7 @@ pub fn stat(path: &Path) -> Option<DiskFile> {
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    Some(DiskFile { size: metadata.len(), mtime_ns })
+    Some(DiskFile { size: metadata.len(), mtime_ns, readers: Acl::default() })
 }
 
 /// blake3 of a file's bytes, streamed.
@@ -127,9 +136,31 @@ pub fn hash_file(path: &Path) -> std::io::Result<ContentHash> {
     Ok(ContentHash::from_bytes(*hasher.finalize().as_bytes()))
 }
 
+/// A known file's bytes compared with the ledger's.
+enum Bytes {
+    /// Same size and modification time: not even read.
+    Unchanged,
+    /// Read, and equal to the ledger's hash.
+    Same(ContentHash),
+    Changed,
+}
+
+/// The file at `rel_path` under `root` with its readers, or `None` if it is gone.
+pub fn stat_with_readers(access: &AccessResolver, root: &Root, rel_path: &str) -> Option<DiskFile> {
+    let mut disk = stat(&root.path.join(rel_path))?;
+    disk.readers = access.readers(&root.path, rel_path)?;
+    Some(disk)
+}
+
 /// Compares what is on disk with the ledger for the given relative paths (`None`: everything
 /// under the root).
-pub fn reconcile(root: &Root, ledger: &HashMap<String, LedgerEntry>, only: Option<&[String]>) -> RootChanges {
+pub fn reconcile(
+    root: &Root,
+    ledger: &HashMap<String, LedgerEntry>,
+    only: Option<&[String]>,
+    access: &AccessResolver,
+) -> RootChanges {
+    access.forget_folders();
     let mut on_disk = BTreeMap::new();
     let mut candidates: Vec<String> = Vec::new();
     match only {
@@ -158,18 +189,35 @@ pub fn reconcile(root: &Root, ledger: &HashMap<String, LedgerEntry>, only: Optio
     let mut result = RootChanges::default();
     for rel in candidates {
         let known = ledger.get(&rel);
-        let change = match (on_disk.remove(&rel), known) {
+        let disk = on_disk.remove(&rel).and_then(|mut disk| {
+            // A file that vanished or became unreadable between listing and now is deleted.
+            disk.readers = access.readers(&root.path, &rel)?;
+            Some(disk)
+        });
+        let change = match (disk, known) {
             (None, None) => continue,
             (None, Some(_)) => FileChange::Deleted,
             (Some(disk), None) => FileChange::New { disk },
-            (Some(disk), Some(entry)) if disk.size == entry.size && disk.mtime_ns == entry.mtime_ns => {
-                result.unchanged += 1;
-                continue;
+            (Some(disk), Some(entry)) => {
+                let same_readers = entry.readers.as_ref() == Some(&disk.readers);
+                let bytes = if disk.size == entry.size && disk.mtime_ns == entry.mtime_ns {
+                    Bytes::Unchanged
+                } else {
+                    match hash_file(&root.path.join(&rel)) {
+                        Ok(hash) if hash == entry.content_hash => Bytes::Same(hash),
+                        _ => Bytes::Changed,
+                    }
+                };
+                match (bytes, same_readers) {
+                    (Bytes::Unchanged, true) => {
+                        result.unchanged += 1;
+                        continue;
+                    }
+                    (Bytes::Same(content_hash), true) => FileChange::Touched { disk, content_hash },
+                    (Bytes::Unchanged | Bytes::Same(_), false) => FileChange::AccessChanged { disk },
+                    (Bytes::Changed, _) => FileChange::Changed { disk },
+                }
             }
-            (Some(disk), Some(entry)) => match hash_file(&root.path.join(&rel)) {
-                Ok(hash) if hash == entry.content_hash => FileChange::Touched { disk, content_hash: hash },
-                _ => FileChange::Changed { disk },
-            },
         };
         result.changes.insert(rel, change);
     }

@@ -19,6 +19,9 @@ pub struct RunSummary {
     pub unchanged: usize,
     /// Unchanged files processed again because a stage changed (extractor, chunker or model).
     pub reprocessed: usize,
+    /// Files whose readers alone changed: re-added with the new ACL from stored chunks and
+    /// cached vectors.
+    pub access_changed: usize,
     /// Documents written (new or changed, not duplicates).
     pub indexed: usize,
     /// Documents skipped because a live document has the same text.

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use sluice_config::SourcePlan;
+use sluice_core::ReadAccess;
 use sluice_pipeline::{Engine, Quiet, Scope};
 use sluice_store::{ChangeReason, ExportFormat, SearchMode};
 
@@ -43,7 +44,7 @@ fn prose(seed: usize, sentences: usize) -> String {
 
 fn export_bytes(engine: &Engine, version: i64, format: ExportFormat, dir: &Path) -> Vec<u8> {
     let out = dir.join(format!("export-{version}-{format:?}"));
-    engine.export(Some(version), format, true, &out).unwrap();
+    engine.export(Some(version), &ReadAccess::Unrestricted, format, true, &out).unwrap();
     std::fs::read(out).unwrap()
 }
 
@@ -74,12 +75,15 @@ fn an_export_stays_byte_identical_across_versions_restarts_and_retention() {
     // A restart, then retention keeping only the newest version, plus 1 because it is pinned.
     let engine = engine_with(&inbox, &data, |plan| plan.retention.keep_versions = 1);
     assert_eq!(export_bytes(&engine, 1, ExportFormat::Jsonl, dir.path()), jsonl);
-    engine.pin(1, true).unwrap();
-    let report = engine.collect_garbage().unwrap();
+    engine.pin(1, true, "test").unwrap();
+    let report = engine.collect_garbage("test").unwrap();
     assert_eq!((report.expired.clone(), report.retained.clone()), (vec![2, 3], vec![1, 4]), "{report:?}");
     assert_eq!(export_bytes(&engine, 1, ExportFormat::Jsonl, dir.path()), jsonl);
     assert_eq!(export_bytes(&engine, 1, ExportFormat::Parquet, dir.path()), parquet);
-    assert!(engine.export(Some(2), ExportFormat::Jsonl, false, &dir.path().join("x")).is_err(), "2 expired");
+    assert!(
+        engine.export(Some(2), &ReadAccess::Unrestricted, ExportFormat::Jsonl, false, &dir.path().join("x")).is_err(),
+        "2 expired"
+    );
     let verify = engine.verify(None).unwrap();
     assert!(verify.is_consistent(), "{verify:?}");
 
@@ -166,7 +170,7 @@ fn diff_names_why_chunks_came_and_went() {
 
     // Lineage of the renamed file's chunk: its source, stages, run and reasons.
     let chunk = &diff.added[2];
-    let lineage = engine.lineage(chunk.chunk_id).unwrap().unwrap();
+    let lineage = engine.lineage(chunk.chunk_id, &ReadAccess::Unrestricted).unwrap().unwrap();
     assert!(lineage.source.uri.starts_with("file://") && lineage.source.uri.ends_with("/moved.txt"));
     assert_eq!((lineage.run.version, lineage.added_reason), (2, ChangeReason::Renamed));
     assert_eq!(lineage.stages.embed.settings["model"], "all-minilm-l6-v2");
@@ -191,16 +195,17 @@ fn rollback_moves_search_back_and_retention_removes_old_chunks_physically() {
     std::fs::write(inbox.join("fruit.txt"), "The greenhouse ripens sweet mangoes every summer.").unwrap();
     engine.run(&Scope::All, &Quiet).unwrap();
     let top = |engine: &Engine| {
-        let response = engine.search("apples", None, 1, SearchMode::Lexical).unwrap();
+        let response =
+            engine.search("apples", None, 1, SearchMode::Lexical, &ReadAccess::Unrestricted, "test").unwrap();
         (response.version, response.hits.first().map(|hit| hit.text.clone()))
     };
     assert_eq!(top(&engine), (Some(2), None));
-    assert_eq!(engine.roll_back_live().unwrap(), 1);
+    assert_eq!(engine.roll_back_live("test").unwrap(), 1);
     let (version, text) = top(&engine);
     assert_eq!(version, Some(1));
     assert!(text.unwrap().contains("apples"));
-    assert!(engine.roll_back_live().is_err(), "nothing before version 1");
-    engine.promote(2).unwrap();
+    assert!(engine.roll_back_live("test").is_err(), "nothing before version 1");
+    engine.promote(2, "test").unwrap();
     assert_eq!(top(&engine).0, Some(2));
 
     // Ten more versions of the file; every one retires the previous text.
@@ -213,12 +218,15 @@ fn rollback_moves_search_back_and_retention_removes_old_chunks_physically() {
     assert_eq!((points, docs), (12, 12), "every version's chunk is still stored");
     drop(engine);
     let engine = engine_with(&inbox, &data, |plan| plan.retention.keep_versions = 3);
-    let report = engine.collect_garbage().unwrap();
+    let report = engine.collect_garbage("test").unwrap();
     assert_eq!(report.retained, vec![10, 11, 12]);
     assert_eq!(report.chunks_removed, 9);
     let store = engine.store();
     assert_eq!((store.vectors().point_count().unwrap(), store.lexical().doc_count()), (3, 3));
-    assert!(engine.search("apples", Some(1), 1, SearchMode::Lexical).is_err(), "version 1 expired");
+    assert!(
+        engine.search("apples", Some(1), 1, SearchMode::Lexical, &ReadAccess::Unrestricted, "test").is_err(),
+        "version 1 expired"
+    );
     let verify = engine.verify(None).unwrap();
     assert!(verify.is_consistent(), "{verify:?}");
 

@@ -12,15 +12,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
-use sluice_core::{Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, TextHash, VERSION_OPEN, Version};
+use sluice_core::{Acl, Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, TextHash, VERSION_OPEN, Version};
 
 use crate::error::{Result, StoreError};
 use crate::types::{
-    ChangeReason, DocumentWrite, FileStatus, LedgerChange, LedgerEntry, LiveDocument, QuarantineEntry,
+    ChangeReason, CommitRecord, DocumentWrite, FileStatus, LedgerChange, LedgerEntry, LiveDocument, QuarantineEntry,
     ReusableDocument, StageFingerprints, StoredChunk, VersionInfo, VersionState, join_path,
 };
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const META: &str = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
@@ -72,6 +72,8 @@ CREATE TABLE IF NOT EXISTS files (
     content_hash TEXT NOT NULL,
     status       TEXT NOT NULL,
     version      INTEGER NOT NULL,
+    -- The file's readers (Acl JSON) when it was last processed: a change alone is a new version.
+    readers      TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (pipeline, root, rel_path)
 );
 -- One row per appearance of a document version, visible in [valid_from, valid_to). A file's
@@ -103,7 +105,10 @@ CREATE TABLE IF NOT EXISTS documents (
     added_reason      TEXT NOT NULL DEFAULT 'new',
     retired_reason    TEXT,
     -- Unix milliseconds when it was written.
-    created_at        INTEGER NOT NULL DEFAULT 0
+    created_at        INTEGER NOT NULL DEFAULT 0,
+    -- Who may read it (Acl JSON: principal keys), and the PII found per kind (JSON counts).
+    readers           TEXT NOT NULL DEFAULT '[]',
+    pii               TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS documents_by_doc ON documents (pipeline, doc_id, valid_to);
 CREATE INDEX IF NOT EXISTS documents_by_file ON documents (pipeline, root, rel_path, valid_to);
@@ -127,6 +132,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     token_count INTEGER NOT NULL,
     -- JSON array of the headings above the chunk, outermost first.
     heading_path TEXT NOT NULL DEFAULT '[]',
+    -- JSON array of the PII kinds found in the text.
+    pii         TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (chunk_id, valid_from)
 );
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks (document);
@@ -152,6 +159,52 @@ CREATE TABLE IF NOT EXISTS quarantine (
     version      INTEGER NOT NULL,
     at           INTEGER NOT NULL,
     PRIMARY KEY (pipeline, root, rel_path, member)
+);
+-- Append-only and hash-chained: each entry's hash covers its fields and the previous hash.
+CREATE TABLE IF NOT EXISTS audit (
+    seq       INTEGER PRIMARY KEY,
+    at        INTEGER NOT NULL,
+    pipeline  TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    subject   TEXT NOT NULL,
+    detail    TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+-- What each file processed in a version cost (its embedded files included), and per stage.
+CREATE TABLE IF NOT EXISTS document_costs (
+    pipeline TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    doc_id   TEXT NOT NULL,
+    root     TEXT NOT NULL,
+    rel_path TEXT NOT NULL,
+    outcome  TEXT NOT NULL,
+    bytes    INTEGER NOT NULL,
+    pages    INTEGER NOT NULL,
+    tokens   INTEGER NOT NULL,
+    PRIMARY KEY (pipeline, version, doc_id)
+);
+CREATE TABLE IF NOT EXISTS stage_costs (
+    pipeline TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    doc_id   TEXT NOT NULL,
+    stage    TEXT NOT NULL,
+    -- Microseconds.
+    wall_us  INTEGER NOT NULL,
+    cpu_us   INTEGER NOT NULL,
+    gpu_us   INTEGER NOT NULL,
+    PRIMARY KEY (pipeline, version, doc_id, stage)
+);
+-- API tokens: only a hash of the secret is kept.
+CREATE TABLE IF NOT EXISTS tokens (
+    id          TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    user        TEXT NOT NULL,
+    groups      TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
 );
 "#;
 
@@ -184,10 +237,22 @@ ALTER TABLE documents ADD COLUMN retired_reason TEXT;
 ALTER TABLE documents ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
 "#;
 
+/// Version 3 to 4: readers (ACLs) on files and documents, PII counts and kinds; the `audit`
+/// and `tokens` tables are new. Files get no readers, so the next run captures them and
+/// re-adds every document with its ACL (from the cache: nothing is extracted or embedded).
+const MIGRATE_3_TO_4_BEFORE_SCHEMA: &str = r#"
+ALTER TABLE files ADD COLUMN readers TEXT NOT NULL DEFAULT '';
+ALTER TABLE documents ADD COLUMN readers TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE documents ADD COLUMN pii TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE chunks ADD COLUMN pii TEXT NOT NULL DEFAULT '[]';
+"#;
+
 pub struct Catalog {
     path: std::path::PathBuf,
-    writer: Mutex<Connection>,
+    // Fields drop in order: the read-only connections close first, so the writer is the last
+    // connection and checkpoints the WAL into the database file as it closes.
     readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Connection>,
 }
 
 pub fn now_ms() -> i64 {
@@ -241,17 +306,13 @@ impl Catalog {
                     [SCHEMA_VERSION.to_string()],
                 )?;
             }
-            Some(old @ ("1" | "2")) => {
+            Some(old @ ("1" | "2" | "3")) => {
                 // One transaction: a crash leaves the old version untouched. Every step's
                 // column changes come before `SCHEMA`, whose indexes may name new columns.
-                let (before, after) = if old == "1" {
-                    (
-                        format!("{MIGRATE_1_TO_2_BEFORE_SCHEMA} {MIGRATE_2_TO_3_BEFORE_SCHEMA}"),
-                        MIGRATE_1_TO_2_AFTER_SCHEMA,
-                    )
-                } else {
-                    (MIGRATE_2_TO_3_BEFORE_SCHEMA.to_owned(), "")
-                };
+                let steps = [MIGRATE_1_TO_2_BEFORE_SCHEMA, MIGRATE_2_TO_3_BEFORE_SCHEMA, MIGRATE_3_TO_4_BEFORE_SCHEMA];
+                let first: usize = old.parse::<usize>().unwrap_or(1) - 1;
+                let before = steps[first..].concat();
+                let after = if old == "1" { MIGRATE_1_TO_2_AFTER_SCHEMA } else { "" };
                 writer.execute_batch(&format!(
                     "BEGIN IMMEDIATE; {before} {SCHEMA} {after}
                      UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'; COMMIT;"
@@ -303,6 +364,21 @@ impl Catalog {
 
     /// The number the next version gets: one more than any version ever started, aborted ones
     /// included, so a number is never reused.
+    /// A value from the `meta` table.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.read(|c| c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional())
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.write(|t| {
+            t.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )?;
+            Ok(())
+        })
+    }
+
     pub fn next_version(&self, pipeline: &str) -> Result<Version> {
         self.read(|c| {
             c.query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE pipeline = ?1", [pipeline], |r| {
@@ -376,16 +452,9 @@ impl Catalog {
     }
 
     /// Commits version N in one transaction: its state, the ledger and quarantine changes of
-    /// the run, and the `live` alias.
-    pub fn commit_version(
-        &self,
-        pipeline: &str,
-        version: Version,
-        ledger: &[LedgerChange],
-        quarantined: &[QuarantineEntry],
-        cleared_quarantine: &[(String, String)],
-        summary: &serde_json::Value,
-    ) -> Result<()> {
+    /// the run, its audit entries and costs, and the `live` alias.
+    pub fn commit_version(&self, pipeline: &str, version: Version, record: &CommitRecord<'_>) -> Result<()> {
+        let CommitRecord { ledger, quarantined, cleared_quarantine, summary, audit, costs } = *record;
         let now = now_ms();
         self.write(|t| {
             // N is the newest version, so what is visible at N is everything still open.
@@ -444,6 +513,9 @@ impl Catalog {
                 )?;
             }
             set_alias(t, pipeline, "live", version, "commit")?;
+            // The run's decisions are audited exactly when they take effect.
+            crate::audit::append(t, audit)?;
+            crate::cost::insert(t, pipeline, version, costs)?;
             Ok(())
         })
     }
@@ -516,7 +588,8 @@ impl Catalog {
     pub fn ledger(&self, pipeline: &str, root: &str) -> Result<HashMap<String, LedgerEntry>> {
         self.read(|c| {
             let mut statement = c.prepare(
-                "SELECT root, rel_path, size, mtime_ns, content_hash, status FROM files WHERE pipeline = ?1 AND root = ?2",
+                "SELECT root, rel_path, size, mtime_ns, content_hash, status, readers FROM files
+                 WHERE pipeline = ?1 AND root = ?2",
             )?;
             let rows = statement.query_map([pipeline, root], ledger_row)?;
             rows.map(|row| row.map(|entry| (entry.rel_path.clone(), entry))).collect()
@@ -525,16 +598,23 @@ impl Catalog {
 
     // ---- documents ------------------------------------------------------------------------
 
-    /// A live, indexed (not itself a duplicate) document with this normalised text.
-    pub fn live_document_with_text(&self, pipeline: &str, text_hash: TextHash) -> Result<Option<LiveDocument>> {
+    /// A live, indexed (not itself a duplicate) document with this normalised text and these
+    /// readers: a copy readable by others is not a duplicate (skipping it would hide the text
+    /// from readers of the copy).
+    pub fn live_document_with_text(
+        &self,
+        pipeline: &str,
+        text_hash: TextHash,
+        readers: &Acl,
+    ) -> Result<Option<LiveDocument>> {
         self.read(|c| {
             c.query_row(
                 &format!(
                     "SELECT {LIVE_DOCUMENT_COLUMNS} FROM documents
-                 WHERE pipeline = ?1 AND text_hash = ?2 AND valid_to = ?3 AND duplicate_of IS NULL
+                 WHERE pipeline = ?1 AND text_hash = ?2 AND valid_to = ?3 AND duplicate_of IS NULL AND readers = ?4
                  ORDER BY id LIMIT 1"
                 ),
-                params![pipeline, text_hash.to_hex(), VERSION_OPEN],
+                params![pipeline, text_hash.to_hex(), VERSION_OPEN, readers.to_json()],
                 live_document_row,
             )
             .optional()
@@ -611,7 +691,7 @@ impl Catalog {
         self.read(|c| {
             let document = c
                 .query_row(
-                    "SELECT id, text_hash, format, title, page_count FROM documents
+                    "SELECT id, text_hash, format, title, page_count, pii FROM documents
                      WHERE pipeline = ?1 AND content_hash = ?2 AND chunk_fingerprint = ?3 AND extract_fingerprint = ?4
                          AND duplicate_of IS NULL AND embedded_files = 0
                      ORDER BY id DESC LIMIT 1",
@@ -628,13 +708,14 @@ impl Catalog {
                             r.get::<_, String>(2)?,
                             r.get::<_, Option<String>>(3)?,
                             opt_u32(r.get(4)?),
+                            serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
                         ))
                     },
                 )
                 .optional()?;
-            let Some((row, text_hash, format, title, page_count)) = document else { return Ok(None) };
+            let Some((row, text_hash, format, title, page_count, pii)) = document else { return Ok(None) };
             let mut statement = c.prepare(
-                "SELECT ordinal, text, text_hash, char_start, char_end, page, token_count, heading_path FROM chunks
+                "SELECT ordinal, text, text_hash, char_start, char_end, page, token_count, heading_path, pii FROM chunks
                  WHERE document = ?1 ORDER BY ordinal",
             )?;
             let chunks = statement
@@ -647,11 +728,12 @@ impl Catalog {
                         char_end: r.get(4)?,
                         page: opt_u32(r.get(5)?),
                         token_count: r.get(6)?,
-                        heading_path: parse_heading_path(r.get(7)?)?,
+                        heading_path: parse_strings(r.get(7)?)?,
+                        pii: parse_strings(r.get(8)?)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Some(ReusableDocument { text_hash, format, title, page_count, chunks }))
+            Ok(Some(ReusableDocument { text_hash, format, title, page_count, chunks, pii }))
         })
     }
 
@@ -661,13 +743,14 @@ impl Catalog {
             let mut insert_document = t.prepare_cached(
                 "INSERT INTO documents (pipeline, doc_id, root, rel_path, member, parent, embedded_files, content_hash,
                      text_hash, format, title, page_count, byte_size, chunk_fingerprint, duplicate_of, valid_from, valid_to,
-                     extract_fingerprint, model_fingerprint, added_reason, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                     extract_fingerprint, model_fingerprint, added_reason, created_at, readers, pii)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+                     ?22, ?23)",
             )?;
             let mut insert_chunk = t.prepare_cached(
                 "INSERT INTO chunks (chunk_id, valid_from, valid_to, document, pipeline, ordinal, text, text_hash,
-                     char_start, char_end, page, token_count, heading_path)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                     char_start, char_end, page, token_count, heading_path, pii)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
             let now = now_ms();
             for write in writes {
@@ -693,7 +776,9 @@ impl Catalog {
                     d.fingerprints.extract.to_hex(),
                     d.fingerprints.model.to_hex(),
                     d.added_reason.as_str(),
-                    now
+                    now,
+                    d.readers.to_json(),
+                    serde_json::to_string(&d.pii).expect("counts serialise")
                 ])?;
                 let row = t.last_insert_rowid();
                 for chunk in &write.chunks {
@@ -711,7 +796,8 @@ impl Catalog {
                         c.char_end,
                         c.page,
                         c.token_count,
-                        serde_json::to_string(&c.heading_path).expect("strings serialise")
+                        serde_json::to_string(&c.heading_path).expect("strings serialise"),
+                        serde_json::to_string(&c.pii).expect("strings serialise")
                     ])?;
                 }
             }
@@ -771,6 +857,11 @@ impl Catalog {
     /// Every chunk visible at `version`, ordered by chunk id.
     pub fn chunks_visible_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
         self.chunks_where("c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to", pipeline, version)
+    }
+
+    /// Every chunk appearance of the pipeline, whatever its interval (to rebuild an index).
+    pub fn all_chunk_appearances(&self, pipeline: &str) -> Result<Vec<StoredChunk>> {
+        self.chunks_where("c.pipeline = ?1 AND c.valid_to >= ?2", pipeline, 0)
     }
 
     fn chunks_where(&self, condition: &str, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
@@ -897,10 +988,11 @@ fn apply_ledger(
     ledger: &[LedgerChange],
 ) -> rusqlite::Result<()> {
     let mut upsert = t.prepare_cached(
-        "INSERT INTO files (pipeline, root, rel_path, size, mtime_ns, content_hash, status, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        "INSERT INTO files (pipeline, root, rel_path, size, mtime_ns, content_hash, status, version, readers)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (pipeline, root, rel_path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
-             content_hash = excluded.content_hash, status = excluded.status, version = excluded.version",
+             content_hash = excluded.content_hash, status = excluded.status, version = excluded.version,
+             readers = excluded.readers",
     )?;
     let mut remove = t.prepare_cached("DELETE FROM files WHERE pipeline = ?1 AND root = ?2 AND rel_path = ?3")?;
     for change in ledger {
@@ -914,7 +1006,8 @@ fn apply_ledger(
                     entry.mtime_ns,
                     entry.content_hash.to_hex(),
                     entry.status.as_str(),
-                    version
+                    version,
+                    entry.readers.as_ref().map(Acl::to_json).unwrap_or_default()
                 ])?;
             }
             LedgerChange::Remove { root, rel_path } => {
@@ -934,6 +1027,8 @@ fn ledger_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
         mtime_ns: r.get(3)?,
         content_hash: parse_id(r.get(4)?, ContentHash::parse)?,
         status: FileStatus::parse(&status).unwrap_or(FileStatus::Quarantined),
+        // A row from before readers were recorded has none: any captured ACL differs.
+        readers: Acl::from_json(&r.get::<_, String>(6)?),
     })
 }
 
@@ -954,7 +1049,8 @@ fn live_document_row(r: &Row<'_>) -> rusqlite::Result<LiveDocument> {
 }
 
 const STORED_CHUNK_SELECT: &str = "SELECT c.chunk_id, c.valid_from, c.valid_to, d.doc_id, d.root, d.rel_path, d.member,
-        d.title, c.ordinal, c.text, c.text_hash, c.char_start, c.char_end, c.page, c.token_count, c.heading_path
+        d.title, c.ordinal, c.text, c.text_hash, c.char_start, c.char_end, c.page, c.token_count, c.heading_path,
+        d.readers, c.pii
     FROM chunks c JOIN documents d ON d.id = c.document";
 
 fn stored_chunk_row(r: &Row<'_>) -> rusqlite::Result<StoredChunk> {
@@ -975,11 +1071,19 @@ fn stored_chunk_row(r: &Row<'_>) -> rusqlite::Result<StoredChunk> {
         char_end: r.get(12)?,
         page: opt_u32(r.get(13)?),
         token_count: r.get(14)?,
-        heading_path: parse_heading_path(r.get(15)?)?,
+        heading_path: parse_strings(r.get(15)?)?,
+        readers: parse_acl(r.get(16)?)?,
+        pii: parse_strings(r.get(17)?)?,
     })
 }
 
-pub(crate) fn parse_heading_path(json: String) -> rusqlite::Result<Vec<String>> {
+pub(crate) fn parse_acl(json: String) -> rusqlite::Result<Acl> {
+    Acl::from_json(&json)
+        .ok_or_else(|| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, format!("bad readers {json:?}").into()))
+}
+
+/// A JSON array of strings (heading paths, PII kinds).
+pub(crate) fn parse_strings(json: String) -> rusqlite::Result<Vec<String>> {
     serde_json::from_str(&json).map_err(|err| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(err)))
 }
 
@@ -1005,6 +1109,10 @@ mod tests {
             document INTEGER NOT NULL REFERENCES documents (id), pipeline TEXT NOT NULL, ordinal INTEGER NOT NULL,
             text TEXT NOT NULL, text_hash TEXT NOT NULL, char_start INTEGER NOT NULL, char_end INTEGER NOT NULL,
             page INTEGER, token_count INTEGER NOT NULL, PRIMARY KEY (chunk_id, valid_from));
+        CREATE TABLE files (
+            pipeline TEXT NOT NULL, root TEXT NOT NULL, rel_path TEXT NOT NULL, size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL, content_hash TEXT NOT NULL, status TEXT NOT NULL, version INTEGER NOT NULL,
+            PRIMARY KEY (pipeline, root, rel_path));
         CREATE TABLE quarantine (
             pipeline TEXT NOT NULL, root TEXT NOT NULL, rel_path TEXT NOT NULL, content_hash TEXT NOT NULL,
             stage TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, version INTEGER NOT NULL,
@@ -1037,6 +1145,8 @@ mod tests {
             fingerprints: written,
             duplicate_of: None,
             added_reason: ChangeReason::New,
+            readers: Acl::default(),
+            pii: Default::default(),
         };
         catalog.insert_documents("p", 1, &[DocumentWrite { document, chunks: Vec::new() }]).unwrap();
         let stale = |current: StageFingerprints| catalog.stale_files("p", "/share", &current).unwrap();

@@ -18,9 +18,9 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
-use sluice_core::{ChunkId, DocumentId, TextHash, Version};
+use sluice_core::{Acl, ChunkId, DocumentId, ReadAccess, TextHash, Version};
 
-use crate::catalog::{Catalog, opt_u32, parse_heading_path, parse_id};
+use crate::catalog::{Catalog, opt_u32, parse_acl, parse_id, parse_strings};
 use crate::error::{Result, StoreError};
 use crate::lineage::file_uri;
 use crate::types::join_path;
@@ -57,6 +57,10 @@ pub struct ExportRow {
     pub extract_fingerprint: String,
     pub chunk_fingerprint: String,
     pub model_fingerprint: String,
+    /// Who may read the chunk (principal keys).
+    pub readers: Vec<String>,
+    /// PII kinds found in the text.
+    pub pii: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
 }
@@ -69,18 +73,20 @@ pub struct ExportSummary {
 }
 
 impl Catalog {
-    /// Writes the chunks of `pipeline` visible at committed version N to `out`. Reads only the
-    /// catalog, so it runs beside a daemon.
+    /// Writes the chunks of `pipeline` visible at committed version N that `access` may read
+    /// to `out`. Reads only the catalog, so it runs beside a daemon.
     pub fn export(
         &self,
         pipeline: &str,
         version: Version,
+        access: &ReadAccess,
         format: ExportFormat,
         with_vectors: bool,
         out: &Path,
     ) -> Result<ExportSummary> {
         self.require_committed(pipeline, version)?;
         let mut rows = self.export_rows(pipeline, version)?;
+        rows.retain(|row| access.may_read(&Acl::new(row.readers.iter().cloned())));
         let partial = out.with_extension(match out.extension() {
             Some(ext) => format!("{}.partial", ext.to_string_lossy()),
             None => "partial".to_owned(),
@@ -130,7 +136,8 @@ impl Catalog {
             let mut statement = c.prepare(
                 "SELECT c.chunk_id, d.doc_id, d.root, d.rel_path, d.member, d.content_hash, d.format, d.title,
                         c.ordinal, c.page, c.char_start, c.char_end, c.token_count, c.heading_path, c.text,
-                        c.text_hash, c.valid_from, d.extract_fingerprint, d.chunk_fingerprint, d.model_fingerprint
+                        c.text_hash, c.valid_from, d.extract_fingerprint, d.chunk_fingerprint, d.model_fingerprint,
+                        d.readers, c.pii
                  FROM chunks c JOIN documents d ON d.id = c.document
                  WHERE c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to
                  ORDER BY d.root, d.rel_path, d.member, c.ordinal, c.chunk_id",
@@ -151,13 +158,15 @@ impl Catalog {
                         char_start: r.get(10)?,
                         char_end: r.get(11)?,
                         token_count: r.get(12)?,
-                        heading_path: parse_heading_path(r.get(13)?)?,
+                        heading_path: parse_strings(r.get(13)?)?,
                         text: r.get(14)?,
                         text_hash: parse_id(r.get(15)?, TextHash::parse)?,
                         valid_from: r.get(16)?,
                         extract_fingerprint: r.get(17)?,
                         chunk_fingerprint: r.get(18)?,
                         model_fingerprint: r.get(19)?,
+                        readers: parse_acl(r.get(20)?)?.keys().to_vec(),
+                        pii: parse_strings(r.get(21)?)?,
                         vector: None,
                     })
                 })?
@@ -209,7 +218,9 @@ fn parquet_schema(with_vectors: bool) -> Schema {
     for name in INTEGER_COLUMNS {
         fields.push(Field::new(name, DataType::Int64, name == "page"));
     }
-    fields.push(Field::new("heading_path", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false));
+    for name in ["heading_path", "readers", "pii"] {
+        fields.push(Field::new(name, DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false));
+    }
     if with_vectors {
         fields.push(Field::new("vector", DataType::List(Arc::new(Field::new("item", DataType::Float32, true))), false));
     }
@@ -243,14 +254,17 @@ fn record_batch(schema: &Arc<Schema>, rows: &[ExportRow], with_vectors: bool) ->
         integers(&|r| Some(r.token_count.into())),
         integers(&|r| Some(r.valid_from)),
     ];
-    let mut headings = ListBuilder::new(StringBuilder::new());
-    for row in rows {
-        for heading in &row.heading_path {
-            headings.values().append_value(heading);
+    let string_lists: [fn(&ExportRow) -> &Vec<String>; 3] = [|r| &r.heading_path, |r| &r.readers, |r| &r.pii];
+    for get in string_lists {
+        let mut lists = ListBuilder::new(StringBuilder::new());
+        for row in rows {
+            for value in get(row) {
+                lists.values().append_value(value);
+            }
+            lists.append(true);
         }
-        headings.append(true);
+        columns.push(Arc::new(lists.finish()));
     }
-    columns.push(Arc::new(headings.finish()));
     if with_vectors {
         let mut vectors = ListBuilder::new(Float32Builder::new());
         for row in rows {

@@ -8,9 +8,9 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::Mutex;
 
-use sluice_core::{ChunkId, PointKey, Version};
+use sluice_core::{ChunkId, PointKey, ReadAccess, Version};
 use tantivy::collector::{DocSetCollector, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
+use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RangeQuery, TermSetQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
@@ -31,6 +31,8 @@ pub struct LexicalDoc<'a> {
     pub path: &'a str,
     pub title: Option<&'a str>,
     pub text: &'a str,
+    /// Principal keys that may read it (see `sluice_core::access`).
+    pub readers: &'a [String],
 }
 
 #[derive(Clone, Copy)]
@@ -43,6 +45,7 @@ struct Fields {
     text: Field,
     valid_from: Field,
     valid_to: Field,
+    readers: Field,
 }
 
 pub struct LexicalIndex {
@@ -75,12 +78,26 @@ fn schema() -> Schema {
     builder.add_text_field("text", english);
     builder.add_i64_field("valid_from", INDEXED | FAST | STORED);
     builder.add_i64_field("valid_to", INDEXED | FAST);
+    builder.add_text_field("readers", STRING);
     builder.build()
 }
 
 impl LexicalIndex {
-    pub fn open(path: &Path) -> Result<Self> {
-        std::fs::create_dir_all(path).map_err(|source| StoreError::Io { path: path.to_owned(), source })?;
+    /// Opens (or creates) the index at `path`. An index written with an older schema is
+    /// emptied and `true` is returned: the caller rebuilds it from the catalog.
+    pub fn open(path: &Path) -> Result<(Self, bool)> {
+        let io = |source| StoreError::Io { path: path.to_owned(), source };
+        std::fs::create_dir_all(path).map_err(io)?;
+        let mut outdated = false;
+        if path.join("meta.json").exists() {
+            // Every field of this build's schema must be there (a field added later is not).
+            let existing = Index::open_in_dir(path)?.schema();
+            outdated = schema().fields().any(|(_, entry)| existing.get_field(entry.name()).is_err());
+        }
+        if outdated {
+            std::fs::remove_dir_all(path).map_err(io)?;
+            std::fs::create_dir_all(path).map_err(io)?;
+        }
         let directory = tantivy::directory::MmapDirectory::open(path)?;
         let index = Index::open_or_create(directory, schema())?;
         let schema = index.schema();
@@ -96,6 +113,7 @@ impl LexicalIndex {
             text: field("text")?,
             valid_from: field("valid_from")?,
             valid_to: field("valid_to")?,
+            readers: field("readers")?,
         };
         let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
         // Retiring a chunk deletes its document (and adds it again), and retention deletes old
@@ -104,7 +122,7 @@ impl LexicalIndex {
         merge_policy.set_del_docs_ratio_before_merge(DELETED_RATIO_BEFORE_MERGE);
         writer.set_merge_policy(Box::new(merge_policy));
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Self { index, fields, writer: Mutex::new(writer), reader })
+        Ok((Self { index, fields, writer: Mutex::new(writer), reader }, outdated))
     }
 
     fn key_term(&self, key: &PointKey) -> Term {
@@ -127,6 +145,9 @@ impl LexicalIndex {
             document.add_text(self.fields.text, doc.text);
             document.add_i64(self.fields.valid_from, doc.key.valid_from);
             document.add_i64(self.fields.valid_to, doc.valid_to);
+            for key in doc.readers {
+                document.add_text(self.fields.readers, key);
+            }
             writer.add_document(document)?;
         }
         Ok(())
@@ -161,14 +182,21 @@ impl LexicalIndex {
         BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, Box::new(from)), (Occur::Must, Box::new(to))])
     }
 
-    /// BM25 search over text and title, restricted to chunks visible at `version`.
-    pub fn search(&self, query: &str, version: Version, limit: usize) -> Result<Vec<LexicalHit>> {
+    /// BM25 search over text and title, restricted to chunks visible at `version` that
+    /// `access` may read. Both restrictions are clauses of the query itself (scoring zero), so
+    /// the top `limit` are the best *readable* chunks, not what is left of the best ones.
+    pub fn search(&self, query: &str, version: Version, access: &ReadAccess, limit: usize) -> Result<Vec<LexicalHit>> {
         let parser = QueryParser::for_index(&self.index, vec![self.fields.text, self.fields.title]);
         // Lenient: a query typed by a person never fails on a stray quote or colon.
         let (parsed, _errors) = parser.parse_query_lenient(query);
+        let mut query = self.version_filter(parsed, version);
+        if let ReadAccess::Keys(keys) = access {
+            let terms = keys.iter().map(|key| Term::from_field_text(self.fields.readers, key));
+            let readable = ConstScoreQuery::new(Box::new(TermSetQuery::new(terms)), 0.0);
+            query = BooleanQuery::new(vec![(Occur::Must, Box::new(query)), (Occur::Must, Box::new(readable))]);
+        }
         let searcher = self.reader.searcher();
-        let top = searcher
-            .search(&self.version_filter(parsed, version), &TopDocs::with_limit(limit.max(1)).order_by_score())?;
+        let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
         top.into_iter()
             .map(|(score, address)| {
                 let document: TantivyDocument = searcher.doc(address)?;

@@ -9,7 +9,9 @@
 //! stores; its number is never reused, and the next run redoes the work (the embedding cache
 //! makes that cheap).
 
+mod audit;
 mod catalog;
+mod cost;
 mod diff;
 mod error;
 mod export;
@@ -18,6 +20,7 @@ mod lineage;
 mod lock;
 mod retention;
 mod search;
+mod tokens;
 mod types;
 mod vectors;
 mod verify;
@@ -27,7 +30,9 @@ use std::path::{Path, PathBuf};
 use sluice_core::{ChunkId, Fingerprint, VERSION_OPEN, Version};
 use tracing::{info, warn};
 
+pub use audit::{AuditEntry, AuditEvent, AuditProblem, AuditVerification};
 pub use catalog::{Catalog, now_ms};
+pub use cost::{CostReport, DocumentCost, Quantiles, SourceCost, StageCost, StageReport, VersionCost};
 pub use diff::{DiffCount, DiffEntry, VersionDiff};
 pub use error::{Result, StoreError};
 pub use export::{ExportFormat, ExportRow, ExportSummary};
@@ -36,6 +41,7 @@ pub use lineage::{Appearance, Lineage, file_uri};
 pub use lock::DataDirLock;
 pub use retention::GcReport;
 pub use search::{SearchMode, SearchRequest};
+pub use tokens::{Role, TokenInfo};
 pub use types::*;
 pub use vectors::{DenseHit, StoredPoint, VectorIndex, VectorPoint};
 pub use verify::VerifyReport;
@@ -59,12 +65,17 @@ impl Store {
     pub fn open(data_dir: &Path, pipeline: &str, dimension: usize) -> Result<Self> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io { path: data_dir.to_owned(), source })?;
         let (catalog_path, vectors_path, lexical_path) = store_paths(data_dir, pipeline);
+        let (lexical, lexical_outdated) = LexicalIndex::open(&lexical_path)?;
         let store = Self {
             pipeline: pipeline.to_owned(),
             catalog: Catalog::open(&catalog_path)?,
             vectors: VectorIndex::open(&vectors_path, dimension)?,
-            lexical: LexicalIndex::open(&lexical_path)?,
+            lexical,
         };
+        if lexical_outdated {
+            let rebuilt = store.rebuild_lexical()?;
+            warn!(pipeline, chunks = rebuilt, "lexical index had an older schema; rebuilt it from the catalog");
+        }
         for version in store.catalog.pending_versions(pipeline)? {
             warn!(pipeline, version, "rolling back a version left pending by an interrupted run");
             store.roll_back(version)?;
@@ -101,7 +112,16 @@ impl Store {
     pub fn begin(&self, pipeline_fingerprint: Fingerprint, run_id: &str) -> Result<VersionWriter<'_>> {
         let version = self.catalog.next_version(&self.pipeline)?;
         self.catalog.begin_version(&self.pipeline, version, pipeline_fingerprint, run_id)?;
-        Ok(VersionWriter { store: self, version, finished: false })
+        Ok(VersionWriter { store: self, version, finished: false, audit: Vec::new(), costs: Vec::new() })
+    }
+
+    /// Writes every chunk appearance the catalog holds into the (empty) lexical index.
+    fn rebuild_lexical(&self) -> Result<usize> {
+        let chunks = self.catalog.all_chunk_appearances(&self.pipeline)?;
+        let docs: Vec<LexicalDoc<'_>> = chunks.iter().map(|chunk| lexical_doc(chunk, chunk.valid_to)).collect();
+        self.lexical.put(&docs)?;
+        self.lexical.commit()?;
+        Ok(docs.len())
     }
 
     /// Removes every trace of pending version N from the three stores.
@@ -135,6 +155,7 @@ fn lexical_doc(chunk: &StoredChunk, valid_to: Version) -> LexicalDoc<'_> {
         path: &chunk.path,
         title: chunk.title.as_deref(),
         text: &chunk.text,
+        readers: chunk.readers.keys(),
     }
 }
 
@@ -143,6 +164,11 @@ pub struct VersionWriter<'s> {
     store: &'s Store,
     version: Version,
     finished: bool,
+    /// The version's decisions, audited in the commit's transaction (so an aborted version
+    /// leaves no entries).
+    audit: Vec<AuditEvent>,
+    /// What each processed file cost, stored with the commit.
+    costs: Vec<DocumentCost>,
 }
 
 impl VersionWriter<'_> {
@@ -150,10 +176,24 @@ impl VersionWriter<'_> {
         self.version
     }
 
+    /// Records what one file cost (written when the version commits).
+    pub fn record_cost(&mut self, cost: DocumentCost) {
+        self.costs.push(cost);
+    }
+
+    /// Records a pipeline decision for the audit log (written when the version commits).
+    pub fn record(&mut self, action: &str, subject: impl Into<String>, detail: serde_json::Value) {
+        let event = AuditEvent::new(&self.store.pipeline, "pipeline", action, subject, detail);
+        self.audit.push(event);
+    }
+
     /// Retires a live document at this version; returns how many chunks stopped being visible.
     pub fn retire(&mut self, document: &LiveDocument, reason: ChangeReason) -> Result<usize> {
         let store = self.store;
         let retired = store.catalog.retire_document(document.row, self.version, reason)?;
+        let path = types::join_path(&document.root, &document.rel_path, &document.member);
+        let detail = serde_json::json!({"version": self.version, "reason": reason, "chunks": retired.len()});
+        self.record("retired", path, detail);
         let keys: Vec<_> = retired.iter().map(StoredChunk::key).collect();
         store.vectors.set_valid_to(&keys, self.version)?;
         let docs: Vec<LexicalDoc<'_>> = retired.iter().map(|chunk| lexical_doc(chunk, self.version)).collect();
@@ -172,7 +212,8 @@ impl VersionWriter<'_> {
             let doc_id = write.document.doc_id.to_hex();
             for chunk in &write.chunks {
                 let key = sluice_core::PointKey { chunk: chunk.id, valid_from: self.version };
-                points.push(VectorPoint { key, doc_id: doc_id.clone(), vector: &chunk.vector });
+                let readers = write.document.readers.keys();
+                points.push(VectorPoint { key, doc_id: doc_id.clone(), vector: &chunk.vector, readers });
                 docs.push(LexicalDoc {
                     key,
                     valid_to: VERSION_OPEN,
@@ -180,6 +221,7 @@ impl VersionWriter<'_> {
                     path,
                     title: write.document.title.as_deref(),
                     text: &chunk.chunk.text,
+                    readers,
                 });
             }
         }
@@ -198,16 +240,13 @@ impl VersionWriter<'_> {
         summary: &serde_json::Value,
     ) -> Result<Version> {
         let store = self.store;
+        let subject = format!("version {}", self.version);
+        self.record("version_committed", subject, serde_json::json!({"version": self.version, "summary": summary}));
         store.lexical.commit()?;
         store.vectors.flush()?;
-        store.catalog.commit_version(
-            &store.pipeline,
-            self.version,
-            ledger,
-            quarantined,
-            cleared_quarantine,
-            summary,
-        )?;
+        let record =
+            CommitRecord { ledger, quarantined, cleared_quarantine, summary, audit: &self.audit, costs: &self.costs };
+        store.catalog.commit_version(&store.pipeline, self.version, &record)?;
         self.finished = true;
         info!(pipeline = %store.pipeline, version = self.version, "version committed");
         Ok(self.version)

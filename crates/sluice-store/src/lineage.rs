@@ -3,9 +3,11 @@
 
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use sluice_core::{ChunkId, ContentHash, DocumentId, TextHash, VERSION_OPEN, Version};
+use std::collections::BTreeMap;
 
-use crate::catalog::{Catalog, opt_u32, parse_heading_path, parse_id, parse_reason};
+use sluice_core::{Acl, ChunkId, ContentHash, DocumentId, ReadAccess, TextHash, VERSION_OPEN, Version};
+
+use crate::catalog::{Catalog, opt_u32, parse_acl, parse_id, parse_reason, parse_strings};
 use crate::error::Result;
 use crate::types::{ChangeReason, join_path};
 
@@ -29,6 +31,16 @@ pub struct Lineage {
     pub appearances: Vec<Appearance>,
     /// Unix milliseconds when the chunk was written.
     pub written_at: i64,
+    /// Who may read the chunk (principal keys), captured from the source and the rules.
+    pub readers: Acl,
+    /// PII found: counts per kind in the document, and the kinds in this chunk.
+    pub pii: LineagePii,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LineagePii {
+    pub document: BTreeMap<String, usize>,
+    pub chunk: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -99,7 +111,8 @@ pub struct Appearance {
 impl Catalog {
     /// The lineage of `chunk_id`, from its latest appearance; `None` if no committed version
     /// ever held it (or retention removed it).
-    pub fn lineage(&self, pipeline: &str, chunk_id: ChunkId) -> Result<Option<Lineage>> {
+    /// `None` too when `access` may not read it: a reader learns nothing of chunks it cannot see.
+    pub fn lineage(&self, pipeline: &str, chunk_id: ChunkId, access: &ReadAccess) -> Result<Option<Lineage>> {
         self.read(|c| {
             let mut statement = c.prepare(
                 "SELECT c.valid_from, c.valid_to FROM chunks c JOIN versions v
@@ -118,7 +131,7 @@ impl Catalog {
                         d.page_count, d.byte_size, c.ordinal, c.page, c.char_start, c.char_end, c.token_count,
                         c.heading_path, c.text_hash, d.extract_fingerprint, d.chunk_fingerprint, d.model_fingerprint,
                         d.added_reason, d.retired_reason, d.created_at, v.pipeline_fingerprint, v.run_id,
-                        v.started_at, v.finished_at
+                        v.started_at, v.finished_at, d.readers, d.pii, c.pii
                  FROM chunks c JOIN documents d ON d.id = c.document
                       JOIN versions v ON v.pipeline = c.pipeline AND v.version = c.valid_from
                  WHERE c.pipeline = ?1 AND c.chunk_id = ?2 AND c.valid_from = ?3",
@@ -149,7 +162,7 @@ impl Catalog {
                             char_start: r.get(13)?,
                             char_end: r.get(14)?,
                             token_count: r.get(15)?,
-                            heading_path: parse_heading_path(r.get(16)?)?,
+                            heading_path: parse_strings(r.get(16)?)?,
                         },
                         parse_id(r.get(17)?, TextHash::parse)?,
                         [r.get::<_, String>(18)?, r.get::<_, String>(19)?, r.get::<_, String>(20)?],
@@ -163,11 +176,30 @@ impl Catalog {
                             started_at: r.get(26)?,
                             committed_at: r.get(27)?,
                         },
+                        parse_acl(r.get(28)?)?,
+                        LineagePii {
+                            document: serde_json::from_str(&r.get::<_, String>(29)?).unwrap_or_default(),
+                            chunk: parse_strings(r.get(30)?)?,
+                        },
                     ))
                 },
             )?;
-            let (source, span, text_hash, fingerprints, added_reason, retired_reason, written_at, pipeline_fp, run) =
-                row;
+            let (
+                source,
+                span,
+                text_hash,
+                fingerprints,
+                added_reason,
+                retired_reason,
+                written_at,
+                pipeline_fp,
+                run,
+                readers,
+                pii,
+            ) = row;
+            if !access.may_read(&readers) {
+                return Ok(None);
+            }
             let mut statement = c.prepare(
                 "SELECT root, rel_path, member FROM documents
                  WHERE pipeline = ?1 AND duplicate_of = ?2 AND valid_to = ?3 ORDER BY root, rel_path, member",
@@ -200,6 +232,8 @@ impl Catalog {
                 retired_reason,
                 appearances,
                 written_at,
+                readers,
+                pii,
             }))
         })
     }

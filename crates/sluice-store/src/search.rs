@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use sluice_core::{ChunkId, VERSION_OPEN, Version};
+use sluice_core::{ChunkId, ReadAccess, VERSION_OPEN, Version};
 
 use crate::Store;
 use crate::error::Result;
@@ -31,6 +31,8 @@ pub struct SearchRequest<'a> {
     pub candidates: usize,
     pub rrf_k: u32,
     pub hnsw_ef: usize,
+    /// Who is asking: both retrievers filter by it before ranking.
+    pub access: &'a ReadAccess,
 }
 
 /// A chunk appearance: (chunk id, valid_from).
@@ -74,7 +76,7 @@ impl Store {
             Vec::new()
         } else {
             self.lexical()
-                .search(request.query, request.version, candidates)?
+                .search(request.query, request.version, request.access, candidates)?
                 .into_iter()
                 .map(|hit| (hit.chunk_id, hit.valid_from))
                 .collect()
@@ -83,7 +85,7 @@ impl Store {
             (SearchMode::Lexical, _) | (_, None) => Vec::new(),
             (_, Some(vector)) => self
                 .vectors()
-                .search(vector, request.version, candidates, request.hnsw_ef, false)?
+                .search(vector, request.version, request.access, candidates, request.hnsw_ef, false)?
                 .into_iter()
                 .map(|hit| (hit.chunk_id, hit.valid_from))
                 .collect(),
@@ -96,7 +98,8 @@ impl Store {
         Ok(ranked
             .into_iter()
             .filter_map(|fused| {
-                let chunk = by_key.get(&fused.key)?;
+                // Both retrievers filtered already; checking again costs nothing.
+                let chunk = by_key.get(&fused.key).filter(|chunk| request.access.may_read(&chunk.readers))?;
                 Some(SearchHit {
                     chunk_id: chunk.chunk_id,
                     score: fused.score,

@@ -1,7 +1,9 @@
 //! Records that cross the store's API.
 
 use serde::Serialize;
-use sluice_core::{Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, PointKey, TextHash, Version};
+use std::collections::BTreeMap;
+
+use sluice_core::{Acl, Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, PointKey, TextHash, Version};
 
 /// How a file ended up, as remembered by the ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -40,6 +42,8 @@ pub struct LedgerEntry {
     pub mtime_ns: i64,
     pub content_hash: ContentHash,
     pub status: FileStatus,
+    /// The file's readers when it was processed; `None` in a ledger from before they were kept.
+    pub readers: Option<Acl>,
 }
 
 /// A change to the ledger, applied when its version commits.
@@ -67,10 +71,12 @@ pub enum ChangeReason {
     OriginalRetired,
     /// Processed again on request (`quarantine retry`) without changing.
     Reprocessed,
+    /// Only who may read the file changed: same chunks and vectors, new ACL.
+    AccessChanged,
 }
 
 impl ChangeReason {
-    pub const ALL: [ChangeReason; 9] = [
+    pub const ALL: [ChangeReason; 10] = [
         ChangeReason::New,
         ChangeReason::DocumentChanged,
         ChangeReason::Deleted,
@@ -80,6 +86,7 @@ impl ChangeReason {
         ChangeReason::ModelChanged,
         ChangeReason::OriginalRetired,
         ChangeReason::Reprocessed,
+        ChangeReason::AccessChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,6 +100,7 @@ impl ChangeReason {
             ChangeReason::ModelChanged => "model_changed",
             ChangeReason::OriginalRetired => "original_retired",
             ChangeReason::Reprocessed => "reprocessed",
+            ChangeReason::AccessChanged => "access_changed",
         }
     }
 
@@ -163,6 +171,10 @@ pub struct NewDocument {
     pub fingerprints: StageFingerprints,
     pub duplicate_of: Option<DocumentId>,
     pub added_reason: ChangeReason,
+    /// Who may read it; every chunk carries it into both indexes.
+    pub readers: Acl,
+    /// PII found, per kind (values are never kept).
+    pub pii: BTreeMap<String, usize>,
 }
 
 impl NewDocument {
@@ -202,6 +214,7 @@ pub struct ReusableDocument {
     pub title: Option<String>,
     pub page_count: Option<u32>,
     pub chunks: Vec<Chunk>,
+    pub pii: BTreeMap<String, usize>,
 }
 
 /// One stored appearance of a chunk, with what a search hit or an export needs.
@@ -221,6 +234,10 @@ pub struct StoredChunk {
     pub page: Option<u32>,
     pub token_count: u32,
     pub heading_path: Vec<String>,
+    /// Who may read it (the document's readers).
+    pub readers: Acl,
+    /// PII kinds found in the text.
+    pub pii: Vec<String>,
 }
 
 impl StoredChunk {
@@ -279,6 +296,18 @@ pub struct VersionInfo {
     pub summary: serde_json::Value,
     /// Aliases (e.g. `live`) that point at this version.
     pub aliases: Vec<String>,
+}
+
+/// Everything a version's commit writes besides its chunks.
+#[derive(Clone, Copy)]
+pub struct CommitRecord<'a> {
+    pub ledger: &'a [LedgerChange],
+    pub quarantined: &'a [QuarantineEntry],
+    /// Files whose quarantine entries are cleared: (root, relative path).
+    pub cleared_quarantine: &'a [(String, String)],
+    pub summary: &'a serde_json::Value,
+    pub audit: &'a [crate::AuditEvent],
+    pub costs: &'a [crate::DocumentCost],
 }
 
 /// A document that failed a stage, as shown to an operator.

@@ -1,7 +1,7 @@
 //! The dense index: Qdrant's own engine in-process (qdrant-edge), one shard per pipeline.
 //!
 //! Each point is one appearance of a chunk (id from its `PointKey`), with the chunk id and the
-//! validity interval in its payload. Every query carries the version filter, so points of a
+//! validity interval and its readers (ACL principal keys) in its payload. Every query carries the version filter, so points of a
 //! version that is still being written, or was abandoned by a crash, are never seen.
 
 use std::path::Path;
@@ -13,7 +13,7 @@ use qdrant_edge::{
     UpdateOperation, VectorInternal, WithPayloadInterface, WithVector,
 };
 use serde_json::json;
-use sluice_core::{ChunkId, PointKey, VERSION_OPEN, Version};
+use sluice_core::{ChunkId, PointKey, ReadAccess, VERSION_OPEN, Version};
 
 use crate::error::{Result, StoreError};
 
@@ -24,6 +24,8 @@ pub struct VectorPoint<'a> {
     pub key: PointKey,
     pub doc_id: String,
     pub vector: &'a [f32],
+    /// Principal keys that may read it.
+    pub readers: &'a [String],
 }
 
 /// A point as stored: its chunk appearance and vector.
@@ -48,10 +50,20 @@ pub struct VectorIndex {
 
 /// Qdrant's REST filter for "visible at version v".
 pub(crate) fn visible_filter(version: Version) -> Filter {
-    filter(json!({"must": [
-        {"key": "valid_from", "range": {"lte": version}},
-        {"key": "valid_to", "range": {"gt": version}},
-    ]}))
+    readable_filter(version, &ReadAccess::Unrestricted)
+}
+
+/// "Visible at version v and readable by `access`": Qdrant applies it while it searches the
+/// graph, so the nearest readable chunks come back, not what is left of the nearest ones.
+fn readable_filter(version: Version, access: &ReadAccess) -> Filter {
+    let mut must = vec![
+        json!({"key": "valid_from", "range": {"lte": version}}),
+        json!({"key": "valid_to", "range": {"gt": version}}),
+    ];
+    if let ReadAccess::Keys(keys) = access {
+        must.push(json!({"key": "readers", "match": {"any": keys}}));
+    }
+    filter(json!({ "must": must }))
 }
 
 fn filter(value: serde_json::Value) -> Filter {
@@ -83,6 +95,7 @@ impl VectorIndex {
                 ("valid_to", PayloadSchemaType::Integer),
                 ("chunk_id", PayloadSchemaType::Keyword),
                 ("doc_id", PayloadSchemaType::Keyword),
+                ("readers", PayloadSchemaType::Keyword),
             ] {
                 shard.update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
                     field_name: field.try_into().map_err(|_| StoreError::Invalid(format!("bad field {field}")))?,
@@ -119,6 +132,7 @@ impl VectorIndex {
                         "doc_id": point.doc_id,
                         "valid_from": point.key.valid_from,
                         "valid_to": VERSION_OPEN,
+                        "readers": point.readers,
                     }),
                 )
                 .into()
@@ -178,6 +192,7 @@ impl VectorIndex {
         &self,
         vector: &[f32],
         version: Version,
+        access: &ReadAccess,
         limit: usize,
         hnsw_ef: usize,
         exact: bool,
@@ -188,7 +203,7 @@ impl VectorIndex {
                 query: VectorInternal::from(vector.to_vec()),
                 using: Some(VECTOR_NAME.into()),
             }))),
-            filter: Some(visible_filter(version)),
+            filter: Some(readable_filter(version, access)),
             score_threshold: None,
             limit,
             offset: 0,

@@ -1,7 +1,7 @@
 //! Qdrant Edge as sluice uses it: create, upsert, filter by version, retire, roll back, flush,
 //! reopen; and dense recall of the HNSW index against exact search.
 
-use sluice_core::{ChunkId, PointKey};
+use sluice_core::{ChunkId, PointKey, ReadAccess};
 use sluice_store::{VectorIndex, VectorPoint};
 
 fn key(byte: u8, valid_from: i64) -> PointKey {
@@ -22,15 +22,15 @@ fn points_follow_versions_and_survive_reopen() {
         let index = VectorIndex::open(&path, 4).unwrap();
         index
             .upsert(&[
-                VectorPoint { key: key(1, 1), doc_id: "d1".into(), vector: &a },
-                VectorPoint { key: key(2, 1), doc_id: "d2".into(), vector: &b },
+                VectorPoint { key: key(1, 1), doc_id: "d1".into(), vector: &a, readers: &[] },
+                VectorPoint { key: key(2, 1), doc_id: "d2".into(), vector: &b, readers: &[] },
             ])
             .unwrap();
         // Version 2 retires chunk 2 and adds chunk 3.
         index.set_valid_to(&[key(2, 1)], 2).unwrap();
-        index.upsert(&[VectorPoint { key: key(3, 2), doc_id: "d3".into(), vector: &c }]).unwrap();
+        index.upsert(&[VectorPoint { key: key(3, 2), doc_id: "d3".into(), vector: &c, readers: &[] }]).unwrap();
         // Upserting again is idempotent.
-        index.upsert(&[VectorPoint { key: key(3, 2), doc_id: "d3".into(), vector: &c }]).unwrap();
+        index.upsert(&[VectorPoint { key: key(3, 2), doc_id: "d3".into(), vector: &c, readers: &[] }]).unwrap();
         index.flush().unwrap();
     }
     let index = VectorIndex::open(&path, 4).unwrap();
@@ -38,7 +38,7 @@ fn points_follow_versions_and_survive_reopen() {
     let ids = |v| index.chunk_ids_visible_at(v).unwrap();
     assert_eq!(ids(1), vec![ChunkId::from_bytes([1; 32]), ChunkId::from_bytes([2; 32])]);
     assert_eq!(ids(2), vec![ChunkId::from_bytes([1; 32]), ChunkId::from_bytes([3; 32])]);
-    let nearest_b_at = |v| index.search(&b, v, 1, 64, true).unwrap()[0].chunk_id;
+    let nearest_b_at = |v| index.search(&b, v, &ReadAccess::Unrestricted, 1, 64, true).unwrap()[0].chunk_id;
     assert_eq!(nearest_b_at(1), ChunkId::from_bytes([2; 32]));
     assert_ne!(nearest_b_at(2), ChunkId::from_bytes([2; 32]), "retired at 2");
 
@@ -83,8 +83,10 @@ fn hnsw_recall_against_exact_search() {
     let dir = tempfile::tempdir().unwrap();
     let index = VectorIndex::open(&dir.path().join("shard"), DIMENSION).unwrap();
     for batch in (0..POINTS).collect::<Vec<_>>().chunks(1000) {
-        let points: Vec<VectorPoint<'_>> =
-            batch.iter().map(|&i| VectorPoint { key: keys[i], doc_id: format!("d{i}"), vector: &vectors[i] }).collect();
+        let points: Vec<VectorPoint<'_>> = batch
+            .iter()
+            .map(|&i| VectorPoint { key: keys[i], doc_id: format!("d{i}"), vector: &vectors[i], readers: &[] })
+            .collect();
         index.upsert(&points).unwrap();
     }
     index.flush().unwrap();
@@ -95,14 +97,25 @@ fn hnsw_recall_against_exact_search() {
         .collect();
     let exact: Vec<Vec<ChunkId>> = queries
         .iter()
-        .map(|q| index.search(q, 1, 10, 0, true).unwrap().into_iter().map(|h| h.chunk_id).collect())
+        .map(|q| {
+            index
+                .search(q, 1, &ReadAccess::Unrestricted, 10, 0, true)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.chunk_id)
+                .collect()
+        })
         .collect();
     let mut recall_at_256 = 0.0;
     for ef in [16, 64, 256] {
         let mut found = 0usize;
         for (query, truth) in queries.iter().zip(&exact) {
-            let approximate: Vec<ChunkId> =
-                index.search(query, 1, 10, ef, false).unwrap().into_iter().map(|h| h.chunk_id).collect();
+            let approximate: Vec<ChunkId> = index
+                .search(query, 1, &ReadAccess::Unrestricted, 10, ef, false)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.chunk_id)
+                .collect();
             found += truth.iter().filter(|id| approximate.contains(id)).count();
         }
         let recall = found as f64 / (queries.len() * 10) as f64;

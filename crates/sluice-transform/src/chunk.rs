@@ -83,6 +83,7 @@ impl Chunker {
                 page: document.blocks[tokens[start].block].page,
                 token_count: u32::try_from(end - start).expect("window fits u32"),
                 heading_path: headings.at(heading_anchor(&tokens[start..end])).to_vec(),
+                pii: Vec::new(),
             });
             if end == tokens.len() {
                 break;

@@ -1,4 +1,5 @@
-//! The text stages between extraction and embedding: clean (normalise) and chunk.
+//! The text stages between extraction and embedding: clean (normalise), chunk, and the PII
+//! stage (detect, then tag, mask or drop chunks).
 //!
 //! Exact dedup compares a document's normalised-text hash (computed by `clean`) with the live
 //! documents in the catalog, so that decision is made by the run (`sluice-pipeline`), not here.
@@ -7,7 +8,9 @@
 
 pub mod chunk;
 pub mod clean;
+pub mod pii;
 pub mod quality;
+pub mod redact;
 
 pub use chunk::{ChunkError, Chunker};
 pub use clean::{CLEAN_STEPS, CLEAN_VERSION, normalize};

@@ -14,6 +14,21 @@ pub struct DaemonInfo {
     pub listen: String,
     pub pid: u32,
     pub pipeline: String,
+    /// The daemon's local admin token (the file is readable by its owner only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_token: Option<String>,
+}
+
+impl DaemonInfo {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.listen)
+    }
+
+    /// `Authorization` value: `SLUICE_TOKEN` when set, else the daemon's local token.
+    fn authorization(&self) -> String {
+        let token = std::env::var("SLUICE_TOKEN").ok().or_else(|| self.local_token.clone()).unwrap_or_default();
+        format!("Bearer {token}")
+    }
 }
 
 pub const DAEMON_FILE: &str = "daemon.json";
@@ -34,7 +49,8 @@ pub fn search(
 ) -> anyhow::Result<SearchResponse> {
     let daemon = daemon_info(data)?;
     let mode = serde_json::to_value(mode)?.as_str().unwrap_or("hybrid").to_owned();
-    let mut request = ureq::get(&format!("http://{}/v1/search", daemon.listen))
+    let mut request = ureq::get(&daemon.url("/v1/search"))
+        .header("Authorization", daemon.authorization())
         .query("q", query)
         .query("k", k.to_string())
         .query("mode", mode);
@@ -53,7 +69,7 @@ pub fn quarantine(data: &Path) -> anyhow::Result<Vec<QuarantineEntry>> {
         quarantined: Vec<QuarantineEntry>,
     }
     let daemon = daemon_info(data)?;
-    let request = ureq::get(&format!("http://{}/v1/quarantine", daemon.listen));
+    let request = ureq::get(&daemon.url("/v1/quarantine")).header("Authorization", daemon.authorization());
     let mut response =
         request.config().http_status_as_error(false).build().call().context("cannot reach the daemon")?;
     let body = answer(&mut response)?;
@@ -63,8 +79,9 @@ pub fn quarantine(data: &Path) -> anyhow::Result<Vec<QuarantineEntry>> {
 /// `POST /v1/quarantine/retry`: the daemon processes the file in its next run.
 pub fn retry_quarantined(data: &Path, path: &str) -> anyhow::Result<()> {
     let daemon = daemon_info(data)?;
-    let request =
-        ureq::post(&format!("http://{}/v1/quarantine/retry", daemon.listen)).header("content-type", "application/json");
+    let request = ureq::post(&daemon.url("/v1/quarantine/retry"))
+        .header("content-type", "application/json")
+        .header("Authorization", daemon.authorization());
     let mut response = request
         .config()
         .http_status_as_error(false)
@@ -88,7 +105,7 @@ fn answer(response: &mut ureq::http::Response<ureq::Body>) -> anyhow::Result<Str
 /// `GET path` (with its query string) of the running daemon, parsed from JSON.
 pub fn get<T: serde::de::DeserializeOwned>(data: &Path, path: &str) -> anyhow::Result<T> {
     let daemon = daemon_info(data)?;
-    let request = ureq::get(&format!("http://{}{path}", daemon.listen));
+    let request = ureq::get(&daemon.url(path)).header("Authorization", daemon.authorization());
     let mut response =
         request.config().http_status_as_error(false).build().call().context("cannot reach the daemon")?;
     Ok(serde_json::from_str(&answer(&mut response)?)?)
@@ -97,10 +114,20 @@ pub fn get<T: serde::de::DeserializeOwned>(data: &Path, path: &str) -> anyhow::R
 /// `POST path` (or `DELETE`) with no body to the running daemon, parsed from JSON.
 pub fn send<T: serde::de::DeserializeOwned>(data: &Path, method: &str, path: &str) -> anyhow::Result<T> {
     let daemon = daemon_info(data)?;
-    let url = format!("http://{}{path}", daemon.listen);
+    let (url, authorization) = (daemon.url(path), daemon.authorization());
     let mut response = match method {
-        "DELETE" => ureq::delete(&url).config().http_status_as_error(false).build().call(),
-        _ => ureq::post(&url).config().http_status_as_error(false).build().send_empty(),
+        "DELETE" => ureq::delete(&url)
+            .header("Authorization", authorization)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call(),
+        _ => ureq::post(&url)
+            .header("Authorization", authorization)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send_empty(),
     }
     .context("cannot reach the daemon")?;
     Ok(serde_json::from_str(&answer(&mut response)?)?)

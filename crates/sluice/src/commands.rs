@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use sluice_config::{PipelinePlan, SourcePlan};
-use sluice_core::Version;
+use sluice_core::{ReadAccess, Version};
 use sluice_pipeline::{Engine, RunSummary, Scope, SearchResponse};
 use sluice_store::{Catalog, DataDirLock, QuarantineEntry, SearchMode, VersionInfo, store_paths};
 
+use crate::auth::local_principal;
 use crate::client;
 use crate::progress::Progress;
 
@@ -111,18 +112,31 @@ fn print_summary(summary: &RunSummary, live: Option<Version>) {
     );
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What to search for and how to print it.
+pub struct SearchArgs<'a> {
+    pub query: &'a str,
+    pub version: Option<Version>,
+    pub k: usize,
+    pub mode: SearchMode,
+    pub json: bool,
+}
+
+/// Searches through the daemon when one runs (as `SLUICE_TOKEN`'s principal, else as the
+/// local administrator), else here, as `access` allows.
 pub fn search(
     data: &Path,
     models: &Path,
     pipeline: Option<&Path>,
-    query: &str,
-    version: Option<Version>,
-    k: usize,
-    mode: SearchMode,
-    json: bool,
+    args: &SearchArgs<'_>,
+    as_someone: bool,
+    access: &ReadAccess,
 ) -> anyhow::Result<ExitCode> {
+    let SearchArgs { query, version, k, mode, json } = *args;
     let response = if DataDirLock::is_held(data) {
+        anyhow::ensure!(
+            !as_someone,
+            "a daemon holds the data directory: search as a user with that user's token (SLUICE_TOKEN), not --as-user"
+        );
         // A daemon owns the indexes: ask it.
         client::search(data, query, version, k, mode)?
     } else {
@@ -130,7 +144,7 @@ pub fn search(
         plan.sources.clear();
         let _lock = DataDirLock::acquire(data)?;
         let engine = Engine::open(plan, data, models)?;
-        engine.search(query, version, k, mode)?
+        engine.search(query, version, k, mode, access, &local_principal())?
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&response)?);

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
+use crate::auth::{Gate, new_local_token};
 use crate::client::{DAEMON_FILE, DaemonInfo};
 use crate::commands::{load_plan, open_engine};
 use crate::http::{AppState, router};
@@ -69,14 +70,24 @@ async fn serve(
     let listener =
         tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
     let address = listener.local_addr()?;
-    let info =
-        DaemonInfo { listen: address.to_string(), pid: std::process::id(), pipeline: engine.plan().name.clone() };
-    std::fs::write(data.join(DAEMON_FILE), serde_json::to_vec_pretty(&info)?)?;
+    let local_token = new_local_token()?;
+    let info = DaemonInfo {
+        listen: address.to_string(),
+        pid: std::process::id(),
+        pipeline: engine.plan().name.clone(),
+        local_token: Some(local_token.clone()),
+    };
+    write_private(&data.join(DAEMON_FILE), &serde_json::to_vec_pretty(&info)?)?;
     info!(%address, pipeline = %engine.plan().name, "HTTP API listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (retries, retry_requests) = mpsc::channel(RETRY_BUFFER);
-    let app = router(AppState { engine: engine.clone(), metrics: metrics.clone(), retries });
+    let gate = Gate {
+        engine: engine.clone(),
+        local_token: Arc::new(local_token),
+        anonymous_search: engine.plan().access.anonymous_search,
+    };
+    let app = router(AppState { engine: engine.clone(), metrics: metrics.clone(), retries, gate });
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -113,6 +124,21 @@ async fn serve(
     drop(stop_rx);
     info!("stopped");
     result
+}
+
+/// Writes a file only its owner can read (it holds the local admin token).
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(bytes)?;
+    Ok(())
 }
 
 /// The scheduler: one run at a time, triggered by events, the reconcile timer, a retry, or a

@@ -9,8 +9,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde::Deserialize;
-use sluice_core::{ChunkId, Version};
-use sluice_store::{Catalog, DataDirLock, ExportFormat, GcReport, Lineage, VerifyReport, VersionDiff, store_paths};
+use sluice_core::{ChunkId, ReadAccess, Version};
+use sluice_store::{
+    AuditEvent, Catalog, DataDirLock, ExportFormat, GcReport, Lineage, VerifyReport, VersionDiff, store_paths,
+};
+
+use crate::auth::local_principal;
 
 use crate::client;
 use crate::commands::{load_plan, open_engine};
@@ -23,10 +27,17 @@ fn open_catalog(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<(Catalog
     Ok((Catalog::open(&catalog_path)?, plan.name))
 }
 
-pub fn lineage(data: &Path, pipeline: Option<&Path>, chunk_id: &str, json: bool) -> anyhow::Result<ExitCode> {
+pub fn lineage(
+    data: &Path,
+    pipeline: Option<&Path>,
+    chunk_id: &str,
+    json: bool,
+    access: &ReadAccess,
+) -> anyhow::Result<ExitCode> {
     let id = ChunkId::parse(chunk_id).with_context(|| format!("{chunk_id:?} is not a chunk id (64 hex digits)"))?;
     let (catalog, name) = open_catalog(data, pipeline)?;
-    let lineage = catalog.lineage(&name, id)?.with_context(|| format!("no chunk {chunk_id} in pipeline {name}"))?;
+    let lineage =
+        catalog.lineage(&name, id, access)?.with_context(|| format!("no chunk {chunk_id} in pipeline {name}"))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&lineage)?);
     } else {
@@ -111,6 +122,7 @@ pub fn export(
     data: &Path,
     pipeline: Option<&Path>,
     version: Option<Version>,
+    access: &ReadAccess,
     format: ExportFormat,
     with_vectors: bool,
     out: &Path,
@@ -120,7 +132,9 @@ pub fn export(
         Some(version) => version,
         None => catalog.alias(&name, "live")?.context("nothing is live yet")?,
     };
-    let summary = catalog.export(&name, version, format, with_vectors, out)?;
+    let summary = catalog.export(&name, version, access, format, with_vectors, out)?;
+    let detail = serde_json::json!({"version": version, "chunks": summary.chunks, "out": out.display().to_string()});
+    catalog.audit(&[AuditEvent::new(&name, &local_principal(), "exported", format!("version {version}"), detail)])?;
     eprintln!("version {}: {} chunks, {} bytes → {}", summary.version, summary.chunks, summary.bytes, out.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -141,6 +155,13 @@ fn change<T: for<'de> Deserialize<'de>>(
     here(&catalog, &name)
 }
 
+/// Audits a change made here, without the daemon.
+fn audit_here(catalog: &Catalog, pipeline: &str, action: &str, version: Version) -> anyhow::Result<()> {
+    let detail = serde_json::json!({ "version": version });
+    catalog.audit(&[AuditEvent::new(pipeline, &local_principal(), action, format!("version {version}"), detail)])?;
+    Ok(())
+}
+
 #[derive(Deserialize)]
 struct Live {
     live: Version,
@@ -149,6 +170,7 @@ struct Live {
 pub fn promote(data: &Path, pipeline: Option<&Path>, version: Version) -> anyhow::Result<ExitCode> {
     let live = change(data, pipeline, "POST", &format!("/v1/versions/{version}/promote"), |catalog, name| {
         catalog.promote(name, version)?;
+        audit_here(catalog, name, "promoted", version)?;
         Ok(Live { live: version })
     })?;
     println!("live → version {}", live.live);
@@ -157,7 +179,9 @@ pub fn promote(data: &Path, pipeline: Option<&Path>, version: Version) -> anyhow
 
 pub fn rollback(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<ExitCode> {
     let live = change(data, pipeline, "POST", "/v1/rollback", |catalog, name| {
-        Ok(Live { live: catalog.roll_back_live(name)? })
+        let live = catalog.roll_back_live(name)?;
+        audit_here(catalog, name, "rolled_back", live)?;
+        Ok(Live { live })
     })?;
     println!("live → version {}", live.live);
     Ok(ExitCode::SUCCESS)
@@ -167,6 +191,7 @@ pub fn pin(data: &Path, pipeline: Option<&Path>, version: Version, pinned: bool)
     let method = if pinned { "POST" } else { "DELETE" };
     change(data, pipeline, method, &format!("/v1/versions/{version}/pin"), |catalog, name| {
         catalog.set_pinned(name, version, pinned)?;
+        audit_here(catalog, name, if pinned { "pinned" } else { "unpinned" }, version)?;
         Ok(serde_json::Value::Null)
     })?;
     println!("version {version} {}", if pinned { "pinned" } else { "unpinned" });
@@ -180,7 +205,7 @@ pub fn gc(data: &Path, models: &Path, pipeline: Option<&Path>, json: bool) -> an
         let mut plan = load_plan(pipeline)?;
         plan.sources.clear();
         let _lock = DataDirLock::acquire(data)?;
-        open_engine(plan, data, models)?.collect_garbage()?
+        open_engine(plan, data, models)?.collect_garbage(&local_principal())?
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -1,20 +1,25 @@
-//! The HTTP API (axum): health, search, versions, quarantine, metrics.
+//! The HTTP API (axum): health, search, versions, quarantine, audit, tokens, metrics.
+//!
+//! Every `/v1` route needs a bearer token whose role is at least its group's (`auth.rs`);
+//! `/healthz` and `/metrics` (which carry no document content) do not.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use sluice_core::{ChunkId, Version};
 use sluice_pipeline::{Engine, PipelineError};
-use sluice_store::SearchMode;
+use sluice_store::{ExportFormat, Role, SearchMode};
 use tokio::sync::mpsc;
 
+use crate::auth::{self, Caller, Gate, Required};
 use crate::metrics::{Metrics, ModeLabels};
 
 const MAX_K: usize = 1000;
@@ -25,24 +30,44 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Quarantined paths to process again, for the scheduler (which serialises them with runs).
     pub retries: mpsc::Sender<String>,
+    pub gate: Gate,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health))
-        .route("/metrics", get(metrics))
-        .route("/v1/search", get(search))
+    let requiring = |role: Role, anonymous: bool| {
+        let required = Required { gate: state.gate.clone(), role, anonymous };
+        middleware::from_fn_with_state(required, auth::require)
+    };
+    let search_routes = Router::new().route("/v1/search", get(search)).layer(requiring(Role::Reader, true));
+    let reader = Router::new()
         .route("/v1/versions", get(versions))
         .route("/v1/versions/{version}", get(version_info))
+        .route("/v1/chunks/{chunk_id}/lineage", get(lineage))
+        .layer(requiring(Role::Reader, false));
+    let operator = Router::new()
         .route("/v1/versions/{version}/promote", post(promote))
         .route("/v1/versions/{version}/pin", post(pin).delete(unpin))
         .route("/v1/rollback", post(rollback))
         .route("/v1/gc", post(collect_garbage))
         .route("/v1/verify", get(verify))
         .route("/v1/diff", get(diff))
-        .route("/v1/chunks/{chunk_id}/lineage", get(lineage))
         .route("/v1/quarantine", get(quarantine))
         .route("/v1/quarantine/retry", post(retry_quarantined))
+        .layer(requiring(Role::Operator, false));
+    let admin = Router::new()
+        .route("/v1/audit", get(audit))
+        .route("/v1/audit/verify", get(audit_verify))
+        .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/tokens/{id}", delete(revoke_token))
+        .route("/v1/export", get(export))
+        .layer(requiring(Role::Admin, false));
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        .merge(search_routes)
+        .merge(reader)
+        .merge(operator)
+        .merge(admin)
         .with_state(state)
 }
 
@@ -98,7 +123,11 @@ struct SearchParams {
     mode: Option<SearchMode>,
 }
 
-async fn search(State(state): State<AppState>, Query(params): Query<SearchParams>) -> Result<Response, ApiError> {
+async fn search(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(params): Query<SearchParams>,
+) -> Result<Response, ApiError> {
     let query = params.q.unwrap_or_default();
     if query.trim().is_empty() {
         return Err(ApiError(StatusCode::BAD_REQUEST, "missing query parameter `q`".into()));
@@ -110,7 +139,8 @@ async fn search(State(state): State<AppState>, Query(params): Query<SearchParams
     let mode = params.mode.unwrap_or_default();
     let started = Instant::now();
     let engine = state.engine.clone();
-    let response = blocking(move || engine.search(&query, params.version, k, mode)).await?;
+    let response =
+        blocking(move || engine.search(&query, params.version, k, mode, &caller.access, &caller.principal)).await?;
     let label = match mode {
         SearchMode::Hybrid => "hybrid",
         SearchMode::Lexical => "lexical",
@@ -135,35 +165,50 @@ async fn version_info(State(state): State<AppState>, Path(version): Path<Version
     }
 }
 
-async fn promote(State(state): State<AppState>, Path(version): Path<Version>) -> Result<Response, ApiError> {
+async fn promote(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(version): Path<Version>,
+) -> Result<Response, ApiError> {
     let engine = state.engine.clone();
-    blocking(move || engine.promote(version)).await?;
+    blocking(move || engine.promote(version, &caller.principal)).await?;
     Ok(Json(json!({ "live": version })).into_response())
 }
 
-async fn rollback(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn rollback(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
     let engine = state.engine.clone();
-    let live = blocking(move || engine.roll_back_live()).await?;
+    let live = blocking(move || engine.roll_back_live(&caller.principal)).await?;
     Ok(Json(json!({ "live": live })).into_response())
 }
 
-async fn pin(State(state): State<AppState>, Path(version): Path<Version>) -> Result<Response, ApiError> {
-    set_pinned(state, version, true).await
+async fn pin(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(version): Path<Version>,
+) -> Result<Response, ApiError> {
+    set_pinned(state, caller, version, true).await
 }
 
-async fn unpin(State(state): State<AppState>, Path(version): Path<Version>) -> Result<Response, ApiError> {
-    set_pinned(state, version, false).await
+async fn unpin(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(version): Path<Version>,
+) -> Result<Response, ApiError> {
+    set_pinned(state, caller, version, false).await
 }
 
-async fn set_pinned(state: AppState, version: Version, pinned: bool) -> Result<Response, ApiError> {
+async fn set_pinned(state: AppState, caller: Caller, version: Version, pinned: bool) -> Result<Response, ApiError> {
     let engine = state.engine.clone();
-    blocking(move || engine.pin(version, pinned)).await?;
+    blocking(move || engine.pin(version, pinned, &caller.principal)).await?;
     Ok(Json(json!({ "version": version, "pinned": pinned })).into_response())
 }
 
-async fn collect_garbage(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn collect_garbage(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
     let engine = state.engine.clone();
-    Ok(Json(blocking(move || engine.collect_garbage()).await?).into_response())
+    Ok(Json(blocking(move || engine.collect_garbage(&caller.principal)).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -187,12 +232,16 @@ async fn diff(State(state): State<AppState>, Query(params): Query<DiffParams>) -
     Ok(Json(blocking(move || engine.diff(params.from, params.to)).await?).into_response())
 }
 
-async fn lineage(State(state): State<AppState>, Path(chunk_id): Path<String>) -> Result<Response, ApiError> {
+async fn lineage(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(chunk_id): Path<String>,
+) -> Result<Response, ApiError> {
     let Some(id) = ChunkId::parse(&chunk_id) else {
         return Err(ApiError(StatusCode::BAD_REQUEST, format!("{chunk_id:?} is not a chunk id (64 hex digits)")));
     };
     let engine = state.engine.clone();
-    match blocking(move || engine.lineage(id)).await? {
+    match blocking(move || engine.lineage(id, &caller.access)).await? {
         Some(lineage) => Ok(Json(lineage).into_response()),
         None => Err(ApiError(StatusCode::NOT_FOUND, format!("no chunk {chunk_id}"))),
     }
@@ -212,6 +261,7 @@ struct RetryRequest {
 /// Queues a quarantined file for the next run: 202 once queued, 404 if it is not in quarantine.
 async fn retry_quarantined(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Json(request): Json<RetryRequest>,
 ) -> Result<Response, ApiError> {
     let engine = state.engine.clone();
@@ -220,10 +270,133 @@ async fn retry_quarantined(
     if entry.is_none() {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("{} is not in quarantine", request.path)));
     }
+    let engine = state.engine.clone();
+    let path = request.path.clone();
+    blocking(move || engine.audit(&caller.principal, "quarantine_retry", path, json!({}))).await?;
     state
         .retries
         .send(request.path.clone())
         .await
         .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the daemon is shutting down".into()))?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "queued": request.path }))).into_response())
+}
+
+#[derive(Deserialize)]
+struct AuditParams {
+    /// Unix milliseconds, inclusive.
+    since: Option<i64>,
+    /// Entries after this sequence number (paging).
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/audit`: entries oldest first, a page at a time (`after` = the last `seq` seen).
+async fn audit(State(state): State<AppState>, Query(params): Query<AuditParams>) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    let limit = params.limit.unwrap_or(1000).clamp(1, 10_000);
+    let entries =
+        blocking(move || Ok(engine.store().catalog().audit_entries(params.since, params.after.unwrap_or(0), limit)?))
+            .await?;
+    Ok(Json(json!({ "entries": entries })).into_response())
+}
+
+async fn audit_verify(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    Ok(Json(blocking(move || Ok(engine.store().catalog().verify_audit()?)).await?).into_response())
+}
+
+async fn list_tokens(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    let tokens = blocking(move || Ok(engine.store().catalog().tokens()?)).await?;
+    Ok(Json(json!({ "tokens": tokens })).into_response())
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    user: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    role: Role,
+}
+
+/// `POST /v1/tokens`: the answer holds the secret, the only time it is shown.
+async fn create_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(request): Json<TokenRequest>,
+) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    let (info, token) = blocking(move || {
+        let created = engine.store().catalog().create_token(&request.user, &request.groups, request.role)?;
+        let detail =
+            json!({"id": created.0.id, "user": created.0.user, "groups": created.0.groups, "role": created.0.role});
+        engine.audit(&caller.principal, "token_created", created.0.id.clone(), detail)?;
+        Ok(created)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "token": token, "info": info }))).into_response())
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    let token_id = id.clone();
+    let revoked = blocking(move || {
+        let revoked = engine.store().catalog().revoke_token(&token_id)?;
+        if revoked {
+            engine.audit(&caller.principal, "token_revoked", token_id, json!({}))?;
+        }
+        Ok(revoked)
+    })
+    .await?;
+    if !revoked {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no live token {id}")));
+    }
+    Ok(Json(json!({ "revoked": id })).into_response())
+}
+
+#[derive(Deserialize)]
+struct ExportParams {
+    version: Option<Version>,
+    format: Option<String>,
+    #[serde(default)]
+    vectors: bool,
+}
+
+/// `GET /v1/export`: the chunks of a version the caller may read, as JSONL or Parquet.
+async fn export(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(params): Query<ExportParams>,
+) -> Result<Response, ApiError> {
+    let format = match params.format.as_deref().unwrap_or("jsonl") {
+        "jsonl" => ExportFormat::Jsonl,
+        "parquet" => ExportFormat::Parquet,
+        other => return Err(ApiError(StatusCode::BAD_REQUEST, format!("unknown format {other:?} (jsonl, parquet)"))),
+    };
+    let engine = state.engine.clone();
+    let bytes = blocking(move || {
+        let file = export_path(&engine)?;
+        let summary = engine.export(params.version, &caller.access, format, params.vectors, &file)?;
+        let bytes = std::fs::read(&file).map_err(sluice_pipeline::PipelineError::io(&file));
+        let _ = std::fs::remove_file(&file);
+        let detail = json!({"version": summary.version, "chunks": summary.chunks, "format": params.format});
+        engine.audit(&caller.principal, "exported", format!("version {}", summary.version), detail)?;
+        bytes
+    })
+    .await?;
+    let content_type =
+        if format == ExportFormat::Jsonl { "application/x-ndjson" } else { "application/vnd.apache.parquet" };
+    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}
+
+/// A fresh path for an export under the system's temporary folder (read back, then removed:
+/// the answer is built in memory).
+fn export_path(engine: &Engine) -> Result<std::path::PathBuf, sluice_pipeline::PipelineError> {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(|err| sluice_pipeline::PipelineError::Invalid(err.to_string()))?;
+    Ok(std::env::temp_dir().join(format!("sluice-export-{}-{}", engine.plan().name, hex::encode(random))))
 }

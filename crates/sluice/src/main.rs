@@ -1,13 +1,16 @@
 //! `sluice`: the command line and the daemon. Glue only: the work is done by the library
 //! crates (`sluice-pipeline` runs, `sluice-store` searches), which tests can drive directly.
 
+mod auth;
 mod client;
 mod commands;
 mod daemon;
 mod dataset;
+mod governance;
 mod http;
 mod metrics;
 mod progress;
+mod report;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,6 +67,8 @@ enum Command {
         json: bool,
         #[arg(long)]
         pipeline: Option<PathBuf>,
+        #[command(flatten)]
+        reader: ReaderArgs,
     },
     /// List dataset versions.
     Versions {
@@ -80,6 +85,8 @@ enum Command {
         json: bool,
         #[arg(long)]
         pipeline: Option<PathBuf>,
+        #[command(flatten)]
+        reader: ReaderArgs,
     },
     /// Chunks added and retired from version FROM to version TO, each with its reason.
     Diff {
@@ -104,6 +111,8 @@ enum Command {
         out: PathBuf,
         #[arg(long)]
         pipeline: Option<PathBuf>,
+        #[command(flatten)]
+        reader: ReaderArgs,
     },
     /// Point `live` at a committed version.
     Promote {
@@ -150,6 +159,27 @@ enum Command {
         #[command(subcommand)]
         command: QuarantineCommand,
     },
+    /// API tokens: create (the secret is shown once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The audit log: check its hash chain, or export it.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// What the work cost: per version and per source, totals, per-file means and
+    /// p50/p95/p99 per stage (wall, CPU and GPU seconds; bytes, pages, tokens).
+    Report {
+        /// Default: every version that recorded costs.
+        #[arg(long)]
+        version: Option<i64>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
     /// Check pipeline files without running them.
     Validate {
         #[arg(required = true)]
@@ -191,6 +221,87 @@ enum QuarantineCommand {
         #[arg(long)]
         pipeline: Option<PathBuf>,
     },
+}
+
+/// Read as a given principal instead of as the data directory's administrator (who sees
+/// everything): only chunks this user or these groups may read.
+#[derive(clap::Args, Clone, Default)]
+struct ReaderArgs {
+    #[arg(long = "as-user", value_name = "USER")]
+    user: Option<String>,
+    /// Repeatable.
+    #[arg(long = "as-group", value_name = "GROUP", requires = "user")]
+    groups: Vec<String>,
+}
+
+impl ReaderArgs {
+    fn access(&self) -> sluice_core::ReadAccess {
+        match &self.user {
+            Some(user) => {
+                sluice_core::ReadAccess::of(&sluice_core::Principal { user: user.clone(), groups: self.groups.clone() })
+            }
+            None => sluice_core::ReadAccess::Unrestricted,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token for a user with its groups and a role: reader (search within its ACL),
+    /// operator (also promote, rollback, quarantine retry), admin (also tokens, audit, export).
+    Create {
+        #[arg(long)]
+        user: String,
+        /// Repeatable.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long, default_value = "reader")]
+        role: String,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    Revoke {
+        /// The token's id, as `token list` shows it.
+        id: String,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit status 1 and the first bad entry if anything was changed,
+    /// removed or reordered.
+    Verify {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    /// Entries as JSON lines, oldest first.
+    Export {
+        /// Unix milliseconds, a date (2026-11-29) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value_t = AuditFormat::Jsonl)]
+        format: AuditFormat,
+        /// Default: standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AuditFormat {
+    Jsonl,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -256,17 +367,31 @@ fn main() -> ExitCode {
         Command::Ingest { paths, pipeline, json } => {
             commands::ingest(&cli.data, &cli.models, &paths, pipeline.as_deref(), json)
         }
-        Command::Search { query, version, k, mode, json, pipeline } => {
-            commands::search(&cli.data, &cli.models, pipeline.as_deref(), &query, version, k, mode.into(), json)
+        Command::Search { query, version, k, mode, json, pipeline, reader } => {
+            let request = commands::SearchArgs { query: &query, version, k, mode: mode.into(), json };
+            commands::search(
+                &cli.data,
+                &cli.models,
+                pipeline.as_deref(),
+                &request,
+                reader.user.is_some(),
+                &reader.access(),
+            )
         }
         Command::Versions { json, pipeline } => commands::versions(&cli.data, pipeline.as_deref(), json),
-        Command::Lineage { chunk_id, json, pipeline } => {
-            dataset::lineage(&cli.data, pipeline.as_deref(), &chunk_id, json)
+        Command::Lineage { chunk_id, json, pipeline, reader } => {
+            dataset::lineage(&cli.data, pipeline.as_deref(), &chunk_id, json, &reader.access())
         }
         Command::Diff { from, to, json, pipeline } => dataset::diff(&cli.data, pipeline.as_deref(), from, to, json),
-        Command::Export { version, format, with_vectors, out, pipeline } => {
-            dataset::export(&cli.data, pipeline.as_deref(), version, format.into(), with_vectors, &out)
-        }
+        Command::Export { version, format, with_vectors, out, pipeline, reader } => dataset::export(
+            &cli.data,
+            pipeline.as_deref(),
+            version,
+            &reader.access(),
+            format.into(),
+            with_vectors,
+            &out,
+        ),
         Command::Promote { version, pipeline } => dataset::promote(&cli.data, pipeline.as_deref(), version),
         Command::Rollback { pipeline } => dataset::rollback(&cli.data, pipeline.as_deref()),
         Command::Pin { version, pipeline } => dataset::pin(&cli.data, pipeline.as_deref(), version, true),
@@ -281,6 +406,22 @@ fn main() -> ExitCode {
         Command::Quarantine { command: QuarantineCommand::Retry { path, pipeline } } => {
             commands::quarantine_retry(&cli.data, &cli.models, pipeline.as_deref(), &path)
         }
+        Command::Token { command: TokenCommand::Create { user, groups, role, pipeline } } => {
+            governance::token_create(&cli.data, pipeline.as_deref(), &user, &groups, &role)
+        }
+        Command::Token { command: TokenCommand::List { json, pipeline } } => {
+            governance::token_list(&cli.data, pipeline.as_deref(), json)
+        }
+        Command::Token { command: TokenCommand::Revoke { id, pipeline } } => {
+            governance::token_revoke(&cli.data, pipeline.as_deref(), &id)
+        }
+        Command::Audit { command: AuditCommand::Verify { json, pipeline } } => {
+            governance::audit_verify(&cli.data, pipeline.as_deref(), json)
+        }
+        Command::Audit { command: AuditCommand::Export { since, format: AuditFormat::Jsonl, out, pipeline } } => {
+            governance::audit_export(&cli.data, pipeline.as_deref(), since.as_deref(), out.as_deref())
+        }
+        Command::Report { version, json, pipeline } => report::report(&cli.data, pipeline.as_deref(), version, json),
         Command::Validate { files } => commands::validate(&files),
         Command::Models { command: ModelsCommand::Fetch { model } } => commands::fetch_model(&cli.models, &model),
         Command::ParseWorker => unreachable!("handled before logging starts"),

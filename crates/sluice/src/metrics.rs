@@ -8,6 +8,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use sluice_core::Stage;
 use sluice_pipeline::{Observer, Outcome};
+use sluice_store::DocumentCost;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -22,6 +23,13 @@ pub struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabels {
     pub stage: &'static str,
+}
+
+/// A stage and the resource measured in it (`wall`, `cpu`, `gpu`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CostLabels {
+    pub stage: &'static str,
+    pub resource: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,6 +53,10 @@ pub struct Metrics {
     pub runs: Family<OutcomeLabels, Counter>,
     pub live_version: Gauge,
     pub search_duration: Family<ModeLabels, Histogram, fn() -> Histogram>,
+    pub file_cost: Family<CostLabels, Histogram, fn() -> Histogram>,
+    pub file_bytes: Counter,
+    pub file_pages: Counter,
+    pub file_tokens: Counter,
 }
 
 impl Metrics {
@@ -78,6 +90,20 @@ impl Metrics {
         let search_duration: Family<ModeLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(duration_histogram);
         registry.register("search_duration_seconds", "Search latency, by mode", search_duration.clone());
+        let file_cost: Family<CostLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "file_stage_seconds",
+            "Seconds of wall, CPU or GPU time one file (with its embedded files) cost in a stage; batch stages \
+             are shared among their files (what `sluice report` sums)",
+            file_cost.clone(),
+        );
+        let file_bytes = Counter::default();
+        registry.register("processed_bytes", "Bytes of the files processed", file_bytes.clone());
+        let file_pages = Counter::default();
+        registry.register("processed_pages", "Pages of the files processed", file_pages.clone());
+        let file_tokens = Counter::default();
+        registry.register("indexed_tokens", "Tokens of the chunks written", file_tokens.clone());
         Self {
             registry,
             documents,
@@ -89,6 +115,10 @@ impl Metrics {
             runs,
             live_version,
             search_duration,
+            file_cost,
+            file_bytes,
+            file_pages,
+            file_tokens,
         }
     }
 
@@ -128,5 +158,16 @@ impl Observer for Metrics {
     fn embeddings(&self, computed: usize, cache_hits: usize) {
         self.embeddings_computed.inc_by(computed as u64);
         self.embedding_cache_hits.inc_by(cache_hits as u64);
+    }
+
+    fn cost(&self, cost: &DocumentCost) {
+        self.file_bytes.inc_by(cost.bytes);
+        self.file_pages.inc_by(cost.pages);
+        self.file_tokens.inc_by(cost.tokens);
+        for (stage, spent) in &cost.stages {
+            for (resource, seconds) in [("wall", spent.wall), ("cpu", spent.cpu), ("gpu", spent.gpu)] {
+                self.file_cost.get_or_create(&CostLabels { stage, resource }).observe(seconds);
+            }
+        }
     }
 }
