@@ -6,27 +6,18 @@
 //! Files are given other owners with `chown`, which needs root: without it the permission
 //! tests say so and skip.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use sluice_config::{AccessRule, PiiPolicyPlan, PrincipalMap, SourcePlan};
+use sluice_config::{AccessRule, PiiPolicyPlan, PrincipalMap};
 use sluice_core::{Principal, ReadAccess};
 use sluice_pipeline::{AclEntry, Engine, Quiet, Scope, encode_posix_acl};
 use sluice_store::{ExportFormat, SearchMode};
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("SLUICE_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-}
-
-fn engine_with(inbox: &Path, data: &Path, edit: impl FnOnce(&mut sluice_config::PipelinePlan)) -> Engine {
-    let mut plan = sluice_config::default_pipeline();
-    plan.sources = vec![SourcePlan { path: inbox.to_owned() }];
-    edit(&mut plan);
-    Engine::open(plan, data, &models_dir()).expect("engine opens")
-}
+use common::engine_with;
 
 const ALICE: u32 = 51001;
 const BOB: u32 = 51002;
@@ -265,6 +256,21 @@ fn the_permission_matrix_leaks_nothing_and_hides_nothing() {
             .collect();
         assert_eq!(exported, allowed.iter().map(|p| p.to_string()).collect(), "{name}: export");
     }
+
+    // Verify checks that both indexes filter on the catalog's readers.
+    assert_eq!(engine.store().verify(None).unwrap().problem_count, 0);
+    let widened = rusqlite::Connection::open(data.join("catalog.sqlite"))
+        .unwrap()
+        .execute("UPDATE documents SET readers = '[\"everyone\"]' WHERE rel_path = 'alice-private.txt'", [])
+        .unwrap();
+    assert_eq!(widened, 1);
+    let report = engine.store().verify(None).unwrap();
+    assert_eq!(report.problem_count, 2, "{:?}", report.problems);
+    assert!(
+        report.problems.iter().any(|p| p.starts_with("Qdrant lets [\"user:alice\"] read")),
+        "{:?}",
+        report.problems
+    );
 }
 
 #[test]

@@ -1,15 +1,10 @@
 //! Runs driven through the library: exact dedup, stopping early, preparing ahead of the model.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use sluice_config::SourcePlan;
+use std::path::Path;
+
 use sluice_pipeline::{Engine, Quiet, Scope};
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("SLUICE_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-}
 
 fn engine(inbox: &Path, data: &Path) -> Engine {
     engine_preparing_ahead(inbox, data, true)
@@ -17,10 +12,7 @@ fn engine(inbox: &Path, data: &Path) -> Engine {
 
 /// An engine whose runs prepare documents ahead of the model, or in step with it.
 fn engine_preparing_ahead(inbox: &Path, data: &Path, prepare_ahead: bool) -> Engine {
-    let mut plan = sluice_config::default_pipeline();
-    plan.sources = vec![SourcePlan { path: inbox.to_owned() }];
-    plan.embed.prepare_ahead = prepare_ahead;
-    Engine::open(plan, data, &models_dir()).expect("engine opens")
+    common::engine_with(inbox, data, |plan| plan.embed.prepare_ahead = prepare_ahead)
 }
 
 fn write_files(inbox: &Path, count: usize, flavour: &str) {

@@ -2,25 +2,15 @@
 //! and retention; chunker changes re-chunk into a new version with reasons and cached
 //! embeddings; diff reasons; rollback; physical removal by retention; lineage; verify.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use sluice_config::SourcePlan;
+use std::path::Path;
+
 use sluice_core::ReadAccess;
 use sluice_pipeline::{Engine, Quiet, Scope};
 use sluice_store::{ChangeReason, ExportFormat, SearchMode};
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("SLUICE_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-}
-
-fn engine_with(inbox: &Path, data: &Path, edit: impl FnOnce(&mut sluice_config::PipelinePlan)) -> Engine {
-    let mut plan = sluice_config::default_pipeline();
-    plan.sources = vec![SourcePlan { path: inbox.to_owned() }];
-    edit(&mut plan);
-    Engine::open(plan, data, &models_dir()).expect("engine opens")
-}
+use common::engine_with;
 
 fn engine(inbox: &Path, data: &Path) -> Engine {
     engine_with(inbox, data, |_| {})

@@ -55,6 +55,14 @@ pub struct LexicalIndex {
     reader: IndexReader,
 }
 
+/// A chunk appearance as the lexical index holds it.
+pub struct LexicalAppearance {
+    pub chunk_id: ChunkId,
+    pub valid_from: Version,
+    pub valid_to: Version,
+    pub readers: Vec<String>,
+}
+
 /// A lexical hit.
 #[derive(Clone, Debug)]
 pub struct LexicalHit {
@@ -78,7 +86,7 @@ fn schema() -> Schema {
     builder.add_text_field("text", english);
     builder.add_i64_field("valid_from", INDEXED | FAST | STORED);
     builder.add_i64_field("valid_to", INDEXED | FAST);
-    builder.add_text_field("readers", STRING);
+    builder.add_text_field("readers", STRING | STORED);
     builder.build()
 }
 
@@ -90,9 +98,11 @@ impl LexicalIndex {
         std::fs::create_dir_all(path).map_err(io)?;
         let mut outdated = false;
         if path.join("meta.json").exists() {
-            // Every field of this build's schema must be there (a field added later is not).
+            // Every field of this build's schema must be there, with the same options.
             let existing = Index::open_in_dir(path)?.schema();
-            outdated = schema().fields().any(|(_, entry)| existing.get_field(entry.name()).is_err());
+            outdated = schema().fields().any(|(_, entry)| {
+                existing.get_field(entry.name()).map_or(true, |field| existing.get_field_entry(field) != entry)
+            });
         }
         if outdated {
             std::fs::remove_dir_all(path).map_err(io)?;
@@ -219,8 +229,8 @@ impl LexicalIndex {
         Ok(ids)
     }
 
-    /// Every document as (chunk id, valid_from, valid_to), sorted; for `verify`.
-    pub fn appearances(&self) -> Result<Vec<(ChunkId, Version, Version)>> {
+    /// Every document, sorted by (chunk id, valid_from); for `verify`.
+    pub fn appearances(&self) -> Result<Vec<LexicalAppearance>> {
         let searcher = self.reader.searcher();
         let mut all = Vec::new();
         for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
@@ -232,10 +242,14 @@ impl LexicalIndex {
                 let to = valid_to
                     .first(doc)
                     .ok_or_else(|| StoreError::Corrupt("a lexical document has no valid_to".into()))?;
-                all.push((chunk_id, valid_from, to));
+                let readers = document
+                    .get_all(self.fields.readers)
+                    .filter_map(|value| value.as_str().map(str::to_owned))
+                    .collect();
+                all.push(LexicalAppearance { chunk_id, valid_from, valid_to: to, readers });
             }
         }
-        all.sort();
+        all.sort_by_key(|doc| (doc.chunk_id, doc.valid_from));
         Ok(all)
     }
 

@@ -36,7 +36,7 @@ pub use cost::{CostReport, DocumentCost, Quantiles, SourceCost, StageCost, Stage
 pub use diff::{DiffCount, DiffEntry, VersionDiff};
 pub use error::{Result, StoreError};
 pub use export::{ExportFormat, ExportRow, ExportSummary};
-pub use lexical::{LexicalDoc, LexicalHit, LexicalIndex};
+pub use lexical::{LexicalAppearance, LexicalDoc, LexicalHit, LexicalIndex};
 pub use lineage::{Appearance, Lineage, file_uri};
 pub use lock::DataDirLock;
 pub use retention::GcReport;

@@ -28,11 +28,12 @@ pub struct VectorPoint<'a> {
     pub readers: &'a [String],
 }
 
-/// A point as stored: its chunk appearance and vector.
+/// A point as stored: its chunk appearance, readers and vector.
 pub struct StoredPoint {
     pub chunk_id: ChunkId,
     pub valid_from: Version,
     pub valid_to: Version,
+    pub readers: Vec<String>,
     pub vector: Vec<f32>,
 }
 
@@ -241,7 +242,12 @@ impl VectorIndex {
                 .and_then(|payload| payload.0.get("valid_to"))
                 .and_then(|v| v.as_i64())
                 .ok_or_else(|| StoreError::Corrupt("a vector point has no valid_to".into()))?;
-            all.push(StoredPoint { chunk_id, valid_from, valid_to, vector });
+            let readers = payload
+                .and_then(|payload| payload.0.get("readers"))
+                .and_then(|v| v.as_array())
+                .map(|keys| keys.iter().filter_map(|key| key.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            all.push(StoredPoint { chunk_id, valid_from, valid_to, readers, vector });
             Ok(())
         })?;
         all.sort_by_key(|point| (point.chunk_id, point.valid_from));

@@ -4,17 +4,18 @@
 //! valid_to)` it lists must be in both indexes with the same interval, and nothing else may be
 //! there; each point's vector must equal the cached embedding of its text; at every committed
 //! version no chunk or document may be visible twice, and the number of visible chunks must
-//! equal what was counted when the version committed. Each index's own version filter is also
+//! equal what was counted when the version committed. Each index must also hold the readers
+//! the catalog gives the chunk, since both filter on their own copy. Each index's own version filter is also
 //! run for the version checked and compared with the catalog.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
-use sluice_core::{ChunkId, TextHash, Version};
+use sluice_core::{Acl, ChunkId, TextHash, Version};
 
 use crate::Store;
-use crate::catalog::parse_id;
+use crate::catalog::{parse_acl, parse_id};
 use crate::error::Result;
 
 /// Problems listed in full; beyond this many, only counted.
@@ -56,6 +57,7 @@ struct CatalogRow {
     valid_from: Version,
     valid_to: Version,
     text_hash: TextHash,
+    readers: Acl,
     model: String,
 }
 
@@ -84,11 +86,26 @@ impl Store {
         compare("Qdrant", &expected, points.iter().map(|p| (p.chunk_id, p.valid_from, p.valid_to)), &mut report);
         let documents = self.lexical().appearances()?;
         report.lexical_documents = documents.len();
-        compare("Tantivy", &expected, documents.iter().copied(), &mut report);
+        compare("Tantivy", &expected, documents.iter().map(|d| (d.chunk_id, d.valid_from, d.valid_to)), &mut report);
 
-        // Vectors against the embedding cache.
+        // Readers: each index must filter on the ACL the catalog holds.
         let by_key: HashMap<(ChunkId, Version), &CatalogRow> =
             rows.iter().map(|row| ((row.chunk_id, row.valid_from), row)).collect();
+        let stored_readers = points
+            .iter()
+            .map(|p| ("Qdrant", p.chunk_id, p.valid_from, &p.readers))
+            .chain(documents.iter().map(|d| ("Tantivy", d.chunk_id, d.valid_from, &d.readers)));
+        for (store, chunk_id, valid_from, readers) in stored_readers {
+            let Some(row) = by_key.get(&(chunk_id, valid_from)) else { continue };
+            if Acl::new(readers.iter().cloned()) != row.readers {
+                report.problem(format!(
+                    "{store} lets {readers:?} read chunk {chunk_id} (from version {valid_from}), the catalog {:?}",
+                    row.readers.keys()
+                ));
+            }
+        }
+
+        // Vectors against the embedding cache.
         let cached = catalog.cached_embeddings_by_model(rows.iter().map(|row| (row.model.as_str(), row.text_hash)))?;
         for point in &points {
             let (chunk_id, valid_from, vector) = (point.chunk_id, point.valid_from, &point.vector);
@@ -156,7 +173,7 @@ impl Store {
     fn catalog_rows(&self) -> Result<Vec<CatalogRow>> {
         self.catalog().read(|c| {
             let mut statement = c.prepare(
-                "SELECT c.chunk_id, c.valid_from, c.valid_to, c.text_hash, d.model_fingerprint
+                "SELECT c.chunk_id, c.valid_from, c.valid_to, c.text_hash, d.model_fingerprint, d.readers
                  FROM chunks c JOIN documents d ON d.id = c.document WHERE c.pipeline = ?1",
             )?;
             statement
@@ -167,6 +184,7 @@ impl Store {
                         valid_to: r.get(2)?,
                         text_hash: parse_id(r.get(3)?, TextHash::parse)?,
                         model: r.get(4)?,
+                        readers: parse_acl(r.get(5)?)?,
                     })
                 })?
                 .collect()
