@@ -362,6 +362,22 @@ fn pii_is_tagged_or_masked_as_configured_and_never_reaches_the_audit_log() {
             assert!(!log.contains(value.as_str()), "{value} leaked into the audit log");
         }
     }
+
+    // drop-chunk: no chunk holding a value survives; a clean document is untouched.
+    let dir = tempfile::tempdir().unwrap();
+    let (inbox, data) = (dir.path().join("inbox"), dir.path().join("data"));
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("memo.md"), &text).unwrap();
+    std::fs::write(inbox.join("clean.txt"), "The lock gates open at dawn and close at dusk.").unwrap();
+    let engine = engine_with(&inbox, &data, |plan| plan.pii.policy = PiiPolicyPlan::DropChunk);
+    engine.run(&Scope::All, &Quiet).unwrap();
+    let chunks = engine.store().catalog().chunks_visible_at("default", 1).unwrap();
+    assert!(chunks.iter().any(|chunk| chunk.path.ends_with("clean.txt")));
+    assert!(chunks.iter().all(|chunk| chunk.pii.is_empty()));
+    let stored: String = chunks.iter().map(|chunk| chunk.text.as_str()).collect();
+    assert!(flagged.iter().all(|value| !stored.contains(value.as_str())));
+    let audit = engine.store().catalog().audit_entries(None, 0, 10_000).unwrap();
+    assert!(audit.iter().any(|entry| entry.action == "redacted" && entry.detail["policy"] == "drop-chunk"));
 }
 
 #[test]
