@@ -88,7 +88,13 @@ pub fn sniff(bytes: &[u8], file_name: &str) -> Format {
     if head.starts_with(b"RIFF") {
         return Format::Unsupported("riff media (wav/avi/webp)");
     }
-    if let Some((_, format)) = MAGIC.iter().find(|(magic, _)| bytes.starts_with(magic)) {
+    // A magic number of letters ("BM", "MZ", "ID3") also starts ordinary text ("BMP/SMAD1
+    // signaling ..."): it counts only when binary bytes follow, as they do in those formats.
+    let magic = MAGIC.iter().find(|(magic, _)| {
+        bytes.starts_with(magic)
+            && (!magic.iter().all(|b| b.is_ascii_graphic()) || has_control_bytes(&head[..head.len().min(32)]))
+    });
+    if let Some((_, format)) = magic {
         return *format;
     }
     let is_utf16 = bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF");
@@ -106,6 +112,11 @@ pub fn sniff(bytes: &[u8], file_name: &str) -> Format {
         Some("md" | "markdown" | "mdown" | "mkd") => Format::Markdown,
         _ => Format::Text,
     }
+}
+
+/// Whether `bytes` hold a NUL or a control character other than tab, newline and carriage return.
+fn has_control_bytes(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
 }
 
 /// OOXML and OpenDocument packages by the parts they hold; other zips are archives.
@@ -276,6 +287,11 @@ mod tests {
         assert_eq!(sniff(b"<3 is a heart, not a tag", "a"), Format::Text);
         assert_eq!(sniff(b"PK\x03\x04rest", "a.docx"), Format::Unsupported("damaged zip archive"));
         assert_eq!(sniff(b"# Title\n\ntext", "notes.md"), Format::Markdown);
+        // Letters that are also a magic number: text unless binary bytes follow.
+        assert_eq!(sniff(b"BMP/SMAD1 signaling sets a threshold", "11831598.txt"), Format::Text);
+        assert_eq!(sniff(b"MZ is a postcode prefix", "a.txt"), Format::Text);
+        assert_eq!(sniff(b"BM\x36\x00\x0C\x00\x00\x00\x00\x00\x36\x00", "a"), Format::Unsupported("bmp image"));
+        assert_eq!(sniff(b"MZ\x90\x00\x03\x00", "a"), Format::Unsupported("executable"));
         assert_eq!(sniff(b"# Title\n\ntext", "notes.txt"), Format::Text);
         assert_eq!(sniff(b"abc\0def", "x.txt"), Format::Unsupported("binary data"));
     }
