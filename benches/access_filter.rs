@@ -101,6 +101,7 @@ fn main() {
                 path: "bench",
                 title: None,
                 text: &texts[i],
+                headings: &[],
                 readers: &readers[i % GROUPS],
             })
             .collect();

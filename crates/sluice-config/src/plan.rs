@@ -27,6 +27,7 @@ pub struct PipelinePlan {
     pub retention: RetentionPlan,
     pub access: AccessPlan,
     pub pii: PiiPlan,
+    pub eval: EvalPlan,
     pub server: ServerPlan,
 }
 
@@ -110,10 +111,14 @@ pub struct EmbedPlan {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchPlan {
-    /// Reciprocal rank fusion constant: score = Σ 1 / (rrf_k + rank).
+    /// Reciprocal rank fusion constant: score = Σ weight / (rrf_k + rank).
     pub rrf_k: u32,
     /// Candidates each retriever contributes before fusion.
-    pub candidates: usize,
+    pub lexical_candidates: usize,
+    pub dense_candidates: usize,
+    /// Each retriever's weight in the fusion.
+    pub lexical_weight: f64,
+    pub dense_weight: f64,
     /// HNSW beam width of dense queries once the vector index is built.
     pub hnsw_ef: usize,
 }
@@ -160,6 +165,22 @@ pub struct AccessRule {
     pub replace: bool,
     /// Readable by anyone, anonymous readers included.
     pub public: bool,
+}
+
+/// The evaluation gate: a set, thresholds, and whether failing them holds a version back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalPlan {
+    /// A BEIR folder or a JSONL file; `None`: versions are not evaluated.
+    pub set: Option<PathBuf>,
+    /// The BEIR qrels split.
+    pub split: String,
+    /// How documents are named in the set: `stem`, `name` or `path`.
+    pub document_key: String,
+    /// A version failing a threshold is held (live stays where it is); else only reported.
+    pub blocking: bool,
+    pub thresholds: Vec<sluice_eval::Threshold>,
+    /// Evaluate only the first N queries (0: all).
+    pub max_queries: usize,
 }
 
 /// PII handling: what happens to chunks holding detected personal data.
@@ -230,6 +251,7 @@ fn read_plan(diag: &mut Diagnostics<'_>, mut root: Section<'_>) -> PipelinePlan 
         retention: read_retention(diag, &mut root),
         access: read_access(diag, &mut root),
         pii: read_pii(diag, &mut root),
+        eval: read_eval(diag, &mut root),
         server: read_server(diag, &mut root),
     };
     root.finish(diag);
@@ -396,9 +418,19 @@ fn opt_choice<T>(
 
 fn read_search(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> SearchPlan {
     let mut search = root.table(diag, "search");
+    // `candidates` sets both retrievers; `lexical_candidates` and `dense_candidates` override it.
+    let candidates = opt_integer(diag, &mut search, "candidates", 100, 1, 10_000);
+    let mut weight = |key, diag: &mut Diagnostics<'_>| match search.as_mut() {
+        Some(section) => section.float(diag, key, 1.0, 0.0, 1_000.0),
+        None => 1.0,
+    };
+    let (lexical_weight, dense_weight) = (weight("lexical_weight", diag), weight("dense_weight", diag));
     let plan = SearchPlan {
         rrf_k: opt_integer(diag, &mut search, "rrf_k", 60, 1, 10_000) as u32,
-        candidates: opt_integer(diag, &mut search, "candidates", 100, 1, 10_000) as usize,
+        lexical_candidates: opt_integer(diag, &mut search, "lexical_candidates", candidates, 1, 10_000) as usize,
+        dense_candidates: opt_integer(diag, &mut search, "dense_candidates", candidates, 1, 10_000) as usize,
+        lexical_weight,
+        dense_weight,
         hnsw_ef: opt_integer(diag, &mut search, "hnsw_ef", 256, 1, 100_000) as usize,
     };
     finish(diag, search);
@@ -512,6 +544,63 @@ fn read_pii(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> PiiPlan {
     }
     finish(diag, pii);
     PiiPlan { policy: policy.unwrap_or(PiiPolicyPlan::Tag), patterns }
+}
+
+fn read_eval(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> EvalPlan {
+    let mut eval = root.table(diag, "eval");
+    let mut plan = EvalPlan {
+        set: None,
+        split: "test".into(),
+        document_key: "stem".into(),
+        blocking: true,
+        thresholds: Vec::new(),
+        max_queries: opt_integer(diag, &mut eval, "max_queries", 0, 0, 10_000_000) as usize,
+    };
+    if let Some(section) = eval.as_mut() {
+        plan.set = section.string(diag, "set").map(|(path, _)| PathBuf::from(path));
+        if let Some((split, _)) = section.string(diag, "split") {
+            plan.split = split;
+        }
+        if let Some((key, span)) = section.string(diag, "document_key") {
+            if !["stem", "name", "path"].contains(&key.as_str()) {
+                diag.error(span, format!("`eval.document_key` must be stem, name or path, got {key:?}"));
+            }
+            plan.document_key = key;
+        }
+        match section.string(diag, "gate") {
+            Some((gate, _)) if gate == "block" => plan.blocking = true,
+            Some((gate, _)) if gate == "report" => plan.blocking = false,
+            Some((gate, span)) => {
+                diag.error(span, format!("`eval.gate` must be \"block\" or \"report\", got {gate:?}"))
+            }
+            None => {}
+        }
+        for mut entry in section.tables(diag, "threshold") {
+            let complete = ["metric", "retriever", "min"].iter().all(|key| entry.contains(key));
+            let metric = entry.string(diag, "metric").and_then(|(text, span)| {
+                text.parse::<sluice_eval::Metric>().map_err(|err| diag.error(span, err.to_string())).ok()
+            });
+            let retriever = entry.string(diag, "retriever").and_then(|(text, span)| {
+                text.parse::<sluice_eval::Retriever>().map_err(|err| diag.error(span, err.to_string())).ok()
+            });
+            let min = entry.float(diag, "min", f64::NAN, 0.0, 1.0);
+            match (metric, retriever) {
+                (Some(metric), Some(retriever)) if !min.is_nan() => {
+                    plan.thresholds.push(sluice_eval::Threshold { metric, retriever, min });
+                }
+                // A present but invalid value has been reported already.
+                _ if complete => {}
+                _ => diag.error(entry.span.clone(), "an [[eval.threshold]] needs `metric`, `retriever` and `min`"),
+            }
+            entry.finish(diag);
+        }
+    }
+    if plan.set.is_none() && !plan.thresholds.is_empty() {
+        let span = eval.as_ref().and_then(|e| e.span.clone());
+        diag.error(span, "`eval.threshold` needs `eval.set`, the evaluation set to measure");
+    }
+    finish(diag, eval);
+    plan
 }
 
 fn read_server(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> ServerPlan {

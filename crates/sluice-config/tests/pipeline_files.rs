@@ -70,4 +70,8 @@ fn the_compiled_in_default_matches_the_documented_defaults() {
     assert_eq!(minimal.watch, plan.watch);
     assert_eq!(minimal.limits, plan.limits);
     assert_eq!(minimal.server, plan.server);
+    assert_eq!(minimal.retention, plan.retention);
+    assert_eq!(minimal.access, plan.access);
+    assert_eq!(minimal.pii, plan.pii);
+    assert_eq!(minimal.eval, plan.eval);
 }

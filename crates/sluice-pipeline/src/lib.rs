@@ -7,6 +7,7 @@
 
 mod access;
 mod error;
+mod evaluate;
 mod meter;
 mod observer;
 mod parsers;
@@ -32,6 +33,7 @@ use tracing::info;
 
 pub use access::{AccessResolver, AclEntry, encode_posix_acl, parse_posix_acl, posix_readers};
 pub use error::PipelineError;
+pub use evaluate::{DocumentKey, EvalOptions, EvalReport};
 pub use observer::{Observer, Outcome, Quiet};
 pub use parsers::serve_worker;
 pub use scan::{Root, is_ignored_name};
@@ -276,12 +278,13 @@ impl Engine {
         Ok(self.store.catalog().audit(&[event])?)
     }
 
-    /// Points `live` at committed version N.
-    pub fn promote(&self, version: Version, principal: &str) -> Result<(), PipelineError> {
+    /// Points `live` at committed version N; `force` overrides a hold by the evaluation gate.
+    pub fn promote(&self, version: Version, principal: &str, force: bool) -> Result<(), PipelineError> {
         let before = self.store.live_version()?;
-        self.store.promote(version)?;
-        info!(pipeline = %self.plan.name, version, "promoted to live");
-        let detail = serde_json::json!({"version": version, "previous_live": before});
+        let gate = self.store.catalog().gate(&self.plan.name, version)?;
+        self.store.promote(version, force)?;
+        info!(pipeline = %self.plan.name, version, force, "promoted to live");
+        let detail = serde_json::json!({"version": version, "previous_live": before, "gate": gate, "force": force});
         self.audit(principal, "promoted", format!("version {version}"), detail)
     }
 
@@ -336,6 +339,24 @@ impl Engine {
         access: &ReadAccess,
         principal: &str,
     ) -> Result<SearchResponse, PipelineError> {
+        let response = self.search_unaudited(query, version, k, mode, access)?;
+        if let Some(version) = response.version {
+            let chunk_ids: Vec<String> = response.hits.iter().map(|hit| hit.chunk_id.to_hex()).collect();
+            let detail = serde_json::json!({"version": version, "mode": mode, "k": k, "chunk_ids": chunk_ids});
+            self.audit(principal, "search", query, detail)?;
+        }
+        Ok(response)
+    }
+
+    /// A search as [`Engine::search`], without its audit entry (evaluation runs are audited whole).
+    pub(crate) fn search_unaudited(
+        &self,
+        query: &str,
+        version: Option<Version>,
+        k: usize,
+        mode: SearchMode,
+        access: &ReadAccess,
+    ) -> Result<SearchResponse, PipelineError> {
         let catalog = self.store.catalog();
         let version = match version {
             Some(version) => match catalog.version_state(&self.plan.name, version)? {
@@ -367,14 +388,14 @@ impl Engine {
             version,
             k,
             mode,
-            candidates: search.candidates,
+            lexical_candidates: search.lexical_candidates,
+            dense_candidates: search.dense_candidates,
             rrf_k: search.rrf_k,
+            lexical_weight: search.lexical_weight,
+            dense_weight: search.dense_weight,
             hnsw_ef: search.hnsw_ef,
             access,
         })?;
-        let chunk_ids: Vec<String> = hits.iter().map(|hit| hit.chunk_id.to_hex()).collect();
-        let detail = serde_json::json!({"version": version, "mode": mode, "k": k, "chunk_ids": chunk_ids});
-        self.audit(principal, "search", query, detail)?;
         Ok(SearchResponse { version: Some(version), hits })
     }
 }

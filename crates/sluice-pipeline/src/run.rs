@@ -48,6 +48,12 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
     let mut decisions = Decisions::default();
     let mut tasks = Vec::new();
     let mut deletions = Vec::new();
+    // Versions a crash left between commit and evaluation are judged first.
+    if engine.gate_blocks() {
+        for version in catalog.ungated_versions(pipeline)? {
+            engine.judge(version)?;
+        }
+    }
 
     for (root, only) in scoped_roots(&engine.roots, scope) {
         let ledger = catalog.ledger(pipeline, &root.key)?;
@@ -196,12 +202,16 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
     let version = writer.version();
     summary.version = Some(version);
     let record = serde_json::to_value(&summary).unwrap_or_default();
-    let version = writer.commit(&decisions.ledger, &decisions.quarantined, &decisions.cleared_quarantine, &record)?;
+    let promote = !engine.gate_blocks();
+    let version =
+        writer.commit(&decisions.ledger, &decisions.quarantined, &decisions.cleared_quarantine, &record, promote)?;
     // Retention after every commit: versions past `keep_versions` expire and what only they
     // could see is removed. A failure here loses nothing; the next commit or start finishes it.
     if let Err(err) = engine.store.collect_garbage(engine.plan.retention.keep_versions) {
         warn!(pipeline, error = %err, "retention failed; finished at the next start");
     }
+    // The evaluation gate: `live` moves to the version only if it passes (when it blocks).
+    summary.gate = engine.judge(version)?.map(str::to_owned);
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     info!(
         pipeline,

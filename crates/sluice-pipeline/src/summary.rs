@@ -19,6 +19,9 @@ pub struct RunSummary {
     pub unchanged: usize,
     /// Unchanged files processed again because a stage changed (extractor, chunker or model).
     pub reprocessed: usize,
+    /// The evaluation gate's verdict on the version (`passed`, `held`, `reported`); `None`
+    /// without an evaluation set.
+    pub gate: Option<String>,
     /// Files whose readers alone changed: re-added with the new ACL from stored chunks and
     /// cached vectors.
     pub access_changed: usize,

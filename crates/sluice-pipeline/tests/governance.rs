@@ -403,7 +403,7 @@ fn a_run_is_audited_and_its_costs_add_up() {
     assert!(audit.iter().all(|entry| entry.principal == "pipeline"));
     std::fs::remove_file(inbox.join("doc-4.txt")).unwrap();
     engine.run(&Scope::All, &Quiet).unwrap();
-    engine.promote(1, "carol").unwrap();
+    engine.promote(1, "carol", false).unwrap();
     let audit = engine.store().catalog().audit_entries(None, 0, 10_000).unwrap();
     assert!(audit.iter().any(|entry| entry.action == "retired" && entry.subject.ends_with("doc-4.txt")));
     assert!(audit.iter().any(|entry| entry.action == "promoted" && entry.principal == "carol"));

@@ -195,7 +195,7 @@ fn rollback_moves_search_back_and_retention_removes_old_chunks_physically() {
     assert_eq!(version, Some(1));
     assert!(text.unwrap().contains("apples"));
     assert!(engine.roll_back_live("test").is_err(), "nothing before version 1");
-    engine.promote(2, "test").unwrap();
+    engine.promote(2, "test", false).unwrap();
     assert_eq!(top(&engine).0, Some(2));
 
     // Ten more versions of the file; every one retires the previous text.

@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS versions (
     run_id               TEXT NOT NULL DEFAULT '',
     -- Kept by retention whatever its age.
     pinned               INTEGER NOT NULL DEFAULT 0,
+    -- The evaluation gate's verdict (passed, held, forced, reported) and its report (JSON).
+    gate                 TEXT,
+    evaluation           TEXT,
     PRIMARY KEY (pipeline, version)
 );
 -- Every move of an alias, oldest first: what `rollback` walks back through.
@@ -237,14 +240,16 @@ ALTER TABLE documents ADD COLUMN retired_reason TEXT;
 ALTER TABLE documents ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
 "#;
 
-/// Version 3 to 4: readers (ACLs) on files and documents, PII counts and kinds; the `audit`
-/// and `tokens` tables are new. Files get no readers, so the next run captures them and
+/// Version 3 to 4: readers (ACLs) on files and documents, PII counts and kinds, the evaluation
+/// gate's verdict on versions; the `audit`, `tokens` and cost tables are new. Files get no readers, so the next run captures them and
 /// re-adds every document with its ACL (from the cache: nothing is extracted or embedded).
 const MIGRATE_3_TO_4_BEFORE_SCHEMA: &str = r#"
 ALTER TABLE files ADD COLUMN readers TEXT NOT NULL DEFAULT '';
 ALTER TABLE documents ADD COLUMN readers TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE documents ADD COLUMN pii TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE chunks ADD COLUMN pii TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE versions ADD COLUMN gate TEXT;
+ALTER TABLE versions ADD COLUMN evaluation TEXT;
 "#;
 
 pub struct Catalog {
@@ -454,7 +459,7 @@ impl Catalog {
     /// Commits version N in one transaction: its state, the ledger and quarantine changes of
     /// the run, its audit entries and costs, and the `live` alias.
     pub fn commit_version(&self, pipeline: &str, version: Version, record: &CommitRecord<'_>) -> Result<()> {
-        let CommitRecord { ledger, quarantined, cleared_quarantine, summary, audit, costs } = *record;
+        let CommitRecord { ledger, quarantined, cleared_quarantine, summary, audit, costs, promote } = *record;
         let now = now_ms();
         self.write(|t| {
             // N is the newest version, so what is visible at N is everything still open.
@@ -512,7 +517,9 @@ impl Catalog {
                     ],
                 )?;
             }
-            set_alias(t, pipeline, "live", version, "commit")?;
+            if promote {
+                set_alias(t, pipeline, "live", version, "commit")?;
+            }
             // The run's decisions are audited exactly when they take effect.
             crate::audit::append(t, audit)?;
             crate::cost::insert(t, pipeline, version, costs)?;
@@ -556,7 +563,8 @@ impl Catalog {
                 aliases.entry(version).or_default().push(name);
             }
             let mut statement = c.prepare(
-                "SELECT version, state, pipeline_fingerprint, started_at, finished_at, summary, chunks, run_id, pinned
+                "SELECT version, state, pipeline_fingerprint, started_at, finished_at, summary, chunks, run_id, pinned,
+                        gate, evaluation
                  FROM versions WHERE pipeline = ?1 ORDER BY version",
             )?;
             let rows = statement.query_map([pipeline], |r| {
@@ -572,6 +580,8 @@ impl Catalog {
                     chunks: r.get::<_, Option<i64>>(6)?.map(|n| n as u64),
                     summary: serde_json::from_str(&summary).unwrap_or(serde_json::Value::Null),
                     aliases: Vec::new(),
+                    gate: r.get(9)?,
+                    evaluation: r.get::<_, Option<String>>(10)?.and_then(|text| serde_json::from_str(&text).ok()),
                 })
             })?;
             let mut versions: Vec<VersionInfo> = rows.collect::<rusqlite::Result<_>>()?;

@@ -1,4 +1,6 @@
-//! The lexical index: Tantivy BM25 over chunk text and document titles, one index per pipeline.
+//! The lexical index: Tantivy BM25 over chunk text, document titles and the headings above each
+//! chunk, one index per pipeline, analysed for English prose (lower case, Lucene's English stop
+//! words, Snowball stemming).
 //!
 //! Each Tantivy document is one appearance of a chunk, keyed by its point key. Tantivy cannot
 //! update a field in place, so retiring a chunk deletes its document and adds it again with the
@@ -13,6 +15,9 @@ use tantivy::collector::{DocSetCollector, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RangeQuery, TermSetQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
@@ -31,6 +36,8 @@ pub struct LexicalDoc<'a> {
     pub path: &'a str,
     pub title: Option<&'a str>,
     pub text: &'a str,
+    /// The headings the chunk sits under, outermost first.
+    pub headings: &'a [String],
     /// Principal keys that may read it (see `sluice_core::access`).
     pub readers: &'a [String],
 }
@@ -43,6 +50,7 @@ struct Fields {
     path: Field,
     title: Field,
     text: Field,
+    headings: Field,
     valid_from: Field,
     valid_to: Field,
     readers: Field,
@@ -71,10 +79,22 @@ pub struct LexicalHit {
     pub score: f32,
 }
 
+/// The analyzer of every prose field, registered on each index at open.
+const PROSE_ANALYZER: &str = "en_prose";
+
+fn prose_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(StopWordFilter::new(Language::English).expect("tantivy ships English stop words"))
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
 fn schema() -> Schema {
     let english = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
-            .set_tokenizer("en_stem")
+            .set_tokenizer(PROSE_ANALYZER)
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
     let mut builder = Schema::builder();
@@ -83,6 +103,7 @@ fn schema() -> Schema {
     builder.add_text_field("doc_id", STRING);
     builder.add_text_field("path", TextOptions::default().set_indexing_options(TextFieldIndexing::default()));
     builder.add_text_field("title", english.clone());
+    builder.add_text_field("headings", english.clone());
     builder.add_text_field("text", english);
     builder.add_i64_field("valid_from", INDEXED | FAST | STORED);
     builder.add_i64_field("valid_to", INDEXED | FAST);
@@ -110,6 +131,7 @@ impl LexicalIndex {
         }
         let directory = tantivy::directory::MmapDirectory::open(path)?;
         let index = Index::open_or_create(directory, schema())?;
+        index.tokenizers().register(PROSE_ANALYZER, prose_analyzer());
         let schema = index.schema();
         let field = |name: &str| {
             schema.get_field(name).map_err(|_| StoreError::Corrupt(format!("lexical index has no field {name}")))
@@ -121,6 +143,7 @@ impl LexicalIndex {
             path: field("path")?,
             title: field("title")?,
             text: field("text")?,
+            headings: field("headings")?,
             valid_from: field("valid_from")?,
             valid_to: field("valid_to")?,
             readers: field("readers")?,
@@ -153,6 +176,9 @@ impl LexicalIndex {
                 document.add_text(self.fields.title, title);
             }
             document.add_text(self.fields.text, doc.text);
+            for heading in doc.headings {
+                document.add_text(self.fields.headings, heading);
+            }
             document.add_i64(self.fields.valid_from, doc.key.valid_from);
             document.add_i64(self.fields.valid_to, doc.valid_to);
             for key in doc.readers {
@@ -196,7 +222,8 @@ impl LexicalIndex {
     /// `access` may read. Both restrictions are clauses of the query itself (scoring zero), so
     /// the top `limit` are the best *readable* chunks, not what is left of the best ones.
     pub fn search(&self, query: &str, version: Version, access: &ReadAccess, limit: usize) -> Result<Vec<LexicalHit>> {
-        let parser = QueryParser::for_index(&self.index, vec![self.fields.text, self.fields.title]);
+        let parser =
+            QueryParser::for_index(&self.index, vec![self.fields.text, self.fields.title, self.fields.headings]);
         // Lenient: a query typed by a person never fails on a stray quote or colon.
         let (parsed, _errors) = parser.parse_query_lenient(query);
         let mut query = self.version_filter(parsed, version);

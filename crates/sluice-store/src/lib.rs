@@ -155,6 +155,7 @@ fn lexical_doc(chunk: &StoredChunk, valid_to: Version) -> LexicalDoc<'_> {
         path: &chunk.path,
         title: chunk.title.as_deref(),
         text: &chunk.text,
+        headings: &chunk.heading_path,
         readers: chunk.readers.keys(),
     }
 }
@@ -221,6 +222,7 @@ impl VersionWriter<'_> {
                     path,
                     title: write.document.title.as_deref(),
                     text: &chunk.chunk.text,
+                    headings: &chunk.chunk.heading_path,
                     readers,
                 });
             }
@@ -231,21 +233,23 @@ impl VersionWriter<'_> {
     }
 
     /// Makes the version durable in both indexes, then commits it in the catalog with the
-    /// run's ledger and quarantine changes, and moves `live` to it.
+    /// run's ledger and quarantine changes, and moves `live` to it when `promote` (an
+    /// evaluation gate decides otherwise).
     pub fn commit(
         mut self,
         ledger: &[LedgerChange],
         quarantined: &[QuarantineEntry],
         cleared_quarantine: &[(String, String)],
         summary: &serde_json::Value,
+        promote: bool,
     ) -> Result<Version> {
         let store = self.store;
         let subject = format!("version {}", self.version);
         self.record("version_committed", subject, serde_json::json!({"version": self.version, "summary": summary}));
         store.lexical.commit()?;
         store.vectors.flush()?;
-        let record =
-            CommitRecord { ledger, quarantined, cleared_quarantine, summary, audit: &self.audit, costs: &self.costs };
+        let (audit, costs) = (&self.audit, &self.costs);
+        let record = CommitRecord { ledger, quarantined, cleared_quarantine, summary, audit, costs, promote };
         store.catalog.commit_version(&store.pipeline, self.version, &record)?;
         self.finished = true;
         info!(pipeline = %store.pipeline, version = self.version, "version committed");

@@ -7,7 +7,7 @@
 //! Tantivy first and from the catalog last. A crash in between leaves rows the catalog still
 //! lists but no retained version can see; the next open removes them again, idempotently.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sluice_core::{ChunkId, PointKey, Version};
 use tracing::info;
@@ -32,11 +32,74 @@ const UNREACHABLE: &str =
     "NOT EXISTS (SELECT 1 FROM json_each(?2) r WHERE r.value >= valid_from AND r.value < valid_to)";
 
 impl Catalog {
-    /// Points `live` at committed version N.
-    pub fn promote(&self, pipeline: &str, version: Version) -> Result<()> {
+    /// Points `live` at committed version N. A version the evaluation gate held needs
+    /// `force`, and is then marked `forced`.
+    pub fn promote(&self, pipeline: &str, version: Version, force: bool) -> Result<()> {
         self.require_committed(pipeline, version)?;
-        self.write(|t| set_alias(t, pipeline, "live", version, "promote"))?;
+        let held = self.gate(pipeline, version)?.as_deref() == Some("held");
+        if held && !force {
+            return Err(StoreError::Invalid(format!(
+                "version {version} was held by the evaluation gate (see `sluice versions`); `promote {version} --force` overrides"
+            )));
+        }
+        self.write(|t| {
+            if held {
+                t.execute(
+                    "UPDATE versions SET gate = 'forced' WHERE pipeline = ?1 AND version = ?2",
+                    params![pipeline, version],
+                )?;
+            }
+            set_alias(t, pipeline, "live", version, if held { "promote --force" } else { "promote" })
+        })?;
         Ok(())
+    }
+
+    /// The evaluation gate's verdict on a version, if it was evaluated.
+    pub fn gate(&self, pipeline: &str, version: Version) -> Result<Option<String>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT gate FROM versions WHERE pipeline = ?1 AND version = ?2",
+                params![pipeline, version],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+        })
+    }
+
+    /// Records the gate's verdict and report on committed version N; `passed` also points
+    /// `live` at it, in the same transaction.
+    pub fn record_gate(
+        &self,
+        pipeline: &str,
+        version: Version,
+        verdict: &str,
+        evaluation: &serde_json::Value,
+        promote: bool,
+    ) -> Result<()> {
+        self.write(|t| {
+            t.execute(
+                "UPDATE versions SET gate = ?3, evaluation = ?4 WHERE pipeline = ?1 AND version = ?2",
+                params![pipeline, version, verdict, evaluation.to_string()],
+            )?;
+            if promote {
+                set_alias(t, pipeline, "live", version, "gate passed")?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Committed versions newer than `live` the gate has not judged yet (a crash came between
+    /// commit and evaluation), oldest first.
+    pub fn ungated_versions(&self, pipeline: &str) -> Result<Vec<Version>> {
+        self.read(|c| {
+            let mut statement = c.prepare(
+                "SELECT version FROM versions WHERE pipeline = ?1 AND state = 'committed' AND gate IS NULL
+                   AND version > COALESCE((SELECT version FROM aliases WHERE pipeline = ?1 AND name = 'live'), 0)
+                 ORDER BY version",
+            )?;
+            statement.query_map([pipeline], |r| r.get(0))?.collect()
+        })
     }
 
     /// Moves `live` back to the newest committed version older than it; returns that version.
@@ -44,7 +107,8 @@ impl Catalog {
         let live = self.alias(pipeline, "live")?.ok_or_else(|| StoreError::Invalid("nothing is live yet".into()))?;
         let previous: Option<Version> = self.read(|c| {
             c.query_row(
-                "SELECT MAX(version) FROM versions WHERE pipeline = ?1 AND state = 'committed' AND version < ?2",
+                "SELECT MAX(version) FROM versions WHERE pipeline = ?1 AND state = 'committed' AND version < ?2
+                   AND COALESCE(gate, '') != 'held'",
                 params![pipeline, live],
                 |r| r.get(0),
             )
@@ -145,9 +209,9 @@ impl Catalog {
 }
 
 impl Store {
-    /// Points `live` at committed version N.
-    pub fn promote(&self, version: Version) -> Result<()> {
-        self.catalog().promote(self.pipeline(), version)
+    /// Points `live` at committed version N (`force`: even one the evaluation gate held).
+    pub fn promote(&self, version: Version, force: bool) -> Result<()> {
+        self.catalog().promote(self.pipeline(), version, force)
     }
 
     /// Moves `live` back to the newest committed version before it.

@@ -28,8 +28,12 @@ pub struct SearchRequest<'a> {
     pub k: usize,
     pub mode: SearchMode,
     /// Candidates each retriever contributes to the fusion.
-    pub candidates: usize,
+    pub lexical_candidates: usize,
+    pub dense_candidates: usize,
     pub rrf_k: u32,
+    /// Each retriever's weight in the fusion.
+    pub lexical_weight: f64,
+    pub dense_weight: f64,
     pub hnsw_ef: usize,
     /// Who is asking: both retrievers filter by it before ranking.
     pub access: &'a ReadAccess,
@@ -48,13 +52,14 @@ pub(crate) struct Fused {
     pub dense_rank: Option<usize>,
 }
 
-/// Reciprocal rank fusion: each list adds 1 / (rrf_k + rank) for every chunk in it. Best
-/// first; ties are broken by chunk id so the order is deterministic.
-pub(crate) fn reciprocal_rank_fusion(lexical: &[Key], dense: &[Key], rrf_k: u32) -> Vec<Fused> {
+/// Weighted reciprocal rank fusion: each list adds weight / (rrf_k + rank) for every chunk in
+/// it. Best first; ties are broken by chunk id so the order is deterministic.
+pub(crate) fn reciprocal_rank_fusion(lexical: &[Key], dense: &[Key], rrf_k: u32, weights: (f64, f64)) -> Vec<Fused> {
     let mut fused: HashMap<Key, Fused> = HashMap::new();
     let mut add = |key: Key, rank: usize, lexical: bool| {
         let entry = fused.entry(key).or_insert(Fused { key, score: 0.0, lexical_rank: None, dense_rank: None });
-        entry.score += 1.0 / (f64::from(rrf_k) + rank as f64);
+        let weight = if lexical { weights.0 } else { weights.1 };
+        entry.score += weight / (f64::from(rrf_k) + rank as f64);
         let slot = if lexical { &mut entry.lexical_rank } else { &mut entry.dense_rank };
         slot.get_or_insert(rank);
     };
@@ -71,10 +76,10 @@ pub(crate) fn reciprocal_rank_fusion(lexical: &[Key], dense: &[Key], rrf_k: u32)
 
 impl Store {
     pub fn search(&self, request: &SearchRequest<'_>) -> Result<Vec<SearchHit>> {
-        let candidates = request.candidates.max(request.k);
         let lexical: Vec<Key> = if request.mode == SearchMode::Dense {
             Vec::new()
         } else {
+            let candidates = request.lexical_candidates.max(request.k);
             self.lexical()
                 .search(request.query, request.version, request.access, candidates)?
                 .into_iter()
@@ -85,12 +90,20 @@ impl Store {
             (SearchMode::Lexical, _) | (_, None) => Vec::new(),
             (_, Some(vector)) => self
                 .vectors()
-                .search(vector, request.version, request.access, candidates, request.hnsw_ef, false)?
+                .search(
+                    vector,
+                    request.version,
+                    request.access,
+                    request.dense_candidates.max(request.k),
+                    request.hnsw_ef,
+                    false,
+                )?
                 .into_iter()
                 .map(|hit| (hit.chunk_id, hit.valid_from))
                 .collect(),
         };
-        let mut ranked = reciprocal_rank_fusion(&lexical, &dense, request.rrf_k);
+        let weights = (request.lexical_weight, request.dense_weight);
+        let mut ranked = reciprocal_rank_fusion(&lexical, &dense, request.rrf_k, weights);
         ranked.truncate(request.k);
         let keys: Vec<Key> = ranked.iter().map(|fused| fused.key).collect();
         let chunks = self.catalog().chunks_by_key(self.pipeline(), &keys)?;
@@ -132,7 +145,7 @@ mod tests {
     fn fusion_rewards_agreement_and_is_deterministic() {
         let lexical = [key(1), key(2), key(3)];
         let dense = [key(3), key(4), key(1)];
-        let fused = reciprocal_rank_fusion(&lexical, &dense, 60);
+        let fused = reciprocal_rank_fusion(&lexical, &dense, 60, (1.0, 1.0));
         // 1: 1/61 + 1/63, 3: 1/63 + 1/61 — equal; the tie goes to the smaller chunk id.
         assert_eq!(fused[0].key, key(1));
         assert_eq!(fused[1].key, key(3));
@@ -141,5 +154,19 @@ mod tests {
         assert_eq!(fused.len(), 4);
         // 2 (lexical rank 2) and 4 (dense rank 2) tie at 1/62.
         assert_eq!((fused[2].key, fused[3].key), (key(2), key(4)));
+    }
+
+    #[test]
+    fn weights_scale_each_retrievers_votes() {
+        let lexical = [key(1), key(2)];
+        let dense = [key(2), key(1)];
+        // Dense counts double: 2 gets 1/62 + 2/61, 1 gets 1/61 + 2/62.
+        let fused = reciprocal_rank_fusion(&lexical, &dense, 60, (1.0, 2.0));
+        assert_eq!(fused[0].key, key(2));
+        assert!((fused[0].score - (1.0 / 62.0 + 2.0 / 61.0)).abs() < 1e-12);
+        // A zero weight removes a retriever's say; its ranks are still reported.
+        let fused = reciprocal_rank_fusion(&lexical, &dense, 60, (1.0, 0.0));
+        assert_eq!(fused[0].key, key(1));
+        assert_eq!(fused[0].dense_rank, Some(2));
     }
 }

@@ -296,6 +296,11 @@ pub struct VersionInfo {
     pub summary: serde_json::Value,
     /// Aliases (e.g. `live`) that point at this version.
     pub aliases: Vec<String>,
+    /// The evaluation gate's verdict: `passed`, `held`, `forced` (promoted over a hold) or
+    /// `reported` (evaluated, not gating); `null` when not evaluated.
+    pub gate: Option<String>,
+    /// The evaluation report behind the verdict.
+    pub evaluation: Option<serde_json::Value>,
 }
 
 /// Everything a version's commit writes besides its chunks.
@@ -308,6 +313,8 @@ pub struct CommitRecord<'a> {
     pub summary: &'a serde_json::Value,
     pub audit: &'a [crate::AuditEvent],
     pub costs: &'a [crate::DocumentCost],
+    /// Point `live` at the version (else an evaluation gate decides later).
+    pub promote: bool,
 }
 
 /// A document that failed a stage, as shown to an operator.

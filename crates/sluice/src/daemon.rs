@@ -23,7 +23,7 @@ use crate::auth::{Gate, new_local_token};
 use crate::client::{DAEMON_FILE, DaemonInfo};
 use crate::commands::{load_plan, open_engine};
 use crate::http::{AppState, router};
-use crate::metrics::{Metrics, OutcomeLabels};
+use crate::metrics::{Metrics, OutcomeLabels, ReasonLabels};
 
 /// File events buffered while a run is in progress; past this, the next run rescans everything.
 const EVENT_BUFFER: usize = 4096;
@@ -234,6 +234,11 @@ async fn execute(engine: &Arc<Engine>, metrics: &Arc<Metrics>, scope: Scope) -> 
         Ok::<_, sluice_pipeline::PipelineError>(summary)
     })
     .await;
+    if let Ok(Ok(summary)) = &outcome
+        && let Some(verdict) = &summary.gate
+    {
+        metrics.gate_verdicts.get_or_create(&ReasonLabels { reason: verdict.clone() }).inc();
+    }
     let (label, retry) = match outcome {
         Ok(Ok(summary)) if summary.version.is_some() => ("committed", false),
         Ok(Ok(_)) => ("unchanged", false),

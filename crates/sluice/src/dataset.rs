@@ -167,10 +167,11 @@ struct Live {
     live: Version,
 }
 
-pub fn promote(data: &Path, pipeline: Option<&Path>, version: Version) -> anyhow::Result<ExitCode> {
-    let live = change(data, pipeline, "POST", &format!("/v1/versions/{version}/promote"), |catalog, name| {
-        catalog.promote(name, version)?;
-        audit_here(catalog, name, "promoted", version)?;
+pub fn promote(data: &Path, pipeline: Option<&Path>, version: Version, force: bool) -> anyhow::Result<ExitCode> {
+    let api = format!("/v1/versions/{version}/promote?force={force}");
+    let live = change(data, pipeline, "POST", &api, |catalog, name| {
+        catalog.promote(name, version, force)?;
+        audit_here(catalog, name, if force { "promoted (forced)" } else { "promoted" }, version)?;
         Ok(Live { live: version })
     })?;
     println!("live → version {}", live.live);

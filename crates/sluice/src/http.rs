@@ -165,13 +165,21 @@ async fn version_info(State(state): State<AppState>, Path(version): Path<Version
     }
 }
 
+#[derive(Deserialize)]
+struct PromoteParams {
+    /// Promote a version the evaluation gate held.
+    #[serde(default)]
+    force: bool,
+}
+
 async fn promote(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(version): Path<Version>,
+    Query(params): Query<PromoteParams>,
 ) -> Result<Response, ApiError> {
     let engine = state.engine.clone();
-    blocking(move || engine.promote(version, &caller.principal)).await?;
+    blocking(move || engine.promote(version, &caller.principal, params.force)).await?;
     Ok(Json(json!({ "live": version })).into_response())
 }
 

@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod daemon;
 mod dataset;
+mod evaluation;
 mod governance;
 mod http;
 mod metrics;
@@ -117,6 +118,9 @@ enum Command {
     /// Point `live` at a committed version.
     Promote {
         version: i64,
+        /// Promote a version the evaluation gate held (audited).
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         pipeline: Option<PathBuf>,
     },
@@ -158,6 +162,30 @@ enum Command {
     Quarantine {
         #[command(subcommand)]
         command: QuarantineCommand,
+    },
+    /// Retrieval quality of a version on an evaluation set: nDCG@10, recall@10, recall@100 and
+    /// MRR@10 for lexical, dense and hybrid search, per query and overall, with latency.
+    Eval {
+        /// A BEIR folder (queries.jsonl, qrels/SPLIT.tsv) or a JSONL file of
+        /// {"query": ..., "relevant": [...]}.
+        #[arg(long)]
+        set: PathBuf,
+        /// The BEIR qrels split.
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Default: the version `live` points at.
+        #[arg(long)]
+        version: Option<i64>,
+        /// How documents are named in the set: stem (BEIR corpus ids), name or path.
+        #[arg(long, default_value = "stem")]
+        document_key: String,
+        /// Evaluate only the first N queries.
+        #[arg(long)]
+        max_queries: Option<usize>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
     },
     /// API tokens: create (the secret is shown once), list, revoke.
     Token {
@@ -392,7 +420,9 @@ fn main() -> ExitCode {
             with_vectors,
             &out,
         ),
-        Command::Promote { version, pipeline } => dataset::promote(&cli.data, pipeline.as_deref(), version),
+        Command::Promote { version, force, pipeline } => {
+            dataset::promote(&cli.data, pipeline.as_deref(), version, force)
+        }
         Command::Rollback { pipeline } => dataset::rollback(&cli.data, pipeline.as_deref()),
         Command::Pin { version, pipeline } => dataset::pin(&cli.data, pipeline.as_deref(), version, true),
         Command::Unpin { version, pipeline } => dataset::pin(&cli.data, pipeline.as_deref(), version, false),
@@ -420,6 +450,17 @@ fn main() -> ExitCode {
         }
         Command::Audit { command: AuditCommand::Export { since, format: AuditFormat::Jsonl, out, pipeline } } => {
             governance::audit_export(&cli.data, pipeline.as_deref(), since.as_deref(), out.as_deref())
+        }
+        Command::Eval { set, split, version, document_key, max_queries, json, pipeline } => {
+            let args = evaluation::EvalArgs {
+                set: &set,
+                split: &split,
+                version,
+                document_key: &document_key,
+                max_queries,
+                json,
+            };
+            evaluation::eval(&cli.data, &cli.models, pipeline.as_deref(), &args)
         }
         Command::Report { version, json, pipeline } => report::report(&cli.data, pipeline.as_deref(), version, json),
         Command::Validate { files } => commands::validate(&files),

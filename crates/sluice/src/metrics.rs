@@ -54,6 +54,8 @@ pub struct Metrics {
     pub live_version: Gauge,
     pub search_duration: Family<ModeLabels, Histogram, fn() -> Histogram>,
     pub file_cost: Family<CostLabels, Histogram, fn() -> Histogram>,
+    /// Versions judged by the evaluation gate, by verdict (the label is named `reason`).
+    pub gate_verdicts: Family<ReasonLabels, Counter>,
     pub file_bytes: Counter,
     pub file_pages: Counter,
     pub file_tokens: Counter,
@@ -98,6 +100,12 @@ impl Metrics {
              are shared among their files (what `sluice report` sums)",
             file_cost.clone(),
         );
+        let gate_verdicts = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "gate_verdicts",
+            "Versions judged by the evaluation gate, by verdict (passed, held, reported)",
+            gate_verdicts.clone(),
+        );
         let file_bytes = Counter::default();
         registry.register("processed_bytes", "Bytes of the files processed", file_bytes.clone());
         let file_pages = Counter::default();
@@ -116,6 +124,7 @@ impl Metrics {
             live_version,
             search_duration,
             file_cost,
+            gate_verdicts,
             file_bytes,
             file_pages,
             file_tokens,

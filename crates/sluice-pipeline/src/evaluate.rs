@@ -1,0 +1,199 @@
+//! Evaluating a version: every query of an evaluation set through lexical, dense and hybrid
+//! search, the chunk hits turned into a ranking of documents, scored by `sluice-eval`.
+//!
+//! A document is known to an evaluation set by a key derived from its path (relative to its
+//! source): the file stem (BEIR corpus ids, `12345.txt` → `12345`), the file name, or the
+//! relative path. A document's rank is that of its best chunk.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sluice_core::{ReadAccess, Version};
+use sluice_eval::{EvalSet, QueryResult, Retriever, Summary, evaluate_query, summarise};
+use sluice_store::SearchMode;
+
+use crate::{Engine, PipelineError};
+
+/// How a document's path becomes the key an evaluation set names it by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentKey {
+    /// The file name without its extension.
+    #[default]
+    Stem,
+    /// The file name.
+    Name,
+    /// The path relative to the source folder (`#member` kept for embedded files).
+    Path,
+}
+
+impl DocumentKey {
+    pub const NAMES: [&str; 3] = ["stem", "name", "path"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "stem" => Some(Self::Stem),
+            "name" => Some(Self::Name),
+            "path" => Some(Self::Path),
+            _ => None,
+        }
+    }
+
+    /// The key of a document at `relative` (its path under its source folder).
+    pub fn of(self, relative: &str) -> String {
+        let file = relative.split('#').next().unwrap_or(relative);
+        let name = file.rsplit('/').next().unwrap_or(file);
+        match self {
+            DocumentKey::Path => relative.to_owned(),
+            DocumentKey::Name => name.to_owned(),
+            DocumentKey::Stem => name.rsplit_once('.').map_or(name, |(stem, _)| stem).to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct EvalOptions {
+    pub document_key: DocumentKey,
+    /// Chunks retrieved per query (documents are fewer: a document's chunks share its rank).
+    pub chunks_per_query: usize,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        Self { document_key: DocumentKey::Stem, chunks_per_query: 300 }
+    }
+}
+
+/// Metrics of one version per retriever, with every query's result.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub version: Version,
+    pub queries: usize,
+    pub summaries: BTreeMap<Retriever, Summary>,
+    pub per_query: BTreeMap<Retriever, Vec<QueryResult>>,
+}
+
+impl Engine {
+    /// Runs every query of `set` against `version` (default: live) with each retriever.
+    pub fn evaluate(
+        &self,
+        set: &EvalSet,
+        version: Option<Version>,
+        options: EvalOptions,
+    ) -> Result<EvalReport, PipelineError> {
+        let version = match version {
+            Some(version) => version,
+            None => self.store.live_version()?.ok_or_else(|| PipelineError::Invalid("nothing is live yet".into()))?,
+        };
+        let mut summaries = BTreeMap::new();
+        let mut per_query = BTreeMap::new();
+        for retriever in Retriever::ALL {
+            let mode = match retriever {
+                Retriever::Lexical => SearchMode::Lexical,
+                Retriever::Dense => SearchMode::Dense,
+                Retriever::Hybrid => SearchMode::Hybrid,
+            };
+            let mut results = Vec::with_capacity(set.queries.len());
+            for query in &set.queries {
+                let started = Instant::now();
+                let response = self.search_unaudited(
+                    &query.text,
+                    Some(version),
+                    options.chunks_per_query,
+                    mode,
+                    &ReadAccess::Unrestricted,
+                )?;
+                let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+                let keys: Vec<String> =
+                    response.hits.iter().map(|hit| options.document_key.of(&self.relative_path(&hit.path))).collect();
+                results.push(evaluate_query(query, &keys, latency_ms));
+            }
+            summaries.insert(retriever, summarise(&results));
+            per_query.insert(retriever, results);
+        }
+        Ok(EvalReport { version, queries: set.queries.len(), summaries, per_query })
+    }
+
+    /// Whether a commit waits for the evaluation gate before `live` moves to it.
+    pub(crate) fn gate_blocks(&self) -> bool {
+        self.plan.eval.set.is_some() && self.plan.eval.blocking
+    }
+
+    /// Evaluates committed version N with the pipeline's set and records the verdict:
+    /// `passed` (and `live` moves to N) or `held` when the gate blocks, `reported` when it
+    /// does not. An evaluation that cannot run holds the version too. Audited either way.
+    pub(crate) fn judge(&self, version: Version) -> Result<Option<&'static str>, PipelineError> {
+        let eval = &self.plan.eval;
+        let Some(set_path) = &eval.set else { return Ok(None) };
+        let options = EvalOptions {
+            document_key: DocumentKey::parse(&eval.document_key).unwrap_or_default(),
+            ..EvalOptions::default()
+        };
+        let outcome = sluice_eval::load(set_path, &eval.split)
+            .map_err(|err| PipelineError::Invalid(format!("evaluation set {}: {err}", set_path.display())))
+            .and_then(|mut set| {
+                if eval.max_queries > 0 {
+                    set.queries.truncate(eval.max_queries);
+                }
+                self.evaluate(&set, Some(version), options)
+            });
+        let (verdict, report) = match outcome {
+            Ok(report) => {
+                let failures: Vec<String> =
+                    sluice_eval::check(&eval.thresholds, &report.summaries).iter().map(ToString::to_string).collect();
+                let verdict = match (eval.blocking, failures.is_empty()) {
+                    (false, _) => "reported",
+                    (true, true) => "passed",
+                    (true, false) => "held",
+                };
+                let report = serde_json::json!({
+                    "set": set_path.display().to_string(),
+                    "queries": report.queries,
+                    "summaries": report.summaries,
+                    "thresholds": eval.thresholds,
+                    "failures": failures,
+                });
+                (verdict, report)
+            }
+            Err(err) => {
+                let verdict = if eval.blocking { "held" } else { "reported" };
+                (verdict, serde_json::json!({"set": set_path.display().to_string(), "error": err.to_string()}))
+            }
+        };
+        let promote = verdict == "passed";
+        self.store.catalog().record_gate(&self.plan.name, version, verdict, &report, promote)?;
+        let action = match verdict {
+            "passed" => "gate_passed",
+            "held" => "held",
+            _ => "evaluated",
+        };
+        self.audit("pipeline", action, format!("version {version}"), report)?;
+        if verdict == "held" {
+            tracing::warn!(pipeline = %self.plan.name, version, "version held by the evaluation gate; live stays");
+        } else {
+            tracing::info!(pipeline = %self.plan.name, version, verdict, "version evaluated");
+        }
+        Ok(Some(verdict))
+    }
+
+    /// `path` relative to the source folder it lies in (as it is when no source matches).
+    fn relative_path(&self, path: &str) -> String {
+        self.roots.iter().find_map(|root| path.strip_prefix(&format!("{}/", root.key))).unwrap_or(path).to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DocumentKey;
+
+    #[test]
+    fn documents_are_keyed_by_stem_name_or_path() {
+        assert_eq!(DocumentKey::Stem.of("corpus/4983.txt"), "4983");
+        assert_eq!(DocumentKey::Stem.of("a.tar.gz"), "a.tar");
+        assert_eq!(DocumentKey::Stem.of("README"), "README");
+        assert_eq!(DocumentKey::Name.of("corpus/4983.txt"), "4983.txt");
+        assert_eq!(DocumentKey::Path.of("mail/box.mbox#0003.eml"), "mail/box.mbox#0003.eml");
+        assert_eq!(DocumentKey::Stem.of("mail/box.mbox#0003.eml"), "box");
+    }
+}

@@ -1,0 +1,107 @@
+//! The evaluation gate through the library: a version that passes goes live; a deliberately
+//! broken pipeline change yields a version that is held while live stays on the previous one,
+//! until `promote --force`, which the audit log attributes.
+
+mod common;
+
+use std::path::Path;
+
+use sluice_config::PiiPolicyPlan;
+use sluice_core::ReadAccess;
+use sluice_eval::{Metric, Retriever, Threshold};
+use sluice_pipeline::{DocumentKey, EvalOptions, Quiet, Scope};
+use sluice_store::SearchMode;
+
+use common::engine_with;
+
+const TOPICS: &[(&str, &str)] = &[
+    ("lighthouse", "The lighthouse keeper trims the lamp wick and logs passing ships at dusk."),
+    ("orchard", "Apple trees in the orchard are pruned in late winter before the buds swell."),
+    ("glacier", "The glacier retreats a few metres each summer, leaving moraines of grey gravel."),
+    ("bakery", "The bakery proves its sourdough overnight and bakes rye loaves before dawn."),
+    ("harbour", "Tugboats guide the container ship through the narrow harbour entrance."),
+    ("beehive", "Beekeepers smoke the hive gently before lifting frames heavy with honey."),
+    ("observatory", "The observatory telescope tracks a comet across the northern sky."),
+    ("vineyard", "Grapes in the vineyard are picked by hand when the sugar level peaks."),
+];
+
+/// One file per topic and a JSONL set asking for each by a paraphrase of its sentence.
+fn write_corpus_and_set(inbox: &Path, set: &Path) {
+    std::fs::create_dir_all(inbox).unwrap();
+    let mut lines = String::new();
+    for (name, sentence) in TOPICS {
+        let text = format!("{sentence} {sentence} Notes on the {name} continue with daily records.");
+        std::fs::write(inbox.join(format!("{name}.txt")), text).unwrap();
+        let query = sentence.split_whitespace().take(7).collect::<Vec<_>>().join(" ");
+        lines.push_str(&serde_json::json!({"query": query, "relevant": [format!("{name}.txt")]}).to_string());
+        lines.push('\n');
+    }
+    std::fs::write(set, lines).unwrap();
+}
+
+fn gate_plan(set: &Path) -> impl FnOnce(&mut sluice_config::PipelinePlan) + '_ {
+    move |plan| {
+        plan.eval.set = Some(set.to_owned());
+        plan.eval.document_key = "path".into();
+        plan.eval.thresholds = vec![
+            Threshold { metric: Metric::NdcgAt10, retriever: Retriever::Hybrid, min: 0.8 },
+            Threshold { metric: Metric::RecallAt10, retriever: Retriever::Lexical, min: 0.8 },
+        ];
+    }
+}
+
+#[test]
+fn a_broken_version_is_held_until_forced_and_the_audit_says_who() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inbox, data, set) = (dir.path().join("inbox"), dir.path().join("data"), dir.path().join("set.jsonl"));
+    write_corpus_and_set(&inbox, &set);
+
+    let engine = engine_with(&inbox, &data, gate_plan(&set));
+    let first = engine.run(&Scope::All, &Quiet).unwrap();
+    assert_eq!((first.version, first.gate.as_deref()), (Some(1), Some("passed")), "{first:?}");
+    assert_eq!(engine.store().live_version().unwrap(), Some(1));
+    let sets = sluice_eval::load(&set, "test").unwrap();
+    let report =
+        engine.evaluate(&sets, Some(1), EvalOptions { document_key: DocumentKey::Path, ..Default::default() }).unwrap();
+    assert!(report.summaries[&Retriever::Hybrid].ndcg_at_10 >= 0.8, "{:?}", report.summaries);
+    drop(engine);
+
+    // The broken change: a PII pattern that matches every chunk, with chunks dropped.
+    let broken = |plan: &mut sluice_config::PipelinePlan| {
+        gate_plan(&set)(plan);
+        plan.pii.policy = PiiPolicyPlan::DropChunk;
+        plan.pii.patterns = vec![("anything".into(), "[a-z]+".into())];
+    };
+    let engine = engine_with(&inbox, &data, broken);
+    let second = engine.run(&Scope::All, &Quiet).unwrap();
+    assert_eq!((second.version, second.gate.as_deref()), (Some(2), Some("held")), "{second:?}");
+    assert_eq!(engine.store().live_version().unwrap(), Some(1), "live stays on the version that passed");
+    let versions = engine.versions().unwrap();
+    let held = versions.iter().find(|v| v.version == 2).unwrap();
+    assert_eq!(held.gate.as_deref(), Some("held"));
+    let evaluation = held.evaluation.as_ref().unwrap();
+    assert_eq!(evaluation["failures"].as_array().unwrap().len(), 2, "{evaluation}");
+    assert_eq!(evaluation["summaries"]["hybrid"]["ndcg_at_10"], 0.0);
+    // Searches keep answering from version 1.
+    let hits =
+        engine.search("lighthouse keeper", None, 3, SearchMode::Lexical, &ReadAccess::Unrestricted, "t").unwrap();
+    assert_eq!(hits.version, Some(1));
+    assert!(hits.hits[0].path.ends_with("lighthouse.txt"));
+
+    // Promoting it needs --force; then it is live, marked forced, and the audit names who.
+    let refused = engine.promote(2, "olga", false).unwrap_err().to_string();
+    assert!(refused.contains("held by the evaluation gate"), "{refused}");
+    engine.promote(2, "olga", true).unwrap();
+    assert_eq!(engine.store().live_version().unwrap(), Some(2));
+    let forced = engine.versions().unwrap().into_iter().find(|v| v.version == 2).unwrap();
+    assert_eq!(forced.gate.as_deref(), Some("forced"));
+    let audit = engine.store().catalog().audit_entries(None, 0, 10_000).unwrap();
+    assert!(audit.iter().any(|e| e.action == "gate_passed" && e.subject == "version 1"));
+    assert!(audit.iter().any(|e| e.action == "held" && e.subject == "version 2" && e.principal == "pipeline"));
+    let promoted = audit.iter().find(|e| e.action == "promoted" && e.subject == "version 2").unwrap();
+    assert_eq!((promoted.principal.as_str(), promoted.detail["force"].as_bool()), ("olga", Some(true)));
+    assert_eq!(promoted.detail["gate"], "held");
+
+    // Rollback never lands on a held version: from 2 it goes back to 1.
+    assert_eq!(engine.roll_back_live("olga").unwrap(), 1);
+}
