@@ -57,11 +57,13 @@ pub struct EvalOptions {
     pub document_key: DocumentKey,
     /// Chunks retrieved per query (documents are fewer: a document's chunks share its rank).
     pub chunks_per_query: usize,
+    /// Also measure how many of the exact nearest 10 chunks the HNSW search finds.
+    pub check_hnsw: bool,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        Self { document_key: DocumentKey::Stem, chunks_per_query: 300 }
+        Self { document_key: DocumentKey::Stem, chunks_per_query: 300, check_hnsw: false }
     }
 }
 
@@ -72,6 +74,8 @@ pub struct EvalReport {
     pub queries: usize,
     pub summaries: BTreeMap<Retriever, Summary>,
     pub per_query: BTreeMap<Retriever, Vec<QueryResult>>,
+    /// Mean share of the exact nearest 10 chunks the HNSW search returned (with `check_hnsw`).
+    pub hnsw_recall_at_10: Option<f64>,
 }
 
 impl Engine {
@@ -112,7 +116,26 @@ impl Engine {
             summaries.insert(retriever, summarise(&results));
             per_query.insert(retriever, results);
         }
-        Ok(EvalReport { version, queries: set.queries.len(), summaries, per_query })
+        let hnsw_recall_at_10 = if options.check_hnsw { Some(self.hnsw_recall(set, version)?) } else { None };
+        Ok(EvalReport { version, queries: set.queries.len(), summaries, per_query, hnsw_recall_at_10 })
+    }
+
+    /// Mean over the set's queries of |HNSW top 10 ∩ exact top 10| / |exact top 10|, in chunks.
+    fn hnsw_recall(&self, set: &EvalSet, version: Version) -> Result<f64, PipelineError> {
+        let ef = self.plan.search.hnsw_ef;
+        let mut total = 0.0;
+        for query in &set.queries {
+            let vector = self.embedder.embed(&[query.text.as_str()], self.batch_tokens())?.remove(0);
+            let nearest = |exact| -> Result<Vec<_>, PipelineError> {
+                let hits = self.store.vectors().search(&vector, version, &ReadAccess::Unrestricted, 10, ef, exact)?;
+                Ok(hits.into_iter().map(|hit| (hit.chunk_id, hit.valid_from)).collect())
+            };
+            let (exact, approximate) = (nearest(true)?, nearest(false)?);
+            if !exact.is_empty() {
+                total += approximate.iter().filter(|key| exact.contains(key)).count() as f64 / exact.len() as f64;
+            }
+        }
+        Ok(total / set.queries.len().max(1) as f64)
     }
 
     /// Whether a commit waits for the evaluation gate before `live` moves to it.

@@ -18,6 +18,7 @@ pub struct EvalArgs<'a> {
     pub version: Option<Version>,
     pub document_key: &'a str,
     pub max_queries: Option<usize>,
+    pub check_hnsw: bool,
     pub json: bool,
 }
 
@@ -37,7 +38,7 @@ pub fn eval(data: &Path, models: &Path, pipeline: Option<&Path>, args: &EvalArgs
     plan.sources.clear();
     let _lock = DataDirLock::acquire(data)?;
     let engine = open_engine(plan, data, models)?;
-    let options = EvalOptions { document_key, ..EvalOptions::default() };
+    let options = EvalOptions { document_key, check_hnsw: args.check_hnsw, ..EvalOptions::default() };
     let report = engine.evaluate(&set, args.version, options)?;
     let detail = serde_json::json!({
         "version": report.version,
@@ -71,5 +72,8 @@ fn print_report(report: &EvalReport) {
             s.latency_p50_ms,
             s.latency_p95_ms
         );
+    }
+    if let Some(recall) = report.hnsw_recall_at_10 {
+        println!("dense HNSW search finds {:.2}% of the exact nearest 10 chunks", recall * 100.0);
     }
 }

@@ -182,6 +182,9 @@ enum Command {
         /// Evaluate only the first N queries.
         #[arg(long)]
         max_queries: Option<usize>,
+        /// Also compare dense HNSW search with exact search (recall of the exact nearest 10).
+        #[arg(long)]
+        check_hnsw: bool,
         #[arg(long)]
         json: bool,
         #[arg(long)]
@@ -451,13 +454,14 @@ fn main() -> ExitCode {
         Command::Audit { command: AuditCommand::Export { since, format: AuditFormat::Jsonl, out, pipeline } } => {
             governance::audit_export(&cli.data, pipeline.as_deref(), since.as_deref(), out.as_deref())
         }
-        Command::Eval { set, split, version, document_key, max_queries, json, pipeline } => {
+        Command::Eval { set, split, version, document_key, max_queries, check_hnsw, json, pipeline } => {
             let args = evaluation::EvalArgs {
                 set: &set,
                 split: &split,
                 version,
                 document_key: &document_key,
                 max_queries,
+                check_hnsw,
                 json,
             };
             evaluation::eval(&cli.data, &cli.models, pipeline.as_deref(), &args)
