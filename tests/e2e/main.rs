@@ -10,6 +10,7 @@ mod support;
 mod cli;
 mod daemon;
 mod embedded;
+mod evaluation;
 mod extraction;
 mod governance;
 mod ingest_and_search;

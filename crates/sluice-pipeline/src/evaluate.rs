@@ -90,6 +90,11 @@ impl Engine {
             Some(version) => version,
             None => self.store.live_version()?.ok_or_else(|| PipelineError::Invalid("nothing is live yet".into()))?,
         };
+        // Paths are keyed relative to the source they came from, whatever the sources now are.
+        let roots = self.store.catalog().document_roots(&self.plan.name)?;
+        let relative = |path: &str| -> String {
+            roots.iter().find_map(|root| path.strip_prefix(&format!("{root}/"))).unwrap_or(path).to_owned()
+        };
         let mut summaries = BTreeMap::new();
         let mut per_query = BTreeMap::new();
         for retriever in Retriever::ALL {
@@ -110,7 +115,7 @@ impl Engine {
                 )?;
                 let latency_ms = started.elapsed().as_secs_f64() * 1e3;
                 let keys: Vec<String> =
-                    response.hits.iter().map(|hit| options.document_key.of(&self.relative_path(&hit.path))).collect();
+                    response.hits.iter().map(|hit| options.document_key.of(&relative(&hit.path))).collect();
                 results.push(evaluate_query(query, &keys, latency_ms));
             }
             summaries.insert(retriever, summarise(&results));
@@ -198,11 +203,6 @@ impl Engine {
             tracing::info!(pipeline = %self.plan.name, version, verdict, "version evaluated");
         }
         Ok(Some(verdict))
-    }
-
-    /// `path` relative to the source folder it lies in (as it is when no source matches).
-    fn relative_path(&self, path: &str) -> String {
-        self.roots.iter().find_map(|root| path.strip_prefix(&format!("{}/", root.key))).unwrap_or(path).to_owned()
     }
 }
 

@@ -631,6 +631,15 @@ impl Catalog {
         })
     }
 
+    /// Every source root the pipeline's documents came from, longest first.
+    pub fn document_roots(&self, pipeline: &str) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut statement =
+                c.prepare("SELECT DISTINCT root FROM documents WHERE pipeline = ?1 ORDER BY length(root) DESC")?;
+            statement.query_map([pipeline], |r| r.get(0))?.collect()
+        })
+    }
+
     /// Live documents that were skipped as duplicates of `original`.
     pub fn live_duplicates_of(&self, pipeline: &str, original: DocumentId) -> Result<Vec<LiveDocument>> {
         self.read(|c| {

@@ -190,6 +190,9 @@ pub fn versions(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::Res
         if info.pinned {
             marks.push("pinned".to_owned());
         }
+        if let Some(gate) = &info.gate {
+            marks.push(format!("gate {gate}"));
+        }
         let aliases = if marks.is_empty() { String::new() } else { format!(" [{}]", marks.join(", ")) };
         let indexed = info.summary.get("indexed").and_then(|v| v.as_u64()).unwrap_or(0);
         let deleted = info.summary.get("deleted").and_then(|v| v.as_u64()).unwrap_or(0);
