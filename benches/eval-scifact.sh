@@ -19,5 +19,10 @@ with open(corpus) as lines:
 PY
 cargo build --release -q --workspace --bins
 ./target/release/sluice --data "$work/data" ingest "$work/docs" --json > "$work/summary.json"
-python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(f"ingested {s[\"indexed\"]} documents, {s[\"chunks_added\"]} chunks in {s[\"elapsed_seconds\"]:.0f} s; quarantined {s[\"quarantined\"]}")' "$work/summary.json"
+python3 - "$work/summary.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+print(f"ingested {s['indexed']} documents, {s['chunks_added']} chunks in {s['elapsed_seconds']:.0f} s; "
+      f"quarantined {s['quarantined']}")
+PY
 ./target/release/sluice --data "$work/data" eval --set "$(dirname "$corpus")" --split "$split" --check-hnsw
