@@ -73,6 +73,15 @@ fn tokens_and_roles_decide_every_endpoint() {
         );
     }
     let ok = |s: &u16| (200..300).contains(s);
+    // The scheme name is case-insensitive.
+    let lower = ureq::get(&format!("http://{}/v1/versions", daemon.address))
+        .header("Authorization", format!("bearer {reader}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(lower.status().as_u16(), 200);
     // A reader reads and nothing more.
     assert!(statuses(&daemon, Some(&reader), &reading).iter().all(ok));
     assert!(statuses(&daemon, Some(&reader), &operating).iter().all(|s| *s == 403));

@@ -65,7 +65,9 @@ async fn identify(required: &Required, headers: &HeaderMap) -> Result<Caller, Re
         }
         return Err(unauthorized("missing `Authorization: Bearer <token>` (create one with `sluice token create`)"));
     };
-    let Some(token) = presented.strip_prefix("Bearer ").map(str::trim) else {
+    // The scheme name is case-insensitive (RFC 9110 §11.1).
+    let scheme = presented.get(..7).filter(|scheme| scheme.eq_ignore_ascii_case("bearer "));
+    let Some(token) = scheme.map(|scheme| presented[scheme.len()..].trim()) else {
         return Err(unauthorized("the Authorization header must be `Bearer <token>`"));
     };
     if constant_time_eq(token, &required.gate.local_token) {
