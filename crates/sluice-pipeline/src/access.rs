@@ -14,15 +14,18 @@ use glob::MatchOptions;
 use sluice_config::{AccessPlan, AccessSource};
 use sluice_core::{Acl, EVERYONE, PUBLIC};
 
+use crate::scan::Ownership;
+
 /// The extended attribute holding a file's POSIX access ACL (Linux binary format).
 const POSIX_ACL_XATTR: &str = "system.posix_acl_access";
-const ACL_USER_OBJ: u16 = 0x01;
-const ACL_USER: u16 = 0x02;
-const ACL_GROUP_OBJ: u16 = 0x04;
-const ACL_GROUP: u16 = 0x08;
-const ACL_MASK: u16 = 0x10;
-const ACL_OTHER: u16 = 0x20;
-const READ: u16 = 4;
+/// Entry tags and the read bit of the Linux ACL format (`acl/libacl.h`).
+pub const ACL_USER_OBJ: u16 = 0x01;
+pub const ACL_USER: u16 = 0x02;
+pub const ACL_GROUP_OBJ: u16 = 0x04;
+pub const ACL_GROUP: u16 = 0x08;
+pub const ACL_MASK: u16 = 0x10;
+pub const ACL_OTHER: u16 = 0x20;
+pub const ACL_READ: u16 = 4;
 
 /// One entry of a POSIX ACL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,13 +90,13 @@ pub fn posix_readers(uid: u32, gid: u32, mode: u32, acl: Option<&[AclEntry]>) ->
     };
     let mask = acl.iter().find(|e| e.tag == ACL_MASK).map_or(7, |e| e.perm);
     for entry in acl {
-        let masked = entry.perm & mask & READ != 0;
+        let masked = entry.perm & mask & ACL_READ != 0;
         match entry.tag {
-            ACL_USER_OBJ if entry.perm & READ != 0 => readers.push(Reader::Uid(uid)),
+            ACL_USER_OBJ if entry.perm & ACL_READ != 0 => readers.push(Reader::Uid(uid)),
             ACL_USER if masked => readers.push(Reader::Uid(entry.id)),
             ACL_GROUP_OBJ if masked => readers.push(Reader::Gid(gid)),
             ACL_GROUP if masked => readers.push(Reader::Gid(entry.id)),
-            ACL_OTHER if entry.perm & READ != 0 => readers.push(Reader::Others),
+            ACL_OTHER if entry.perm & ACL_READ != 0 => readers.push(Reader::Others),
             _ => {}
         }
     }
@@ -114,11 +117,12 @@ impl AccessResolver {
         Self { plan, users: Mutex::default(), groups: Mutex::default(), folders: Mutex::default() }
     }
 
-    /// The readers of the file at `rel_path` under `root`; `None` if it cannot be read.
-    pub fn readers(&self, root: &Path, rel_path: &str) -> Option<Acl> {
+    /// The readers of the file at `rel_path` under `root`, whose `stat` gave `owner` (the
+    /// reconcile already has it: no second `stat` per file).
+    pub fn readers(&self, root: &Path, rel_path: &str, owner: Ownership) -> Acl {
         let mut keys = match self.plan.source {
             AccessSource::None => vec![EVERYONE.to_owned()],
-            AccessSource::Posix => self.captured(root, rel_path)?,
+            AccessSource::Posix => self.captured(root, rel_path, owner),
         };
         for map in &self.plan.map {
             if let Some(at) = keys.iter().position(|key| *key == map.from) {
@@ -136,14 +140,13 @@ impl AccessResolver {
                 keys.push(PUBLIC.to_owned());
             }
         }
-        Some(Acl::new(keys))
+        Acl::new(keys)
     }
 
-    fn captured(&self, root: &Path, rel_path: &str) -> Option<Vec<String>> {
+    fn captured(&self, root: &Path, rel_path: &str, owner: Ownership) -> Vec<String> {
         let path = root.join(rel_path);
-        let metadata = std::fs::metadata(&path).ok()?;
         let acl = xattr::get(&path, POSIX_ACL_XATTR).ok().flatten().and_then(|bytes| parse_posix_acl(&bytes));
-        let readers = posix_readers(metadata.uid(), metadata.gid(), metadata.mode(), acl.as_deref());
+        let readers = posix_readers(owner.uid, owner.gid, owner.mode, acl.as_deref());
         let mut keys = Vec::new();
         for reader in readers {
             match reader {
@@ -153,7 +156,7 @@ impl AccessResolver {
                 Reader::Others => {}
             }
         }
-        Some(keys)
+        keys
     }
 
     /// Whether others may enter every folder from `root` down to the file's parent.

@@ -31,7 +31,10 @@ use sluice_transform::Chunker;
 use sluice_transform::pii::{PiiDetector, PiiPolicy};
 use tracing::info;
 
-pub use access::{AccessResolver, AclEntry, encode_posix_acl, parse_posix_acl, posix_readers};
+pub use access::{
+    ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_READ, ACL_USER, ACL_USER_OBJ, AccessResolver, AclEntry,
+    encode_posix_acl, parse_posix_acl, posix_readers,
+};
 pub use error::PipelineError;
 pub use evaluate::{DocumentKey, EvalOptions, EvalReport};
 pub use observer::{Observer, Outcome, Quiet};

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -37,8 +38,18 @@ impl Root {
 pub struct DiskFile {
     pub size: u64,
     pub mtime_ns: i64,
+    /// Owner, group and mode bits from the same `stat`, for the readers.
+    pub owner: Ownership,
     /// Who may read it (filled in by [`AccessResolver`]; empty until then).
     pub readers: Acl,
+}
+
+/// Who owns a file and its permission bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ownership {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
 }
 
 /// What reconciliation decided for one path.
@@ -118,7 +129,8 @@ pub fn stat(path: &Path) -> Option<DiskFile> {
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    Some(DiskFile { size: metadata.len(), mtime_ns, readers: Acl::default() })
+    let owner = Ownership { uid: metadata.uid(), gid: metadata.gid(), mode: metadata.mode() };
+    Some(DiskFile { size: metadata.len(), mtime_ns, owner, readers: Acl::default() })
 }
 
 /// blake3 of a file's bytes, streamed.
@@ -148,7 +160,7 @@ enum Bytes {
 /// The file at `rel_path` under `root` with its readers, or `None` if it is gone.
 pub fn stat_with_readers(access: &AccessResolver, root: &Root, rel_path: &str) -> Option<DiskFile> {
     let mut disk = stat(&root.path.join(rel_path))?;
-    disk.readers = access.readers(&root.path, rel_path)?;
+    disk.readers = access.readers(&root.path, rel_path, disk.owner);
     Some(disk)
 }
 
@@ -189,10 +201,9 @@ pub fn reconcile(
     let mut result = RootChanges::default();
     for rel in candidates {
         let known = ledger.get(&rel);
-        let disk = on_disk.remove(&rel).and_then(|mut disk| {
-            // A file that vanished or became unreadable between listing and now is deleted.
-            disk.readers = access.readers(&root.path, &rel)?;
-            Some(disk)
+        let disk = on_disk.remove(&rel).map(|mut disk| {
+            disk.readers = access.readers(&root.path, &rel, disk.owner);
+            disk
         });
         let change = match (disk, known) {
             (None, None) => continue,

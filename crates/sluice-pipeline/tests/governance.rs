@@ -14,7 +14,10 @@ use std::path::Path;
 
 use sluice_config::{AccessRule, PiiPolicyPlan, PrincipalMap};
 use sluice_core::{Principal, ReadAccess};
-use sluice_pipeline::{AclEntry, Engine, Quiet, Scope, encode_posix_acl};
+use sluice_pipeline::{
+    ACL_GROUP, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER, ACL_READ, ACL_USER, ACL_USER_OBJ, AclEntry, Engine, Quiet, Scope,
+    encode_posix_acl,
+};
 use sluice_store::{ExportFormat, SearchMode};
 
 use common::engine_with;
@@ -69,17 +72,16 @@ struct Case {
     readers: &'static [&'static str],
 }
 
-const READ: u16 = 4;
 fn entry(tag: u16, perm: u16, id: u32) -> AclEntry {
     AclEntry { tag, perm, id }
 }
 
 fn cases() -> Vec<Case> {
     let acl_base = |extra: Vec<AclEntry>, mask: u16| {
-        let mut entries = vec![entry(0x01, 6, u32::MAX), entry(0x04, 0, u32::MAX)];
+        let mut entries = vec![entry(ACL_USER_OBJ, 6, u32::MAX), entry(ACL_GROUP_OBJ, 0, u32::MAX)];
         entries.extend(extra);
-        entries.push(entry(0x10, mask, u32::MAX));
-        entries.push(entry(0x20, 0, u32::MAX));
+        entries.push(entry(ACL_MASK, mask, u32::MAX));
+        entries.push(entry(ACL_OTHER, 0, u32::MAX));
         entries
     };
     vec![
@@ -107,7 +109,7 @@ fn cases() -> Vec<Case> {
             owner: ALICE,
             group: ENG,
             mode: 0o600,
-            acl: Some(acl_base(vec![entry(0x02, READ, CAROL), entry(0x08, READ, HR)], READ)),
+            acl: Some(acl_base(vec![entry(ACL_USER, ACL_READ, CAROL), entry(ACL_GROUP, ACL_READ, HR)], ACL_READ)),
             readers: &["alice", "carol", "bob"],
         },
         // The mask takes read away from the named entry.
@@ -116,7 +118,7 @@ fn cases() -> Vec<Case> {
             owner: DAVE,
             group: ENG,
             mode: 0o600,
-            acl: Some(acl_base(vec![entry(0x02, READ, ALICE)], 0)),
+            acl: Some(acl_base(vec![entry(ACL_USER, ACL_READ, ALICE)], 0)),
             readers: &["dave"],
         },
         Case {
