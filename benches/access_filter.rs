@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use sluice_core::{ChunkId, PointKey, Principal, ReadAccess, VERSION_OPEN};
-use sluice_store::{AuditEvent, Catalog, LexicalDoc, LexicalIndex, VectorIndex, VectorPoint};
+use sluice_store::{AuditEvent, Catalog, LexicalDoc, LexicalIndex, Readable, VectorIndex, VectorPoint};
 
 const POINTS: usize = 20_000;
 const GROUPS: usize = 20;
@@ -126,10 +126,10 @@ fn main() {
     let mut rows = Vec::new();
     for (name, access) in &cases {
         let bm25 = median_ms(|i| {
-            lexical.search(&words[i], 1, access, 10).expect("lexical");
+            lexical.search(&words[i], 1, Readable { access, hidden_docs: &[] }, 10).expect("lexical");
         });
         let exact = median_ms(|i| {
-            vectors.search(&queries[i], 1, access, 10, 256, true).expect("dense");
+            vectors.search(&queries[i], 1, Readable { access, hidden_docs: &[] }, 10, 256, true).expect("dense");
         });
         rows.push((name, bm25, exact));
     }
@@ -138,7 +138,7 @@ fn main() {
         .iter()
         .map(|(_, access)| {
             median_ms(|i| {
-                vectors.search(&queries[i], 1, access, 10, 256, false).expect("dense");
+                vectors.search(&queries[i], 1, Readable { access, hidden_docs: &[] }, 10, 256, false).expect("dense");
             })
         })
         .collect();

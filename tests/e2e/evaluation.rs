@@ -71,9 +71,11 @@ fn eval_scores_a_jsonl_set_and_the_gate_holds_a_failing_version_until_forced() {
     let audit = String::from_utf8(workspace.run(&["audit", "export"]).stdout).unwrap();
     let entries: Vec<Value> = audit.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
     assert!(entries.iter().any(|e| e["action"] == "held" && e["subject"] == "version 2"));
-    assert!(
-        entries
-            .iter()
-            .any(|e| { e["action"] == "promoted (forced)" && e["principal"].as_str().unwrap().starts_with("local:") })
-    );
+    // The same action, audited in one place whether the CLI or the daemon promotes.
+    assert!(entries.iter().any(|e| {
+        e["action"] == "promoted"
+            && e["detail"]["force"] == true
+            && e["detail"]["gate"] == "held"
+            && e["principal"].as_str().unwrap().starts_with("local:")
+    }));
 }

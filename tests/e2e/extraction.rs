@@ -24,7 +24,9 @@ fn office_and_email_are_indexed_and_a_memory_hog_costs_only_its_worker() {
     // 96 MiB of text: decoding and splitting it needs a few copies, well over a 256 MiB cap.
     let line = "a line of perfectly ordinary text that repeats until the file is enormous\n";
     std::fs::write(inbox.join("huge.txt"), line.repeat((96 << 20) / line.len())).unwrap();
-    let pipeline = workspace.pipeline("default", &[&inbox], "\n[limits]\nparser_memory_bytes = 268435456\n");
+    // The text limit is raised so that the memory cap is what stops the worker.
+    let limits = "\n[limits]\nparser_memory_bytes = 268435456\nmax_text_chars = 1073741824\n";
+    let pipeline = workspace.pipeline("default", &[&inbox], limits);
 
     let summary = workspace.ingest(&inbox, Some(&pipeline));
     assert_eq!(summary["indexed"], DOCUMENTS.len() as u64, "{summary}");
@@ -48,17 +50,15 @@ fn a_parser_worker_stops_at_its_cpu_cap() {
     use std::os::unix::process::ExitStatusExt;
 
     let page = format!("<html><body>{}</body></html>", "<div><p>word <b>bold</b> text</p></div>".repeat(3_000_000));
-    let settings = r#"{"limits":{"max_pages":5000,"max_decompressed_bytes":536870912,"max_xml_depth":256,
-        "max_children":10000,"max_child_depth":3},"memory_bytes":17179869184,"cpu_seconds":1}"#;
     let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("parse-worker")
-        .env("SLUICE_PARSER_SETTINGS", settings.replace('\n', ""))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let mut stdin = worker.stdin.take().unwrap();
+    writeln!(stdin, "{}", crate::support::worker_settings(1, 16 << 30)).unwrap();
     writeln!(stdin, r#"{{"file_name":"big.html","len":{}}}"#, page.len()).unwrap();
     stdin.write_all(page.as_bytes()).unwrap();
     let status = worker.wait().unwrap();

@@ -5,6 +5,7 @@
 //! absent. Model weights are fetched into the repository's git-ignored `models/` on first use
 //! (or taken from `SLUICE_MODELS_DIR`).
 
+#[allow(dead_code)]
 mod support;
 
 mod cli;

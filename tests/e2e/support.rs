@@ -25,6 +25,29 @@ pub fn models_dir() -> PathBuf {
     std::env::var_os("SLUICE_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("models"))
 }
 
+/// The settings line a `sluice parse-worker` reads first: the default pipeline's text stage,
+/// with this CPU cap per document and address-space cap.
+pub fn worker_settings(cpu_seconds: u64, memory_bytes: u64) -> String {
+    let model = sluice_embed::ensure_model(&models_dir(), sluice_embed::DEFAULT_MODEL).expect("model files");
+    let tokenizer = model.path("tokenizer.json");
+    let blake3 = blake3::hash(&std::fs::read(&tokenizer).unwrap()).to_hex().to_string();
+    serde_json::json!({
+        "text": {
+            "limits": sluice_extract::Limits::default(),
+            "tokenizer": tokenizer,
+            "tokenizer_blake3": blake3,
+            "max_tokens": 200,
+            "overlap_tokens": 32,
+            "quality": {"min_chars_per_page": 8.0, "max_replacement_ratio": 0.05, "max_control_ratio": 0.05,
+                "min_readable_ratio": 0.6},
+            "pii": null,
+        },
+        "memory_bytes": memory_bytes,
+        "cpu_seconds": cpu_seconds,
+    })
+    .to_string()
+}
+
 /// A scratch workspace: a data directory and room for source folders and pipeline files.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
@@ -52,11 +75,17 @@ impl Workspace {
 
     /// A pipeline file watching `sources`, serving HTTP on an ephemeral port.
     pub fn pipeline(&self, name: &str, sources: &[&Path], extra: &str) -> PathBuf {
+        self.pipeline_with(name, sources, "", extra)
+    }
+
+    /// A pipeline file as [`Workspace::pipeline`] writes it, with more `[server]` settings.
+    pub fn pipeline_with(&self, name: &str, sources: &[&Path], server: &str, extra: &str) -> PathBuf {
         let mut text = format!("version = 1\nname = \"{name}\"\n");
         for source in sources {
             text.push_str(&format!("\n[[source]]\npath = {:?}\n", source.display().to_string()));
         }
         text.push_str("\n[watch]\ndebounce_ms = 200\n\n[server]\nlisten = \"127.0.0.1:0\"\n");
+        text.push_str(server);
         text.push_str(extra);
         let path = self.path(&format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();
@@ -114,18 +143,27 @@ impl Workspace {
     }
 
     pub fn start_daemon(&self, pipeline: &Path) -> Daemon {
+        self.start_daemon_with(pipeline, &[])
+    }
+
+    /// A daemon with these extra environment variables.
+    pub fn start_daemon_with(&self, pipeline: &Path, env: &[(&str, &str)]) -> Daemon {
         // The log goes to a file: a pipe nobody reads would block the daemon once full.
         let log = self.path(&format!(
             "daemon-{}.log",
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
         ));
-        let child = self
-            .command(&["run", "--pipeline", pipeline.to_str().unwrap()])
+        // A daemon killed with SIGKILL leaves its daemon.json behind: wait for the new one.
+        let _ = std::fs::remove_file(self.data().join("daemon.json"));
+        let mut command = self.command(&["run", "--pipeline", pipeline.to_str().unwrap()]);
+        command
             .env("RUST_LOG", "info,qdrant_edge=error")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("daemon starts");
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("daemon starts");
         let mut daemon = Daemon { child, address: String::new(), token: String::new(), log };
         let info_path = self.data().join("daemon.json");
         let info = wait_for(Duration::from_secs(120), || {
@@ -178,6 +216,28 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The daemon's peak resident memory so far (`VmHWM`), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("VmHWM in /proc status");
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    }
+
+    /// Whether the process has exited (and reaps it).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `GET` as the local administrator.
     pub fn get(&self, path_and_query: &str) -> (u16, String) {
         self.call("GET", path_and_query, Some(&self.token), None)

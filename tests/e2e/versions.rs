@@ -141,7 +141,7 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
         assert!(
             store
                 .lexical()
-                .search("submarine orchestra", pending, &sluice_core::ReadAccess::Unrestricted, 10)
+                .search("submarine orchestra", pending, sluice_store::Readable::unrestricted(), 10)
                 .unwrap()
                 .is_empty(),
             "not committed to Tantivy yet"

@@ -11,8 +11,9 @@ mod reader;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use plan::{
-    AccessPlan, AccessRule, AccessSource, ChunkPlan, EmbedPlan, EvalPlan, LimitsPlan, PiiPlan, PiiPolicyPlan,
-    PipelinePlan, PrincipalMap, QualityPlan, RetentionPlan, SearchPlan, ServerPlan, SourcePlan, WatchPlan,
+    AccessPlan, AccessRule, AccessSource, AuditKeySource, AuditPlan, ChunkPlan, EmbedPlan, EvalPlan, HistoryAccess,
+    LimitsPlan, PiiPlan, PiiPolicyPlan, PipelinePlan, PrincipalMap, QualityPlan, RetentionPlan, SearchPlan, ServerPlan,
+    SourcePlan, WatchPlan,
 };
 
 /// The default pipeline, compiled in so that `sluice ingest` works without a pipeline file.

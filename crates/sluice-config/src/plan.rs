@@ -28,6 +28,7 @@ pub struct PipelinePlan {
     pub access: AccessPlan,
     pub pii: PiiPlan,
     pub eval: EvalPlan,
+    pub audit: AuditPlan,
     pub server: ServerPlan,
 }
 
@@ -67,6 +68,12 @@ pub struct LimitsPlan {
     pub parser_memory_bytes: u64,
     /// Whether parsers run in worker processes (`true`, the default) or in the daemon itself.
     pub isolate_parsers: bool,
+    /// Characters of text one file may yield, its embedded files included.
+    pub max_text_chars: u64,
+    /// Bytes of prepared documents (chunk text and room for their vectors) the daemon holds
+    /// between parsing and writing, all documents together. The oldest document is let
+    /// through alone when it needs more, so the run never stalls.
+    pub max_buffered_bytes: u64,
 }
 
 /// Thresholds a document's extracted text must meet to be indexed; failing documents are
@@ -139,6 +146,38 @@ pub struct AccessPlan {
     pub map: Vec<PrincipalMap>,
     /// Path rules, applied in order to every file they match.
     pub rules: Vec<AccessRule>,
+    /// Whose permissions a search at an earlier version obeys.
+    pub history: HistoryAccess,
+}
+
+/// Who may read a document through an earlier version (`version=N`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HistoryAccess {
+    /// Readers of the version *and* of the file today: access revoked since is revoked in
+    /// every version; a file gone from the share is visible in history to no reader.
+    #[default]
+    Current,
+    /// Earlier versions only for operators and admins (as committed); readers get `live`.
+    Operators,
+    /// The readers each version was committed with (time travel answers as of then).
+    AsCommitted,
+}
+
+impl HistoryAccess {
+    pub const NAMES: &[&str] = &["current", "operators", "as-committed"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "current" => Some(Self::Current),
+            "operators" => Some(Self::Operators),
+            "as-committed" => Some(Self::AsCommitted),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,9 +256,43 @@ impl PiiPolicyPlan {
     }
 }
 
+/// The audit log's key and rotation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuditPlan {
+    /// Where the chain's HMAC key comes from; `None`: the chain is hashed without a key.
+    pub key: Option<AuditKeySource>,
+    /// Entries kept in the catalog; older ones are moved to segment files under `audit/`.
+    pub rotate_after_entries: u64,
+    /// Days a rotated segment file is kept (0: for ever); its anchor row stays.
+    pub keep_segment_days: u64,
+}
+
+/// A secret outside the data directory.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AuditKeySource {
+    /// A file holding the key (64 hex digits or at least 32 bytes).
+    File(PathBuf),
+    /// The name of an environment variable holding it.
+    Env(String),
+}
+
+/// The HTTP API and the limits that keep one client from starving the others.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerPlan {
     pub listen: SocketAddr,
+    /// Open connections; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Requests one token may have in flight; more get 429.
+    pub max_requests_per_token: usize,
+    /// Searches running at once (each holds up to `k` hits in memory); more wait their turn.
+    pub max_concurrent_searches: usize,
+    /// Time a client has to send a request's headers (slowloris).
+    pub header_timeout: Duration,
+    /// Time one request may take, body included; exports, verify and gc get ten times this.
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    /// Characters of a search query (and of any query string, times four).
+    pub max_query_chars: usize,
 }
 
 pub(crate) fn build(file: &str, source: &str) -> Result<PipelinePlan, ConfigErrors> {
@@ -252,6 +325,7 @@ fn read_plan(diag: &mut Diagnostics<'_>, mut root: Section<'_>) -> PipelinePlan 
         access: read_access(diag, &mut root),
         pii: read_pii(diag, &mut root),
         eval: read_eval(diag, &mut root),
+        audit: read_audit(diag, &mut root),
         server: read_server(diag, &mut root),
     };
     root.finish(diag);
@@ -334,6 +408,8 @@ fn read_limits(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> LimitsPlan
         parse_timeout: Duration::from_secs(opt_integer(diag, &mut limits, "parse_timeout_secs", 120, 1, 86_400) as u64),
         parser_memory_bytes: opt_integer(diag, &mut limits, "parser_memory_bytes", 4 << 30, 64 << 20, i64::MAX) as u64,
         isolate_parsers: limits.as_mut().and_then(|l| l.boolean(diag, "isolate_parsers")).unwrap_or(true),
+        max_text_chars: opt_integer(diag, &mut limits, "max_text_chars", 8 << 20, 1, i64::MAX) as u64,
+        max_buffered_bytes: opt_integer(diag, &mut limits, "max_buffered_bytes", 128 << 20, 1 << 20, i64::MAX) as u64,
     };
     finish(diag, limits);
     plan
@@ -497,8 +573,10 @@ fn read_access(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> AccessPlan
             entry.finish(diag);
         }
     }
+    let history =
+        opt_choice(diag, &mut access, "access.history", "history", HistoryAccess::NAMES, HistoryAccess::parse);
     finish(diag, access);
-    AccessPlan { source, anonymous_search, map, rules }
+    AccessPlan { source, anonymous_search, map, rules, history: history.unwrap_or_default() }
 }
 
 /// Principal keys are `user:NAME`, `group:NAME`, `everyone` or `public`.
@@ -603,6 +681,36 @@ fn read_eval(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> EvalPlan {
     plan
 }
 
+fn read_audit(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> AuditPlan {
+    let mut audit = root.table(diag, "audit");
+    let key_file = audit.as_mut().and_then(|a| a.string(diag, "key_file"));
+    let key_env = audit.as_mut().and_then(|a| a.string(diag, "key_env"));
+    let key = match (key_file, key_env) {
+        (Some(_), Some((_, span))) => {
+            diag.error(span, "set one of `audit.key_file` and `audit.key_env`, not both");
+            None
+        }
+        (Some((path, span)), None) if path.trim().is_empty() => {
+            diag.error(span, "`audit.key_file` must not be empty");
+            None
+        }
+        (Some((path, _)), None) => Some(AuditKeySource::File(PathBuf::from(path))),
+        (None, Some((name, span))) if name.is_empty() || name.contains('=') => {
+            diag.error(span, format!("`audit.key_env` must name an environment variable, got {name:?}"));
+            None
+        }
+        (None, Some((name, _))) => Some(AuditKeySource::Env(name)),
+        (None, None) => None,
+    };
+    let plan = AuditPlan {
+        key,
+        rotate_after_entries: opt_integer(diag, &mut audit, "rotate_after_entries", 1_000_000, 1_000, i64::MAX) as u64,
+        keep_segment_days: opt_integer(diag, &mut audit, "keep_segment_days", 0, 0, 1_000_000) as u64,
+    };
+    finish(diag, audit);
+    plan
+}
+
 fn read_server(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> ServerPlan {
     let mut server = root.table(diag, "server");
     let default: SocketAddr = ([127, 0, 0, 1], 7878).into();
@@ -613,8 +721,19 @@ fn read_server(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> ServerPlan
         }),
         None => default,
     };
+    let secs = |value: i64| Duration::from_secs(value as u64);
+    let plan = ServerPlan {
+        listen,
+        max_connections: opt_integer(diag, &mut server, "max_connections", 256, 1, 1_000_000) as usize,
+        max_requests_per_token: opt_integer(diag, &mut server, "max_requests_per_token", 16, 1, 100_000) as usize,
+        max_concurrent_searches: opt_integer(diag, &mut server, "max_concurrent_searches", 8, 1, 10_000) as usize,
+        header_timeout: secs(opt_integer(diag, &mut server, "header_timeout_secs", 10, 1, 3_600)),
+        request_timeout: secs(opt_integer(diag, &mut server, "request_timeout_secs", 60, 1, 86_400)),
+        max_body_bytes: opt_integer(diag, &mut server, "max_body_bytes", 64 << 10, 1_024, 1 << 30) as usize,
+        max_query_chars: opt_integer(diag, &mut server, "max_query_chars", 2_048, 16, 1 << 20) as usize,
+    };
     finish(diag, server);
-    ServerPlan { listen }
+    plan
 }
 
 /// An integer from an optional section.

@@ -74,4 +74,5 @@ fn the_compiled_in_default_matches_the_documented_defaults() {
     assert_eq!(minimal.access, plan.access);
     assert_eq!(minimal.pii, plan.pii);
     assert_eq!(minimal.eval, plan.eval);
+    assert_eq!(minimal.audit, plan.audit);
 }

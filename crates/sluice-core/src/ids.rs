@@ -15,7 +15,7 @@ macro_rules! hex_id {
         pub struct $name([u8; 32]);
 
         impl $name {
-            pub fn from_bytes(bytes: [u8; 32]) -> Self {
+            pub const fn from_bytes(bytes: [u8; 32]) -> Self {
                 Self(bytes)
             }
 

@@ -14,6 +14,8 @@ pub struct Limits {
     pub max_children: usize,
     /// Levels of embedded files followed (an attachment of an attached message is level 2).
     pub max_child_depth: usize,
+    /// Characters of text (blocks and titles) a file may yield, its embedded files included.
+    pub max_text_chars: u64,
 }
 
 impl Default for Limits {
@@ -24,6 +26,7 @@ impl Default for Limits {
             max_xml_depth: 256,
             max_children: 10_000,
             max_child_depth: 3,
+            max_text_chars: 8 << 20,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! (attachment, mailbox message) detected and extracted in turn, down to `max_child_depth`.
 //!
 //! One embedded file failing costs that file alone: it carries its own failure, and its
-//! parent and siblings are indexed.
+//! parent and siblings are indexed. The text of the whole tree counts against one budget
+//! (`max_text_chars`): a file over it fails as a whole, however its text is spread.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -29,11 +30,58 @@ pub struct ExtractedChild {
 
 /// Extracts a file and, recursively, the files embedded in it.
 pub fn extract_file(bytes: &[u8], file_name: &str, limits: &Limits) -> Result<ExtractedFile, ExtractError> {
-    extract_level(bytes, file_name, limits, 0)
+    let mut text = TextBudget { left: limits.max_text_chars, exceeded: false };
+    let file = extract_level(bytes, file_name, limits, 0, &mut text);
+    if text.exceeded {
+        return Err(text.error(limits));
+    }
+    file
 }
 
-fn extract_level(bytes: &[u8], file_name: &str, limits: &Limits, depth: usize) -> Result<ExtractedFile, ExtractError> {
+/// Characters the file may still yield.
+struct TextBudget {
+    left: u64,
+    exceeded: bool,
+}
+
+impl TextBudget {
+    /// Takes a document's characters from the budget; `false` once it is overdrawn.
+    fn spend(&mut self, document: &ExtractedDocument) -> bool {
+        let texts = document.blocks.iter().map(|block| block.text.as_str()).chain(document.title.as_deref());
+        for text in texts {
+            match self.left.checked_sub(text.chars().count() as u64) {
+                Some(left) => self.left = left,
+                None => {
+                    self.exceeded = true;
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn error(&self, limits: &Limits) -> ExtractError {
+        ExtractError::LimitExceeded {
+            limit: "max_text_chars",
+            detail: format!(
+                "the file yields more than {} characters of text (limits.max_text_chars)",
+                limits.max_text_chars
+            ),
+        }
+    }
+}
+
+fn extract_level(
+    bytes: &[u8],
+    file_name: &str,
+    limits: &Limits,
+    depth: usize,
+    text: &mut TextBudget,
+) -> Result<ExtractedFile, ExtractError> {
     let mut document = extract(bytes, file_name, limits)?;
+    if !text.spend(&document) {
+        return Err(text.error(limits));
+    }
     let embedded = std::mem::take(&mut document.children);
     let mut children = Vec::with_capacity(embedded.len());
     for file in embedded {
@@ -44,10 +92,14 @@ fn extract_level(bytes: &[u8], file_name: &str, limits: &Limits, depth: usize) -
                 format!("embedded {} levels deep, over limits.max_child_depth {}", depth + 1, limits.max_child_depth),
             ))
         } else {
-            catch_unwind(AssertUnwindSafe(|| extract_level(&file.bytes, &file.name, limits, depth + 1)))
+            catch_unwind(AssertUnwindSafe(|| extract_level(&file.bytes, &file.name, limits, depth + 1, text)))
                 .map_err(|panic| StageFailure::new(Stage::Extract, "parser_panicked", panic_message(&panic)))
                 .and_then(|result| result.map_err(ExtractError::into_failure))
         };
+        // The whole file is over its text budget, not just this embedded file.
+        if text.exceeded {
+            return Err(text.error(limits));
+        }
         children.push(ExtractedChild {
             name: file.name,
             content_hash: ContentHash::of_bytes(&file.bytes),

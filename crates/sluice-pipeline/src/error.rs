@@ -12,8 +12,15 @@ pub enum PipelineError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Invalid(String),
-    #[error("cannot start threads: {0}")]
-    Threads(#[from] rayon::ThreadPoolBuildError),
+    /// Too much at once (the search audit queue is full): try again shortly.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// A stop was requested before the work finished.
+    #[error("stopped before it finished")]
+    Stopped,
+    /// A caller may not do this (e.g. search earlier versions without the operator role).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl PipelineError {
@@ -27,8 +34,11 @@ impl PipelineError {
         match self {
             PipelineError::Store(err) => err.is_retryable(),
             PipelineError::Embed(err) => err.is_retryable(),
-            PipelineError::Io { .. } => true,
-            PipelineError::Chunker(_) | PipelineError::Invalid(_) | PipelineError::Threads(_) => false,
+            PipelineError::Io { .. } | PipelineError::Busy(_) => true,
+            PipelineError::Chunker(_)
+            | PipelineError::Invalid(_)
+            | PipelineError::Forbidden(_)
+            | PipelineError::Stopped => false,
         }
     }
 }

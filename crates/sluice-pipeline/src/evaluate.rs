@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sluice_core::{ReadAccess, Version};
 use sluice_eval::{EvalSet, QueryResult, Retriever, Summary, evaluate_query, summarise};
-use sluice_store::SearchMode;
+use sluice_store::{AuditEvent, SearchMode};
 
 use crate::{Engine, PipelineError};
 
@@ -105,6 +105,10 @@ impl Engine {
             };
             let mut results = Vec::with_capacity(set.queries.len());
             for query in &set.queries {
+                // A daemon shutting down does not wait for a whole evaluation.
+                if self.stop_requested() {
+                    return Err(PipelineError::Stopped);
+                }
                 let started = Instant::now();
                 let response = self.search_unaudited(
                     &query.text,
@@ -132,7 +136,14 @@ impl Engine {
         for query in &set.queries {
             let vector = self.embedder.embed(&[query.text.as_str()], self.batch_tokens())?.remove(0);
             let nearest = |exact| -> Result<Vec<_>, PipelineError> {
-                let hits = self.store.vectors().search(&vector, version, &ReadAccess::Unrestricted, 10, ef, exact)?;
+                let hits = self.store.vectors().search(
+                    &vector,
+                    version,
+                    sluice_store::Readable::unrestricted(),
+                    10,
+                    ef,
+                    exact,
+                )?;
                 Ok(hits.into_iter().map(|hit| (hit.chunk_id, hit.valid_from)).collect())
             };
             let (exact, approximate) = (nearest(true)?, nearest(false)?);
@@ -167,6 +178,10 @@ impl Engine {
                 self.evaluate(&set, Some(version), options)
             });
         let (verdict, report) = match outcome {
+            Err(PipelineError::Stopped) => {
+                tracing::warn!(pipeline = %self.plan.name, version, "stopped before the gate judged the version; judged at the next start");
+                return Ok(None);
+            }
             Ok(report) => {
                 let failures: Vec<String> =
                     sluice_eval::check(&eval.thresholds, &report.summaries).iter().map(ToString::to_string).collect();
@@ -189,14 +204,14 @@ impl Engine {
                 (verdict, serde_json::json!({"set": set_path.display().to_string(), "error": err.to_string()}))
             }
         };
-        let promote = verdict == "passed";
-        self.store.catalog().record_gate(&self.plan.name, version, verdict, &report, promote)?;
         let action = match verdict {
             "passed" => "gate_passed",
             "held" => "held",
             _ => "evaluated",
         };
-        self.audit("pipeline", action, format!("version {version}"), report)?;
+        let event = AuditEvent::new(&self.plan.name, "pipeline", action, format!("version {version}"), report.clone());
+        // The verdict, the move of `live` (when it passed) and its audit entry: one transaction.
+        self.store.catalog().record_gate(&self.plan.name, version, verdict, &report, verdict == "passed", event)?;
         if verdict == "held" {
             tracing::warn!(pipeline = %self.plan.name, version, "version held by the evaluation gate; live stays");
         } else {

@@ -6,29 +6,34 @@
 //! (one version is written at a time); searches run alongside them.
 
 mod access;
+mod ahead;
+mod audit_queue;
 mod error;
 mod evaluate;
+mod failpoint;
 mod meter;
+mod names;
 mod observer;
 mod parsers;
 mod prepare;
 mod run;
+mod sandbox;
 mod scan;
+mod source;
 mod summary;
+mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sluice_config::{PiiPolicyPlan, PipelinePlan};
+use sluice_config::{HistoryAccess, PiiPolicyPlan, PipelinePlan};
 use sluice_core::{ChunkId, Fingerprint, ReadAccess, Version};
 use sluice_embed::{EmbedOptions, Embedder};
 use sluice_store::{
-    AuditEvent, ExportFormat, ExportSummary, GcReport, LedgerChange, Lineage, QuarantineEntry, SearchHit, SearchMode,
-    SearchRequest, StageFingerprints, Store, VerifyReport, VersionDiff, VersionInfo, VersionState,
+    Actor, AuditEvent, ExportFormat, ExportSummary, GcReport, Lineage, PastAccess, QuarantineEntry, SearchHit,
+    SearchMode, SearchRequest, StageFingerprints, Store, VerifyReport, VersionDiff, VersionInfo, VersionState,
 };
-use sluice_transform::Chunker;
-use sluice_transform::pii::{PiiDetector, PiiPolicy};
 use tracing::info;
 
 pub use access::{
@@ -41,6 +46,7 @@ pub use observer::{Observer, Outcome, Quiet};
 pub use parsers::serve_worker;
 pub use scan::{Root, is_ignored_name};
 pub use summary::RunSummary;
+pub use text::{TextSettings, TextStage};
 
 /// What a run looks at.
 #[derive(Clone, Debug)]
@@ -56,21 +62,21 @@ pub struct Engine {
     roots: Vec<Root>,
     store: Store,
     embedder: Embedder,
-    chunker: Chunker,
     /// Per stage: what decides a document's text, chunks and vectors.
     stages: StageFingerprints,
     fingerprint: Fingerprint,
     run_lock: Mutex<()>,
     stop_requested: AtomicBool,
-    /// Threads for reading, extracting and chunking documents, apart from the global rayon pool
+    /// Threads that read files and wait for their parsers, apart from the global rayon pool
     /// that the CPU encoder's matrix products use.
-    prepare_pool: rayon::ThreadPool,
+    prepare_threads: usize,
+    /// What the text stage needs, for worker processes.
+    text_settings: TextSettings,
     parsers: parsers::Parsers,
-    quality: sluice_transform::QualityThresholds,
     /// Resolves each file's readers from the share and the `[access]` rules.
     access: AccessResolver,
-    /// The PII stage; `None` when `pii.policy = "off"`.
-    pii: Option<(PiiDetector, PiiPolicy)>,
+    /// Search audit entries on their way to the catalog.
+    search_audit: audit_queue::AuditQueue,
 }
 
 /// A search's answer: the version it ran against and the hits.
@@ -90,14 +96,16 @@ impl Engine {
         let embedder = Embedder::load_with(&files, options)?;
         let tokenizer_path = files.path("tokenizer.json");
         let tokenizer_json = std::fs::read(&tokenizer_path).map_err(PipelineError::io(&tokenizer_path))?;
-        let chunker = Chunker::new(&tokenizer_json, plan.chunk.max_tokens, plan.chunk.overlap_tokens)?;
+        let text_settings = text_settings(&plan, tokenizer_path, &tokenizer_json);
+        let text_stage = TextStage::new(&text_settings).map_err(PipelineError::Invalid)?;
         let roots = plan
             .sources
             .iter()
             .map(|source| Root::new(&source.path).map_err(PipelineError::io(&source.path)))
             .collect::<Result<Vec<_>, _>>()?;
         let store = Store::open(data_dir, &plan.name, embedder.dimension())?;
-        let pii = pii_stage(&plan)?;
+        store.catalog().set_audit_key(audit_key(&plan, data_dir)?);
+        check_audit_keying(&store, &plan)?;
         let stages = StageFingerprints {
             extract: Fingerprint::of(
                 "extract",
@@ -105,7 +113,7 @@ impl Engine {
             ),
             // The PII policy changes chunk text (masking) and which chunks exist (dropping).
             chunk: Fingerprint::combine(&[
-                chunker.fingerprint(),
+                text_stage.chunker().fingerprint(),
                 Fingerprint::of("pii", &pii_settings(&plan).to_string()),
             ]),
             model: embedder.fingerprint(),
@@ -114,31 +122,26 @@ impl Engine {
         audit_pipeline_change(&store, &plan)?;
         let fingerprint = Fingerprint::combine(&[stages.extract, stages.chunk, stages.model]);
         info!(pipeline = %plan.name, fingerprint = %fingerprint, roots = roots.len(), "pipeline ready");
-        let quality = sluice_transform::QualityThresholds {
-            min_chars_per_page: plan.quality.min_chars_per_page,
-            max_replacement_ratio: plan.quality.max_replacement_ratio,
-            max_control_ratio: plan.quality.max_control_ratio,
-            min_readable_ratio: plan.quality.min_readable_ratio,
-        };
-        let parsers = parsers::Parsers::InProcess { limits: extract_limits(&plan) };
         let access = AccessResolver::new(plan.access.clone());
+        let rotation = audit_queue::Rotation {
+            after_entries: plan.audit.rotate_after_entries,
+            keep_segment_days: plan.audit.keep_segment_days,
+        };
+        let search_audit = audit_queue::AuditQueue::start(store.shared_catalog(), rotation)?;
         Ok(Self {
             plan,
             roots,
             store,
             embedder,
-            chunker,
             stages,
             fingerprint,
             run_lock: Mutex::new(()),
             stop_requested: AtomicBool::new(false),
-            prepare_pool: rayon::ThreadPoolBuilder::new()
-                .thread_name(|index| format!("sluice-prepare-{index}"))
-                .build()?,
-            parsers,
-            quality,
+            prepare_threads: std::thread::available_parallelism().map_or(1, usize::from),
+            text_settings,
+            parsers: parsers::Parsers::InProcess(Box::new(text_stage)),
             access,
-            pii,
+            search_audit,
         })
     }
 
@@ -149,12 +152,12 @@ impl Engine {
     pub fn isolate_parsers(&mut self, executable: PathBuf) {
         let limits = &self.plan.limits;
         if limits.isolate_parsers {
-            self.parsers = parsers::Parsers::Workers(parsers::WorkerPool::new(
+            self.parsers = parsers::Parsers::Workers(Box::new(parsers::WorkerPool::new(
                 executable,
-                extract_limits(&self.plan),
+                self.text_settings.clone(),
                 limits.parser_memory_bytes,
                 limits.parse_timeout,
-            ));
+            )));
         }
     }
 
@@ -231,23 +234,46 @@ impl Engine {
     /// new (a fixed parser, a raised limit); returns its on-disk path. Only the ledger entry is
     /// dropped: the file's live documents stay until that run replaces them, so a crash in
     /// between loses nothing.
-    pub fn requeue_quarantined(&self, path: &str) -> Result<PathBuf, PipelineError> {
+    pub fn requeue_quarantined(&self, path: &str, principal: &str) -> Result<PathBuf, PipelineError> {
         let _between_runs = self.run_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let entry = self
             .quarantine_entry(path)?
             .ok_or_else(|| PipelineError::Invalid(format!("{path} is not in quarantine")))?;
-        let file = Path::new(&entry.root).join(&entry.rel_path);
-        if !file.exists() {
+        let file = Path::new(&entry.root).join(names::decode_path(&entry.rel_path));
+        if std::fs::symlink_metadata(&file).is_err() {
             return Err(PipelineError::Invalid(format!("{} no longer exists", file.display())));
         }
-        let forget = LedgerChange::Remove { root: entry.root, rel_path: entry.rel_path };
-        self.store.catalog().update_ledger(&self.plan.name, &[forget])?;
+        self.store.catalog().forget_quarantined(&entry, &self.actor(principal))?;
         Ok(file)
     }
 
+    /// `principal` acting on this pipeline, for audited actions.
+    fn actor<'a>(&'a self, principal: &'a str) -> Actor<'a> {
+        Actor { pipeline: &self.plan.name, principal }
+    }
+
+    /// Documents `access` may not see at `version` although that version's readers allowed
+    /// them: with `[access] history = "current"`, those its file no longer lets it read
+    /// (`live` is as current as the last reconcile already).
+    fn revoked_at(&self, version: Version, access: &ReadAccess) -> Result<Vec<String>, PipelineError> {
+        let today = self.plan.access.history == HistoryAccess::Current;
+        if !today || self.store.live_version()? == Some(version) {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.catalog().revoked_documents(&self.plan.name, version, access)?)
+    }
+
     /// Where a chunk came from and what made it; `None` also when `access` may not read it.
-    pub fn lineage(&self, chunk_id: ChunkId, access: &ReadAccess) -> Result<Option<Lineage>, PipelineError> {
-        Ok(self.store.catalog().lineage(&self.plan.name, chunk_id, access)?)
+    /// `operator`: the caller has the operator role (earlier versions under `history =
+    /// "operators"`).
+    pub fn lineage(
+        &self,
+        chunk_id: ChunkId,
+        access: &ReadAccess,
+        operator: bool,
+    ) -> Result<Option<Lineage>, PipelineError> {
+        let past = past_access(self.plan.access.history, operator);
+        Ok(self.store.catalog().lineage(&self.plan.name, chunk_id, access, past)?)
     }
 
     /// Chunks added and retired from version `from` to `to`, with reasons.
@@ -265,7 +291,8 @@ impl Engine {
         out: &Path,
     ) -> Result<ExportSummary, PipelineError> {
         let version = self.version_or_live(version)?;
-        Ok(self.store.catalog().export(&self.plan.name, version, access, format, with_vectors, out)?)
+        let hidden = self.revoked_at(version, access)?;
+        Ok(self.store.catalog().export(&self.plan.name, version, access, &hidden, format, with_vectors, out)?)
     }
 
     /// Records an action taken on this pipeline by `principal` (a token's user, or
@@ -281,40 +308,33 @@ impl Engine {
         Ok(self.store.catalog().audit(&[event])?)
     }
 
-    /// Points `live` at committed version N; `force` overrides a hold by the evaluation gate.
+    /// Points `live` at committed version N (audited in the same transaction); `force`
+    /// overrides a hold by the evaluation gate.
     pub fn promote(&self, version: Version, principal: &str, force: bool) -> Result<(), PipelineError> {
-        let before = self.store.live_version()?;
-        let gate = self.store.catalog().gate(&self.plan.name, version)?;
-        self.store.promote(version, force)?;
+        self.store.catalog().promote(version, force, &self.actor(principal))?;
         info!(pipeline = %self.plan.name, version, force, "promoted to live");
-        let detail = serde_json::json!({"version": version, "previous_live": before, "gate": gate, "force": force});
-        self.audit(principal, "promoted", format!("version {version}"), detail)
+        Ok(())
     }
 
-    /// Moves `live` back to the newest committed version before it; returns that version.
+    /// Moves `live` back to the newest committed version before it (audited in the same
+    /// transaction); returns that version.
     pub fn roll_back_live(&self, principal: &str) -> Result<Version, PipelineError> {
-        let before = self.store.live_version()?;
-        let version = self.store.roll_back_live()?;
+        let version = self.store.catalog().roll_back_live(&self.actor(principal))?;
         info!(pipeline = %self.plan.name, version, "live rolled back");
-        let detail = serde_json::json!({"version": version, "previous_live": before});
-        self.audit(principal, "rolled_back", format!("version {version}"), detail)?;
         Ok(version)
     }
 
-    /// Pins or unpins a version: a pinned version is kept by retention whatever its age.
+    /// Pins or unpins a version (audited in the same transaction): a pinned version is kept
+    /// by retention whatever its age.
     pub fn pin(&self, version: Version, pinned: bool, principal: &str) -> Result<(), PipelineError> {
-        self.store.catalog().set_pinned(&self.plan.name, version, pinned)?;
-        let action = if pinned { "pinned" } else { "unpinned" };
-        self.audit(principal, action, format!("version {version}"), serde_json::json!({"version": version}))
+        Ok(self.store.catalog().set_pinned(version, pinned, &self.actor(principal))?)
     }
 
-    /// Applies retention now (it also runs after every committed run), between runs.
+    /// Applies retention now (it also runs after every committed run), between runs; the
+    /// expiry is audited in its own transaction.
     pub fn collect_garbage(&self, principal: &str) -> Result<GcReport, PipelineError> {
         let _between_runs = self.run_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let report = self.store.collect_garbage(self.plan.retention.keep_versions)?;
-        let detail = serde_json::to_value(&report).unwrap_or_default();
-        self.audit(principal, "garbage_collected", "retention", detail)?;
-        Ok(report)
+        Ok(self.store.collect_garbage(self.plan.retention.keep_versions, principal)?)
     }
 
     /// Compares catalog, Qdrant and Tantivy (between runs, so no version is half written).
@@ -344,9 +364,15 @@ impl Engine {
     ) -> Result<SearchResponse, PipelineError> {
         let response = self.search_unaudited(query, version, k, mode, access)?;
         if let Some(version) = response.version {
-            let chunk_ids: Vec<String> = response.hits.iter().map(|hit| hit.chunk_id.to_hex()).collect();
-            let detail = serde_json::json!({"version": version, "mode": mode, "k": k, "chunk_ids": chunk_ids});
-            self.audit(principal, "search", query, detail)?;
+            self.search_audit.record(search_event(
+                &self.plan.name,
+                principal,
+                query,
+                version,
+                mode,
+                k,
+                &response.hits,
+            ))?;
         }
         Ok(response)
     }
@@ -385,6 +411,7 @@ impl Engine {
             }
         };
         let search = &self.plan.search;
+        let hidden_docs = self.revoked_at(version, access)?;
         let hits = self.store.search(&SearchRequest {
             query,
             vector: vector.as_deref(),
@@ -398,9 +425,49 @@ impl Engine {
             dense_weight: search.dense_weight,
             hnsw_ef: search.hnsw_ef,
             access,
+            hidden_docs: &hidden_docs,
         })?;
         Ok(SearchResponse { version: Some(version), hits })
     }
+}
+
+/// What a caller sees of what is no longer live under the pipeline's `[access] history`.
+pub fn past_access(history: HistoryAccess, operator: bool) -> PastAccess {
+    match history {
+        HistoryAccess::Current => PastAccess::Today,
+        HistoryAccess::Operators if operator => PastAccess::AsCommitted,
+        HistoryAccess::Operators => PastAccess::Hidden,
+        HistoryAccess::AsCommitted => PastAccess::AsCommitted,
+    }
+}
+
+/// Characters of a query kept in its audit entry (its length and hash are kept too).
+const AUDITED_QUERY_CHARS: usize = 1_000;
+/// Chunk ids kept in a search's audit entry (the hit count is kept too).
+const AUDITED_CHUNK_IDS: usize = 100;
+
+/// A search's audit entry, of bounded size whatever the query and `k`.
+fn search_event(
+    pipeline: &str,
+    principal: &str,
+    query: &str,
+    version: Version,
+    mode: SearchMode,
+    k: usize,
+    hits: &[SearchHit],
+) -> AuditEvent {
+    let chunk_ids: Vec<String> = hits.iter().take(AUDITED_CHUNK_IDS).map(|hit| hit.chunk_id.to_hex()).collect();
+    let query_chars = query.chars().count();
+    let mut detail =
+        serde_json::json!({"version": version, "mode": mode, "k": k, "hits": hits.len(), "chunk_ids": chunk_ids});
+    let subject = if query_chars > AUDITED_QUERY_CHARS {
+        detail["query_chars"] = query_chars.into();
+        detail["query_blake3"] = blake3::hash(query.as_bytes()).to_hex().to_string().into();
+        query.chars().take(AUDITED_QUERY_CHARS).collect()
+    } else {
+        query.to_owned()
+    };
+    AuditEvent::new(pipeline, principal, "search", subject, detail)
 }
 
 /// Records what each stage fingerprint stands for, so lineage can show the settings.
@@ -460,15 +527,58 @@ fn pii_settings(plan: &PipelinePlan) -> serde_json::Value {
     })
 }
 
-fn pii_stage(plan: &PipelinePlan) -> Result<Option<(PiiDetector, PiiPolicy)>, PipelineError> {
-    let policy = match plan.pii.policy {
-        PiiPolicyPlan::Off => return Ok(None),
-        PiiPolicyPlan::Tag => PiiPolicy::Tag,
-        PiiPolicyPlan::Mask => PiiPolicy::Mask,
-        PiiPolicyPlan::DropChunk => PiiPolicy::DropChunk,
-    };
-    let detector = PiiDetector::new(&plan.pii.patterns).map_err(|err| PipelineError::Invalid(err.to_string()))?;
-    Ok(Some((detector, policy)))
+/// The audit key the pipeline names (`[audit] key_file` or `key_env`), if any.
+pub fn audit_key(plan: &PipelinePlan, data_dir: &Path) -> Result<Option<sluice_store::AuditKey>, PipelineError> {
+    use sluice_config::AuditKeySource;
+    Ok(match &plan.audit.key {
+        None => None,
+        Some(AuditKeySource::File(path)) => Some(sluice_store::AuditKey::from_file(path, data_dir)?),
+        Some(AuditKeySource::Env(name)) => Some(sluice_store::AuditKey::from_env(name)?),
+    })
+}
+
+/// A keyed log needs its key, and a key needs a keyed log: the daemon refuses to start on a
+/// mismatch rather than write entries nobody can verify. Without a key it says what that costs.
+fn check_audit_keying(store: &Store, plan: &PipelinePlan) -> Result<(), PipelineError> {
+    let keyed = store.catalog().audit_is_keyed()?;
+    match (keyed, plan.audit.key.is_some()) {
+        (Some(false), true) => Err(PipelineError::Invalid(
+            "the audit log was written without a key and [audit] now names one: check it with `sluice audit verify`, \
+             then key it with `sluice audit rekey`"
+                .into(),
+        )),
+        (Some(true), false) => Err(PipelineError::Invalid(
+            "the audit log is keyed: set [audit] key_file or key_env to the key it was written with".into(),
+        )),
+        (_, false) => {
+            tracing::warn!(
+                "the audit log is not keyed ([audit] key_file / key_env): a rewrite of the whole log is only caught \
+                 against a head kept elsewhere (`sluice audit head`)"
+            );
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The text stage's settings from the plan; the tokenizer by path and hash.
+fn text_settings(plan: &PipelinePlan, tokenizer: PathBuf, tokenizer_json: &[u8]) -> TextSettings {
+    let quality = &plan.quality;
+    TextSettings {
+        limits: extract_limits(plan),
+        tokenizer,
+        tokenizer_blake3: blake3::hash(tokenizer_json).to_hex().to_string(),
+        max_tokens: plan.chunk.max_tokens,
+        overlap_tokens: plan.chunk.overlap_tokens,
+        quality: sluice_transform::QualityThresholds {
+            min_chars_per_page: quality.min_chars_per_page,
+            max_replacement_ratio: quality.max_replacement_ratio,
+            max_control_ratio: quality.max_control_ratio,
+            min_readable_ratio: quality.min_readable_ratio,
+        },
+        pii: (plan.pii.policy != PiiPolicyPlan::Off)
+            .then(|| (plan.pii.policy.as_str().to_owned(), plan.pii.patterns.clone())),
+    }
 }
 
 /// Audits a pipeline file that differs from the one this data directory last ran with.
@@ -500,5 +610,6 @@ fn extract_limits(plan: &PipelinePlan) -> sluice_extract::Limits {
         max_xml_depth: plan.limits.max_xml_depth,
         max_children: plan.limits.max_children,
         max_child_depth: plan.limits.max_child_depth,
+        max_text_chars: plan.limits.max_text_chars,
     }
 }

@@ -6,10 +6,16 @@ use sluice_store::DocumentCost;
 /// How one document ended in a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome<'a> {
-    Indexed { chunks: usize },
+    Indexed {
+        chunks: usize,
+    },
     Duplicate,
-    Quarantined { reason: &'a str },
+    Quarantined {
+        reason: &'a str,
+    },
     Deleted,
+    /// Not what the scan saw by the time it was read: looked at again in the next run.
+    Requeued,
 }
 
 pub trait Observer: Sync {

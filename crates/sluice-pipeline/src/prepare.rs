@@ -1,21 +1,30 @@
-//! Per-document work before dedup and embedding: read, hash, extract, clean, chunk.
-//!
-//! Runs on rayon, one file per task. Nothing here touches the indexes; a failure is returned as
-//! a [`StageFailure`] for quarantine, and a panicking parser costs one file. Files embedded in
-//! the file (attachments, a mailbox's messages) come out as documents of their own, each with
-//! its own outcome, so one bad attachment is quarantined without losing its message.
+//! Per-file work before dedup and embedding, on the daemon's side: open the file exactly as
+//! the scan saw it (`source.rs`), take its readers from that descriptor, hash it, then reuse
+//! the chunks made from the same bytes before, or hand the bytes to the text stage (`text.rs`,
+//! in a parser worker). Nothing here touches the indexes; a failure is returned for
+//! quarantine. What a prepared document holds counts against the run's budget (`ahead.rs`)
+//! before its chunks are read or loaded.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use sluice_core::{Chunk, ContentHash, ExtractedDocument, Stage, StageFailure, TextHash};
-use sluice_extract::{ExtractedChild, ExtractedFile};
-use sluice_store::{Catalog, StageCost, StageFingerprints};
-use sluice_transform::pii::{PiiDetector, PiiPolicy};
-use sluice_transform::{Chunker, QualityThresholds, redact};
+use sluice_core::{Acl, Chunk, ContentHash, Stage, StageFailure, TextHash};
+use sluice_store::{Catalog, InFlight, StageCost, StageFingerprints};
 
+use crate::access::AccessResolver;
+use crate::ahead::{Budget, Charged};
+use crate::failpoint;
 use crate::meter::Meter;
-use crate::parsers::Parsers;
+use crate::parsers::{AnswerSize, FileBytes, Parsed, Parsers};
+use crate::scan::{DiskFile, Root};
+use crate::source::{FileKind, OpenError, READ_BUFFER, SourceFile};
+use crate::text::{PreparedFile, PreparedText};
+
+/// A document whose chunks weigh this much (its share of the budget) is taken on under an
+/// in-flight record (`sluice_store::InFlight`): large enough to be what brought the daemon
+/// down if it stops meanwhile.
+pub(crate) const IN_FLIGHT_RECORD_BYTES: u64 = 16 << 20;
+/// Room counted per chunk besides its text: its vector and what writing it costs.
+const PER_CHUNK_OVERHEAD_BYTES: u64 = 1024;
 
 /// What one file (its embedded files included) cost in each stage before dedup.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +53,23 @@ pub struct PreparedDocument {
     pub pii: BTreeMap<String, usize>,
 }
 
+impl PreparedDocument {
+    fn new(text: PreparedText, content_hash: ContentHash, byte_size: u64) -> Self {
+        Self {
+            content_hash,
+            byte_size,
+            text_hash: text.text_hash,
+            format: text.format,
+            title: text.title,
+            page_count: text.page_count,
+            chunks: text.chunks,
+            reused: false,
+            embedded_files: text.embedded_files,
+            pii: text.pii,
+        }
+    }
+}
+
 /// A file embedded in the prepared one, at any depth.
 #[derive(Clone, Debug)]
 pub struct PreparedEmbedded {
@@ -53,160 +79,220 @@ pub struct PreparedEmbedded {
     pub result: Result<PreparedDocument, StageFailure>,
 }
 
+/// How preparing a file ended.
+pub enum PrepareOutcome {
+    Ready(PreparedDocument),
+    /// Quarantine it (with its content hash when its bytes were read).
+    Failed(Option<ContentHash>, StageFailure),
+    /// It is not the file the scan saw any more (replaced, swapped for a link or a FIFO,
+    /// written to meanwhile): nothing of it was used; the next run looks again.
+    Changed(String),
+}
+
 pub struct Prepared {
-    pub result: Result<PreparedDocument, (Option<ContentHash>, StageFailure)>,
-    /// Embedded files, depth first (a parent before its children); empty when the file failed.
+    pub outcome: PrepareOutcome,
+    /// Embedded files, depth first (a parent before its children); empty unless `Ready`.
     pub embedded: Vec<PreparedEmbedded>,
     pub times: StageTimes,
+    /// The readers, from the descriptor the bytes were read from.
+    pub readers: Option<Acl>,
+    /// Budget bytes held until the document is written.
+    pub charge: u64,
+    /// Whether an in-flight record was written for it (cleared once it is written).
+    pub in_flight: bool,
+}
+
+impl Charged for Prepared {
+    fn charge(&self) -> u64 {
+        self.charge
+    }
 }
 
 pub struct PrepareContext<'a> {
     pub pipeline: &'a str,
     pub catalog: &'a Catalog,
-    pub chunker: &'a Chunker,
     pub fingerprints: &'a StageFingerprints,
     pub max_file_bytes: u64,
     pub parsers: &'a Parsers,
-    pub quality: &'a QualityThresholds,
-    /// The PII stage, unless the pipeline turned it off.
-    pub pii: Option<(&'a PiiDetector, PiiPolicy)>,
+    pub access: &'a AccessResolver,
+    pub budget: &'a Budget,
+    pub run_id: &'a str,
 }
 
-pub fn prepare(context: &PrepareContext<'_>, path: &Path, file_name: &str) -> Prepared {
-    let mut times = StageTimes::default();
-    let mut embedded = Vec::new();
-    let result = prepare_file(context, path, file_name, &mut times, &mut embedded);
-    if result.is_err() {
-        embedded.clear();
-    }
-    Prepared { result, embedded, times }
+/// A file to prepare: where it is, what the scan saw, and whether a crash already decided it.
+pub struct PrepareInput<'t> {
+    pub index: usize,
+    pub root: &'t Root,
+    pub rel_path: &'t str,
+    pub disk: &'t DiskFile,
+    /// Quarantine without reading (a file that was in the daemon's hands when it crashed).
+    pub verdict: Option<&'t StageFailure>,
 }
 
-fn prepare_file(
-    context: &PrepareContext<'_>,
-    path: &Path,
-    file_name: &str,
-    times: &mut StageTimes,
-    embedded: &mut Vec<PreparedEmbedded>,
-) -> Result<PreparedDocument, (Option<ContentHash>, StageFailure)> {
-    let meter = Meter::thread();
-    let size = std::fs::metadata(path).map(|m| m.len()).map_err(|err| (None, read_failure(&err)))?;
-    if size > context.max_file_bytes {
-        let detail = format!("{size} bytes, over the limit of {} (limits.max_file_bytes)", context.max_file_bytes);
-        return Err((None, StageFailure::new(Stage::Read, "too_large", detail)));
-    }
-    let bytes = std::fs::read(path).map_err(|err| (None, read_failure(&err)))?;
-    let content_hash = ContentHash::of_bytes(&bytes);
-    times.read = meter.stop();
-    let failed = |failure: StageFailure| (Some(content_hash), failure);
-
-    let reusable = context
-        .catalog
-        .reusable_document(context.pipeline, content_hash, context.fingerprints)
-        .map_err(|err| failed(StageFailure::new(Stage::Read, "catalog_error", err.to_string())))?;
-    if let Some(reused) = reusable {
-        return Ok(PreparedDocument {
-            content_hash,
-            byte_size: bytes.len() as u64,
-            text_hash: reused.text_hash,
-            format: reused.format,
-            title: reused.title,
-            page_count: reused.page_count,
-            chunks: reused.chunks,
-            reused: true,
-            embedded_files: 0,
-            pii: reused.pii,
-        });
-    }
-
-    let meter = Meter::thread();
-    let (extracted, worker_cpu) = context.parsers.extract(&bytes, file_name);
-    times.extract = meter.stop();
-    // A worker process parsed it: its CPU time is the parse's, this thread only waited.
-    times.extract.cpu += worker_cpu;
-    let extracted = extracted.map_err(failed)?;
-    drop(bytes);
-
-    let ExtractedFile { document, children } = extracted;
-    let prepared = finish(context, document, content_hash, size, &children, times).map_err(failed)?;
-    prepare_embedded(context, children, "", times, embedded);
-    Ok(prepared)
-}
-
-/// Quality check, cleaning and chunking of one extracted document.
-fn finish(
-    context: &PrepareContext<'_>,
-    document: ExtractedDocument,
-    content_hash: ContentHash,
-    byte_size: u64,
-    children: &[ExtractedChild],
-    times: &mut StageTimes,
-) -> Result<PreparedDocument, StageFailure> {
-    let meter = Meter::thread();
-    // A container with no text of its own (a mailbox) is kept, chunkless, for its children.
-    let container = document.blocks.is_empty() && !children.is_empty();
-    if !container {
-        sluice_transform::quality::check(&document, context.quality)
-            .map_err(|failure| StageFailure::new(Stage::Clean, failure.reason, failure.detail))?;
-    }
-    let normalized = sluice_transform::normalize(document);
-    times.clean.add(meter.stop());
-    if normalized.text.trim().is_empty() && !container {
-        return Err(StageFailure::new(Stage::Clean, "empty", "no text left after cleaning"));
-    }
-
-    let meter = Meter::thread();
-    let chunks = context
-        .chunker
-        .chunk(&normalized)
-        .map_err(|err| StageFailure::new(Stage::Chunk, "tokenizer_error", err.to_string()))?;
-    let (chunks, title, pii) = match context.pii {
-        Some((detector, policy)) => {
-            let redacted = redact::redact(detector, policy, &normalized.text, chunks);
-            let title = normalized.title.map(|title| redact::redact_text(detector, policy, &title));
-            (redacted.chunks, title, redacted.counts)
-        }
-        None => (chunks, normalized.title, BTreeMap::new()),
+pub fn prepare(context: &PrepareContext<'_>, input: &PrepareInput<'_>) -> Prepared {
+    let mut prepared = Prepared {
+        outcome: PrepareOutcome::Changed(String::new()),
+        embedded: Vec::new(),
+        times: StageTimes::default(),
+        readers: None,
+        charge: 0,
+        in_flight: false,
     };
-    // The PII stage is counted with chunking: it works on the chunks before they leave.
-    times.chunk.add(meter.stop());
-    Ok(PreparedDocument {
-        content_hash,
-        byte_size,
-        text_hash: normalized.text_hash,
-        format: normalized.format,
-        title,
-        page_count: normalized.page_count,
-        chunks,
-        reused: false,
-        embedded_files: u32::try_from(children.len()).unwrap_or(u32::MAX),
-        pii,
-    })
-}
-
-/// Prepares embedded files depth first, each under its member path below `parent`.
-fn prepare_embedded(
-    context: &PrepareContext<'_>,
-    children: Vec<ExtractedChild>,
-    parent: &str,
-    times: &mut StageTimes,
-    embedded: &mut Vec<PreparedEmbedded>,
-) {
-    for child in children {
-        let member = if parent.is_empty() { child.name } else { format!("{parent}/{}", child.name) };
-        let (result, grandchildren) = match child.outcome {
-            Ok(ExtractedFile { document, children }) => {
-                (finish(context, document, child.content_hash, child.byte_size, &children, times), children)
-            }
-            Err(failure) => (Err(failure), Vec::new()),
-        };
-        // A child that failed takes its own embedded files with it, as a file does.
-        let grandchildren = if result.is_ok() { grandchildren } else { Vec::new() };
-        embedded.push(PreparedEmbedded { member: member.clone(), content_hash: child.content_hash, result });
-        prepare_embedded(context, grandchildren, &member, times, embedded);
+    prepared.outcome = prepare_file(context, input, &mut prepared);
+    if !matches!(prepared.outcome, PrepareOutcome::Ready(_)) {
+        prepared.embedded.clear();
     }
+    prepared
 }
 
-fn read_failure(err: &std::io::Error) -> StageFailure {
-    StageFailure::new(Stage::Read, "io_error", err.to_string())
+fn prepare_file(context: &PrepareContext<'_>, input: &PrepareInput<'_>, prepared: &mut Prepared) -> PrepareOutcome {
+    if let Some(verdict) = input.verdict {
+        return PrepareOutcome::Failed(None, verdict.clone());
+    }
+    let disk = input.disk;
+    if let FileKind::Special(what) = disk.stat.kind {
+        let detail = format!("{what}, not a regular file: never opened");
+        return PrepareOutcome::Failed(None, StageFailure::new(Stage::Read, "not_a_regular_file", detail));
+    }
+    if let Some(why) = &disk.unreadable {
+        return PrepareOutcome::Failed(None, StageFailure::new(Stage::Read, "io_error", why.clone()));
+    }
+    if disk.size() > context.max_file_bytes {
+        let detail =
+            format!("{} bytes, over the limit of {} (limits.max_file_bytes)", disk.size(), context.max_file_bytes);
+        return PrepareOutcome::Failed(None, StageFailure::new(Stage::Read, "too_large", detail));
+    }
+
+    failpoint::pause("before_read", input.rel_path);
+    let meter = Meter::thread();
+    let file = match SourceFile::open_as_scanned(&input.root.path, input.rel_path, disk.identity()) {
+        Ok(file) => file,
+        Err(OpenError::Changed(why)) => return PrepareOutcome::Changed(why),
+        Err(OpenError::Unreadable(err)) => {
+            return PrepareOutcome::Failed(None, StageFailure::new(Stage::Read, "io_error", err.to_string()));
+        }
+    };
+    prepared.readers =
+        Some(context.access.readers(&input.root.path, input.rel_path, file.stat.owner, file.acl_xattr().as_deref()));
+    let (content_hash, small) = match file.hash(READ_BUFFER) {
+        Ok(hashed) => hashed,
+        Err(OpenError::Changed(why)) => return PrepareOutcome::Changed(why),
+        Err(OpenError::Unreadable(err)) => {
+            return PrepareOutcome::Failed(None, StageFailure::new(Stage::Read, "io_error", err.to_string()));
+        }
+    };
+    prepared.times.read = meter.stop();
+    let size = disk.size();
+    let failed = |failure: StageFailure| PrepareOutcome::Failed(Some(content_hash), failure);
+    let catalog_failure =
+        |err: sluice_store::StoreError| StageFailure::new(Stage::Read, "catalog_error", err.to_string());
+
+    match context.catalog.reusable_document(context.pipeline, content_hash, context.fingerprints) {
+        Err(err) => return failed(catalog_failure(err)),
+        Ok(Some(reusable)) => {
+            let charge = reusable.text_bytes + reusable.chunks * PER_CHUNK_OVERHEAD_BYTES;
+            if let Err(failure) = take_budget(context, input, charge, prepared) {
+                return failed(failure);
+            }
+            let reused = match context.catalog.reusable_chunks(&reusable) {
+                Ok(reused) => reused,
+                Err(err) => return failed(catalog_failure(err)),
+            };
+            return PrepareOutcome::Ready(PreparedDocument {
+                content_hash,
+                byte_size: size,
+                text_hash: reused.text_hash,
+                format: reused.format,
+                title: reused.title,
+                page_count: reused.page_count,
+                chunks: reused.chunks,
+                reused: true,
+                embedded_files: 0,
+                pii: reused.pii,
+            });
+        }
+        Ok(None) => {}
+    }
+
+    let bytes = match &small {
+        Some(bytes) => FileBytes::InMemory(bytes),
+        None => FileBytes::Streamed { file: &file, expected: content_hash },
+    };
+    let file_name = input.rel_path.rsplit('/').next().unwrap_or(input.rel_path);
+    let mut admit = |answer: AnswerSize| admit(context, input, answer, prepared);
+    let (outcome, times) = match context.parsers.prepare(bytes, file_name, &mut admit) {
+        Parsed::Done(outcome, times) => (*outcome, times),
+        Parsed::Changed(why) => return PrepareOutcome::Changed(why),
+    };
+    prepared.times.extract = times.extract;
+    prepared.times.clean = times.clean;
+    prepared.times.chunk = times.chunk;
+    let PreparedFile { text, embedded } = match outcome {
+        Ok(file) => file,
+        Err(failure) => return failed(failure),
+    };
+    prepared.embedded = embedded
+        .into_iter()
+        .map(|child| PreparedEmbedded {
+            member: child.member,
+            content_hash: child.content_hash,
+            result: child.result.map(|text| PreparedDocument::new(text, child.content_hash, child.byte_size)),
+        })
+        .collect();
+    PrepareOutcome::Ready(PreparedDocument::new(text, content_hash, size))
+}
+
+/// Takes a document's share of the run's budget (waiting for room): refuses a document that
+/// alone needs more than the whole budget.
+fn take_budget(
+    context: &PrepareContext<'_>,
+    input: &PrepareInput<'_>,
+    charge: u64,
+    prepared: &mut Prepared,
+) -> Result<(), StageFailure> {
+    if charge > context.budget.limit() {
+        let detail = format!(
+            "its chunks need {charge} bytes of the daemon's memory, over limits.max_buffered_bytes ({})",
+            context.budget.limit()
+        );
+        return Err(StageFailure::new(Stage::Chunk, "limit_exceeded", detail));
+    }
+    if !context.budget.acquire(input.index, charge) {
+        return Err(StageFailure::new(Stage::Chunk, "stopped", "the run ended first"));
+    }
+    prepared.charge = charge;
+    Ok(())
+}
+
+/// Lets a parser's answer in before it is read: takes its share of the budget, and records a
+/// large one as in flight.
+fn admit(
+    context: &PrepareContext<'_>,
+    input: &PrepareInput<'_>,
+    answer: AnswerSize,
+    prepared: &mut Prepared,
+) -> Result<(), StageFailure> {
+    // The answer and what is parsed from it live together for a moment; then the chunks, and
+    // later their vectors.
+    let charge = answer.bytes.saturating_mul(2).saturating_add(answer.chunks.saturating_mul(PER_CHUNK_OVERHEAD_BYTES));
+    take_budget(context, input, charge, prepared)?;
+    if charge >= IN_FLIGHT_RECORD_BYTES {
+        let record = InFlight {
+            root: input.root.key.clone(),
+            rel_path: input.rel_path.to_owned(),
+            size: input.disk.size(),
+            mtime_ns: input.disk.mtime_ns(),
+            run_id: context.run_id.to_owned(),
+            answer_bytes: answer.bytes,
+            chunks: answer.chunks,
+            started_at: 0,
+        };
+        context
+            .catalog
+            .record_in_flight(context.pipeline, &record)
+            .map_err(|err| StageFailure::new(Stage::Extract, "catalog_error", err.to_string()))?;
+        prepared.in_flight = true;
+        failpoint::pause("in_flight_recorded", input.rel_path);
+    }
+    Ok(())
 }

@@ -4,25 +4,30 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rayon::prelude::*;
 use serde_json::json;
 use sluice_config::PiiPolicyPlan;
 use sluice_core::{Acl, ChunkId, ContentHash, DocumentId, Stage, StageFailure, TextHash};
 use sluice_store::{
     ChangeReason, DocumentCost, DocumentWrite, FileStatus, LedgerChange, LedgerEntry, NewChunk, NewDocument,
-    QuarantineEntry, StageCost, VersionWriter, now_ms,
+    QuarantineEntry, StageCost, VersionWriter, join_path, now_ms,
 };
 use tracing::{debug, info, warn};
 
+use crate::ahead::{Budget, prepare_in_order};
 use crate::meter::Meter;
-use crate::prepare::{PrepareContext, Prepared, PreparedDocument, PreparedEmbedded, prepare};
+use crate::prepare::{
+    PrepareContext, PrepareInput, PrepareOutcome, Prepared, PreparedDocument, PreparedEmbedded, prepare,
+};
 use crate::scan::{DiskFile, FileChange, Root, reconcile, relative, stat_with_readers};
 use crate::{Engine, Observer, Outcome, PipelineError, RunSummary, Scope};
 
-/// Documents prepared (in parallel) and written per step; bounds memory on big runs.
+/// Documents dedup'd, embedded and written per step (fewer when the memory budget is spent).
 const BATCH_DOCUMENTS: usize = 32;
-/// Prepared batches waiting for the embed stage, beyond the one it is working on.
-const BATCHES_AHEAD: usize = 1;
+/// Distinct chunk texts given to the model per call: what the tokenizer and the vectors of one
+/// call hold stays bounded however large a document is.
+const EMBED_SLICE_TEXTS: usize = 1024;
+/// The content hash recorded for a file whose bytes were never read.
+const NEVER_READ: ContentHash = ContentHash::from_bytes([0; 32]);
 
 /// A file to extract and index in this run, and why.
 struct Task {
@@ -30,6 +35,14 @@ struct Task {
     rel_path: String,
     disk: DiskFile,
     reason: ChangeReason,
+    /// Quarantine it without reading: it was in the daemon's hands when the daemon stopped.
+    verdict: Option<StageFailure>,
+}
+
+impl Task {
+    fn new(root: &Root, rel_path: String, disk: DiskFile, reason: ChangeReason) -> Self {
+        Self { root: root.clone(), rel_path, disk, reason, verdict: None }
+    }
 }
 
 /// Everything a run decides that the commit records.
@@ -38,6 +51,8 @@ struct Decisions {
     ledger: Vec<LedgerChange>,
     quarantined: Vec<QuarantineEntry>,
     cleared_quarantine: Vec<(String, String)>,
+    /// In-flight records a crash left, for files this run quarantined.
+    cleared_in_flight: Vec<(String, String)>,
 }
 
 pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Result<RunSummary, PipelineError> {
@@ -63,11 +78,11 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
             match change {
                 FileChange::New { disk } => {
                     summary.new += 1;
-                    tasks.push(Task { root: root.clone(), rel_path, disk, reason: ChangeReason::New });
+                    tasks.push(Task::new(&root, rel_path, disk, ChangeReason::New));
                 }
                 FileChange::Changed { disk } => {
                     summary.changed += 1;
-                    tasks.push(Task { root: root.clone(), rel_path, disk, reason: ChangeReason::DocumentChanged });
+                    tasks.push(Task::new(&root, rel_path, disk, ChangeReason::DocumentChanged));
                 }
                 FileChange::Touched { disk, content_hash } => {
                     summary.touched += 1;
@@ -75,8 +90,8 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
                     decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
                         root: root.key.clone(),
                         rel_path,
-                        size: disk.size,
-                        mtime_ns: disk.mtime_ns,
+                        size: disk.size(),
+                        mtime_ns: disk.mtime_ns(),
                         content_hash,
                         status,
                         readers: Some(disk.readers),
@@ -88,15 +103,13 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
                         // No documents to update: the file is read again when its bytes change.
                         Some(entry) if entry.status == FileStatus::Quarantined => {
                             decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
-                                size: disk.size,
-                                mtime_ns: disk.mtime_ns,
+                                size: disk.size(),
+                                mtime_ns: disk.mtime_ns(),
                                 readers: Some(disk.readers),
                                 ..entry.clone()
                             }));
                         }
-                        _ => {
-                            tasks.push(Task { root: root.clone(), rel_path, disk, reason: ChangeReason::AccessChanged })
-                        }
+                        _ => tasks.push(Task::new(&root, rel_path, disk, ChangeReason::AccessChanged)),
                     }
                 }
                 FileChange::Deleted => {
@@ -108,6 +121,7 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
         tasks.extend(stale_files(engine, &root, only.as_deref(), &tasks, &deletions, &mut summary)?);
     }
     summary.files_seen = summary.new + summary.changed + summary.touched + summary.unchanged + summary.access_changed;
+    judge_crashed_files(engine, &mut tasks, &mut decisions)?;
 
     if tasks.is_empty() && deletions.is_empty() {
         catalog.update_ledger(pipeline, &decisions.ledger)?;
@@ -145,56 +159,53 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
     tasks.extend(orphaned_duplicates(engine, &mut writer, retired, &tasks, &deletions, &mut summary)?);
 
     observer.started(tasks.len());
-    let batches: Vec<&[Task]> = tasks.chunks(BATCH_DOCUMENTS).collect();
+    let run_id = writer.run_id().to_owned();
+    let budget = Budget::new(engine.plan.limits.max_buffered_bytes, engine.plan.embed.prepare_ahead);
     let context = PrepareContext {
         pipeline,
         catalog: engine.store.catalog(),
-        chunker: &engine.chunker,
         fingerprints: &engine.stages,
         max_file_bytes: engine.plan.limits.max_file_bytes,
         parsers: &engine.parsers,
-        quality: &engine.quality,
-        pii: engine.pii.as_ref().map(|(detector, policy)| (detector, *policy)),
+        access: &engine.access,
+        budget: &budget,
+        run_id: &run_id,
     };
-    // Consumes prepared batches in order until they run out or a stop is requested.
-    let mut consume = |prepared_batches: &mut dyn Iterator<Item = Vec<Prepared>>| -> Result<(), PipelineError> {
-        for (index, batch) in batches.iter().enumerate() {
-            let next = if engine.stop_requested() { None } else { prepared_batches.next() };
-            let Some(prepared) = next.filter(|_| !engine.stop_requested()) else {
-                // Stop requested. Forget the files not reached, so the next run sees them as new:
-                // some lost their old version above (changed files, orphaned duplicates)
-                // without getting a new one.
-                summary.stopped_early = true;
-                for task in batches[index..].iter().copied().flatten() {
-                    decisions
-                        .ledger
-                        .push(LedgerChange::Remove { root: task.root.key.clone(), rel_path: task.rel_path.clone() });
-                }
-                warn!(pipeline, "stop requested: committing the documents processed so far");
-                break;
-            };
-            process_batch(engine, &mut writer, batch, prepared, observer, &mut summary, &mut decisions)?;
+    let context = &context;
+    let prepare_task = |index: usize| {
+        let task = &tasks[index];
+        let input = PrepareInput {
+            index,
+            root: &task.root,
+            rel_path: &task.rel_path,
+            disk: &task.disk,
+            verdict: task.verdict.as_ref(),
+        };
+        prepare(context, &input)
+    };
+    // Preparation (read, extract, clean, chunk) runs on its own threads while this one dedups,
+    // embeds and writes what is ready, so the model rarely waits for documents; the budget
+    // bounds what waits.
+    let threads = if engine.plan.embed.prepare_ahead { engine.prepare_threads } else { 0 };
+    let stop = || engine.stop_requested();
+    let mut consume = |range: std::ops::Range<usize>, prepared: Vec<Prepared>| -> Result<bool, PipelineError> {
+        let batch = &tasks[range];
+        process_batch(engine, &mut writer, batch, prepared, observer, &mut summary, &mut decisions)?;
+        Ok(true)
+    };
+    let consumed =
+        prepare_in_order(tasks.len(), threads, BATCH_DOCUMENTS, &budget, &stop, &prepare_task, &mut consume)?;
+    if consumed < tasks.len() {
+        // Stop requested. Forget the files not reached, so the next run sees them as new: some
+        // lost their old version above (changed files, orphaned duplicates) without getting a
+        // new one.
+        summary.stopped_early = true;
+        for task in &tasks[consumed..] {
+            decisions
+                .ledger
+                .push(LedgerChange::Remove { root: task.root.key.clone(), rel_path: task.rel_path.clone() });
         }
-        Ok(())
-    };
-    if engine.plan.embed.prepare_ahead {
-        // Preparation (read, extract, clean, chunk) runs on its own thread while this one dedups,
-        // embeds and writes the batch before, so the model rarely waits for documents. The
-        // channel holds `BATCHES_AHEAD` prepared batches, bounding memory.
-        std::thread::scope(|scope| {
-            let (sender, receiver) = std::sync::mpsc::sync_channel(BATCHES_AHEAD);
-            let (batches, context) = (&batches, &context);
-            scope.spawn(move || {
-                for batch in batches {
-                    if engine.stop_requested() || sender.send(prepare_batch(engine, context, batch)).is_err() {
-                        break; // stopping, or the run ended early
-                    }
-                }
-            });
-            consume(&mut receiver.iter())
-        })?;
-    } else {
-        consume(&mut batches.iter().map(|batch| prepare_batch(engine, &context, batch)))?;
+        warn!(pipeline, "stop requested: committing the documents processed so far");
     }
 
     summary.finish_cache_ratio();
@@ -203,12 +214,22 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
     summary.version = Some(version);
     let record = serde_json::to_value(&summary).unwrap_or_default();
     let promote = !engine.gate_blocks();
-    let version =
-        writer.commit(&decisions.ledger, &decisions.quarantined, &decisions.cleared_quarantine, &record, promote)?;
+    let version = writer.commit(
+        &decisions.ledger,
+        &decisions.quarantined,
+        &decisions.cleared_quarantine,
+        &decisions.cleared_in_flight,
+        &record,
+        promote,
+    )?;
     // Retention after every commit: versions past `keep_versions` expire and what only they
     // could see is removed. A failure here loses nothing; the next commit or start finishes it.
-    if let Err(err) = engine.store.collect_garbage(engine.plan.retention.keep_versions) {
+    if let Err(err) = engine.store.collect_garbage(engine.plan.retention.keep_versions, "pipeline") {
         warn!(pipeline, error = %err, "retention failed; finished at the next start");
+    }
+    let audit = &engine.plan.audit;
+    if let Err(err) = engine.store.catalog().rotate_audit(audit.rotate_after_entries, audit.keep_segment_days) {
+        warn!(pipeline, error = %err, "audit rotation failed; tried again after the next commit");
     }
     // The evaluation gate: `live` moves to the version only if it passes (when it blocks).
     summary.gate = engine.judge(version)?.map(str::to_owned);
@@ -312,7 +333,7 @@ fn stale_files(
         // Gone from disk: the reconcile that covers it retires it as deleted.
         let Some(disk) = stat_with_readers(&engine.access, root, &rel_path) else { continue };
         summary.reprocessed += 1;
-        requeued.push(Task { root: root.clone(), rel_path, disk, reason });
+        requeued.push(Task::new(root, rel_path, disk, reason));
     }
     Ok(requeued)
 }
@@ -373,24 +394,10 @@ fn orphaned_duplicates(
             let Some(disk) = stat_with_readers(&engine.access, &root, &duplicate.rel_path) else {
                 continue;
             };
-            requeued.push(Task { root, rel_path: duplicate.rel_path, disk, reason });
+            requeued.push(Task::new(&root, duplicate.rel_path, disk, reason));
         }
     }
     Ok(requeued)
-}
-
-/// Reads, extracts, cleans and chunks one batch, in parallel on the engine's preparation pool
-/// (kept apart from the pool the model's matrix products use, so neither waits on the other's tasks).
-fn prepare_batch(engine: &Engine, context: &PrepareContext<'_>, batch: &[Task]) -> Vec<Prepared> {
-    engine.prepare_pool.install(|| {
-        batch
-            .par_iter()
-            .map(|task| {
-                let file_name = task.rel_path.rsplit('/').next().unwrap_or(&task.rel_path);
-                prepare(context, &task.root.path.join(&task.rel_path), file_name)
-            })
-            .collect()
-    })
 }
 
 fn process_batch(
@@ -409,14 +416,26 @@ fn process_batch(
     let mut costs = Vec::with_capacity(batch.len());
     // Which file each pending document belongs to, to share the batch stages' cost.
     let mut pending_file = Vec::new();
+    // Files taken on under an in-flight record: cleared once written.
+    let mut in_flight = Vec::new();
     for (task, prepared) in batch.iter().zip(prepared) {
         let file_id = DocumentId::new(pipeline, &task.root.key, &task.rel_path);
+        if let PrepareOutcome::Changed(why) = &prepared.outcome {
+            requeue(task, why, summary, decisions);
+            observer.document(Outcome::Requeued);
+            continue;
+        }
+        if prepared.in_flight {
+            in_flight.push((task.root.key.clone(), task.rel_path.clone()));
+        }
+        // The readers of the descriptor the bytes came from, when they were read.
+        let readers = prepared.readers.as_ref().unwrap_or(&task.disk.readers);
         let mut cost = DocumentCost {
             doc_id: file_id,
             root: task.root.key.clone(),
             rel_path: task.rel_path.clone(),
             outcome: "quarantined",
-            bytes: task.disk.size,
+            bytes: task.disk.size(),
             pages: 0,
             tokens: 0,
             stages: BTreeMap::new(),
@@ -434,25 +453,30 @@ fn process_batch(
                 cost.stages.insert(stage.as_str(), spent);
             }
         }
-        let document = match prepared.result {
-            Ok(document) => document,
-            Err((content_hash, failure)) => {
+        let document = match prepared.outcome {
+            PrepareOutcome::Ready(document) => document,
+            PrepareOutcome::Failed(content_hash, failure) => {
+                // A failed file is remembered in the ledger as quarantined, so it is not retried
+                // until it changes; one never read (too large, unreadable) by size and time only.
+                let hash = content_hash.unwrap_or(NEVER_READ);
+                decisions.ledger.push(ledger_entry(task, readers, hash, FileStatus::Quarantined));
                 quarantine(task, "", content_hash, &failure, writer, summary, decisions);
                 observer.document(Outcome::Quarantined { reason: &failure.reason });
                 costs.push(cost);
                 continue;
             }
+            PrepareOutcome::Changed(_) => unreachable!("handled above"),
         };
         let content_hash = document.content_hash;
         cost.pages = document.page_count.map_or(0, u64::from);
         let tokens = chunk_tokens(&document);
-        let placement = Placement { task, doc_id: file_id, member: String::new(), parent: None };
+        let placement = Placement { task, readers, doc_id: file_id, member: String::new(), parent: None };
         let status = admission.admit(writer, placement, document, summary, |outcome| observer.document(outcome))?;
         cost.outcome = status.as_str();
         if status == FileStatus::Indexed {
             cost.tokens += tokens;
         }
-        decisions.ledger.push(ledger_entry(task, content_hash, status));
+        decisions.ledger.push(ledger_entry(task, readers, content_hash, status));
         decisions.cleared_quarantine.push((task.root.key.clone(), task.rel_path.clone()));
         for PreparedEmbedded { member, content_hash, result } in prepared.embedded {
             summary.embedded += 1;
@@ -461,6 +485,7 @@ fn process_batch(
                     let parent_member = member.rsplit_once('/').map_or("", |(parent, _)| parent);
                     let placement = Placement {
                         task,
+                        readers,
                         doc_id: file_id.member(&member),
                         parent: Some(file_id.member(parent_member)),
                         member,
@@ -509,6 +534,9 @@ fn process_batch(
     let meter = Meter::thread();
     writer.write(&writes)?;
     summary.chunks_added += writes.iter().map(|write| write.chunks.len()).sum::<usize>();
+    for (root, rel_path) in &in_flight {
+        engine.store.catalog().clear_in_flight(pipeline, root, rel_path)?;
+    }
     let spent = meter.stop();
     summary.add_stage_time(Stage::Write, spent.wall);
     observer.stage(Stage::Write, spent.wall);
@@ -541,6 +569,8 @@ fn share(costs: &mut [DocumentCost], stage: Stage, spent: StageCost, weights: &[
 /// Where a document sits: the source file, and the embedded file inside it, if any.
 struct Placement<'t> {
     task: &'t Task,
+    /// Who may read it (the file's readers, as read with its bytes).
+    readers: &'t Acl,
     doc_id: DocumentId,
     member: String,
     parent: Option<DocumentId>,
@@ -566,7 +596,7 @@ impl Admission<'_> {
         report: impl Fn(Outcome<'_>),
     ) -> Result<FileStatus, PipelineError> {
         let pipeline = self.engine.plan.name.as_str();
-        let readers = &placement.task.disk.readers;
+        let readers = placement.readers;
         let text_key = (document.text_hash, readers.clone());
         let original = match self.written_texts.get(&text_key) {
             _ if document.chunks.is_empty() => None,
@@ -640,26 +670,57 @@ fn new_document(
         fingerprints: engine.stages,
         duplicate_of,
         added_reason: placement.task.reason,
-        readers: placement.task.disk.readers.clone(),
+        readers: placement.readers.clone(),
         pii: document.pii.clone(),
     }
 }
 
 /// What the ledger remembers of a processed file: its size, time and bytes, and how it ended.
-fn ledger_entry(task: &Task, content_hash: ContentHash, status: FileStatus) -> LedgerChange {
+fn ledger_entry(task: &Task, readers: &Acl, content_hash: ContentHash, status: FileStatus) -> LedgerChange {
     LedgerChange::Upsert(LedgerEntry {
         root: task.root.key.clone(),
         rel_path: task.rel_path.clone(),
-        size: task.disk.size,
-        mtime_ns: task.disk.mtime_ns,
+        size: task.disk.size(),
+        mtime_ns: task.disk.mtime_ns(),
         content_hash,
         status,
-        readers: Some(task.disk.readers.clone()),
+        readers: Some(readers.clone()),
     })
 }
 
-/// Records a failed file (`member` empty) or embedded file for the quarantine list. A failed
-/// file is remembered in the ledger as quarantined, so it is not retried until it changes.
+/// A file that was not what the scan saw by the time it was read: nothing of it is used, and
+/// the ledger forgets it, so the next run (which the daemon schedules for it) looks again.
+fn requeue(task: &Task, why: &str, summary: &mut RunSummary, decisions: &mut Decisions) {
+    warn!(path = %join_path(&task.root.key, &task.rel_path, ""), why, "file changed between scan and read; looked at again next run");
+    summary.requeued += 1;
+    summary.requeued_paths.push(task.root.path.join(crate::names::decode_path(&task.rel_path)));
+    decisions.ledger.push(LedgerChange::Remove { root: task.root.key.clone(), rel_path: task.rel_path.clone() });
+}
+
+/// Files a crash left in flight (see `sluice_store::InFlight`), if still the same bytes, are
+/// quarantined by this run without being read again.
+fn judge_crashed_files(engine: &Engine, tasks: &mut [Task], decisions: &mut Decisions) -> Result<(), PipelineError> {
+    let records = engine.store.catalog().in_flight(&engine.plan.name)?;
+    for record in records {
+        let Some(task) = tasks.iter_mut().find(|task| task.root.key == record.root && task.rel_path == record.rel_path)
+        else {
+            continue;
+        };
+        decisions.cleared_in_flight.push((record.root.clone(), record.rel_path.clone()));
+        if task.disk.size() != record.size || task.disk.mtime_ns() != record.mtime_ns {
+            continue; // changed since: this is another file now
+        }
+        let detail = format!(
+            "the daemon stopped while it had this file in hand ({} chunks, {} bytes of parsed text); quarantined \
+             so that it cannot stop the daemon again; `sluice quarantine retry` processes it again",
+            record.chunks, record.answer_bytes
+        );
+        task.verdict = Some(StageFailure::new(Stage::Extract, "crashed_run", detail));
+    }
+    Ok(())
+}
+
+/// Records a failed file (`member` empty) or embedded file for the quarantine list.
 fn quarantine(
     task: &Task,
     member: &str,
@@ -670,19 +731,12 @@ fn quarantine(
     decisions: &mut Decisions,
 ) {
     let version = writer.version();
-    let mut path = task.root.path.join(&task.rel_path).display().to_string();
-    if !member.is_empty() {
-        path = format!("{path}#{member}");
-    }
+    let path = join_path(&task.root.key, &task.rel_path, member);
     warn!(path, stage = %failure.stage, reason = %failure.reason, detail = %failure.detail, "document quarantined");
     let detail = json!({"stage": failure.stage.as_str(), "reason": failure.reason, "detail": failure.detail});
     writer.record("quarantined", path.clone(), detail);
     *summary.quarantined.entry(failure.reason.clone()).or_default() += 1;
-    // A file that was never read (too large, unreadable) is remembered by size and time only.
-    let content_hash = content_hash.unwrap_or(ContentHash::from_bytes([0; 32]));
-    if member.is_empty() {
-        decisions.ledger.push(ledger_entry(task, content_hash, FileStatus::Quarantined));
-    }
+    let content_hash = content_hash.unwrap_or(NEVER_READ);
     decisions.quarantined.push(QuarantineEntry {
         path,
         root: task.root.key.clone(),
@@ -718,14 +772,16 @@ fn embed(
             missing.push((chunk.text_hash, &chunk.text, chunk.token_count));
         }
     }
-    if !missing.is_empty() {
-        let texts: Vec<&str> = missing.iter().map(|(_, text, _)| *text).collect();
+    // In slices, so that a document of tens of thousands of chunks is tokenized and embedded a
+    // bounded piece at a time.
+    for slice in missing.chunks(EMBED_SLICE_TEXTS) {
+        let texts: Vec<&str> = slice.iter().map(|(_, text, _)| *text).collect();
         let computed = engine.embedder.embed(&texts, engine.batch_tokens())?;
         let entries: Vec<(TextHash, &[f32])> =
-            missing.iter().zip(&computed).map(|((hash, _, _), vector)| (*hash, vector.as_slice())).collect();
+            slice.iter().zip(&computed).map(|((hash, _, _), vector)| (*hash, vector.as_slice())).collect();
         catalog.put_embeddings(model, &entries)?;
-        summary.tokens_embedded += missing.iter().map(|(_, _, tokens)| *tokens as usize).sum::<usize>();
-        for ((hash, _, _), vector) in missing.iter().zip(computed) {
+        summary.tokens_embedded += slice.iter().map(|(_, _, tokens)| *tokens as usize).sum::<usize>();
+        for ((hash, _, _), vector) in slice.iter().zip(computed) {
             vectors.insert(*hash, vector);
         }
     }

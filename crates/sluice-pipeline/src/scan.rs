@@ -3,20 +3,22 @@
 //! A file whose size and modification time match the ledger is unchanged and is not even read.
 //! Otherwise it is hashed: equal bytes (a `touch`, a copy-back) only refresh the ledger, other
 //! bytes make it changed. Ledger entries with no file behind them are deletions. Every file's
-//! readers are resolved on each reconcile (a stat and an xattr read, no content): readers
-//! other than the ledger's alone make an access change.
+//! readers are resolved on each reconcile, from an open descriptor of the file (`fstat` and
+//! `fgetxattr`, no content read): readers other than the ledger's alone make an access change.
+//!
+//! Symbolic links are not documents and are never followed; FIFOs, sockets and devices are
+//! listed (to be quarantined) but never opened.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use sluice_core::{Acl, ContentHash};
 use sluice_store::LedgerEntry;
 
 use crate::access::AccessResolver;
+use crate::names;
+use crate::source::{FileIdentity, FileKind, FileStat, OpenError, SourceFile};
 
 /// One source folder, by its canonical absolute path (part of every document identity).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,20 +38,26 @@ impl Root {
 /// A file as seen on disk.
 #[derive(Clone, Debug)]
 pub struct DiskFile {
-    pub size: u64,
-    pub mtime_ns: i64,
-    /// Owner, group and mode bits from the same `stat`, for the readers.
-    pub owner: Ownership,
-    /// Who may read it (filled in by [`AccessResolver`]; empty until then).
+    /// From the descriptor of the opened file (a special file's from `lstat`: it is never opened).
+    pub stat: FileStat,
+    /// Who may read it, resolved from the same descriptor.
     pub readers: Acl,
+    /// Why this process cannot open it, when it cannot (it is quarantined without a read).
+    pub unreadable: Option<String>,
 }
 
-/// Who owns a file and its permission bits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ownership {
-    pub uid: u32,
-    pub gid: u32,
-    pub mode: u32,
+impl DiskFile {
+    pub fn size(&self) -> u64 {
+        self.stat.identity.size
+    }
+
+    pub fn mtime_ns(&self) -> i64 {
+        self.stat.identity.mtime_ns
+    }
+
+    pub fn identity(&self) -> &FileIdentity {
+        &self.stat.identity
+    }
 }
 
 /// What reconciliation decided for one path.
@@ -75,17 +83,16 @@ pub struct RootChanges {
     pub unchanged: usize,
 }
 
-/// Files under `dir`, recursively, as relative paths from `root`. Hidden files and folders,
-/// editor backups and office lock files are not documents; symbolic links are not followed
-/// (a link loop must not hang the scan).
-pub fn list_files(root: &Path, dir: &Path, into: &mut BTreeMap<String, DiskFile>) {
+/// Relative paths of the documents under `dir` (recursively), with their kind from `lstat`.
+/// Hidden files and folders, editor backups and office lock files are not documents; symbolic
+/// links are not followed (a link loop must not hang the scan, and a link may point anywhere).
+pub fn list_files(root: &Path, dir: &Path, into: &mut BTreeMap<String, FileKind>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if is_ignored_name(&name) {
+        if is_ignored_name(&name.to_string_lossy()) {
             continue;
         }
         let Ok(file_type) = entry.file_type() else {
@@ -94,11 +101,13 @@ pub fn list_files(root: &Path, dir: &Path, into: &mut BTreeMap<String, DiskFile>
         let path = entry.path();
         if file_type.is_dir() {
             list_files(root, &path, into);
-        } else if file_type.is_file()
-            && let Some(disk) = stat(&path)
+            continue;
+        }
+        let kind = FileKind::of(file_type);
+        if kind != FileKind::Other
             && let Some(rel) = relative(root, &path)
         {
-            into.insert(rel, disk);
+            into.insert(rel, kind);
         }
     }
 }
@@ -111,41 +120,60 @@ pub fn is_ignored_name(name: &str) -> bool {
         || name.ends_with(".swp")
 }
 
-/// Relative path with `/` separators, or `None` when `path` is not under `root`.
+/// Relative path with `/` separators and each name in its text form ([`names::encode`]), or
+/// `None` when `path` is not under `root`.
 pub fn relative(root: &Path, path: &Path) -> Option<String> {
     let rel = path.strip_prefix(root).ok()?;
-    let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let mut parts = Vec::new();
+    for component in rel.components() {
+        match component {
+            std::path::Component::Normal(name) => parts.push(names::encode(name)),
+            _ => return None,
+        }
+    }
     if parts.is_empty() { None } else { Some(parts.join("/")) }
 }
 
-pub fn stat(path: &Path) -> Option<DiskFile> {
-    let metadata = fs::metadata(path).ok()?;
-    if !metadata.is_file() {
-        return None;
-    }
-    let mtime_ns = metadata
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    let owner = Ownership { uid: metadata.uid(), gid: metadata.gid(), mode: metadata.mode() };
-    Some(DiskFile { size: metadata.len(), mtime_ns, owner, readers: Acl::default() })
+/// A file found by a scan, opened (unless special) to read its kind, identity and readers
+/// from its descriptor. `None` when it is gone or has become a link (or anything but a file).
+pub(crate) struct Probed {
+    pub disk: DiskFile,
+    /// The open file, for hashing it without opening it again.
+    pub file: Option<SourceFile>,
 }
 
-/// blake3 of a file's bytes, streamed.
-pub fn hash_file(path: &Path) -> std::io::Result<ContentHash> {
-    let mut file = fs::File::open(path)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
+pub(crate) fn probe(access: &AccessResolver, root: &Root, rel_path: &str) -> Option<Probed> {
+    let path = root.path.join(names::decode_path(rel_path));
+    let listed = FileStat::of(&fs::symlink_metadata(&path).ok()?);
+    let without_opening = |unreadable: Option<String>| {
+        let readers = access.readers(&root.path, rel_path, listed.owner, None);
+        Probed { disk: DiskFile { stat: listed, readers, unreadable }, file: None }
+    };
+    match listed.kind {
+        FileKind::Other => None,
+        FileKind::Special(_) => Some(without_opening(None)),
+        FileKind::Regular => match SourceFile::open(&root.path, rel_path) {
+            Ok(file) => {
+                let readers = access.readers(&root.path, rel_path, file.stat.owner, file.acl_xattr().as_deref());
+                Some(Probed { disk: DiskFile { stat: file.stat, readers, unreadable: None }, file: Some(file) })
+            }
+            Err(OpenError::Unreadable(err)) => Some(without_opening(Some(err.to_string()))),
+            // Replaced since it was listed: what is there now decides (a FIFO is special, a
+            // link or nothing is no document).
+            Err(OpenError::Changed(_)) => {
+                let now = FileStat::of(&fs::symlink_metadata(&path).ok()?);
+                matches!(now.kind, FileKind::Special(_)).then(|| {
+                    let readers = access.readers(&root.path, rel_path, now.owner, None);
+                    Probed { disk: DiskFile { stat: now, readers, unreadable: None }, file: None }
+                })
+            }
+        },
     }
-    Ok(ContentHash::from_bytes(*hasher.finalize().as_bytes()))
+}
+
+/// The file at `rel_path` under `root` with its readers, or `None` if it is gone.
+pub fn stat_with_readers(access: &AccessResolver, root: &Root, rel_path: &str) -> Option<DiskFile> {
+    probe(access, root, rel_path).map(|probed| probed.disk)
 }
 
 /// A known file's bytes compared with the ledger's.
@@ -157,13 +185,6 @@ enum Bytes {
     Changed,
 }
 
-/// The file at `rel_path` under `root` with its readers, or `None` if it is gone.
-pub fn stat_with_readers(access: &AccessResolver, root: &Root, rel_path: &str) -> Option<DiskFile> {
-    let mut disk = stat(&root.path.join(rel_path))?;
-    disk.readers = access.readers(&root.path, rel_path, disk.owner);
-    Some(disk)
-}
-
 /// Compares what is on disk with the ledger for the given relative paths (`None`: everything
 /// under the root).
 pub fn reconcile(
@@ -173,20 +194,22 @@ pub fn reconcile(
     access: &AccessResolver,
 ) -> RootChanges {
     access.forget_folders();
-    let mut on_disk = BTreeMap::new();
+    let mut listed = BTreeMap::new();
     let mut candidates: Vec<String> = Vec::new();
     match only {
         None => {
-            list_files(&root.path, &root.path, &mut on_disk);
+            list_files(&root.path, &root.path, &mut listed);
             candidates.extend(ledger.keys().cloned());
         }
         Some(paths) => {
             for rel in paths {
-                let path = root.path.join(rel);
-                if path.is_dir() {
-                    list_files(&root.path, &path, &mut on_disk);
-                } else if let Some(disk) = stat(&path) {
-                    on_disk.insert(rel.clone(), disk);
+                let path = root.path.join(names::decode_path(rel));
+                match fs::symlink_metadata(&path) {
+                    Ok(metadata) if metadata.is_dir() => list_files(&root.path, &path, &mut listed),
+                    Ok(metadata) if FileKind::of(metadata.file_type()) != FileKind::Other => {
+                        listed.insert(rel.clone(), FileKind::of(metadata.file_type()));
+                    }
+                    _ => {}
                 }
                 // A path that vanished may have been a folder: everything the ledger has below it.
                 let prefix = format!("{rel}/");
@@ -194,28 +217,24 @@ pub fn reconcile(
             }
         }
     }
-    candidates.extend(on_disk.keys().cloned());
+    candidates.extend(listed.into_keys());
     candidates.sort();
     candidates.dedup();
 
     let mut result = RootChanges::default();
     for rel in candidates {
         let known = ledger.get(&rel);
-        let disk = on_disk.remove(&rel).map(|mut disk| {
-            disk.readers = access.readers(&root.path, &rel, disk.owner);
-            disk
-        });
-        let change = match (disk, known) {
+        let change = match (probe(access, root, &rel), known) {
             (None, None) => continue,
             (None, Some(_)) => FileChange::Deleted,
-            (Some(disk), None) => FileChange::New { disk },
-            (Some(disk), Some(entry)) => {
+            (Some(probed), None) => FileChange::New { disk: probed.disk },
+            (Some(Probed { disk, file }), Some(entry)) => {
                 let same_readers = entry.readers.as_ref() == Some(&disk.readers);
-                let bytes = if disk.size == entry.size && disk.mtime_ns == entry.mtime_ns {
+                let bytes = if disk.size() == entry.size && disk.mtime_ns() == entry.mtime_ns {
                     Bytes::Unchanged
                 } else {
-                    match hash_file(&root.path.join(&rel)) {
-                        Ok(hash) if hash == entry.content_hash => Bytes::Same(hash),
+                    match file.as_ref().map(|file| file.hash(0)) {
+                        Some(Ok((hash, _))) if hash == entry.content_hash => Bytes::Same(hash),
                         _ => Bytes::Changed,
                     }
                 };
@@ -251,5 +270,22 @@ mod tests {
     fn relative_paths_use_forward_slashes() {
         assert_eq!(relative(Path::new("/a"), Path::new("/a/b/c.txt")).as_deref(), Some("b/c.txt"));
         assert_eq!(relative(Path::new("/a"), Path::new("/x/c.txt")), None);
+    }
+
+    #[test]
+    fn links_are_not_listed_and_special_files_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("a.txt"), b"a").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", root.join("zero.txt")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
+        let status = std::process::Command::new("mkfifo").arg(root.join("pipe.txt")).status().unwrap();
+        assert!(status.success());
+        let mut listed = BTreeMap::new();
+        list_files(root, root, &mut listed);
+        assert_eq!(
+            listed.into_iter().collect::<Vec<_>>(),
+            [("a.txt".to_owned(), FileKind::Regular), ("pipe.txt".to_owned(), FileKind::Special("a FIFO"))]
+        );
     }
 }

@@ -48,6 +48,12 @@ pub struct RunSummary {
     pub elapsed_seconds: f64,
     /// The run was asked to stop and committed only part of its work.
     pub stopped_early: bool,
+    /// Files that were not what the scan saw by the time they were read (replaced, swapped
+    /// for a link or a FIFO, being written): left for the next run.
+    pub requeued: usize,
+    /// Their paths, for the daemon to schedule that run.
+    #[serde(skip)]
+    pub requeued_paths: Vec<std::path::PathBuf>,
 }
 
 impl RunSummary {

@@ -242,7 +242,7 @@ fn the_permission_matrix_leaks_nothing_and_hides_nothing() {
             assert_eq!(dense.len(), usize::from(!allowed.is_empty()), "{name}: one dense hit for {query}");
         }
         for hit in &all {
-            let lineage = engine.lineage(hit.chunk_id, &access).unwrap();
+            let lineage = engine.lineage(hit.chunk_id, &access, false).unwrap();
             let may = allowed.contains(relative(&hit.path, &inbox).as_str());
             assert_eq!(lineage.is_some(), may, "{name}: lineage of {}", hit.path);
         }
@@ -352,7 +352,7 @@ fn pii_is_tagged_or_masked_as_configured_and_never_reaches_the_audit_log() {
             assert!(stored.contains("[EMAIL]") && stored.contains("[IBAN]") && stored.contains("[CARD]"));
         }
         // Counts go to lineage and the audit log; values go nowhere else.
-        let lineage = engine.lineage(chunks[0].chunk_id, &ReadAccess::Unrestricted).unwrap().unwrap();
+        let lineage = engine.lineage(chunks[0].chunk_id, &ReadAccess::Unrestricted, true).unwrap().unwrap();
         let counted: usize = lineage.pii.document.values().sum();
         assert_eq!(counted, flagged.len(), "{:?}", lineage.pii.document);
         let audit = engine.store().catalog().audit_entries(None, 0, 10_000).unwrap();
@@ -409,7 +409,8 @@ fn a_run_is_audited_and_its_costs_add_up() {
     let audit = engine.store().catalog().audit_entries(None, 0, 10_000).unwrap();
     assert!(audit.iter().any(|entry| entry.action == "retired" && entry.subject.ends_with("doc-4.txt")));
     assert!(audit.iter().any(|entry| entry.action == "promoted" && entry.principal == "carol"));
-    assert!(engine.store().catalog().verify_audit().unwrap().first_bad.is_none());
+    let verification = engine.store().catalog().verify_audit(None).unwrap();
+    assert!(verification.first_bad.is_none(), "{verification:?}");
 
     // Costs: every processed file has a row; the version totals are their sums; the stages'
     // wall times are the run's.

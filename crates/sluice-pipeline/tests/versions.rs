@@ -160,7 +160,7 @@ fn diff_names_why_chunks_came_and_went() {
 
     // Lineage of the renamed file's chunk: its source, stages, run and reasons.
     let chunk = &diff.added[2];
-    let lineage = engine.lineage(chunk.chunk_id, &ReadAccess::Unrestricted).unwrap().unwrap();
+    let lineage = engine.lineage(chunk.chunk_id, &ReadAccess::Unrestricted, true).unwrap().unwrap();
     assert!(lineage.source.uri.starts_with("file://") && lineage.source.uri.ends_with("/moved.txt"));
     assert_eq!((lineage.run.version, lineage.added_reason), (2, ChangeReason::Renamed));
     assert_eq!(lineage.stages.embed.settings["model"], "all-minilm-l6-v2");

@@ -14,13 +14,14 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
 use sluice_core::{Acl, Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, TextHash, VERSION_OPEN, Version};
 
+use crate::audit::Actor;
 use crate::error::{Result, StoreError};
 use crate::types::{
     ChangeReason, CommitRecord, DocumentWrite, FileStatus, LedgerChange, LedgerEntry, LiveDocument, QuarantineEntry,
-    ReusableDocument, StageFingerprints, StoredChunk, VersionInfo, VersionState, join_path,
+    Reusable, ReusableDocument, StageFingerprints, StoredChunk, VersionInfo, VersionState, join_path,
 };
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const META: &str = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
@@ -41,6 +42,8 @@ CREATE TABLE IF NOT EXISTS versions (
     -- The evaluation gate's verdict (passed, held, forced, reported) and its report (JSON).
     gate                 TEXT,
     evaluation           TEXT,
+    -- The audit entry that recorded the commit (a wiped log is noticed against it).
+    audit_seq            INTEGER,
     PRIMARY KEY (pipeline, version)
 );
 -- Every move of an alias, oldest first: what `rollback` walks back through.
@@ -173,7 +176,33 @@ CREATE TABLE IF NOT EXISTS audit (
     subject   TEXT NOT NULL,
     detail    TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
-    hash      TEXT NOT NULL
+    hash      TEXT NOT NULL,
+    -- 1 when `hash` is an HMAC under the audit key, 0 when it is a plain hash.
+    keyed     INTEGER NOT NULL DEFAULT 0
+);
+-- Rotated parts of the audit log: entries moved to a segment file. The last hash of a segment
+-- anchors the entries after it, so the chain still verifies once they are gone.
+CREATE TABLE IF NOT EXISTS audit_segments (
+    first_seq  INTEGER PRIMARY KEY,
+    last_seq   INTEGER NOT NULL,
+    last_hash  TEXT NOT NULL,
+    -- File name under audit/, and the blake3 of its bytes; NULL once retention removed it.
+    file       TEXT,
+    file_hash  TEXT NOT NULL,
+    rotated_at INTEGER NOT NULL
+);
+-- Large files a run has taken on (see in_flight.rs): a record left by a crash quarantines it.
+CREATE TABLE IF NOT EXISTS in_flight (
+    pipeline     TEXT NOT NULL,
+    root         TEXT NOT NULL,
+    rel_path     TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    mtime_ns     INTEGER NOT NULL,
+    run_id       TEXT NOT NULL,
+    answer_bytes INTEGER NOT NULL,
+    chunks       INTEGER NOT NULL,
+    started_at   INTEGER NOT NULL,
+    PRIMARY KEY (pipeline, root, rel_path)
 );
 -- What each file processed in a version cost (its embedded files included), and per stage.
 CREATE TABLE IF NOT EXISTS document_costs (
@@ -252,8 +281,20 @@ ALTER TABLE versions ADD COLUMN gate TEXT;
 ALTER TABLE versions ADD COLUMN evaluation TEXT;
 "#;
 
+/// Version 4 to 5: the commit's audit entry on each version, and keyed audit entries (the
+/// `audit` table came with version 4: an older catalog gets it, keyed column and all, from
+/// `SCHEMA`); `audit_segments` and `in_flight` are new tables that `SCHEMA` creates.
+const MIGRATE_4_TO_5_BEFORE_SCHEMA: &str = r#"
+ALTER TABLE versions ADD COLUMN audit_seq INTEGER;
+"#;
+const MIGRATE_4_TO_5_AUDIT: &str = r#"
+ALTER TABLE audit ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0;
+"#;
+
 pub struct Catalog {
     path: std::path::PathBuf,
+    /// Keys the audit chain (`audit.rs`); set by whoever opened the catalog with a pipeline.
+    audit_key: std::sync::RwLock<Option<crate::audit::AuditKey>>,
     // Fields drop in order: the read-only connections close first, so the writer is the last
     // connection and checkpoints the WAL into the database file as it closes.
     readers: Mutex<Vec<Connection>>,
@@ -311,12 +352,20 @@ impl Catalog {
                     [SCHEMA_VERSION.to_string()],
                 )?;
             }
-            Some(old @ ("1" | "2" | "3")) => {
+            Some(old @ ("1" | "2" | "3" | "4")) => {
                 // One transaction: a crash leaves the old version untouched. Every step's
                 // column changes come before `SCHEMA`, whose indexes may name new columns.
-                let steps = [MIGRATE_1_TO_2_BEFORE_SCHEMA, MIGRATE_2_TO_3_BEFORE_SCHEMA, MIGRATE_3_TO_4_BEFORE_SCHEMA];
+                let steps = [
+                    MIGRATE_1_TO_2_BEFORE_SCHEMA,
+                    MIGRATE_2_TO_3_BEFORE_SCHEMA,
+                    MIGRATE_3_TO_4_BEFORE_SCHEMA,
+                    MIGRATE_4_TO_5_BEFORE_SCHEMA,
+                ];
                 let first: usize = old.parse::<usize>().unwrap_or(1) - 1;
-                let before = steps[first..].concat();
+                let mut before = steps[first..].concat();
+                if old == "4" {
+                    before.push_str(MIGRATE_4_TO_5_AUDIT);
+                }
                 let after = if old == "1" { MIGRATE_1_TO_2_AFTER_SCHEMA } else { "" };
                 writer.execute_batch(&format!(
                     "BEGIN IMMEDIATE; {before} {SCHEMA} {after}
@@ -331,7 +380,25 @@ impl Catalog {
                 )));
             }
         }
-        Ok(Self { path: path.to_owned(), writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) })
+        Ok(Self {
+            path: path.to_owned(),
+            audit_key: std::sync::RwLock::new(None),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keys the audit chain from now on: entries are appended and verified as HMACs under it.
+    pub fn set_audit_key(&self, key: Option<crate::audit::AuditKey>) {
+        *self.audit_key.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = key;
+    }
+
+    pub(crate) fn audit_key(&self) -> Option<crate::audit::AuditKey> {
+        self.audit_key.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// Runs `f` on a read connection from the pool (opened on demand).
@@ -459,8 +526,19 @@ impl Catalog {
     /// Commits version N in one transaction: its state, the ledger and quarantine changes of
     /// the run, its audit entries and costs, and the `live` alias.
     pub fn commit_version(&self, pipeline: &str, version: Version, record: &CommitRecord<'_>) -> Result<()> {
-        let CommitRecord { ledger, quarantined, cleared_quarantine, summary, audit, costs, promote } = *record;
+        let CommitRecord {
+            ledger,
+            quarantined,
+            cleared_quarantine,
+            summary,
+            audit,
+            costs,
+            promote,
+            run_id,
+            cleared_in_flight,
+        } = *record;
         let now = now_ms();
+        let key = self.audit_key();
         self.write(|t| {
             // N is the newest version, so what is visible at N is everything still open.
             let chunks: i64 = t.query_row(
@@ -520,8 +598,20 @@ impl Catalog {
             if promote {
                 set_alias(t, pipeline, "live", version, "commit")?;
             }
-            // The run's decisions are audited exactly when they take effect.
-            crate::audit::append(t, audit)?;
+            t.execute("DELETE FROM in_flight WHERE pipeline = ?1 AND run_id = ?2", params![pipeline, run_id])?;
+            for (root, rel_path) in cleared_in_flight {
+                t.execute(
+                    "DELETE FROM in_flight WHERE pipeline = ?1 AND root = ?2 AND rel_path = ?3",
+                    params![pipeline, root, rel_path],
+                )?;
+            }
+            // The run's decisions are audited exactly when they take effect; the version
+            // remembers the entry that recorded its commit.
+            let committed_at = crate::audit::append(t, audit, key.as_ref())?;
+            t.execute(
+                "UPDATE versions SET audit_seq = ?3 WHERE pipeline = ?1 AND version = ?2",
+                params![pipeline, version, committed_at],
+            )?;
             crate::cost::insert(t, pipeline, version, costs)?;
             Ok(())
         })
@@ -531,6 +621,20 @@ impl Catalog {
     pub fn update_ledger(&self, pipeline: &str, ledger: &[LedgerChange]) -> Result<()> {
         let version = self.alias(pipeline, "live")?.unwrap_or(0);
         self.write(|t| apply_ledger(t, pipeline, version, ledger))
+    }
+
+    /// Makes the next run take a quarantined file as new (its ledger entry goes; its live
+    /// documents stay until that run replaces them), audited in the same transaction.
+    pub fn forget_quarantined(&self, entry: &QuarantineEntry, by: &Actor<'_>) -> Result<()> {
+        let version = self.alias(by.pipeline, "live")?.unwrap_or(0);
+        let forget = LedgerChange::Remove { root: entry.root.clone(), rel_path: entry.rel_path.clone() };
+        self.write_audited(|t| {
+            apply_ledger(t, by.pipeline, version, std::slice::from_ref(&forget))?;
+            Ok((
+                (),
+                vec![by.event("quarantine_retry", entry.path.clone(), serde_json::json!({"reason": entry.reason}))],
+            ))
+        })
     }
 
     /// Undoes everything version N wrote to the catalog and marks it aborted.
@@ -700,45 +804,58 @@ impl Catalog {
         })
     }
 
-    /// Chunks already made from these bytes with this chunker, from any path and any version.
+    /// A document already made from these bytes with these extraction and chunking
+    /// fingerprints, from any path and any version, and how much its chunks weigh (so the
+    /// caller can make room before loading them with [`Catalog::reusable_chunks`]).
     pub fn reusable_document(
         &self,
         pipeline: &str,
         content_hash: ContentHash,
         fingerprints: &StageFingerprints,
-    ) -> Result<Option<ReusableDocument>> {
+    ) -> Result<Option<Reusable>> {
         self.read(|c| {
-            let document = c
-                .query_row(
-                    "SELECT id, text_hash, format, title, page_count, pii FROM documents
-                     WHERE pipeline = ?1 AND content_hash = ?2 AND chunk_fingerprint = ?3 AND extract_fingerprint = ?4
-                         AND duplicate_of IS NULL AND embedded_files = 0
-                     ORDER BY id DESC LIMIT 1",
-                    params![
-                        pipeline,
-                        content_hash.to_hex(),
-                        fingerprints.chunk.to_hex(),
-                        fingerprints.extract.to_hex()
-                    ],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            parse_id(r.get(1)?, TextHash::parse)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, Option<String>>(3)?,
-                            opt_u32(r.get(4)?),
-                            serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
-                        ))
-                    },
-                )
-                .optional()?;
-            let Some((row, text_hash, format, title, page_count, pii)) = document else { return Ok(None) };
+            c.query_row(
+                "SELECT d.id, (SELECT COALESCE(SUM(length(CAST(text AS BLOB))), 0) FROM chunks WHERE document = d.id),
+                        (SELECT COUNT(*) FROM chunks WHERE document = d.id)
+                 FROM documents d
+                 WHERE d.pipeline = ?1 AND d.content_hash = ?2 AND d.chunk_fingerprint = ?3 AND d.extract_fingerprint = ?4
+                     AND d.duplicate_of IS NULL AND d.embedded_files = 0
+                 ORDER BY d.id DESC LIMIT 1",
+                params![pipeline, content_hash.to_hex(), fingerprints.chunk.to_hex(), fingerprints.extract.to_hex()],
+                |r| {
+                    Ok(Reusable {
+                        row: r.get(0)?,
+                        text_bytes: r.get::<_, i64>(1)? as u64,
+                        chunks: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// The chunks and metadata of a document [`Catalog::reusable_document`] found.
+    pub fn reusable_chunks(&self, reusable: &Reusable) -> Result<ReusableDocument> {
+        self.read(|c| {
+            let (text_hash, format, title, page_count, pii) = c.query_row(
+                "SELECT text_hash, format, title, page_count, pii FROM documents WHERE id = ?1",
+                [reusable.row],
+                |r| {
+                    Ok((
+                        parse_id(r.get(0)?, TextHash::parse)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        opt_u32(r.get(3)?),
+                        serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+                    ))
+                },
+            )?;
             let mut statement = c.prepare(
                 "SELECT ordinal, text, text_hash, char_start, char_end, page, token_count, heading_path, pii FROM chunks
                  WHERE document = ?1 ORDER BY ordinal",
             )?;
             let chunks = statement
-                .query_map([row], |r| {
+                .query_map([reusable.row], |r| {
                     Ok(Chunk {
                         ordinal: r.get(0)?,
                         text: r.get(1)?,
@@ -752,7 +869,7 @@ impl Catalog {
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Some(ReusableDocument { text_hash, format, title, page_count, chunks, pii }))
+            Ok(ReusableDocument { text_hash, format, title, page_count, chunks, pii })
         })
     }
 
@@ -977,6 +1094,12 @@ impl Catalog {
                 .collect()
         })
     }
+}
+
+/// Where alias `name` points, read inside a transaction.
+pub(crate) fn alias_in(t: &Transaction<'_>, pipeline: &str, name: &str) -> rusqlite::Result<Option<Version>> {
+    t.query_row("SELECT version FROM aliases WHERE pipeline = ?1 AND name = ?2", [pipeline, name], |r| r.get(0))
+        .optional()
 }
 
 /// Points alias `name` at `version` and records the move in `alias_history`.

@@ -7,8 +7,12 @@ pub enum StoreError {
     Lexical(#[from] tantivy::TantivyError),
     #[error("lexical index (Tantivy): {0}")]
     LexicalOpen(#[from] tantivy::directory::error::OpenDirectoryError),
-    #[error("vector index (Qdrant Edge): {0}")]
-    Vectors(String),
+    #[error("vector index (Qdrant Edge): {message}")]
+    Vectors {
+        message: String,
+        /// Qdrant's service errors (I/O, a full disk) can pass; bad input cannot.
+        transient: bool,
+    },
     #[error("I/O error on {path}: {source}")]
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("data directory {path} is in use by another sluice process (pid {pid})")]
@@ -20,13 +24,22 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether trying again can succeed without anyone changing anything (busy database,
-    /// transient I/O), as opposed to a wrong setup or damaged data.
+    /// Whether trying again can succeed once the machine recovers, without anyone changing a
+    /// setting or repairing data: a busy database, I/O errors, a full disk.
     pub fn is_retryable(&self) -> bool {
+        use rusqlite::ErrorCode;
         match self {
-            StoreError::Catalog(rusqlite::Error::SqliteFailure(err, _)) => {
-                matches!(err.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-            }
+            StoreError::Catalog(rusqlite::Error::SqliteFailure(err, _)) => matches!(
+                err.code,
+                ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::DiskFull
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::OutOfMemory
+                    | ErrorCode::CannotOpen
+            ),
+            StoreError::Lexical(tantivy::TantivyError::IoError(_) | tantivy::TantivyError::OpenWriteError(_)) => true,
+            StoreError::Vectors { transient, .. } => *transient,
             StoreError::Io { .. } => true,
             _ => false,
         }
@@ -35,7 +48,8 @@ impl StoreError {
 
 impl From<qdrant_edge::OperationError> for StoreError {
     fn from(err: qdrant_edge::OperationError) -> Self {
-        StoreError::Vectors(err.to_string())
+        let transient = matches!(err, qdrant_edge::OperationError::ServiceError { .. });
+        StoreError::Vectors { message: err.to_string(), transient }
     }
 }
 

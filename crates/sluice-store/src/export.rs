@@ -74,25 +74,40 @@ pub struct ExportSummary {
 
 impl Catalog {
     /// Writes the chunks of `pipeline` visible at committed version N that `access` may read
-    /// to `out`. Reads only the catalog, so it runs beside a daemon.
+    /// (less `hidden_docs`, see `time_travel.rs`) to `out`, readable by its owner only. Reads
+    /// only the catalog, so it runs beside a daemon.
+    #[allow(clippy::too_many_arguments)]
     pub fn export(
         &self,
         pipeline: &str,
         version: Version,
         access: &ReadAccess,
+        hidden_docs: &[String],
         format: ExportFormat,
         with_vectors: bool,
         out: &Path,
     ) -> Result<ExportSummary> {
+        use std::os::unix::fs::OpenOptionsExt;
         self.require_committed(pipeline, version)?;
         let mut rows = self.export_rows(pipeline, version)?;
-        rows.retain(|row| access.may_read(&Acl::new(row.readers.iter().cloned())));
+        rows.retain(|row| {
+            access.may_read(&Acl::new(row.readers.iter().cloned())) && !hidden_docs.contains(&row.doc_id.to_hex())
+        });
         let partial = out.with_extension(match out.extension() {
             Some(ext) => format!("{}.partial", ext.to_string_lossy()),
             None => "partial".to_owned(),
         });
         let io = |source| StoreError::Io { path: partial.clone(), source };
-        let file = std::fs::File::create(&partial).map_err(io)?;
+        // Every chunk's text is in there: the owner alone may read it, whatever the umask (a
+        // leftover from an interrupted export goes first, with whatever mode it had).
+        let _ = std::fs::remove_file(&partial);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(io)?;
         match format {
             ExportFormat::Jsonl => {
                 let mut writer = BufWriter::new(file);

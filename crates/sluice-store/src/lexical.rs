@@ -22,11 +22,20 @@ use tantivy::tokenizer::{
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::error::{Result, StoreError};
+use crate::time_travel::Readable;
 
 /// Heap budget of the index writer; Tantivy flushes a segment when it is used up.
 const WRITER_HEAP_BYTES: usize = 64 << 20;
 /// Share of deleted documents at which a segment is merged (rewritten without them).
 const DELETED_RATIO_BEFORE_MERGE: f32 = 0.3;
+
+/// Retiring a chunk deletes its document (and adds it again), and retention deletes old ones:
+/// a segment that is 30% deleted is merged, so deleted documents leave the disk.
+fn merge_policy() -> Box<tantivy::indexer::LogMergePolicy> {
+    let mut policy = tantivy::indexer::LogMergePolicy::default();
+    policy.set_del_docs_ratio_before_merge(DELETED_RATIO_BEFORE_MERGE);
+    Box::new(policy)
+}
 
 /// What the lexical index holds for one chunk appearance.
 pub struct LexicalDoc<'a> {
@@ -116,7 +125,7 @@ impl LexicalIndex {
     /// emptied and `true` is returned: the caller rebuilds it from the catalog.
     pub fn open(path: &Path) -> Result<(Self, bool)> {
         let io = |source| StoreError::Io { path: path.to_owned(), source };
-        std::fs::create_dir_all(path).map_err(io)?;
+        crate::lock::create_private_dir(path).map_err(io)?;
         let mut outdated = false;
         if path.join("meta.json").exists() {
             // Every field of this build's schema must be there, with the same options.
@@ -127,7 +136,7 @@ impl LexicalIndex {
         }
         if outdated {
             std::fs::remove_dir_all(path).map_err(io)?;
-            std::fs::create_dir_all(path).map_err(io)?;
+            crate::lock::create_private_dir(path).map_err(io)?;
         }
         let directory = tantivy::directory::MmapDirectory::open(path)?;
         let index = Index::open_or_create(directory, schema())?;
@@ -149,11 +158,7 @@ impl LexicalIndex {
             readers: field("readers")?,
         };
         let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
-        // Retiring a chunk deletes its document (and adds it again), and retention deletes old
-        // ones: a segment that is 30% deleted is merged, so deleted documents leave the disk.
-        let mut merge_policy = tantivy::indexer::LogMergePolicy::default();
-        merge_policy.set_del_docs_ratio_before_merge(DELETED_RATIO_BEFORE_MERGE);
-        writer.set_merge_policy(Box::new(merge_policy));
+        writer.set_merge_policy(merge_policy());
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok((Self { index, fields, writer: Mutex::new(writer), reader }, outdated))
     }
@@ -203,6 +208,15 @@ impl LexicalIndex {
         writer.delete_term(Term::from_field_i64(self.fields.valid_from, version));
     }
 
+    /// Drops every write since the last commit. A commit that failed (a full disk) can leave
+    /// the writer with half-flushed work, or stopped: this gives it a fresh start.
+    pub fn discard_uncommitted(&self) -> Result<()> {
+        let mut writer = self.writer.lock().expect("lexical writer lock");
+        writer.rollback()?;
+        writer.set_merge_policy(merge_policy());
+        Ok(())
+    }
+
     /// Makes every write so far durable and visible to new searches.
     pub fn commit(&self) -> Result<()> {
         self.writer.lock().expect("lexical writer lock").commit()?;
@@ -221,7 +235,14 @@ impl LexicalIndex {
     /// BM25 search over text and title, restricted to chunks visible at `version` that
     /// `access` may read. Both restrictions are clauses of the query itself (scoring zero), so
     /// the top `limit` are the best *readable* chunks, not what is left of the best ones.
-    pub fn search(&self, query: &str, version: Version, access: &ReadAccess, limit: usize) -> Result<Vec<LexicalHit>> {
+    pub fn search(
+        &self,
+        query: &str,
+        version: Version,
+        readable: Readable<'_>,
+        limit: usize,
+    ) -> Result<Vec<LexicalHit>> {
+        let (access, hidden_docs) = (readable.access, readable.hidden_docs);
         let parser =
             QueryParser::for_index(&self.index, vec![self.fields.text, self.fields.title, self.fields.headings]);
         // Lenient: a query typed by a person never fails on a stray quote or colon.
@@ -231,6 +252,11 @@ impl LexicalIndex {
             let terms = keys.iter().map(|key| Term::from_field_text(self.fields.readers, key));
             let readable = ConstScoreQuery::new(Box::new(TermSetQuery::new(terms)), 0.0);
             query = BooleanQuery::new(vec![(Occur::Must, Box::new(query)), (Occur::Must, Box::new(readable))]);
+        }
+        if !hidden_docs.is_empty() {
+            let terms = hidden_docs.iter().map(|doc_id| Term::from_field_text(self.fields.doc_id, doc_id));
+            let hidden = TermSetQuery::new(terms);
+            query = BooleanQuery::new(vec![(Occur::Must, Box::new(query)), (Occur::MustNot, Box::new(hidden))]);
         }
         let searcher = self.reader.searcher();
         let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;

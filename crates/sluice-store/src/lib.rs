@@ -10,16 +10,19 @@
 //! makes that cheap).
 
 mod audit;
+mod audit_segments;
 mod catalog;
 mod cost;
 mod diff;
 mod error;
 mod export;
+mod in_flight;
 mod lexical;
 mod lineage;
 mod lock;
 mod retention;
 mod search;
+mod time_travel;
 mod tokens;
 mod types;
 mod vectors;
@@ -30,17 +33,19 @@ use std::path::{Path, PathBuf};
 use sluice_core::{ChunkId, Fingerprint, VERSION_OPEN, Version};
 use tracing::{info, warn};
 
-pub use audit::{AuditEntry, AuditEvent, AuditProblem, AuditVerification};
+pub use audit::{Actor, AuditEntry, AuditEvent, AuditKey, AuditProblem, AuditVerification};
 pub use catalog::{Catalog, now_ms};
 pub use cost::{CostReport, DocumentCost, Quantiles, SourceCost, StageCost, StageReport, VersionCost};
 pub use diff::{DiffCount, DiffEntry, VersionDiff};
 pub use error::{Result, StoreError};
 pub use export::{ExportFormat, ExportRow, ExportSummary};
+pub use in_flight::InFlight;
 pub use lexical::{LexicalAppearance, LexicalDoc, LexicalHit, LexicalIndex};
 pub use lineage::{Appearance, Lineage, file_uri};
-pub use lock::DataDirLock;
+pub use lock::{DataDirLock, create_private_dir};
 pub use retention::GcReport;
 pub use search::{SearchMode, SearchRequest};
+pub use time_travel::{PastAccess, Readable};
 pub use tokens::{Role, TokenInfo};
 pub use types::*;
 pub use vectors::{DenseHit, StoredPoint, VectorIndex, VectorPoint};
@@ -49,7 +54,8 @@ pub use verify::VerifyReport;
 /// The three stores of one pipeline.
 pub struct Store {
     pipeline: String,
-    catalog: Catalog,
+    /// Shared with the search audit writer (`sluice-pipeline`), which outlives no store.
+    catalog: std::sync::Arc<Catalog>,
     vectors: VectorIndex,
     lexical: LexicalIndex,
 }
@@ -63,12 +69,13 @@ impl Store {
     /// Opens (or creates) the stores of `pipeline` and rolls back any version a crash left
     /// pending. The caller holds the data directory's [`DataDirLock`].
     pub fn open(data_dir: &Path, pipeline: &str, dimension: usize) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io { path: data_dir.to_owned(), source })?;
+        crate::lock::create_private_dir(data_dir)
+            .map_err(|source| StoreError::Io { path: data_dir.to_owned(), source })?;
         let (catalog_path, vectors_path, lexical_path) = store_paths(data_dir, pipeline);
         let (lexical, lexical_outdated) = LexicalIndex::open(&lexical_path)?;
         let store = Self {
             pipeline: pipeline.to_owned(),
-            catalog: Catalog::open(&catalog_path)?,
+            catalog: std::sync::Arc::new(Catalog::open(&catalog_path)?),
             vectors: VectorIndex::open(&vectors_path, dimension)?,
             lexical,
         };
@@ -76,10 +83,7 @@ impl Store {
             let rebuilt = store.rebuild_lexical()?;
             warn!(pipeline, chunks = rebuilt, "lexical index had an older schema; rebuilt it from the catalog");
         }
-        for version in store.catalog.pending_versions(pipeline)? {
-            warn!(pipeline, version, "rolling back a version left pending by an interrupted run");
-            store.roll_back(version)?;
-        }
+        store.recover()?;
         let leftovers = store.finish_garbage_collection()?;
         if leftovers > 0 {
             warn!(pipeline, chunks = leftovers, "finished a garbage collection an interruption left behind");
@@ -95,6 +99,11 @@ impl Store {
         &self.catalog
     }
 
+    /// The catalog, for a thread of its own (the search audit writer).
+    pub fn shared_catalog(&self) -> std::sync::Arc<Catalog> {
+        self.catalog.clone()
+    }
+
     pub fn vectors(&self) -> &VectorIndex {
         &self.vectors
     }
@@ -108,11 +117,30 @@ impl Store {
         self.catalog.alias(&self.pipeline, "live")
     }
 
-    /// Starts version N (pending until [`VersionWriter::commit`]).
+    /// Starts version N (pending until [`VersionWriter::commit`]). A version an earlier run
+    /// could not roll back (its commit and its rollback both failed, say on a full disk) is
+    /// rolled back first: a new version never builds on a half-written one.
     pub fn begin(&self, pipeline_fingerprint: Fingerprint, run_id: &str) -> Result<VersionWriter<'_>> {
+        self.recover()?;
         let version = self.catalog.next_version(&self.pipeline)?;
         self.catalog.begin_version(&self.pipeline, version, pipeline_fingerprint, run_id)?;
-        Ok(VersionWriter { store: self, version, finished: false, audit: Vec::new(), costs: Vec::new() })
+        Ok(VersionWriter {
+            store: self,
+            version,
+            run_id: run_id.to_owned(),
+            finished: false,
+            audit: Vec::new(),
+            costs: Vec::new(),
+        })
+    }
+
+    /// Rolls back every version left pending in this data directory, in all three stores.
+    pub fn recover(&self) -> Result<()> {
+        for version in self.catalog.pending_versions(&self.pipeline)? {
+            warn!(pipeline = %self.pipeline, version, "rolling back a version left pending by an interrupted run");
+            self.roll_back(version)?;
+        }
+        Ok(())
     }
 
     /// Writes every chunk appearance the catalog holds into the (empty) lexical index.
@@ -127,6 +155,8 @@ impl Store {
     /// Removes every trace of pending version N from the three stores.
     fn roll_back(&self, version: Version) -> Result<()> {
         let reopened = self.catalog.chunks_retired_at(&self.pipeline, version)?;
+        // A failed commit can leave the index writer holding unsaved changes: drop them first.
+        self.lexical.discard_uncommitted()?;
         self.lexical.delete_added_at(version);
         let docs: Vec<LexicalDoc<'_>> = reopened.iter().map(|chunk| lexical_doc(chunk, VERSION_OPEN)).collect();
         self.lexical.put(&docs)?;
@@ -164,6 +194,7 @@ fn lexical_doc(chunk: &StoredChunk, valid_to: Version) -> LexicalDoc<'_> {
 pub struct VersionWriter<'s> {
     store: &'s Store,
     version: Version,
+    run_id: String,
     finished: bool,
     /// The version's decisions, audited in the commit's transaction (so an aborted version
     /// leaves no entries).
@@ -175,6 +206,10 @@ pub struct VersionWriter<'s> {
 impl VersionWriter<'_> {
     pub fn version(&self) -> Version {
         self.version
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run_id
     }
 
     /// Records what one file cost (written when the version commits).
@@ -240,6 +275,7 @@ impl VersionWriter<'_> {
         ledger: &[LedgerChange],
         quarantined: &[QuarantineEntry],
         cleared_quarantine: &[(String, String)],
+        cleared_in_flight: &[(String, String)],
         summary: &serde_json::Value,
         promote: bool,
     ) -> Result<Version> {
@@ -248,8 +284,18 @@ impl VersionWriter<'_> {
         self.record("version_committed", subject, serde_json::json!({"version": self.version, "summary": summary}));
         store.lexical.commit()?;
         store.vectors.flush()?;
-        let (audit, costs) = (&self.audit, &self.costs);
-        let record = CommitRecord { ledger, quarantined, cleared_quarantine, summary, audit, costs, promote };
+        let (audit, costs, run_id) = (&self.audit, &self.costs, self.run_id.as_str());
+        let record = CommitRecord {
+            ledger,
+            quarantined,
+            cleared_quarantine,
+            summary,
+            audit,
+            costs,
+            promote,
+            run_id,
+            cleared_in_flight,
+        };
         store.catalog.commit_version(&store.pipeline, self.version, &record)?;
         self.finished = true;
         info!(pipeline = %store.pipeline, version = self.version, "version committed");
@@ -263,8 +309,13 @@ impl Drop for VersionWriter<'_> {
             return;
         }
         if let Err(err) = self.store.roll_back(self.version) {
-            // The version stays pending in the catalog and is rolled back at the next open.
+            // The version stays pending in the catalog; the next `begin` (or open) rolls it back
+            // before anything else is written.
             warn!(version = self.version, error = %err, "could not roll back an unfinished version");
+        }
+        // The run ended without a crash: the files it had in hand did not bring the daemon down.
+        if let Err(err) = self.store.catalog.clear_in_flight_of_run(&self.store.pipeline, &self.run_id) {
+            warn!(version = self.version, error = %err, "could not clear the run's in-flight records");
         }
     }
 }

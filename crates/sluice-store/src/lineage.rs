@@ -9,6 +9,7 @@ use sluice_core::{Acl, ChunkId, ContentHash, DocumentId, ReadAccess, TextHash, V
 
 use crate::catalog::{Catalog, opt_u32, parse_acl, parse_id, parse_reason, parse_strings};
 use crate::error::Result;
+use crate::time_travel::PastAccess;
 use crate::types::{ChangeReason, join_path};
 
 /// Everything known about how one chunk came to be.
@@ -112,7 +113,14 @@ impl Catalog {
     /// The lineage of `chunk_id`, from its latest appearance; `None` if no committed version
     /// ever held it (or retention removed it).
     /// `None` too when `access` may not read it: a reader learns nothing of chunks it cannot see.
-    pub fn lineage(&self, pipeline: &str, chunk_id: ChunkId, access: &ReadAccess) -> Result<Option<Lineage>> {
+    /// A chunk no longer live is shown as `past` says (`time_travel.rs`).
+    pub fn lineage(
+        &self,
+        pipeline: &str,
+        chunk_id: ChunkId,
+        access: &ReadAccess,
+        past: PastAccess,
+    ) -> Result<Option<Lineage>> {
         self.read(|c| {
             let mut statement = c.prepare(
                 "SELECT c.valid_from, c.valid_to FROM chunks c JOIN versions v
@@ -199,6 +207,24 @@ impl Catalog {
             ) = row;
             if !access.may_read(&readers) {
                 return Ok(None);
+            }
+            let retired = latest.valid_to.is_some() && !matches!(access, ReadAccess::Unrestricted);
+            if retired && past == PastAccess::Hidden {
+                return Ok(None);
+            }
+            if retired && past == PastAccess::Today {
+                let today_readers: Option<String> = c
+                    .query_row(
+                        "SELECT f.readers FROM documents d JOIN files f
+                             ON f.pipeline = d.pipeline AND f.root = d.root AND f.rel_path = d.rel_path
+                         WHERE d.pipeline = ?1 AND d.doc_id = ?2 LIMIT 1",
+                        params![pipeline, source.doc_id.to_hex()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if !access.may_read(&today_readers.as_deref().and_then(Acl::from_json).unwrap_or_default()) {
+                    return Ok(None);
+                }
             }
             let mut statement = c.prepare(
                 "SELECT root, rel_path, member FROM documents

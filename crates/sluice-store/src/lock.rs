@@ -10,6 +10,13 @@ use std::path::Path;
 
 use crate::error::{Result, StoreError};
 
+/// Creates a folder (and any missing parents) that only its owner may enter: a data
+/// directory holds every chunk's text, whatever the documents' ACLs.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
+}
+
 pub struct DataDirLock {
     /// Holds the lock for as long as the value lives.
     _file: File,
@@ -17,7 +24,7 @@ pub struct DataDirLock {
 
 impl DataDirLock {
     pub fn acquire(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io { path: data_dir.to_owned(), source })?;
+        create_private_dir(data_dir).map_err(|source| StoreError::Io { path: data_dir.to_owned(), source })?;
         let path = data_dir.join("LOCK");
         let io = |source| StoreError::Io { path: path.clone(), source };
         let mut file =

@@ -13,7 +13,8 @@ use sluice_core::{ChunkId, PointKey, Version};
 use tracing::info;
 
 use crate::Store;
-use crate::catalog::{Catalog, now_ms, parse_id, set_alias};
+use crate::audit::Actor;
+use crate::catalog::{Catalog, alias_in, now_ms, parse_id, set_alias};
 use crate::error::{Result, StoreError};
 
 /// What one garbage collection did.
@@ -32,26 +33,30 @@ const UNREACHABLE: &str =
     "NOT EXISTS (SELECT 1 FROM json_each(?2) r WHERE r.value >= valid_from AND r.value < valid_to)";
 
 impl Catalog {
-    /// Points `live` at committed version N. A version the evaluation gate held needs
-    /// `force`, and is then marked `forced`.
-    pub fn promote(&self, pipeline: &str, version: Version, force: bool) -> Result<()> {
+    /// Points `live` at committed version N, audited in the same transaction. A version the
+    /// evaluation gate held needs `force`, and is then marked `forced`.
+    pub fn promote(&self, version: Version, force: bool, by: &Actor<'_>) -> Result<()> {
+        let pipeline = by.pipeline;
         self.require_committed(pipeline, version)?;
-        let held = self.gate(pipeline, version)?.as_deref() == Some("held");
+        let gate = self.gate(pipeline, version)?;
+        let held = gate.as_deref() == Some("held");
         if held && !force {
             return Err(StoreError::Invalid(format!(
                 "version {version} was held by the evaluation gate (see `sluice versions`); `promote {version} --force` overrides"
             )));
         }
-        self.write(|t| {
+        self.write_audited(|t| {
+            let before = alias_in(t, pipeline, "live")?;
             if held {
                 t.execute(
                     "UPDATE versions SET gate = 'forced' WHERE pipeline = ?1 AND version = ?2",
                     params![pipeline, version],
                 )?;
             }
-            set_alias(t, pipeline, "live", version, if held { "promote --force" } else { "promote" })
-        })?;
-        Ok(())
+            set_alias(t, pipeline, "live", version, if held { "promote --force" } else { "promote" })?;
+            let detail = serde_json::json!({"version": version, "previous_live": before, "gate": gate, "force": force});
+            Ok(((), vec![by.event("promoted", format!("version {version}"), detail)]))
+        })
     }
 
     /// The evaluation gate's verdict on a version, if it was evaluated.
@@ -67,8 +72,8 @@ impl Catalog {
         })
     }
 
-    /// Records the gate's verdict and report on committed version N; `passed` also points
-    /// `live` at it, in the same transaction.
+    /// Records the gate's verdict and report on committed version N with its audit entry;
+    /// `passed` also points `live` at it, all in one transaction.
     pub fn record_gate(
         &self,
         pipeline: &str,
@@ -76,8 +81,9 @@ impl Catalog {
         verdict: &str,
         evaluation: &serde_json::Value,
         promote: bool,
+        audit: crate::AuditEvent,
     ) -> Result<()> {
-        self.write(|t| {
+        self.write_audited(|t| {
             t.execute(
                 "UPDATE versions SET gate = ?3, evaluation = ?4 WHERE pipeline = ?1 AND version = ?2",
                 params![pipeline, version, verdict, evaluation.to_string()],
@@ -85,7 +91,7 @@ impl Catalog {
             if promote {
                 set_alias(t, pipeline, "live", version, "gate passed")?;
             }
-            Ok(())
+            Ok(((), vec![audit]))
         })
     }
 
@@ -102,8 +108,10 @@ impl Catalog {
         })
     }
 
-    /// Moves `live` back to the newest committed version older than it; returns that version.
-    pub fn roll_back_live(&self, pipeline: &str) -> Result<Version> {
+    /// Moves `live` back to the newest committed version older than it, audited in the same
+    /// transaction; returns that version.
+    pub fn roll_back_live(&self, by: &Actor<'_>) -> Result<Version> {
+        let pipeline = by.pipeline;
         let live = self.alias(pipeline, "live")?.ok_or_else(|| StoreError::Invalid("nothing is live yet".into()))?;
         let previous: Option<Version> = self.read(|c| {
             c.query_row(
@@ -116,26 +124,35 @@ impl Catalog {
         let previous = previous.ok_or_else(|| {
             StoreError::Invalid(format!("live is version {live}; no earlier committed version is retained"))
         })?;
-        self.write(|t| set_alias(t, pipeline, "live", previous, "rollback"))?;
+        self.write_audited(|t| {
+            set_alias(t, pipeline, "live", previous, "rollback")?;
+            let detail = serde_json::json!({"version": previous, "previous_live": live});
+            Ok(((), vec![by.event("rolled_back", format!("version {previous}"), detail)]))
+        })?;
         Ok(previous)
     }
 
-    /// Pins (or unpins) committed version N: retention keeps a pinned version whatever its age.
-    pub fn set_pinned(&self, pipeline: &str, version: Version, pinned: bool) -> Result<()> {
+    /// Pins (or unpins) committed version N, audited in the same transaction: retention keeps
+    /// a pinned version whatever its age.
+    pub fn set_pinned(&self, version: Version, pinned: bool, by: &Actor<'_>) -> Result<()> {
+        let pipeline = by.pipeline;
         self.require_committed(pipeline, version)?;
-        self.write(|t| {
+        self.write_audited(|t| {
             t.execute(
                 "UPDATE versions SET pinned = ?3 WHERE pipeline = ?1 AND version = ?2",
                 params![pipeline, version, pinned],
-            )
-        })?;
-        Ok(())
+            )?;
+            let action = if pinned { "pinned" } else { "unpinned" };
+            Ok(((), vec![by.event(action, format!("version {version}"), serde_json::json!({"version": version}))]))
+        })
     }
 
     /// Marks committed versions expired unless they are among the `keep` newest, pinned, or
-    /// an alias target. Returns (expired now, retained).
-    fn expire_versions(&self, pipeline: &str, keep: usize) -> Result<(Vec<Version>, Vec<Version>)> {
-        self.write(|t| {
+    /// an alias target, audited in the same transaction when anything expires. Returns
+    /// (expired now, retained).
+    fn expire_versions(&self, keep: usize, by: &Actor<'_>) -> Result<(Vec<Version>, Vec<Version>)> {
+        let pipeline = by.pipeline;
+        self.write_audited(|t| {
             let mut statement = t.prepare(
                 "SELECT v.version, v.pinned, EXISTS (SELECT 1 FROM aliases a WHERE a.pipeline = v.pipeline
                      AND a.version = v.version)
@@ -159,9 +176,17 @@ impl Catalog {
             for version in &expired {
                 expire.execute(params![pipeline, version, now_ms()])?;
             }
+            drop(expire);
+            drop(statement);
             retained.reverse();
             expired.reverse();
-            Ok((expired, retained))
+            let events = if expired.is_empty() {
+                Vec::new()
+            } else {
+                let detail = serde_json::json!({"expired": expired, "retained": retained, "keep_versions": keep});
+                vec![by.event("versions_expired", "retention", detail)]
+            };
+            Ok(((expired, retained), events))
         })
     }
 
@@ -209,25 +234,16 @@ impl Catalog {
 }
 
 impl Store {
-    /// Points `live` at committed version N (`force`: even one the evaluation gate held).
-    pub fn promote(&self, version: Version, force: bool) -> Result<()> {
-        self.catalog().promote(self.pipeline(), version, force)
-    }
-
-    /// Moves `live` back to the newest committed version before it.
-    pub fn roll_back_live(&self) -> Result<Version> {
-        self.catalog().roll_back_live(self.pipeline())
-    }
-
     /// Expires versions beyond retention (`keep` newest, plus pinned and aliased ones), then
     /// removes from Qdrant, Tantivy and the catalog what no retained version can see. Call
     /// between runs: a pending version's rows would look unreachable.
-    pub fn collect_garbage(&self, keep: usize) -> Result<GcReport> {
+    pub fn collect_garbage(&self, keep: usize, principal: &str) -> Result<GcReport> {
         let pipeline = self.pipeline();
         if !self.catalog().pending_versions(pipeline)?.is_empty() {
             return Err(StoreError::Invalid("a version is being written; collect garbage between runs".into()));
         }
-        let (expired, retained) = self.catalog().expire_versions(pipeline, keep.max(1))?;
+        let by = Actor { pipeline, principal };
+        let (expired, retained) = self.catalog().expire_versions(keep.max(1), &by)?;
         // Rows become unreachable only when the versions that saw them expire (rolled-back
         // versions delete their own), so without an expiry there is nothing to scan for.
         let (chunks_removed, documents_removed) =

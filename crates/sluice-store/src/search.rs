@@ -8,6 +8,7 @@ use sluice_core::{ChunkId, ReadAccess, VERSION_OPEN, Version};
 
 use crate::Store;
 use crate::error::Result;
+use crate::time_travel::Readable;
 use crate::types::SearchHit;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +38,9 @@ pub struct SearchRequest<'a> {
     pub hnsw_ef: usize,
     /// Who is asking: both retrievers filter by it before ranking.
     pub access: &'a ReadAccess,
+    /// Documents (hex ids) the asker may not see at this version although its readers then
+    /// allowed it (`Catalog::revoked_documents`); excluded inside both queries too.
+    pub hidden_docs: &'a [String],
 }
 
 /// A chunk appearance: (chunk id, valid_from).
@@ -76,12 +80,13 @@ pub(crate) fn reciprocal_rank_fusion(lexical: &[Key], dense: &[Key], rrf_k: u32,
 
 impl Store {
     pub fn search(&self, request: &SearchRequest<'_>) -> Result<Vec<SearchHit>> {
+        let readable = Readable { access: request.access, hidden_docs: request.hidden_docs };
         let lexical: Vec<Key> = if request.mode == SearchMode::Dense {
             Vec::new()
         } else {
             let candidates = request.lexical_candidates.max(request.k);
             self.lexical()
-                .search(request.query, request.version, request.access, candidates)?
+                .search(request.query, request.version, readable, candidates)?
                 .into_iter()
                 .map(|hit| (hit.chunk_id, hit.valid_from))
                 .collect()
@@ -93,7 +98,7 @@ impl Store {
                 .search(
                     vector,
                     request.version,
-                    request.access,
+                    readable,
                     request.dense_candidates.max(request.k),
                     request.hnsw_ef,
                     false,
@@ -112,7 +117,9 @@ impl Store {
             .into_iter()
             .filter_map(|fused| {
                 // Both retrievers filtered already; checking again costs nothing.
-                let chunk = by_key.get(&fused.key).filter(|chunk| request.access.may_read(&chunk.readers))?;
+                let chunk = by_key.get(&fused.key).filter(|chunk| {
+                    request.access.may_read(&chunk.readers) && !request.hidden_docs.contains(&chunk.doc_id.to_hex())
+                })?;
                 Some(SearchHit {
                     chunk_id: chunk.chunk_id,
                     score: fused.score,

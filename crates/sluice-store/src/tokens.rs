@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sluice_core::Principal;
 
+use crate::audit::Actor;
 use crate::catalog::{Catalog, now_ms};
 use crate::error::{Result, StoreError};
 
@@ -82,8 +83,15 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
 const TOKEN_COLUMNS: &str = "id, user, groups, role, created_at, revoked_at";
 
 impl Catalog {
-    /// Creates a token; returns it with the secret, which is shown once and never stored.
-    pub fn create_token(&self, user: &str, groups: &[String], role: Role) -> Result<(TokenInfo, String)> {
+    /// Creates a token (audited with it); returns it with the secret, which is shown once and
+    /// never stored.
+    pub fn create_token(
+        &self,
+        user: &str,
+        groups: &[String],
+        role: Role,
+        by: &Actor<'_>,
+    ) -> Result<(TokenInfo, String)> {
         if user.is_empty() || user.contains(':') {
             return Err(StoreError::Invalid(format!(
                 "a token's user must be a non-empty name without ':', got {user:?}"
@@ -99,7 +107,8 @@ impl Catalog {
             created_at: now_ms(),
             revoked_at: None,
         };
-        self.write(|t| {
+        let detail = serde_json::json!({"id": info.id, "user": info.user, "groups": info.groups, "role": info.role});
+        self.write_audited(|t| {
             t.execute(
                 "INSERT INTO tokens (id, secret_hash, user, groups, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -110,7 +119,8 @@ impl Catalog {
                     role.as_str(),
                     info.created_at
                 ],
-            )
+            )?;
+            Ok(((), vec![by.event("token_created", id.clone(), detail)]))
         })?;
         Ok((info, format!("{PREFIX}{id}_{secret}")))
     }
@@ -122,12 +132,16 @@ impl Catalog {
         })
     }
 
-    /// Revokes a token by id; `false` if there is no such live token.
-    pub fn revoke_token(&self, id: &str) -> Result<bool> {
-        let changed = self.write(|t| {
-            t.execute("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, now_ms()])
-        })?;
-        Ok(changed == 1)
+    /// Revokes a token by id (audited with it); `false` if there is no such live token.
+    pub fn revoke_token(&self, id: &str, by: &Actor<'_>) -> Result<bool> {
+        self.write_audited(|t| {
+            let changed = t.execute(
+                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, now_ms()],
+            )?;
+            let events = if changed == 1 { vec![by.event("token_revoked", id, serde_json::json!({}))] } else { vec![] };
+            Ok((changed == 1, events))
+        })
     }
 
     /// The live token `presented` stands for, or `None` (malformed, unknown, wrong secret, revoked).
@@ -152,11 +166,13 @@ impl Catalog {
 mod tests {
     use super::*;
 
+    const BY: Actor<'static> = Actor { pipeline: "p", principal: "local:test" };
+
     #[test]
     fn tokens_authenticate_until_revoked_and_only_with_their_secret() {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
-        let (info, token) = catalog.create_token("alice", &["eng".into()], Role::Operator).unwrap();
+        let (info, token) = catalog.create_token("alice", &["eng".into()], Role::Operator, &BY).unwrap();
         assert_eq!(catalog.authenticate(&token).unwrap().as_ref(), Some(&info));
         assert_eq!(info.principal().keys()[..2], ["user:alice", "group:eng"]);
         let wrong = format!("{}0", &token[..token.len() - 1]);
@@ -170,11 +186,11 @@ mod tests {
             .query_row("SELECT secret_hash FROM tokens", [], |r| r.get(0))
             .unwrap();
         assert!(!token.contains(&stored));
-        assert!(catalog.revoke_token(&info.id).unwrap());
-        assert!(!catalog.revoke_token(&info.id).unwrap());
+        assert!(catalog.revoke_token(&info.id, &BY).unwrap());
+        assert!(!catalog.revoke_token(&info.id, &BY).unwrap());
         assert_eq!(catalog.authenticate(&token).unwrap(), None);
         assert!(catalog.tokens().unwrap()[0].revoked_at.is_some());
-        assert!(catalog.create_token("", &[], Role::Reader).is_err());
+        assert!(catalog.create_token("", &[], Role::Reader, &BY).is_err());
     }
 
     #[test]

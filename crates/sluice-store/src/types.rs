@@ -185,7 +185,7 @@ impl NewDocument {
 }
 
 /// A document's path as people read it: `root/rel_path`, then `#member` for an embedded file.
-pub(crate) fn join_path(root: &str, rel_path: &str, member: &str) -> String {
+pub fn join_path(root: &str, rel_path: &str, member: &str) -> String {
     let file = std::path::Path::new(root).join(rel_path).display().to_string();
     if member.is_empty() { file } else { format!("{file}#{member}") }
 }
@@ -205,8 +205,17 @@ pub struct DocumentWrite {
     pub chunks: Vec<NewChunk>,
 }
 
-/// Chunks previously written for a document version, reusable when the same bytes appear again
-/// (a rename, a revert, a copy) under the same chunking fingerprint.
+/// A document version whose chunks can be reused when the same bytes appear again (a rename, a
+/// revert, a copy) under the same extraction and chunking fingerprints, and what they weigh.
+#[derive(Clone, Debug)]
+pub struct Reusable {
+    pub(crate) row: i64,
+    /// Bytes of chunk text, and chunks.
+    pub text_bytes: u64,
+    pub chunks: u64,
+}
+
+/// The chunks of a [`Reusable`] document, with its metadata.
 #[derive(Clone, Debug)]
 pub struct ReusableDocument {
     pub text_hash: TextHash,
@@ -315,6 +324,10 @@ pub struct CommitRecord<'a> {
     pub costs: &'a [crate::DocumentCost],
     /// Point `live` at the version (else an evaluation gate decides later).
     pub promote: bool,
+    /// The run writing the version: its in-flight records go with the commit.
+    pub run_id: &'a str,
+    /// Other in-flight records the run dealt with (files a crash left, now quarantined).
+    pub cleared_in_flight: &'a [(String, String)],
 }
 
 /// A document that failed a stage, as shown to an operator.

@@ -16,6 +16,7 @@ use serde_json::json;
 use sluice_core::{ChunkId, PointKey, ReadAccess, VERSION_OPEN, Version};
 
 use crate::error::{Result, StoreError};
+use crate::time_travel::Readable;
 
 const VECTOR_NAME: &str = "dense";
 
@@ -51,12 +52,12 @@ pub struct VectorIndex {
 
 /// Qdrant's REST filter for "visible at version v".
 pub(crate) fn visible_filter(version: Version) -> Filter {
-    readable_filter(version, &ReadAccess::Unrestricted)
+    readable_filter(version, &ReadAccess::Unrestricted, &[])
 }
 
 /// "Visible at version v and readable by `access`": Qdrant applies it while it searches the
 /// graph, so the nearest readable chunks come back, not what is left of the nearest ones.
-fn readable_filter(version: Version, access: &ReadAccess) -> Filter {
+fn readable_filter(version: Version, access: &ReadAccess, hidden_docs: &[String]) -> Filter {
     let mut must = vec![
         json!({"key": "valid_from", "range": {"lte": version}}),
         json!({"key": "valid_to", "range": {"gt": version}}),
@@ -64,7 +65,10 @@ fn readable_filter(version: Version, access: &ReadAccess) -> Filter {
     if let ReadAccess::Keys(keys) = access {
         must.push(json!({"key": "readers", "match": {"any": keys}}));
     }
-    filter(json!({ "must": must }))
+    if hidden_docs.is_empty() {
+        return filter(json!({ "must": must }));
+    }
+    filter(json!({ "must": must, "must_not": [{"key": "doc_id", "match": {"any": hidden_docs}}] }))
 }
 
 fn filter(value: serde_json::Value) -> Filter {
@@ -193,7 +197,7 @@ impl VectorIndex {
         &self,
         vector: &[f32],
         version: Version,
-        access: &ReadAccess,
+        readable: Readable<'_>,
         limit: usize,
         hnsw_ef: usize,
         exact: bool,
@@ -204,7 +208,7 @@ impl VectorIndex {
                 query: VectorInternal::from(vector.to_vec()),
                 using: Some(VECTOR_NAME.into()),
             }))),
-            filter: Some(readable_filter(version, access)),
+            filter: Some(readable_filter(version, readable.access, readable.hidden_docs)),
             score_threshold: None,
             limit,
             offset: 0,

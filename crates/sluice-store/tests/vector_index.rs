@@ -1,7 +1,7 @@
 //! Qdrant Edge as sluice uses it: create, upsert, filter by version, retire, roll back, flush,
 //! reopen; and dense recall of the HNSW index against exact search.
 
-use sluice_core::{ChunkId, PointKey, ReadAccess};
+use sluice_core::{ChunkId, PointKey};
 use sluice_store::{VectorIndex, VectorPoint};
 
 fn key(byte: u8, valid_from: i64) -> PointKey {
@@ -38,7 +38,8 @@ fn points_follow_versions_and_survive_reopen() {
     let ids = |v| index.chunk_ids_visible_at(v).unwrap();
     assert_eq!(ids(1), vec![ChunkId::from_bytes([1; 32]), ChunkId::from_bytes([2; 32])]);
     assert_eq!(ids(2), vec![ChunkId::from_bytes([1; 32]), ChunkId::from_bytes([3; 32])]);
-    let nearest_b_at = |v| index.search(&b, v, &ReadAccess::Unrestricted, 1, 64, true).unwrap()[0].chunk_id;
+    let nearest_b_at =
+        |v| index.search(&b, v, sluice_store::Readable::unrestricted(), 1, 64, true).unwrap()[0].chunk_id;
     assert_eq!(nearest_b_at(1), ChunkId::from_bytes([2; 32]));
     assert_ne!(nearest_b_at(2), ChunkId::from_bytes([2; 32]), "retired at 2");
 
@@ -99,7 +100,7 @@ fn hnsw_recall_against_exact_search() {
         .iter()
         .map(|q| {
             index
-                .search(q, 1, &ReadAccess::Unrestricted, 10, 0, true)
+                .search(q, 1, sluice_store::Readable::unrestricted(), 10, 0, true)
                 .unwrap()
                 .into_iter()
                 .map(|h| h.chunk_id)
@@ -111,7 +112,7 @@ fn hnsw_recall_against_exact_search() {
         let mut found = 0usize;
         for (query, truth) in queries.iter().zip(&exact) {
             let approximate: Vec<ChunkId> = index
-                .search(query, 1, &ReadAccess::Unrestricted, 10, ef, false)
+                .search(query, 1, sluice_store::Readable::unrestricted(), 10, ef, false)
                 .unwrap()
                 .into_iter()
                 .map(|h| h.chunk_id)

@@ -8,7 +8,14 @@
 //! which belongs with what it introduces), else after a sentence, as long as that keeps it at
 //! least half full. A window that ends at a block boundary is followed by one starting at the
 //! next block; only a block split across windows is overlapped, by `overlap_tokens`, and never
-//! back into the block before it. Every chunk carries the heading path it sits under.
+//! back into the block before it. Every chunk carries the heading path it sits under, each
+//! heading cut to `MAX_HEADING_CHARS` (a hostile document's "heading" can be megabytes, and
+//! every chunk under it repeats the path).
+//!
+//! A block is tokenized in segments of at most `SEGMENT_BYTES`, cut at whitespace, so a
+//! one-line file of hundreds of megabytes never becomes one tokenizer input (the tokenizer
+//! keeps about 100 bytes per input byte while it works). The model's pre-tokenizer splits at
+//! whitespace anyway, so the tokens are the same.
 
 use sluice_core::{BlockKind, Chunk, Fingerprint, NormalizedDocument, TextHash};
 use tokenizers::Tokenizer;
@@ -16,7 +23,13 @@ use tokenizers::Tokenizer;
 use crate::clean::CLEAN_VERSION;
 
 /// Version of the chunking algorithm; part of the fingerprint.
-pub const CHUNKER_VERSION: &str = "2";
+pub const CHUNKER_VERSION: &str = "3";
+/// Characters of one heading kept in a chunk's heading path.
+pub const MAX_HEADING_CHARS: usize = 200;
+/// Headings kept in a path (the outermost ones).
+pub const MAX_HEADING_DEPTH: usize = 8;
+/// Bytes of a block given to the tokenizer at once.
+const SEGMENT_BYTES: usize = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChunkError {
@@ -101,15 +114,20 @@ impl Chunker {
     fn tokenize(&self, document: &NormalizedDocument) -> Result<Vec<Token>, ChunkError> {
         let mut tokens = Vec::new();
         for (index, block) in document.blocks.iter().enumerate() {
-            let block_text = &document.text[block.byte_start..block.byte_end];
-            let encoding =
-                self.tokenizer.encode(block_text, false).map_err(|err| ChunkError::Tokenize(err.to_string()))?;
-            tokens.extend(encoding.get_offsets().iter().filter(|(s, e)| e > s).map(|&(s, e)| Token {
-                start: block.byte_start + s,
-                end: block.byte_start + e,
-                block: index,
-                kind: block.kind,
-            }));
+            let mut start = block.byte_start;
+            while start < block.byte_end {
+                let end = segment_end(&document.text, start, block.byte_end);
+                let segment = &document.text[start..end];
+                let encoding =
+                    self.tokenizer.encode(segment, false).map_err(|err| ChunkError::Tokenize(err.to_string()))?;
+                tokens.extend(encoding.get_offsets().iter().filter(|(s, e)| e > s).map(|&(s, e)| Token {
+                    start: start + s,
+                    end: start + e,
+                    block: index,
+                    kind: block.kind,
+                }));
+                start = end;
+            }
         }
         Ok(tokens)
     }
@@ -133,6 +151,22 @@ impl Chunker {
             .rev()
             .find(|&end| text[..tokens[end - 1].end].ends_with(['.', '!', '?', ';', ':']));
         sentence_end.unwrap_or(hard_end)
+    }
+}
+
+/// Where the tokenizer segment starting at `start` ends: at most `SEGMENT_BYTES` on, just after
+/// the last whitespace before that (a character boundary when there is none).
+fn segment_end(text: &str, start: usize, block_end: usize) -> usize {
+    if block_end - start <= SEGMENT_BYTES {
+        return block_end;
+    }
+    let mut limit = start + SEGMENT_BYTES;
+    while !text.is_char_boundary(limit) {
+        limit -= 1;
+    }
+    match text[start..limit].rfind(char::is_whitespace) {
+        Some(at) if at > 0 => start + at + text[start + at..].chars().next().map_or(1, char::len_utf8),
+        _ => limit,
     }
 }
 
@@ -166,8 +200,9 @@ impl HeadingPaths {
         for block in &document.blocks {
             if let BlockKind::Heading { level } = block.kind {
                 open.retain(|(open_level, _)| *open_level < level);
-                open.push((level, document.text[block.byte_start..block.byte_end].to_owned()));
-                paths.push(open.iter().map(|(_, text)| text.clone()).collect());
+                let heading = &document.text[block.byte_start..block.byte_end];
+                open.push((level, heading.chars().take(MAX_HEADING_CHARS).collect()));
+                paths.push(open.iter().take(MAX_HEADING_DEPTH).map(|(_, text)| text.clone()).collect());
             }
             of_block.push(paths.len() - 1);
         }

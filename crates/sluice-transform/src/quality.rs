@@ -5,7 +5,7 @@
 use sluice_core::ExtractedDocument;
 
 /// Thresholds, from the pipeline file's `[quality]` section.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QualityThresholds {
     pub min_chars_per_page: f64,
     pub max_replacement_ratio: f64,

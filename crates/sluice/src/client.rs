@@ -92,12 +92,14 @@ pub fn retry_quarantined(data: &Path, path: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The body of a successful answer, or the daemon's error as ours.
+/// The body of a successful answer, or the daemon's error (a problem document) as ours.
 fn answer(response: &mut ureq::http::Response<ureq::Body>) -> anyhow::Result<String> {
     let status = response.status();
     let body = response.body_mut().read_to_string()?;
     if !status.is_success() {
-        bail!("daemon answered {status}: {body}");
+        let problem: Option<serde_json::Value> = serde_json::from_str(&body).ok();
+        let detail = problem.as_ref().and_then(|p| p["detail"].as_str()).unwrap_or(&body);
+        bail!("daemon answered {status}: {detail}");
     }
     Ok(body)
 }

@@ -260,7 +260,7 @@ pub fn quarantine_retry(data: &Path, models: &Path, pipeline: Option<&Path>, pat
     plan.sources = vec![SourcePlan { path: PathBuf::from(&entry.root) }];
     let _lock = DataDirLock::acquire(data)?;
     let engine = open_engine(plan, data, models)?;
-    let file = engine.requeue_quarantined(&path)?;
+    let file = engine.requeue_quarantined(&path, &local_principal())?;
     let summary = engine.run(&Scope::Paths(vec![file]), &sluice_pipeline::Quiet)?;
     print_summary(&summary, engine.store().live_version()?);
     let still: Vec<QuarantineEntry> = engine

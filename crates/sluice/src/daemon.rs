@@ -1,6 +1,7 @@
 //! `sluice run`: the daemon. Watches the sources (file events plus a periodic full reconcile,
 //! since network mounts deliver no events), cuts a version per debounce window, serves HTTP,
-//! and shuts down cleanly on SIGINT/SIGTERM.
+//! and shuts down cleanly on SIGINT/SIGTERM. A failed run is retried with capped exponential
+//! backoff when its error says trying again can help, else at the next event or reconcile.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -19,11 +20,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::auth::{Gate, new_local_token};
+use crate::auth::{Gate, InFlight, new_local_token};
 use crate::client::{DAEMON_FILE, DaemonInfo};
 use crate::commands::{load_plan, open_engine};
 use crate::http::{AppState, router};
 use crate::metrics::{Metrics, OutcomeLabels, ReasonLabels};
+use crate::server::ServerLimits;
 
 /// File events buffered while a run is in progress; past this, the next run rescans everything.
 const EVENT_BUFFER: usize = 4096;
@@ -31,18 +33,42 @@ const EVENT_BUFFER: usize = 4096;
 const MAX_DEBOUNCE_WINDOWS: u32 = 10;
 /// Quarantine retries waiting for the scheduler.
 const RETRY_BUFFER: usize = 64;
-/// Wait before retrying after a failed run.
-const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// First wait before retrying a run that failed with a retryable error; it doubles up to
+/// `RETRY_MAX`.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(300);
 
 pub fn run(
     data: &Path,
     models: &Path,
     pipeline: Option<&Path>,
     listen: Option<SocketAddr>,
+    allow_shared_data_dir: bool,
 ) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(data.to_owned(), models.to_owned(), pipeline, listen))?;
+    runtime.block_on(serve(data.to_owned(), models.to_owned(), pipeline, listen, allow_shared_data_dir))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The data directory holds every chunk's text: other local users must not be able to read
+/// it, or they bypass every ACL. Created owner-only; an existing one that is not is refused.
+fn check_data_dir(data: &Path, allow_shared: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    sluice_store::create_private_dir(data).with_context(|| format!("cannot create {}", data.display()))?;
+    let mode = std::fs::metadata(data)?.mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    if allow_shared {
+        warn!(data = %data.display(), mode = format!("{mode:o}"), "the data directory is readable by other users (--allow-shared-data-dir)");
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the data directory {} has mode {mode:o}: group or other users can read every chunk's text there, bypassing \
+         every ACL. Run `chmod -R go-rwx {}`, or pass --allow-shared-data-dir to start anyway",
+        data.display(),
+        data.display()
+    )
 }
 
 async fn serve(
@@ -50,6 +76,7 @@ async fn serve(
     models: PathBuf,
     pipeline: Option<&Path>,
     listen: Option<SocketAddr>,
+    allow_shared_data_dir: bool,
 ) -> anyhow::Result<()> {
     let plan = load_plan(pipeline)?;
     if plan.sources.is_empty() {
@@ -59,6 +86,7 @@ async fn serve(
         std::fs::create_dir_all(&source.path)
             .with_context(|| format!("cannot create source folder {}", source.path.display()))?;
     }
+    check_data_dir(&data, allow_shared_data_dir)?;
     let _lock = DataDirLock::acquire(&data)?;
     let metrics = Arc::new(Metrics::new());
     let engine = {
@@ -82,20 +110,24 @@ async fn serve(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (retries, retry_requests) = mpsc::channel(RETRY_BUFFER);
+    let server_plan = engine.plan().server.clone();
     let gate = Gate {
         engine: engine.clone(),
         local_token: Arc::new(local_token),
         anonymous_search: engine.plan().access.anonymous_search,
+        in_flight: Arc::new(InFlight::new(server_plan.max_requests_per_token)),
     };
-    let app = router(AppState { engine: engine.clone(), metrics: metrics.clone(), retries, gate });
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            })
-            .await
+    let app = router(AppState {
+        engine: engine.clone(),
+        metrics: metrics.clone(),
+        retries,
+        gate,
+        searches: Arc::new(tokio::sync::Semaphore::new(server_plan.max_concurrent_searches)),
+        data_dir: data.clone(),
     });
+    let limits =
+        ServerLimits { max_connections: server_plan.max_connections, header_timeout: server_plan.header_timeout };
+    let server = tokio::spawn(crate::server::serve(listener, app, limits, stop_rx.clone()));
 
     // On SIGTERM/SIGINT a run in progress stops at its next batch and commits what it did.
     let mut terminate = signal(SignalKind::terminate())?;
@@ -146,7 +178,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 async fn schedule(
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
-    mut requeued: mpsc::Receiver<String>,
+    mut requeued: mpsc::Receiver<(String, String)>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (events_tx, mut events) = mpsc::channel::<Vec<PathBuf>>(EVENT_BUFFER);
@@ -158,14 +190,14 @@ async fn schedule(
         tokio::time::interval_at(Instant::now() + watch_plan.reconcile_interval, watch_plan.reconcile_interval);
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    // Start-up: resume from the ledger (only what changed while stopped is processed).
-    let mut retry = execute(&engine, &metrics, Scope::All).await;
     let mut pending: BTreeSet<PathBuf> = BTreeSet::new();
     let mut first_event: Option<Instant> = None;
     let mut deadline: Option<Instant> = None;
-    if retry {
-        deadline = Some(Instant::now() + RETRY_AFTER);
-    }
+    let mut backoff = Backoff::default();
+    // Start-up: resume from the ledger (only what changed while stopped is processed).
+    let mut retry = false;
+    let outcome = execute(&engine, &metrics, Scope::All).await;
+    follow_up(&outcome, &mut backoff, &mut retry, &mut pending, &mut deadline, watch_plan.debounce);
     loop {
         let sleep_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
@@ -175,7 +207,10 @@ async fn schedule(
                 let now = Instant::now();
                 let first = *first_event.get_or_insert(now);
                 let latest = first + watch_plan.debounce * MAX_DEBOUNCE_WINDOWS;
-                deadline = Some((now + watch_plan.debounce).min(latest));
+                // A retry waiting for its backoff is not hurried by new events.
+                if !retry {
+                    deadline = Some((now + watch_plan.debounce).min(latest));
+                }
             }
             _ = tokio::time::sleep_until(sleep_until), if deadline.is_some() => {
                 let scope = if overflowed.swap(false, Ordering::SeqCst) || retry {
@@ -186,37 +221,93 @@ async fn schedule(
                 pending.clear(); // already empty unless a full rescan replaced it
                 first_event = None;
                 deadline = None;
-                retry = execute(&engine, &metrics, scope).await;
-                if retry {
-                    deadline = Some(Instant::now() + RETRY_AFTER);
-                }
+                let outcome = execute(&engine, &metrics, scope).await;
+                follow_up(&outcome, &mut backoff, &mut retry, &mut pending, &mut deadline, watch_plan.debounce);
             }
-            Some(path) = requeued.recv() => {
+            Some((path, principal)) = requeued.recv() => {
                 let requeue = engine.clone();
-                match tokio::task::spawn_blocking(move || requeue.requeue_quarantined(&path)).await? {
+                match tokio::task::spawn_blocking(move || requeue.requeue_quarantined(&path, &principal)).await? {
                     Ok(file) => {
                         info!(path = %file.display(), "quarantined file queued again");
                         pending.insert(file);
-                        deadline = Some(Instant::now());
+                        deadline.get_or_insert_with(Instant::now);
                     }
                     Err(err) => warn!(error = %err, "cannot queue the quarantined file again"),
                 }
             }
             _ = reconcile.tick() => {
+                if retry {
+                    continue; // a retry with backoff is due; it rescans everything anyway
+                }
                 pending.clear();
                 first_event = None;
                 overflowed.store(false, Ordering::SeqCst);
-                retry = execute(&engine, &metrics, Scope::All).await;
-                deadline = retry.then(|| Instant::now() + RETRY_AFTER);
+                let outcome = execute(&engine, &metrics, Scope::All).await;
+                follow_up(&outcome, &mut backoff, &mut retry, &mut pending, &mut deadline, watch_plan.debounce);
             }
         }
     }
     Ok(())
 }
 
+/// Waits between retries of failed runs: 1 s, doubling to 5 min, reset by a good run.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let wait = RETRY_FIRST.saturating_mul(1 << self.failures.min(16)).min(RETRY_MAX);
+        self.failures += 1;
+        wait
+    }
+}
+
+/// What a run's outcome asks of the scheduler: a retry after backoff (retryable failure), a
+/// prompt run of the files that changed between scan and read, or nothing.
+fn follow_up(
+    outcome: &RunOutcome,
+    backoff: &mut Backoff,
+    retry: &mut bool,
+    pending: &mut BTreeSet<PathBuf>,
+    deadline: &mut Option<Instant>,
+    debounce: Duration,
+) {
+    *retry = false;
+    match outcome {
+        RunOutcome::Done { requeued } => {
+            backoff.failures = 0;
+            if !requeued.is_empty() {
+                pending.extend(requeued.iter().cloned());
+                deadline.get_or_insert_with(|| Instant::now() + debounce);
+            }
+        }
+        RunOutcome::Failed { retryable: true } => {
+            let wait = backoff.next();
+            warn!(seconds = wait.as_secs_f64(), "retrying the run after a pause");
+            *retry = true;
+            *deadline = Some(Instant::now() + wait);
+        }
+        // Retrying as is cannot help (bad settings, damaged data): the next event or reconcile
+        // tries again, and the log says why.
+        RunOutcome::Failed { retryable: false } => {}
+    }
+}
+
+/// How a run ended, for the scheduler.
+enum RunOutcome {
+    /// Committed or had nothing to do; these files changed between scan and read.
+    Done {
+        requeued: Vec<PathBuf>,
+    },
+    Failed {
+        retryable: bool,
+    },
+}
+
 /// Runs the pipeline on a blocking thread, then builds the vector index if it grew enough.
-/// Returns whether the run failed and should be retried.
-async fn execute(engine: &Arc<Engine>, metrics: &Arc<Metrics>, scope: Scope) -> bool {
+async fn execute(engine: &Arc<Engine>, metrics: &Arc<Metrics>, scope: Scope) -> RunOutcome {
     let (engine, observer) = (engine.clone(), metrics.clone());
     let outcome = tokio::task::spawn_blocking(move || {
         let summary = engine.run(&scope, &*observer)?;
@@ -239,20 +330,23 @@ async fn execute(engine: &Arc<Engine>, metrics: &Arc<Metrics>, scope: Scope) -> 
     {
         metrics.gate_verdicts.get_or_create(&ReasonLabels { reason: verdict.clone() }).inc();
     }
-    let (label, retry) = match outcome {
-        Ok(Ok(summary)) if summary.version.is_some() => ("committed", false),
-        Ok(Ok(_)) => ("unchanged", false),
+    let (label, result) = match outcome {
+        Ok(Ok(summary)) => {
+            let label = if summary.version.is_some() { "committed" } else { "unchanged" };
+            (label, RunOutcome::Done { requeued: summary.requeued_paths })
+        }
         Ok(Err(err)) => {
-            error!(error = %err, retryable = err.is_retryable(), "pipeline run failed; it was rolled back and will be retried");
-            ("failed", true)
+            let retryable = err.is_retryable();
+            error!(error = %err, retryable, "pipeline run failed; it was rolled back");
+            ("failed", RunOutcome::Failed { retryable })
         }
         Err(err) => {
-            error!(error = %err, "pipeline run panicked; it was rolled back and will be retried");
-            ("failed", true)
+            error!(error = %err, "pipeline run panicked; it was rolled back");
+            ("failed", RunOutcome::Failed { retryable: false })
         }
     };
     metrics.runs.get_or_create(&OutcomeLabels { outcome: label }).inc();
-    retry
+    result
 }
 
 /// Watches every root recursively. Returns the watcher (events stop when it is dropped), or

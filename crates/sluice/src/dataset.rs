@@ -9,9 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde::Deserialize;
+use sluice_config::{HistoryAccess, PipelinePlan};
 use sluice_core::{ChunkId, ReadAccess, Version};
 use sluice_store::{
-    AuditEvent, Catalog, DataDirLock, ExportFormat, GcReport, Lineage, VerifyReport, VersionDiff, store_paths,
+    Actor, AuditEvent, Catalog, DataDirLock, ExportFormat, GcReport, Lineage, VerifyReport, VersionDiff,
 };
 
 use crate::auth::local_principal;
@@ -19,12 +20,15 @@ use crate::auth::local_principal;
 use crate::client;
 use crate::commands::{load_plan, open_engine};
 
-/// The catalog of the pipeline named by `pipeline` (or the default one), read-only use.
-fn open_catalog(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<(Catalog, String)> {
+/// The catalog of the pipeline named by `pipeline` (or the default one), with its audit key,
+/// and the plan.
+fn open_catalog(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<(Catalog, PipelinePlan)> {
     let plan = load_plan(pipeline)?;
-    let (catalog_path, _, _) = store_paths(data, &plan.name);
+    let (catalog_path, _, _) = sluice_store::store_paths(data, &plan.name);
     anyhow::ensure!(catalog_path.exists(), "no catalog at {}: nothing ingested yet", catalog_path.display());
-    Ok((Catalog::open(&catalog_path)?, plan.name))
+    let catalog = Catalog::open(&catalog_path)?;
+    catalog.set_audit_key(sluice_pipeline::audit_key(&plan, data)?);
+    Ok((catalog, plan))
 }
 
 pub fn lineage(
@@ -35,9 +39,12 @@ pub fn lineage(
     access: &ReadAccess,
 ) -> anyhow::Result<ExitCode> {
     let id = ChunkId::parse(chunk_id).with_context(|| format!("{chunk_id:?} is not a chunk id (64 hex digits)"))?;
-    let (catalog, name) = open_catalog(data, pipeline)?;
+    let (catalog, plan) = open_catalog(data, pipeline)?;
+    let name = &plan.name;
+    // `--as-user` reads as that reader would (a reader, not an operator).
+    let past = sluice_pipeline::past_access(plan.access.history, false);
     let lineage =
-        catalog.lineage(&name, id, access)?.with_context(|| format!("no chunk {chunk_id} in pipeline {name}"))?;
+        catalog.lineage(name, id, access, past)?.with_context(|| format!("no chunk {chunk_id} in pipeline {name}"))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&lineage)?);
     } else {
@@ -84,8 +91,8 @@ fn print_lineage(l: &Lineage) {
 }
 
 pub fn diff(data: &Path, pipeline: Option<&Path>, from: Version, to: Version, json: bool) -> anyhow::Result<ExitCode> {
-    let (catalog, name) = open_catalog(data, pipeline)?;
-    let diff = catalog.diff(&name, from, to)?;
+    let (catalog, plan) = open_catalog(data, pipeline)?;
+    let diff = catalog.diff(&plan.name, from, to)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&diff)?);
     } else {
@@ -127,39 +134,43 @@ pub fn export(
     with_vectors: bool,
     out: &Path,
 ) -> anyhow::Result<ExitCode> {
-    let (catalog, name) = open_catalog(data, pipeline)?;
+    let (catalog, plan) = open_catalog(data, pipeline)?;
+    let name = &plan.name;
+    let live = catalog.alias(name, "live")?;
     let version = match version {
         Some(version) => version,
-        None => catalog.alias(&name, "live")?.context("nothing is live yet")?,
+        None => live.context("nothing is live yet")?,
     };
-    let summary = catalog.export(&name, version, access, format, with_vectors, out)?;
+    let hidden = match plan.access.history {
+        HistoryAccess::Current if Some(version) != live => catalog.revoked_documents(name, version, access)?,
+        HistoryAccess::Operators if Some(version) != live && *access != ReadAccess::Unrestricted => {
+            anyhow::bail!("earlier versions are exported by operators only ([access] history = \"operators\")")
+        }
+        _ => Vec::new(),
+    };
+    let summary = catalog.export(name, version, access, &hidden, format, with_vectors, out)?;
     let detail = serde_json::json!({"version": version, "chunks": summary.chunks, "out": out.display().to_string()});
-    catalog.audit(&[AuditEvent::new(&name, &local_principal(), "exported", format!("version {version}"), detail)])?;
+    catalog.audit(&[AuditEvent::new(name, &local_principal(), "exported", format!("version {version}"), detail)])?;
     eprintln!("version {}: {} chunks, {} bytes → {}", summary.version, summary.chunks, summary.bytes, out.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// A change to aliases or pins: through the daemon, or here under the data directory lock.
+/// A change to aliases or pins: through the daemon, or here under the data directory lock,
+/// audited (as `local:<user>`) in the transaction of the change.
 fn change<T: for<'de> Deserialize<'de>>(
     data: &Path,
     pipeline: Option<&Path>,
     method: &str,
     api_path: &str,
-    here: impl FnOnce(&Catalog, &str) -> anyhow::Result<T>,
+    here: impl FnOnce(&Catalog, &Actor<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     if DataDirLock::is_held(data) {
         return client::send(data, method, api_path);
     }
     let _lock = DataDirLock::acquire(data)?;
-    let (catalog, name) = open_catalog(data, pipeline)?;
-    here(&catalog, &name)
-}
-
-/// Audits a change made here, without the daemon.
-fn audit_here(catalog: &Catalog, pipeline: &str, action: &str, version: Version) -> anyhow::Result<()> {
-    let detail = serde_json::json!({ "version": version });
-    catalog.audit(&[AuditEvent::new(pipeline, &local_principal(), action, format!("version {version}"), detail)])?;
-    Ok(())
+    let (catalog, plan) = open_catalog(data, pipeline)?;
+    let principal = local_principal();
+    here(&catalog, &Actor { pipeline: &plan.name, principal: &principal })
 }
 
 #[derive(Deserialize)]
@@ -169,9 +180,8 @@ struct Live {
 
 pub fn promote(data: &Path, pipeline: Option<&Path>, version: Version, force: bool) -> anyhow::Result<ExitCode> {
     let api = format!("/v1/versions/{version}/promote?force={force}");
-    let live = change(data, pipeline, "POST", &api, |catalog, name| {
-        catalog.promote(name, version, force)?;
-        audit_here(catalog, name, if force { "promoted (forced)" } else { "promoted" }, version)?;
+    let live = change(data, pipeline, "POST", &api, |catalog, by| {
+        catalog.promote(version, force, by)?;
         Ok(Live { live: version })
     })?;
     println!("live → version {}", live.live);
@@ -179,20 +189,16 @@ pub fn promote(data: &Path, pipeline: Option<&Path>, version: Version, force: bo
 }
 
 pub fn rollback(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let live = change(data, pipeline, "POST", "/v1/rollback", |catalog, name| {
-        let live = catalog.roll_back_live(name)?;
-        audit_here(catalog, name, "rolled_back", live)?;
-        Ok(Live { live })
-    })?;
+    let live =
+        change(data, pipeline, "POST", "/v1/rollback", |catalog, by| Ok(Live { live: catalog.roll_back_live(by)? }))?;
     println!("live → version {}", live.live);
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn pin(data: &Path, pipeline: Option<&Path>, version: Version, pinned: bool) -> anyhow::Result<ExitCode> {
     let method = if pinned { "POST" } else { "DELETE" };
-    change(data, pipeline, method, &format!("/v1/versions/{version}/pin"), |catalog, name| {
-        catalog.set_pinned(name, version, pinned)?;
-        audit_here(catalog, name, if pinned { "pinned" } else { "unpinned" }, version)?;
+    change(data, pipeline, method, &format!("/v1/versions/{version}/pin"), |catalog, by| {
+        catalog.set_pinned(version, pinned, by)?;
         Ok(serde_json::Value::Null)
     })?;
     println!("version {version} {}", if pinned { "pinned" } else { "unpinned" });

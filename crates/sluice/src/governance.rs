@@ -9,17 +9,20 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use sluice_store::{AuditEvent, Catalog, Role, store_paths};
+use sluice_store::{Actor, Catalog, Role, store_paths};
 
 use crate::auth::local_principal;
 use crate::commands::load_plan;
 
-/// The data directory's catalog (created if needed: tokens may come before any ingest).
-fn catalog(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<(Catalog, String)> {
+/// The data directory's catalog (created if needed: tokens may come before any ingest), with
+/// the pipeline's audit key, so what is appended here is keyed like the daemon's entries.
+pub fn catalog(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<(Catalog, String)> {
     let plan = load_plan(pipeline)?;
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    sluice_store::create_private_dir(data).with_context(|| format!("cannot create {}", data.display()))?;
     let (catalog_path, _, _) = store_paths(data, &plan.name);
-    Ok((Catalog::open(&catalog_path)?, plan.name))
+    let catalog = Catalog::open(&catalog_path)?;
+    catalog.set_audit_key(sluice_pipeline::audit_key(&plan, data)?);
+    Ok((catalog, plan.name))
 }
 
 pub fn token_create(
@@ -31,9 +34,8 @@ pub fn token_create(
 ) -> anyhow::Result<ExitCode> {
     let role = Role::parse(role).with_context(|| format!("unknown role {role:?} (reader, operator, admin)"))?;
     let (catalog, name) = catalog(data, pipeline)?;
-    let (info, token) = catalog.create_token(user, groups, role)?;
-    let detail = serde_json::json!({"id": info.id, "user": info.user, "groups": info.groups, "role": info.role});
-    catalog.audit(&[AuditEvent::new(&name, &local_principal(), "token_created", info.id.clone(), detail)])?;
+    let principal = local_principal();
+    let (info, token) = catalog.create_token(user, groups, role, &Actor { pipeline: &name, principal: &principal })?;
     eprintln!("token {} for {} ({}); it is shown once:", info.id, info.user, role.as_str());
     println!("{token}");
     Ok(ExitCode::SUCCESS)
@@ -63,28 +65,67 @@ pub fn token_list(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::R
 
 pub fn token_revoke(data: &Path, pipeline: Option<&Path>, id: &str) -> anyhow::Result<ExitCode> {
     let (catalog, name) = catalog(data, pipeline)?;
-    if !catalog.revoke_token(id)? {
+    let principal = local_principal();
+    if !catalog.revoke_token(id, &Actor { pipeline: &name, principal: &principal })? {
         bail!("no active token {id} (see `sluice token list`)");
     }
-    catalog.audit(&[AuditEvent::new(&name, &local_principal(), "token_revoked", id, serde_json::json!({}))])?;
     println!("revoked {id}");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Exit status 0 when the chain is intact, 1 when an entry was changed, removed or reordered.
-pub fn audit_verify(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+/// Exit status 0 when the chain is intact, 1 when an entry was changed, removed or reordered
+/// (or the expected head is not in it).
+pub fn audit_verify(
+    data: &Path,
+    pipeline: Option<&Path>,
+    expect_head: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let (catalog, _) = catalog(data, pipeline)?;
-    let report = catalog.verify_audit()?;
+    let report = catalog.verify_audit(expect_head)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{} audit entries; head {}", report.entries, report.head.as_deref().unwrap_or("(none)"));
+        let keyed = if report.keyed { "keyed (HMAC)" } else { "not keyed" };
+        println!(
+            "{} audit entries ({} rotated, {} segment files checked), {keyed}; head {}",
+            report.entries,
+            report.rotated,
+            report.segments_checked,
+            report.head.as_deref().unwrap_or("(none)")
+        );
         match &report.first_bad {
             Some(bad) => println!("TAMPERED: first bad entry is {}: {}", bad.seq, bad.problem),
             None => println!("intact"),
         }
     }
     Ok(if report.first_bad.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Prints the newest entry's `SEQ:HASH` (nothing for an empty log).
+pub fn audit_head(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (catalog, _) = catalog(data, pipeline)?;
+    if let Some(head) = catalog.audit_head()? {
+        println!("{head}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Keys an unkeyed log with the pipeline's audit key, after checking it.
+pub fn audit_rekey(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !sluice_store::DataDirLock::is_held(data),
+        "a daemon holds the data directory; stop it before rekeying the audit log"
+    );
+    let _lock = sluice_store::DataDirLock::acquire(data)?;
+    let (catalog, name) = catalog(data, pipeline)?;
+    let plan = load_plan(pipeline)?;
+    let key = sluice_pipeline::audit_key(&plan, data)?
+        .context("the pipeline names no audit key ([audit] key_file or key_env)")?;
+    catalog.set_audit_key(None);
+    let rekeyed = catalog.rekey_audit(&key, &local_principal(), &name)?;
+    println!("{rekeyed} audit entries keyed with key {}", key.id());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes entries from `since` on as JSON lines to stdout (or `out`).
@@ -98,25 +139,25 @@ pub fn audit_export(
     let (catalog, _) = catalog(data, pipeline)?;
     let mut sink: Box<dyn Write> = match out {
         Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+            private_file(path).with_context(|| format!("cannot create {}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let mut after = 0;
-    let mut written = 0usize;
-    loop {
-        let page = catalog.audit_entries(since, after, 10_000)?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for entry in &page {
-            serde_json::to_writer(&mut sink, entry)?;
-            sink.write_all(b"\n")?;
-        }
-        written += page.len();
-    }
+    // Rotated segments first, then the catalog: the whole log, oldest first.
+    let written = catalog.visit_audit_entries(since, |entry| {
+        let io = |err: std::io::Error| sluice_store::StoreError::Io { path: "audit export".into(), source: err };
+        serde_json::to_writer(&mut sink, entry).map_err(|err| io(err.into()))?;
+        sink.write_all(b"\n").map_err(io)
+    })?;
     sink.flush()?;
     eprintln!("{written} audit entries");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A new file only its owner can read (the audit log names principals and queries).
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
 }
 
 /// Unix milliseconds, a date (`2026-11-29`, UTC midnight) or an RFC 3339 time.

@@ -1,42 +1,58 @@
 //! The HTTP API (axum): health, search, versions, quarantine, audit, tokens, metrics.
 //!
 //! Every `/v1` route needs a bearer token whose role is at least its group's (`auth.rs`);
-//! `/healthz` and `/metrics` (which carry no document content) do not.
+//! `/healthz` and `/metrics` (which carry no document content) do not. Every answer that is
+//! not a success is `application/problem+json` (`problem.rs`). Limits: the request head's
+//! size and time and the connection count (`server.rs`); the body's size, the query string's
+//! length, the time a request may take, requests in flight per token and searches running at
+//! once (here).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use sluice_config::{HistoryAccess, ServerPlan};
 use sluice_core::{ChunkId, Version};
 use sluice_pipeline::{Engine, PipelineError};
 use sluice_store::{ExportFormat, Role, SearchMode};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::auth::{self, Caller, Gate, Required};
 use crate::metrics::{Metrics, ModeLabels};
+use crate::problem::{self, Problem};
 
 const MAX_K: usize = 1000;
+/// Export, verify, gc and audit verification may take this many times `request_timeout`.
+const LONG_REQUEST_FACTOR: u32 = 10;
 
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
     /// Quarantined paths to process again, for the scheduler (which serialises them with runs).
-    pub retries: mpsc::Sender<String>,
+    pub retries: mpsc::Sender<(String, String)>,
     pub gate: Gate,
+    /// Searches running at once (each holds up to `k` hits).
+    pub searches: Arc<Semaphore>,
+    /// Where the HTTP export writes its temporary file (the data directory).
+    pub data_dir: std::path::PathBuf,
 }
 
 pub fn router(state: AppState) -> Router {
+    let server = state.engine.plan().server.clone();
     let requiring = |role: Role, anonymous: bool| {
         let required = Required { gate: state.gate.clone(), role, anonymous };
         middleware::from_fn_with_state(required, auth::require)
+    };
+    let timed = |routes: Router<AppState>, factor: u32| {
+        routes.layer(middleware::from_fn_with_state(server.request_timeout * factor, time_limit))
     };
     let search_routes = Router::new().route("/v1/search", get(search)).layer(requiring(Role::Reader, true));
     let reader = Router::new()
@@ -48,64 +64,70 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/versions/{version}/promote", post(promote))
         .route("/v1/versions/{version}/pin", post(pin).delete(unpin))
         .route("/v1/rollback", post(rollback))
-        .route("/v1/gc", post(collect_garbage))
-        .route("/v1/verify", get(verify))
         .route("/v1/diff", get(diff))
         .route("/v1/quarantine", get(quarantine))
         .route("/v1/quarantine/retry", post(retry_quarantined))
         .layer(requiring(Role::Operator, false));
+    let operator_long = Router::new()
+        .route("/v1/gc", post(collect_garbage))
+        .route("/v1/verify", get(verify))
+        .layer(requiring(Role::Operator, false));
     let admin = Router::new()
         .route("/v1/audit", get(audit))
-        .route("/v1/audit/verify", get(audit_verify))
+        .route("/v1/audit/head", get(audit_head))
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}", delete(revoke_token))
+        .layer(requiring(Role::Admin, false));
+    let admin_long = Router::new()
+        .route("/v1/audit/verify", get(audit_verify))
         .route("/v1/export", get(export))
         .layer(requiring(Role::Admin, false));
     Router::new()
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
-        .merge(search_routes)
-        .merge(reader)
-        .merge(operator)
-        .merge(admin)
+        .merge(timed(search_routes, 1))
+        .merge(timed(reader, 1))
+        .merge(timed(operator, 1))
+        .merge(timed(operator_long, LONG_REQUEST_FACTOR))
+        .merge(timed(admin, 1))
+        .merge(timed(admin_long, LONG_REQUEST_FACTOR))
+        .fallback(|| async { Problem::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(server.max_body_bytes))
+        .layer(middleware::from_fn_with_state(server, query_limit))
+        .layer(middleware::from_fn(problem::problems))
         .with_state(state)
 }
 
-/// An error as the API reports it: a status and `{"error": "..."}`.
-struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<PipelineError> for ApiError {
-    fn from(err: PipelineError) -> Self {
-        match err {
-            PipelineError::Invalid(message) => ApiError(StatusCode::NOT_FOUND, message),
-            // A request naming a version that cannot take it (expired, pending, none earlier).
-            PipelineError::Store(sluice_store::StoreError::Invalid(message)) => {
-                ApiError(StatusCode::BAD_REQUEST, message)
-            }
-            other => {
-                tracing::error!(error = %other, "request failed");
-                ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
-            }
+/// A request (its body included) that takes longer than its group allows is answered 408;
+/// work already handed to a blocking thread finishes there, unseen.
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            Problem::new(StatusCode::REQUEST_TIMEOUT, format!("the request took longer than {limit:?}")).into_response()
         }
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, PipelineError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|err| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("request task failed: {err}")))?
-        .map_err(ApiError::from)
+/// Query strings are bounded before anything parses them.
+async fn query_limit(State(server): State<ServerPlan>, request: Request, next: Next) -> Response {
+    // Percent-encoding takes up to 3 bytes per byte, and a character up to 4 bytes.
+    let max_bytes = server.max_query_chars * 12 + 1024;
+    let length = request.uri().query().map_or(0, str::len);
+    if length > max_bytes {
+        let detail = format!("the query string is {length} bytes, over {max_bytes} (server.max_query_chars)");
+        return Problem::new(StatusCode::URI_TOO_LONG, detail).into_response();
+    }
+    next.run(request).await
 }
 
-async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, PipelineError> + Send + 'static,
+) -> Result<T, Problem> {
+    tokio::task::spawn_blocking(f).await.map_err(Problem::internal)?.map_err(Problem::from)
+}
+
+async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
     let engine = state.engine.clone();
     let live = blocking(move || Ok(engine.store().live_version()?)).await?;
     Ok(Json(json!({ "status": "ok", "pipeline": state.engine.plan().name, "live_version": live })))
@@ -127,17 +149,24 @@ async fn search(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Query(params): Query<SearchParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let query = params.q.unwrap_or_default();
     if query.trim().is_empty() {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "missing query parameter `q`".into()));
+        return Err(Problem::bad_request("missing query parameter `q`"));
+    }
+    let max_chars = state.engine.plan().server.max_query_chars;
+    if query.chars().count() > max_chars {
+        return Err(Problem::bad_request(format!("the query is over {max_chars} characters (server.max_query_chars)")));
     }
     let k = params.k.unwrap_or(10);
     if !(1..=MAX_K).contains(&k) {
-        return Err(ApiError(StatusCode::BAD_REQUEST, format!("`k` must be between 1 and {MAX_K}")));
+        return Err(Problem::bad_request(format!("`k` must be between 1 and {MAX_K}")));
     }
+    may_time_travel(&state, &caller, params.version).await?;
     let mode = params.mode.unwrap_or_default();
     let started = Instant::now();
+    // Searches hold their hits in memory: a bounded number run at once, the rest wait.
+    let _running = state.searches.acquire().await.map_err(Problem::internal)?;
     let engine = state.engine.clone();
     let response =
         blocking(move || engine.search(&query, params.version, k, mode, &caller.access, &caller.principal)).await?;
@@ -150,18 +179,36 @@ async fn search(
     Ok(Json(response).into_response())
 }
 
-async fn versions(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// With `[access] history = "operators"`, only operators and admins search earlier versions.
+async fn may_time_travel(state: &AppState, caller: &Caller, version: Option<Version>) -> Result<(), Problem> {
+    let history = state.engine.plan().access.history;
+    let Some(version) = version else { return Ok(()) };
+    if history != HistoryAccess::Operators || caller.role >= Role::Operator {
+        return Ok(());
+    }
+    let engine = state.engine.clone();
+    let live = blocking(move || Ok(engine.store().live_version()?)).await?;
+    if live == Some(version) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::FORBIDDEN,
+        "earlier versions are searched by operators only ([access] history = \"operators\")",
+    ))
+}
+
+async fn versions(State(state): State<AppState>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     let versions = blocking(move || engine.versions()).await?;
     Ok(Json(json!({ "pipeline": state.engine.plan().name, "versions": versions })).into_response())
 }
 
-async fn version_info(State(state): State<AppState>, Path(version): Path<Version>) -> Result<Response, ApiError> {
+async fn version_info(State(state): State<AppState>, Path(version): Path<Version>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     let info = blocking(move || engine.versions()).await?.into_iter().find(|info| info.version == version);
     match info {
         Some(info) => Ok(Json(info).into_response()),
-        None => Err(ApiError(StatusCode::NOT_FOUND, format!("version {version} does not exist"))),
+        None => Err(Problem::not_found(format!("version {version} does not exist"))),
     }
 }
 
@@ -177,13 +224,13 @@ async fn promote(
     Extension(caller): Extension<Caller>,
     Path(version): Path<Version>,
     Query(params): Query<PromoteParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     blocking(move || engine.promote(version, &caller.principal, params.force)).await?;
     Ok(Json(json!({ "live": version })).into_response())
 }
 
-async fn rollback(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
+async fn rollback(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     let live = blocking(move || engine.roll_back_live(&caller.principal)).await?;
     Ok(Json(json!({ "live": live })).into_response())
@@ -193,7 +240,7 @@ async fn pin(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(version): Path<Version>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     set_pinned(state, caller, version, true).await
 }
 
@@ -201,11 +248,11 @@ async fn unpin(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(version): Path<Version>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     set_pinned(state, caller, version, false).await
 }
 
-async fn set_pinned(state: AppState, caller: Caller, version: Version, pinned: bool) -> Result<Response, ApiError> {
+async fn set_pinned(state: AppState, caller: Caller, version: Version, pinned: bool) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     blocking(move || engine.pin(version, pinned, &caller.principal)).await?;
     Ok(Json(json!({ "version": version, "pinned": pinned })).into_response())
@@ -214,7 +261,7 @@ async fn set_pinned(state: AppState, caller: Caller, version: Version, pinned: b
 async fn collect_garbage(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     Ok(Json(blocking(move || engine.collect_garbage(&caller.principal)).await?).into_response())
 }
@@ -224,7 +271,7 @@ struct VerifyParams {
     version: Option<Version>,
 }
 
-async fn verify(State(state): State<AppState>, Query(params): Query<VerifyParams>) -> Result<Response, ApiError> {
+async fn verify(State(state): State<AppState>, Query(params): Query<VerifyParams>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     Ok(Json(blocking(move || engine.verify(params.version)).await?).into_response())
 }
@@ -235,7 +282,7 @@ struct DiffParams {
     to: Version,
 }
 
-async fn diff(State(state): State<AppState>, Query(params): Query<DiffParams>) -> Result<Response, ApiError> {
+async fn diff(State(state): State<AppState>, Query(params): Query<DiffParams>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     Ok(Json(blocking(move || engine.diff(params.from, params.to)).await?).into_response())
 }
@@ -244,18 +291,19 @@ async fn lineage(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(chunk_id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let Some(id) = ChunkId::parse(&chunk_id) else {
-        return Err(ApiError(StatusCode::BAD_REQUEST, format!("{chunk_id:?} is not a chunk id (64 hex digits)")));
+        return Err(Problem::bad_request(format!("{chunk_id:?} is not a chunk id (64 hex digits)")));
     };
     let engine = state.engine.clone();
-    match blocking(move || engine.lineage(id, &caller.access)).await? {
+    let operator = caller.role >= Role::Operator;
+    match blocking(move || engine.lineage(id, &caller.access, operator)).await? {
         Some(lineage) => Ok(Json(lineage).into_response()),
-        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no chunk {chunk_id}"))),
+        None => Err(Problem::not_found(format!("no chunk {chunk_id}"))),
     }
 }
 
-async fn quarantine(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn quarantine(State(state): State<AppState>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     let entries = blocking(move || engine.quarantine()).await?;
     Ok(Json(json!({ "pipeline": state.engine.plan().name, "quarantined": entries })).into_response())
@@ -271,21 +319,19 @@ async fn retry_quarantined(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Json(request): Json<RetryRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     let path = request.path.clone();
     let entry = blocking(move || engine.quarantine_entry(&path)).await?;
     if entry.is_none() {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("{} is not in quarantine", request.path)));
+        return Err(Problem::not_found(format!("{} is not in quarantine", request.path)));
     }
-    let engine = state.engine.clone();
-    let path = request.path.clone();
-    blocking(move || engine.audit(&caller.principal, "quarantine_retry", path, json!({}))).await?;
+    // The scheduler forgets the file and audits it (as `caller`) between runs.
     state
         .retries
-        .send(request.path.clone())
+        .send((request.path.clone(), caller.principal))
         .await
-        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "the daemon is shutting down".into()))?;
+        .map_err(|_| Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the daemon is shutting down"))?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "queued": request.path }))).into_response())
 }
 
@@ -299,7 +345,7 @@ struct AuditParams {
 }
 
 /// `GET /v1/audit`: entries oldest first, a page at a time (`after` = the last `seq` seen).
-async fn audit(State(state): State<AppState>, Query(params): Query<AuditParams>) -> Result<Response, ApiError> {
+async fn audit(State(state): State<AppState>, Query(params): Query<AuditParams>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     let limit = params.limit.unwrap_or(1000).clamp(1, 10_000);
     let entries =
@@ -308,12 +354,29 @@ async fn audit(State(state): State<AppState>, Query(params): Query<AuditParams>)
     Ok(Json(json!({ "entries": entries })).into_response())
 }
 
-async fn audit_verify(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let engine = state.engine.clone();
-    Ok(Json(blocking(move || Ok(engine.store().catalog().verify_audit()?)).await?).into_response())
+#[derive(Deserialize)]
+struct AuditVerifyParams {
+    /// A head (`SEQ:HASH`) kept elsewhere: it must still be in the chain.
+    expect_head: Option<String>,
 }
 
-async fn list_tokens(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn audit_verify(
+    State(state): State<AppState>,
+    Query(params): Query<AuditVerifyParams>,
+) -> Result<Response, Problem> {
+    let engine = state.engine.clone();
+    let expect = params.expect_head;
+    Ok(Json(blocking(move || Ok(engine.store().catalog().verify_audit(expect.as_deref())?)).await?).into_response())
+}
+
+/// `GET /v1/audit/head`: the newest entry's `seq:hash`, for an external witness to keep.
+async fn audit_head(State(state): State<AppState>) -> Result<Response, Problem> {
+    let engine = state.engine.clone();
+    let head = blocking(move || Ok(engine.store().catalog().audit_head()?)).await?;
+    Ok(Json(json!({ "head": head })).into_response())
+}
+
+async fn list_tokens(State(state): State<AppState>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     let tokens = blocking(move || Ok(engine.store().catalog().tokens()?)).await?;
     Ok(Json(json!({ "tokens": tokens })).into_response())
@@ -332,14 +395,11 @@ async fn create_token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Json(request): Json<TokenRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     let (info, token) = blocking(move || {
-        let created = engine.store().catalog().create_token(&request.user, &request.groups, request.role)?;
-        let detail =
-            json!({"id": created.0.id, "user": created.0.user, "groups": created.0.groups, "role": created.0.role});
-        engine.audit(&caller.principal, "token_created", created.0.id.clone(), detail)?;
-        Ok(created)
+        let by = sluice_store::Actor { pipeline: &engine.plan().name, principal: &caller.principal };
+        Ok(engine.store().catalog().create_token(&request.user, &request.groups, request.role, &by)?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(json!({ "token": token, "info": info }))).into_response())
@@ -349,19 +409,16 @@ async fn revoke_token(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     let token_id = id.clone();
     let revoked = blocking(move || {
-        let revoked = engine.store().catalog().revoke_token(&token_id)?;
-        if revoked {
-            engine.audit(&caller.principal, "token_revoked", token_id, json!({}))?;
-        }
-        Ok(revoked)
+        let by = sluice_store::Actor { pipeline: &engine.plan().name, principal: &caller.principal };
+        Ok(engine.store().catalog().revoke_token(&token_id, &by)?)
     })
     .await?;
     if !revoked {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no live token {id}")));
+        return Err(Problem::not_found(format!("no live token {id}")));
     }
     Ok(Json(json!({ "revoked": id })).into_response())
 }
@@ -374,37 +431,57 @@ struct ExportParams {
     vectors: bool,
 }
 
-/// `GET /v1/export`: the chunks of a version the caller may read, as JSONL or Parquet.
+/// `GET /v1/export`: the chunks of a version the caller may read, as JSONL or Parquet. The file
+/// is written into the data directory (owner-only), opened, unlinked and streamed from the open
+/// descriptor: nobody else can read it, and the daemon never holds it in memory.
 async fn export(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Query(params): Query<ExportParams>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let format = match params.format.as_deref().unwrap_or("jsonl") {
         "jsonl" => ExportFormat::Jsonl,
         "parquet" => ExportFormat::Parquet,
-        other => return Err(ApiError(StatusCode::BAD_REQUEST, format!("unknown format {other:?} (jsonl, parquet)"))),
+        other => return Err(Problem::bad_request(format!("unknown format {other:?} (jsonl, parquet)"))),
     };
     let engine = state.engine.clone();
-    let bytes = blocking(move || {
-        let file = export_path(&engine)?;
-        let summary = engine.export(params.version, &caller.access, format, params.vectors, &file)?;
-        let bytes = std::fs::read(&file).map_err(sluice_pipeline::PipelineError::io(&file));
-        let _ = std::fs::remove_file(&file);
+    let data_dir = state.data_dir.clone();
+    let file = blocking(move || {
+        let path = export_path(&data_dir, &engine)?;
+        let summary = engine.export(params.version, &caller.access, format, params.vectors, &path);
+        let opened = std::fs::File::open(&path);
+        let _ = std::fs::remove_file(&path);
+        let summary = summary?;
+        let file = opened.map_err(PipelineError::io(&path))?;
         let detail = json!({"version": summary.version, "chunks": summary.chunks, "format": params.format});
         engine.audit(&caller.principal, "exported", format!("version {}", summary.version), detail)?;
-        bytes
+        Ok(file)
     })
     .await?;
     let content_type =
         if format == ExportFormat::Jsonl { "application/x-ndjson" } else { "application/vnd.apache.parquet" };
-    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+    Ok(([(header::CONTENT_TYPE, content_type)], axum::body::Body::from_stream(read_chunks(file))).into_response())
 }
 
-/// A fresh path for an export under the system's temporary folder (read back, then removed:
-/// the answer is built in memory).
-fn export_path(engine: &Engine) -> Result<std::path::PathBuf, sluice_pipeline::PipelineError> {
+/// The bytes of an open file, 256 KiB at a time.
+fn read_chunks(file: std::fs::File) -> impl futures_util::Stream<Item = std::io::Result<axum::body::Bytes>> {
+    futures_util::stream::unfold(tokio::fs::File::from_std(file), |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buffer = vec![0u8; 256 << 10];
+        match file.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(read) => {
+                buffer.truncate(read);
+                Some((Ok(axum::body::Bytes::from(buffer)), file))
+            }
+            Err(err) => Some((Err(err), file)),
+        }
+    })
+}
+
+/// A fresh path for an export in the data directory (which only the daemon's user can enter).
+fn export_path(data_dir: &std::path::Path, engine: &Engine) -> Result<std::path::PathBuf, PipelineError> {
     let mut random = [0u8; 8];
-    getrandom::fill(&mut random).map_err(|err| sluice_pipeline::PipelineError::Invalid(err.to_string()))?;
-    Ok(std::env::temp_dir().join(format!("sluice-export-{}-{}", engine.plan().name, hex::encode(random))))
+    getrandom::fill(&mut random).map_err(|err| PipelineError::Invalid(err.to_string()))?;
+    Ok(data_dir.join(format!(".export-{}-{}", engine.plan().name, hex::encode(random))))
 }

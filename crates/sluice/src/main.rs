@@ -10,8 +10,10 @@ mod evaluation;
 mod governance;
 mod http;
 mod metrics;
+mod problem;
 mod progress;
 mod report;
+mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +45,10 @@ enum Command {
         /// Address to serve HTTP on, overriding `server.listen` of the pipeline.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Start even though group or other users may read the data directory (which holds
+        /// every chunk's text: they would bypass every ACL).
+        #[arg(long)]
+        allow_shared_data_dir: bool,
     },
     /// Index folders or files once and commit the result as one version.
     Ingest {
@@ -310,8 +316,23 @@ enum AuditCommand {
     /// Walk the hash chain; exit status 1 and the first bad entry if anything was changed,
     /// removed or reordered.
     Verify {
+        /// A head printed earlier by `sluice audit head` and kept elsewhere: it must still be in
+        /// the chain (catches a wiped or consistently rewritten log).
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<String>,
         #[arg(long)]
         json: bool,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    /// Print the newest entry's `SEQ:HASH`, for an external witness to keep.
+    Head {
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
+    /// Key a log written before `[audit] key_file`/`key_env` was set: checks it, then turns
+    /// every entry into an HMAC under the key.
+    Rekey {
         #[arg(long)]
         pipeline: Option<PathBuf>,
     },
@@ -374,6 +395,9 @@ fn init_logging(default_filter: &str) {
 }
 
 fn main() -> ExitCode {
+    // Whatever this process creates (the catalog, indexes, exports, audit segments) is for its
+    // owner alone: the data directory holds every chunk's text, whatever the documents' ACLs.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     if matches!(cli.command, Command::ParseWorker) {
         // Talks on stdin/stdout; no logging setup, nothing else opened.
@@ -394,7 +418,9 @@ fn main() -> ExitCode {
         "warn,qdrant_edge::common=error"
     });
     let result = match cli.command {
-        Command::Run { pipeline, listen } => daemon::run(&cli.data, &cli.models, pipeline.as_deref(), listen),
+        Command::Run { pipeline, listen, allow_shared_data_dir } => {
+            daemon::run(&cli.data, &cli.models, pipeline.as_deref(), listen, allow_shared_data_dir)
+        }
         Command::Ingest { paths, pipeline, json } => {
             commands::ingest(&cli.data, &cli.models, &paths, pipeline.as_deref(), json)
         }
@@ -448,8 +474,14 @@ fn main() -> ExitCode {
         Command::Token { command: TokenCommand::Revoke { id, pipeline } } => {
             governance::token_revoke(&cli.data, pipeline.as_deref(), &id)
         }
-        Command::Audit { command: AuditCommand::Verify { json, pipeline } } => {
-            governance::audit_verify(&cli.data, pipeline.as_deref(), json)
+        Command::Audit { command: AuditCommand::Verify { expect_head, json, pipeline } } => {
+            governance::audit_verify(&cli.data, pipeline.as_deref(), expect_head.as_deref(), json)
+        }
+        Command::Audit { command: AuditCommand::Head { pipeline } } => {
+            governance::audit_head(&cli.data, pipeline.as_deref())
+        }
+        Command::Audit { command: AuditCommand::Rekey { pipeline } } => {
+            governance::audit_rekey(&cli.data, pipeline.as_deref())
         }
         Command::Audit { command: AuditCommand::Export { since, format: AuditFormat::Jsonl, out, pipeline } } => {
             governance::audit_export(&cli.data, pipeline.as_deref(), since.as_deref(), out.as_deref())

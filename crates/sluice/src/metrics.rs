@@ -152,6 +152,7 @@ impl Observer for Metrics {
                 "quarantined"
             }
             Outcome::Deleted => "deleted",
+            Outcome::Requeued => "requeued",
         };
         self.documents.get_or_create(&OutcomeLabels { outcome: label }).inc();
     }

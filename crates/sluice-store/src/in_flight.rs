@@ -1,0 +1,97 @@
+//! Files the daemon was in the middle of when it stopped.
+//!
+//! Before the daemon takes on a large document's chunks (reading the parser's answer,
+//! embedding and writing them), it records the file here, durably; the record goes when the
+//! document is written, or when its run ends in any way but a crash. A record still here at the
+//! next start names a file that was in the daemon's hands when it crashed or hung: that run
+//! quarantines it (`crashed_run`) instead of taking it on again, so one document cannot crash
+//! the daemon at every restart. Small documents get no record: their share of the daemon's
+//! memory and time is too small to be the cause, and a `kill -9` must not quarantine them.
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, now_ms};
+use crate::error::Result;
+
+/// A file taken on by a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    pub root: String,
+    pub rel_path: String,
+    /// The file as it was (the same size and time at the next start mean the same file).
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub run_id: String,
+    /// What the parser announced: bytes of its answer and chunks.
+    pub answer_bytes: u64,
+    pub chunks: u64,
+    pub started_at: i64,
+}
+
+impl Catalog {
+    /// Records (durably) that a run is taking on this file.
+    pub fn record_in_flight(&self, pipeline: &str, entry: &InFlight) -> Result<()> {
+        self.write(|t| {
+            t.execute(
+                "INSERT OR REPLACE INTO in_flight (pipeline, root, rel_path, size, mtime_ns, run_id, answer_bytes, chunks,
+                     started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    pipeline,
+                    entry.root,
+                    entry.rel_path,
+                    entry.size as i64,
+                    entry.mtime_ns,
+                    entry.run_id,
+                    entry.answer_bytes as i64,
+                    entry.chunks as i64,
+                    if entry.started_at == 0 { now_ms() } else { entry.started_at }
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The file is written (or failed harmlessly): its record goes.
+    pub fn clear_in_flight(&self, pipeline: &str, root: &str, rel_path: &str) -> Result<()> {
+        self.write(|t| {
+            t.execute(
+                "DELETE FROM in_flight WHERE pipeline = ?1 AND root = ?2 AND rel_path = ?3",
+                params![pipeline, root, rel_path],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// A run that ended without a crash drops the records it wrote.
+    pub fn clear_in_flight_of_run(&self, pipeline: &str, run_id: &str) -> Result<()> {
+        self.write(|t| {
+            t.execute("DELETE FROM in_flight WHERE pipeline = ?1 AND run_id = ?2", params![pipeline, run_id])?;
+            Ok(())
+        })
+    }
+
+    /// Every record: files a stopped daemon had in hand.
+    pub fn in_flight(&self, pipeline: &str) -> Result<Vec<InFlight>> {
+        self.read(|c| {
+            let mut statement = c.prepare(
+                "SELECT root, rel_path, size, mtime_ns, run_id, answer_bytes, chunks, started_at FROM in_flight
+                 WHERE pipeline = ?1 ORDER BY root, rel_path",
+            )?;
+            statement
+                .query_map([pipeline], |r| {
+                    Ok(InFlight {
+                        root: r.get(0)?,
+                        rel_path: r.get(1)?,
+                        size: r.get::<_, i64>(2)? as u64,
+                        mtime_ns: r.get(3)?,
+                        run_id: r.get(4)?,
+                        answer_bytes: r.get::<_, i64>(5)? as u64,
+                        chunks: r.get::<_, i64>(6)? as u64,
+                        started_at: r.get(7)?,
+                    })
+                })?
+                .collect()
+        })
+    }
+}
