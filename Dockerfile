@@ -1,5 +1,6 @@
 # Multi-stage build of the CPU binary.
 #   docker build -t sluice .
+#   mkdir -p inbox && mkdir -m 700 -p data   # the daemon refuses a data directory others can read
 #   docker run -v "$PWD/inbox:/app/inbox" -v "$PWD/data:/app/data" -p 7878:7878 sluice
 
 FROM rust:1.95-bookworm AS build
@@ -20,6 +21,8 @@ COPY pipelines ./pipelines
 COPY models ./models
 # Fetch and verify the weights at build time so the container needs no network at run time.
 RUN sluice models fetch
+# The data directory holds every chunk's text: owner-only (a named volume starts from this).
+RUN mkdir -p /app/inbox && mkdir -m 700 /app/data
 VOLUME ["/app/inbox", "/app/data"]
 EXPOSE 7878
 ENTRYPOINT ["sluice"]

@@ -1,25 +1,23 @@
-//! The data directory's disk fills in the middle of a run (its commit, its rollback): nothing
-//! already indexed is lost, the daemon keeps answering searches, and once there is room again
-//! it rolls back whatever was left half written and commits the new files.
+//! The data directory's disk fills just as a run commits (so the commit fails, and so does its
+//! rollback): nothing already indexed is lost, the daemon keeps answering searches, and once
+//! there is room again it rolls back what was left half written before it commits anything new.
 
 use std::io::Write;
 use std::time::Duration;
 
-use crate::common::{Tmpfs, is_root, wait_found, wait_live};
+use crate::common::{Failpoints, Tmpfs, is_root, wait_found, wait_live};
 use crate::support::{Workspace, wait_for};
 
 const SETTLE: Duration = Duration::from_secs(300);
 
-/// Fills the file system under `dir` with one file, leaving about `leave` bytes free.
-fn fill(dir: &std::path::Path, leave: u64) -> std::path::PathBuf {
+/// Fills the file system under `dir` with one file, to the last byte.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("filler");
     let mut file = std::fs::File::create(&path).unwrap();
-    let block = vec![0u8; 1 << 20];
-    while file.write_all(&block).is_ok() {}
-    drop(file);
-    // Give some room back, so that the run starts and fails somewhere inside.
-    let size = std::fs::metadata(&path).unwrap().len();
-    std::fs::File::options().write(true).open(&path).unwrap().set_len(size.saturating_sub(leave)).unwrap();
+    for size in [1 << 20, 4096, 1] {
+        let block = vec![0u8; size];
+        while file.write_all(&block).is_ok() {}
+    }
     path
 }
 
@@ -36,17 +34,23 @@ fn a_disk_that_fills_mid_run_loses_nothing_and_the_daemon_recovers() {
         std::fs::write(inbox.join(format!("ledger-{i:02}.txt")), text).unwrap();
     }
     let pipeline = workspace.pipeline("default", &[&inbox], "");
-    let daemon = workspace.start_daemon(&pipeline);
+    let failpoints = Failpoints::new(&workspace);
+    let (name, dir) = failpoints.env();
+    let daemon = workspace.start_daemon_with(&pipeline, &[(name, &dir)]);
     wait_live(&daemon, 1, SETTLE);
     wait_found(&daemon, "grain shipments", "ledger-00.txt", SETTLE);
 
-    let filler = fill(&workspace.data(), 256 << 10);
+    // The next run writes its version, and stops just before committing it: the disk fills.
+    failpoints.arm("before_commit", "default");
     for i in 0..200 {
         let text = format!("Bulletin {i}: the lock keeper reports algae bloom number {i} near the weir.\n").repeat(30);
         std::fs::write(inbox.join(format!("bulletin-{i:03}.txt")), text).unwrap();
     }
+    failpoints.wait_reached("before_commit", &daemon);
+    let filler = fill(&workspace.data());
+    failpoints.release("before_commit");
     wait_for(SETTLE, || daemon.stderr().contains("pipeline run failed").then_some(()))
-        .unwrap_or_else(|| panic!("the run did not fail on a full disk:\n{}", daemon.stderr()));
+        .unwrap_or_else(|| panic!("the commit did not fail on a full disk:\n{}", daemon.stderr()));
     // Full disk: what was indexed is still there and searchable.
     assert_eq!(daemon.live_version(), Some(1));
     wait_found(&daemon, "grain shipments", "ledger-07.txt", SETTLE);

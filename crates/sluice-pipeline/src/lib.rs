@@ -537,8 +537,8 @@ pub fn audit_key(plan: &PipelinePlan, data_dir: &Path) -> Result<Option<sluice_s
     })
 }
 
-/// A keyed log needs its key, and a key needs a keyed log: the daemon refuses to start on a
-/// mismatch rather than write entries nobody can verify. Without a key it says what that costs.
+/// A keyed log needs its key, and a key needs a keyed log: the engine refuses to open on a
+/// mismatch rather than write entries nobody can verify.
 fn check_audit_keying(store: &Store, plan: &PipelinePlan) -> Result<(), PipelineError> {
     let keyed = store.catalog().audit_is_keyed()?;
     match (keyed, plan.audit.key.is_some()) {
@@ -550,13 +550,6 @@ fn check_audit_keying(store: &Store, plan: &PipelinePlan) -> Result<(), Pipeline
         (Some(true), false) => Err(PipelineError::Invalid(
             "the audit log is keyed: set [audit] key_file or key_env to the key it was written with".into(),
         )),
-        (_, false) => {
-            tracing::warn!(
-                "the audit log is not keyed ([audit] key_file / key_env): a rewrite of the whole log is only caught \
-                 against a head kept elsewhere (`sluice audit head`)"
-            );
-            Ok(())
-        }
         _ => Ok(()),
     }
 }

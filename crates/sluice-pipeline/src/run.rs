@@ -214,6 +214,7 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
     summary.version = Some(version);
     let record = serde_json::to_value(&summary).unwrap_or_default();
     let promote = !engine.gate_blocks();
+    crate::failpoint::pause("before_commit", pipeline);
     let version = writer.commit(
         &decisions.ledger,
         &decisions.quarantined,

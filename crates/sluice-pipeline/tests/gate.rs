@@ -105,3 +105,28 @@ fn a_broken_version_is_held_until_forced_and_the_audit_says_who() {
     // Rollback never lands on a held version: from 2 it goes back to 1.
     assert_eq!(engine.roll_back_live("olga").unwrap(), 1);
 }
+
+/// A daemon asked to stop does not wait for a whole evaluation: the gate stops too, records
+/// no verdict, and the version is judged when the next run starts.
+#[test]
+fn a_stop_ends_the_gate_early_and_the_version_is_judged_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inbox, data, set) = (dir.path().join("inbox"), dir.path().join("data"), dir.path().join("set.jsonl"));
+    write_corpus_and_set(&inbox, &set);
+
+    let engine = engine_with(&inbox, &data, gate_plan(&set));
+    engine.request_stop();
+    let stopped = engine.run(&Scope::All, &Quiet).unwrap();
+    assert!(stopped.stopped_early);
+    let version = stopped.version.expect("what was done is committed");
+    assert_eq!(stopped.gate, None, "no verdict while stopping");
+    assert_eq!(engine.store().catalog().gate("default", version).unwrap(), None);
+    assert_eq!(engine.store().live_version().unwrap(), None);
+    drop(engine);
+
+    let engine = engine_with(&inbox, &data, gate_plan(&set));
+    let next = engine.run(&Scope::All, &Quiet).unwrap();
+    assert!(engine.store().catalog().gate("default", version).unwrap().is_some(), "judged at the next start");
+    assert_eq!(next.gate.as_deref(), Some("passed"));
+    assert_eq!(engine.store().live_version().unwrap(), next.version);
+}

@@ -403,6 +403,12 @@ impl Catalog {
 
     /// Runs `f` on a read connection from the pool (opened on demand).
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        self.read_with(|connection| Ok(f(connection)?))
+    }
+
+    /// As [`Catalog::read`], for work that fails with more than SQLite errors (an export
+    /// writing its file as it reads).
+    pub(crate) fn read_with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let pooled = self.readers.lock().expect("reader pool lock").pop();
         let connection = match pooled {
             Some(connection) => connection,
@@ -420,7 +426,7 @@ impl Catalog {
         if pool.len() < 8 {
             pool.push(connection);
         }
-        Ok(result?)
+        result
     }
 
     /// Runs `f` in one write transaction.

@@ -38,7 +38,13 @@ impl StoreError {
                     | ErrorCode::OutOfMemory
                     | ErrorCode::CannotOpen
             ),
-            StoreError::Lexical(tantivy::TantivyError::IoError(_) | tantivy::TantivyError::OpenWriteError(_)) => true,
+            // Tantivy reports a full disk during a commit as an internal error, too.
+            StoreError::Lexical(
+                tantivy::TantivyError::IoError(_)
+                | tantivy::TantivyError::OpenWriteError(_)
+                | tantivy::TantivyError::OpenReadError(_)
+                | tantivy::TantivyError::InternalError(_),
+            ) => true,
             StoreError::Vectors { transient, .. } => *transient,
             StoreError::Io { .. } => true,
             _ => false,

@@ -89,10 +89,9 @@ impl Catalog {
     ) -> Result<ExportSummary> {
         use std::os::unix::fs::OpenOptionsExt;
         self.require_committed(pipeline, version)?;
-        let mut rows = self.export_rows(pipeline, version)?;
-        rows.retain(|row| {
+        let readable = |row: &ExportRow| {
             access.may_read(&Acl::new(row.readers.iter().cloned())) && !hidden_docs.contains(&row.doc_id.to_hex())
-        });
+        };
         let partial = out.with_extension(match out.extension() {
             Some(ext) => format!("{}.partial", ext.to_string_lossy()),
             None => "partial".to_owned(),
@@ -108,20 +107,22 @@ impl Catalog {
             .mode(0o600)
             .open(&partial)
             .map_err(io)?;
-        match format {
+        // Rows are read and written a batch at a time: an export of any size holds one batch.
+        let chunks = match format {
             ExportFormat::Jsonl => {
                 let mut writer = BufWriter::new(file);
-                for batch in rows.chunks_mut(BATCH_ROWS) {
+                let chunks = self.visit_export_rows(pipeline, version, &readable, |batch| {
                     if with_vectors {
                         self.attach_vectors(batch)?;
                     }
-                    for row in batch.iter_mut() {
+                    for row in batch.iter() {
                         serde_json::to_writer(&mut writer, &row).map_err(|err| io(err.into()))?;
                         writer.write_all(b"\n").map_err(io)?;
-                        row.vector = None;
                     }
-                }
+                    Ok(())
+                })?;
                 writer.into_inner().map_err(|err| io(err.into_error()))?.sync_all().map_err(io)?;
+                chunks
             }
             ExportFormat::Parquet => {
                 let schema = Arc::new(parquet_schema(with_vectors));
@@ -130,24 +131,31 @@ impl Catalog {
                     .set_max_row_group_row_count(Some(BATCH_ROWS))
                     .build();
                 let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(parquet_error)?;
-                for batch in rows.chunks_mut(BATCH_ROWS) {
+                let chunks = self.visit_export_rows(pipeline, version, &readable, |batch| {
                     if with_vectors {
                         self.attach_vectors(batch)?;
                     }
-                    writer.write(&record_batch(&schema, batch, with_vectors)?).map_err(parquet_error)?;
-                    batch.iter_mut().for_each(|row| row.vector = None);
-                }
+                    writer.write(&record_batch(&schema, batch, with_vectors)?).map_err(parquet_error)
+                })?;
                 writer.into_inner().map_err(parquet_error)?.sync_all().map_err(io)?;
+                chunks
             }
-        }
+        };
         std::fs::rename(&partial, out).map_err(|source| StoreError::Io { path: out.to_owned(), source })?;
         let bytes = std::fs::metadata(out).map_err(|source| StoreError::Io { path: out.to_owned(), source })?.len();
-        Ok(ExportSummary { version, chunks: rows.len(), bytes })
+        Ok(ExportSummary { version, chunks, bytes })
     }
 
-    /// Every chunk visible at `version`, by path and position, without vectors.
-    fn export_rows(&self, pipeline: &str, version: Version) -> Result<Vec<ExportRow>> {
-        self.read(|c| {
+    /// Calls `write` on batches of the chunks visible at `version` that pass `keep`, by path and
+    /// position, without vectors; returns how many there were.
+    fn visit_export_rows(
+        &self,
+        pipeline: &str,
+        version: Version,
+        keep: &dyn Fn(&ExportRow) -> bool,
+        mut write: impl FnMut(&mut [ExportRow]) -> Result<()>,
+    ) -> Result<usize> {
+        self.read_with(|c| {
             let mut statement = c.prepare(
                 "SELECT c.chunk_id, d.doc_id, d.root, d.rel_path, d.member, d.content_hash, d.format, d.title,
                         c.ordinal, c.page, c.char_start, c.char_end, c.token_count, c.heading_path, c.text,
@@ -157,35 +165,50 @@ impl Catalog {
                  WHERE c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to
                  ORDER BY d.root, d.rel_path, d.member, c.ordinal, c.chunk_id",
             )?;
-            statement
-                .query_map(params![pipeline, version], |r| {
-                    let path = join_path(&r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, String>(4)?);
-                    Ok(ExportRow {
-                        chunk_id: parse_id(r.get(0)?, ChunkId::parse)?,
-                        doc_id: parse_id(r.get(1)?, DocumentId::parse)?,
-                        source_uri: file_uri(&path),
-                        path,
-                        content_hash: r.get(5)?,
-                        format: r.get(6)?,
-                        title: r.get(7)?,
-                        ordinal: r.get(8)?,
-                        page: opt_u32(r.get(9)?),
-                        char_start: r.get(10)?,
-                        char_end: r.get(11)?,
-                        token_count: r.get(12)?,
-                        heading_path: parse_strings(r.get(13)?)?,
-                        text: r.get(14)?,
-                        text_hash: parse_id(r.get(15)?, TextHash::parse)?,
-                        valid_from: r.get(16)?,
-                        extract_fingerprint: r.get(17)?,
-                        chunk_fingerprint: r.get(18)?,
-                        model_fingerprint: r.get(19)?,
-                        readers: parse_acl(r.get(20)?)?.keys().to_vec(),
-                        pii: parse_strings(r.get(21)?)?,
-                        vector: None,
-                    })
-                })?
-                .collect()
+            let rows = statement.query_map(params![pipeline, version], |r| {
+                let path = join_path(&r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, String>(4)?);
+                Ok(ExportRow {
+                    chunk_id: parse_id(r.get(0)?, ChunkId::parse)?,
+                    doc_id: parse_id(r.get(1)?, DocumentId::parse)?,
+                    source_uri: file_uri(&path),
+                    path,
+                    content_hash: r.get(5)?,
+                    format: r.get(6)?,
+                    title: r.get(7)?,
+                    ordinal: r.get(8)?,
+                    page: opt_u32(r.get(9)?),
+                    char_start: r.get(10)?,
+                    char_end: r.get(11)?,
+                    token_count: r.get(12)?,
+                    heading_path: parse_strings(r.get(13)?)?,
+                    text: r.get(14)?,
+                    text_hash: parse_id(r.get(15)?, TextHash::parse)?,
+                    valid_from: r.get(16)?,
+                    extract_fingerprint: r.get(17)?,
+                    chunk_fingerprint: r.get(18)?,
+                    model_fingerprint: r.get(19)?,
+                    readers: parse_acl(r.get(20)?)?.keys().to_vec(),
+                    pii: parse_strings(r.get(21)?)?,
+                    vector: None,
+                })
+            })?;
+            let (mut batch, mut written) = (Vec::with_capacity(BATCH_ROWS), 0);
+            for row in rows {
+                let row = row?;
+                if keep(&row) {
+                    batch.push(row);
+                }
+                if batch.len() == BATCH_ROWS {
+                    write(&mut batch)?;
+                    written += batch.len();
+                    batch.clear();
+                }
+            }
+            if !batch.is_empty() {
+                write(&mut batch)?;
+                written += batch.len();
+            }
+            Ok(written)
         })
     }
 

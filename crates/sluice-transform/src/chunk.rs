@@ -30,6 +30,14 @@ pub const MAX_HEADING_CHARS: usize = 200;
 pub const MAX_HEADING_DEPTH: usize = 8;
 /// Bytes of a block given to the tokenizer at once.
 const SEGMENT_BYTES: usize = 64 << 10;
+/// Bytes of text a chunk may hold per token. Real text has 1 to 10; a window of tokens that
+/// each stand for a hundred-character unknown word would make chunks (and every search hit
+/// carrying one) tens of kilobytes, so windows are cut shorter there.
+const MAX_BYTES_PER_TOKEN: usize = 40;
+/// The longest span one token may cover. The model reads a word of over 100 characters as one
+/// unknown token; a 300 KB run without a space would otherwise be one token, and one chunk.
+/// Longer spans are cut into pieces this long, each counted as a token.
+const MAX_TOKEN_BYTES: usize = 400;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChunkError {
@@ -120,12 +128,17 @@ impl Chunker {
                 let segment = &document.text[start..end];
                 let encoding =
                     self.tokenizer.encode(segment, false).map_err(|err| ChunkError::Tokenize(err.to_string()))?;
-                tokens.extend(encoding.get_offsets().iter().filter(|(s, e)| e > s).map(|&(s, e)| Token {
-                    start: start + s,
-                    end: start + e,
-                    block: index,
-                    kind: block.kind,
-                }));
+                for &(s, e) in encoding.get_offsets().iter().filter(|(s, e)| e > s) {
+                    let (mut piece, span_end) = (start + s, start + e);
+                    while piece < span_end {
+                        let mut piece_end = (piece + MAX_TOKEN_BYTES).min(span_end);
+                        while !document.text.is_char_boundary(piece_end) {
+                            piece_end += 1;
+                        }
+                        tokens.push(Token { start: piece, end: piece_end, block: index, kind: block.kind });
+                        piece = piece_end;
+                    }
+                }
                 start = end;
             }
         }
@@ -134,7 +147,11 @@ impl Chunker {
 
     /// End (exclusive) of the window starting at `start`.
     fn window_end(&self, tokens: &[Token], text: &str, start: usize) -> usize {
-        let hard_end = (start + self.max_tokens).min(tokens.len());
+        let by_tokens = (start + self.max_tokens).min(tokens.len());
+        // No more than `MAX_BYTES_PER_TOKEN` bytes per token allowed (at least one token).
+        let max_end_byte = tokens[start].start + self.max_tokens * MAX_BYTES_PER_TOKEN;
+        let by_bytes = start + 1 + tokens[start + 1..by_tokens].partition_point(|token| token.end <= max_end_byte);
+        let hard_end = by_tokens.min(by_bytes);
         if hard_end == tokens.len() {
             return hard_end;
         }

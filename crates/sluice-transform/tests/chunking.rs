@@ -170,3 +170,37 @@ fn chunks_start_sections_and_carry_their_heading_path() {
         assert!(!chunk.text.trim_end().ends_with(chunk.heading_path.last().unwrap().as_str()));
     }
 }
+
+/// Hostile text: one block of unknown hundred-character "words" (one token each) and one line
+/// of 300 KB with no space at all. Chunks stay a few kilobytes, cover the text in order, and
+/// heading paths stay short however long the headings are.
+#[test]
+fn pathological_text_makes_small_chunks_and_short_heading_paths() {
+    let chunker = Chunker::new(&tokenizer_json(), 200, 32).unwrap();
+    let long_words = (0..2_000).map(|i| format!("{}{i}", "q".repeat(100))).collect::<Vec<_>>().join(" ");
+    let blocks = vec![
+        Block { kind: BlockKind::Heading { level: 1 }, text: "H".repeat(50_000), page: None },
+        Block { kind: BlockKind::Paragraph, text: long_words, page: None },
+        Block { kind: BlockKind::Paragraph, text: "z".repeat(300_000), page: None },
+    ];
+    let document = normalize(ExtractedDocument { format: "text".into(), blocks, ..Default::default() });
+    let chunks = chunker.chunk(&document).unwrap();
+    assert!(chunks.len() > 20, "{} chunks", chunks.len());
+    for chunk in &chunks {
+        assert!(chunk.text.len() <= 200 * 40, "a chunk of {} bytes", chunk.text.len());
+        assert!(chunk.heading_path.iter().all(|heading| heading.chars().count() <= 200));
+    }
+    // In order, and nothing but the blank lines between blocks is left out.
+    let chars: Vec<char> = document.text.chars().collect();
+    let mut covered = 0;
+    for chunk in &chunks {
+        let (start, end) = (chunk.char_start as usize, chunk.char_end as usize);
+        assert!(
+            chars[covered.min(start)..start].iter().all(|c| c.is_whitespace()),
+            "a gap before chunk {}",
+            chunk.ordinal
+        );
+        covered = covered.max(end);
+    }
+    assert_eq!(covered, chars.len());
+}

@@ -88,6 +88,13 @@ async fn serve(
     }
     check_data_dir(&data, allow_shared_data_dir)?;
     let _lock = DataDirLock::acquire(&data)?;
+    remove_stale_exports(&data);
+    if plan.audit.key.is_none() {
+        warn!(
+            "the audit log is not keyed ([audit] key_file / key_env): a rewrite of the whole log is only caught \
+             against a head kept elsewhere (`sluice audit head`)"
+        );
+    }
     let metrics = Arc::new(Metrics::new());
     let engine = {
         let (data, models) = (data.clone(), models.clone());
@@ -156,6 +163,16 @@ async fn serve(
     drop(stop_rx);
     info!("stopped");
     result
+}
+
+/// Removes HTTP exports a crash left behind (they hold chunk text; nobody will read them).
+fn remove_stale_exports(data: &Path) {
+    let Ok(entries) = std::fs::read_dir(data) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".export-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Writes a file only its owner can read (it holds the local admin token).
@@ -337,11 +354,11 @@ async fn execute(engine: &Arc<Engine>, metrics: &Arc<Metrics>, scope: Scope) -> 
         }
         Ok(Err(err)) => {
             let retryable = err.is_retryable();
-            error!(error = %err, retryable, "pipeline run failed; it was rolled back");
+            error!(error = %err, retryable, "pipeline run failed; its version is rolled back, now or before the next one begins");
             ("failed", RunOutcome::Failed { retryable })
         }
         Err(err) => {
-            error!(error = %err, "pipeline run panicked; it was rolled back");
+            error!(error = %err, "pipeline run panicked; its version is rolled back, now or before the next one begins");
             ("failed", RunOutcome::Failed { retryable: false })
         }
     };
