@@ -22,13 +22,14 @@ fn fill(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 #[test]
-fn a_disk_that_fills_mid_run_loses_nothing_and_the_daemon_recovers() {
-    if !is_root("a_disk_that_fills_mid_run_loses_nothing_and_the_daemon_recovers") {
+fn a_disk_that_fills_mid_commit_loses_nothing_and_the_daemon_recovers() {
+    let test = "a_disk_that_fills_mid_commit_loses_nothing_and_the_daemon_recovers";
+    if !is_root(test) {
         return;
     }
     let workspace = Workspace::new();
     let inbox = workspace.folder("inbox");
-    let _disk = Tmpfs::mount(&workspace.data(), "96m");
+    let Some(_disk) = Tmpfs::mount(&workspace.data(), "96m", test) else { return };
     for i in 0..20 {
         let text = format!("Ledger {i}: grain shipments through the lower lock, tonnage {}.\n", i * 17).repeat(20);
         std::fs::write(inbox.join(format!("ledger-{i:02}.txt")), text).unwrap();

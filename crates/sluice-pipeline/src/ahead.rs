@@ -164,16 +164,28 @@ fn consume_in_order<T: Charged, E>(
         if stop() {
             return Ok(next);
         }
-        let range = next..next + items.len();
-        let charge: u64 = items.iter().map(Charged::charge).sum();
-        let go_on = consume(range.clone(), items)?;
-        next = range.end;
-        budget.release(charge, next);
+        let go_on;
+        (next, go_on) = hand_over(next, items, budget, consume)?;
         if !go_on {
             break;
         }
     }
     Ok(next)
+}
+
+/// Gives `items` (tasks `next..`) to `consume`, then releases their budget; returns the next
+/// task and whether to go on.
+fn hand_over<T: Charged, E>(
+    next: usize,
+    items: Vec<T>,
+    budget: &Budget,
+    consume: &mut dyn FnMut(std::ops::Range<usize>, Vec<T>) -> Result<bool, E>,
+) -> Result<(usize, bool), E> {
+    let range = next..next + items.len();
+    let charge: u64 = items.iter().map(Charged::charge).sum();
+    let go_on = consume(range.clone(), items)?;
+    budget.release(charge, range.end);
+    Ok((range.end, go_on))
 }
 
 fn one_by_one<T: Charged, E>(
@@ -193,11 +205,8 @@ fn one_by_one<T: Charged, E>(
         while next + items.len() < tasks && items.len() < batch && (items.is_empty() || !budget.spent()) {
             items.push(prepare(next + items.len()));
         }
-        let range = next..next + items.len();
-        let charge: u64 = items.iter().map(Charged::charge).sum();
-        let go_on = consume(range.clone(), items)?;
-        next = range.end;
-        budget.release(charge, next);
+        let go_on;
+        (next, go_on) = hand_over(next, items, budget, consume)?;
         if !go_on {
             break;
         }

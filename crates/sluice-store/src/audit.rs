@@ -470,6 +470,11 @@ impl Catalog {
             Some(_) => {
                 Some(AuditProblem { seq, problem: "it differs from the witnessed head (the log was rewritten)".into() })
             }
+            None if seq <= self.audit_expired_up_to()? => Some(AuditProblem {
+                seq,
+                problem: "the witnessed head was in a rotated segment that retention removed: witness a newer head"
+                    .into(),
+            }),
             None => Some(AuditProblem {
                 seq,
                 problem: "the witnessed head is not in the log any more (the log was wiped or cut back)".into(),

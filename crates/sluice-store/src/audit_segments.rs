@@ -65,6 +65,7 @@ impl Catalog {
     /// `rotate_after`, and deletes segment files older than `keep_days` (0: never). Returns the
     /// rotated range, if any.
     pub fn rotate_audit(&self, rotate_after: u64, keep_days: u64) -> Result<Option<(i64, i64)>> {
+        let _one_at_a_time = self.rotation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.expire_segments(keep_days)?;
         // Sequence numbers in the table have no gaps, so this counts without a scan.
         let (first, last): (Option<i64>, Option<i64>) =
@@ -158,6 +159,13 @@ impl Catalog {
             entries.push(serde_json::from_str(&line).map_err(|err| StoreError::Corrupt(format!("{file}: {err}")))?);
         }
         Ok((entries, hash))
+    }
+
+    /// The last entry rotated out whose segment file retention removed (0: none).
+    pub(crate) fn audit_expired_up_to(&self) -> Result<i64> {
+        self.read(|c| {
+            c.query_row("SELECT COALESCE(MAX(last_seq), 0) FROM audit_segments WHERE file IS NULL", [], |r| r.get(0))
+        })
     }
 
     /// The hash of entry `seq`, from the catalog or a rotated segment; `None` when it is

@@ -295,6 +295,8 @@ pub struct Catalog {
     path: std::path::PathBuf,
     /// Keys the audit chain (`audit.rs`); set by whoever opened the catalog with a pipeline.
     audit_key: std::sync::RwLock<Option<crate::audit::AuditKey>>,
+    /// One audit rotation at a time (the search audit writer and a run's commit both rotate).
+    pub(crate) rotation: Mutex<()>,
     // Fields drop in order: the read-only connections close first, so the writer is the last
     // connection and checkpoints the WAL into the database file as it closes.
     readers: Mutex<Vec<Connection>>,
@@ -383,6 +385,7 @@ impl Catalog {
         Ok(Self {
             path: path.to_owned(),
             audit_key: std::sync::RwLock::new(None),
+            rotation: Mutex::new(()),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
         })
