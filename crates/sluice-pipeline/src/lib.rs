@@ -97,7 +97,7 @@ impl Engine {
         let tokenizer_path = files.path("tokenizer.json");
         let tokenizer_json = std::fs::read(&tokenizer_path).map_err(PipelineError::io(&tokenizer_path))?;
         let text_settings = text_settings(&plan, tokenizer_path, &tokenizer_json);
-        let text_stage = TextStage::new(&text_settings).map_err(PipelineError::Invalid)?;
+        let text_stage = TextStage::with_tokenizer(&text_settings, &tokenizer_json).map_err(PipelineError::Invalid)?;
         let roots = plan
             .sources
             .iter()
@@ -252,10 +252,12 @@ impl Engine {
         Actor { pipeline: &self.plan.name, principal }
     }
 
-    /// Documents `access` may not see at `version` although that version's readers allowed
-    /// them: with `[access] history = "current"`, those its file no longer lets it read
-    /// (`live` is as current as the last reconcile already).
-    fn revoked_at(&self, version: Version, access: &ReadAccess) -> Result<Vec<String>, PipelineError> {
+    /// Documents `access` may not see at the `requested` version although that version's
+    /// readers allowed them: with `[access] history = "current"`, those its file no longer
+    /// lets it read. `live` (also what `None` asks for) is as current as the last reconcile
+    /// already, so the common request costs no query.
+    fn revoked_at(&self, requested: Option<Version>, access: &ReadAccess) -> Result<Vec<String>, PipelineError> {
+        let Some(version) = requested else { return Ok(Vec::new()) };
         let today = self.plan.access.history == HistoryAccess::Current;
         if !today || self.store.live_version()? == Some(version) {
             return Ok(Vec::new());
@@ -290,8 +292,8 @@ impl Engine {
         with_vectors: bool,
         out: &Path,
     ) -> Result<ExportSummary, PipelineError> {
-        let version = self.version_or_live(version)?;
         let hidden = self.revoked_at(version, access)?;
+        let version = self.version_or_live(version)?;
         Ok(self.store.catalog().export(&self.plan.name, version, access, &hidden, format, with_vectors, out)?)
     }
 
@@ -387,7 +389,8 @@ impl Engine {
         access: &ReadAccess,
     ) -> Result<SearchResponse, PipelineError> {
         let catalog = self.store.catalog();
-        let version = match version {
+        let requested = version;
+        let version = match requested {
             Some(version) => match catalog.version_state(&self.plan.name, version)? {
                 Some(VersionState::Committed) => version,
                 Some(state) => {
@@ -411,7 +414,7 @@ impl Engine {
             }
         };
         let search = &self.plan.search;
-        let hidden_docs = self.revoked_at(version, access)?;
+        let hidden_docs = self.revoked_at(requested, access)?;
         let hits = self.store.search(&SearchRequest {
             query,
             vector: vector.as_deref(),

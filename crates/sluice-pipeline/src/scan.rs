@@ -145,27 +145,25 @@ pub(crate) struct Probed {
 pub(crate) fn probe(access: &AccessResolver, root: &Root, rel_path: &str) -> Option<Probed> {
     let path = root.path.join(names::decode_path(rel_path));
     let listed = FileStat::of(&fs::symlink_metadata(&path).ok()?);
-    let without_opening = |unreadable: Option<String>| {
-        let readers = access.readers(&root.path, rel_path, listed.owner, None);
-        Probed { disk: DiskFile { stat: listed, readers, unreadable }, file: None }
+    // A file not opened (special, unreadable, or replaced by a special file): its owner's readers.
+    let unopened = |stat: FileStat, unreadable: Option<String>| {
+        let readers = access.readers(&root.path, rel_path, stat.owner, None);
+        Probed { disk: DiskFile { stat, readers, unreadable }, file: None }
     };
     match listed.kind {
         FileKind::Other => None,
-        FileKind::Special(_) => Some(without_opening(None)),
+        FileKind::Special(_) => Some(unopened(listed, None)),
         FileKind::Regular => match SourceFile::open(&root.path, rel_path) {
             Ok(file) => {
                 let readers = access.readers(&root.path, rel_path, file.stat.owner, file.acl_xattr().as_deref());
                 Some(Probed { disk: DiskFile { stat: file.stat, readers, unreadable: None }, file: Some(file) })
             }
-            Err(OpenError::Unreadable(err)) => Some(without_opening(Some(err.to_string()))),
+            Err(OpenError::Unreadable(err)) => Some(unopened(listed, Some(err.to_string()))),
             // Replaced since it was listed: what is there now decides (a FIFO is special, a
             // link or nothing is no document).
             Err(OpenError::Changed(_)) => {
                 let now = FileStat::of(&fs::symlink_metadata(&path).ok()?);
-                matches!(now.kind, FileKind::Special(_)).then(|| {
-                    let readers = access.readers(&root.path, rel_path, now.owner, None);
-                    Probed { disk: DiskFile { stat: now, readers, unreadable: None }, file: None }
-                })
+                matches!(now.kind, FileKind::Special(_)).then(|| unopened(now, None))
             }
         },
     }

@@ -95,23 +95,25 @@ pub struct TextTimes {
 }
 
 impl TextStage {
+    /// Reads the tokenizer from `settings` and refuses one other than the engine loaded (a
+    /// worker process starts here).
     pub fn new(settings: &TextSettings) -> Result<Self, String> {
         let tokenizer = std::fs::read(&settings.tokenizer)
             .map_err(|err| format!("cannot read {}: {err}", settings.tokenizer.display()))?;
         if blake3::hash(&tokenizer).to_hex().as_str() != settings.tokenizer_blake3 {
             return Err(format!("{} changed since the model was loaded", settings.tokenizer.display()));
         }
-        let chunker =
-            Chunker::new(&tokenizer, settings.max_tokens, settings.overlap_tokens).map_err(|err| err.to_string())?;
+        Self::with_tokenizer(settings, &tokenizer)
+    }
+
+    /// The stage over tokenizer bytes already read (and hashed into `settings`) by the engine.
+    pub fn with_tokenizer(settings: &TextSettings, tokenizer_json: &[u8]) -> Result<Self, String> {
+        let chunker = Chunker::new(tokenizer_json, settings.max_tokens, settings.overlap_tokens)
+            .map_err(|err| err.to_string())?;
         let pii = match &settings.pii {
             None => None,
             Some((policy, patterns)) => {
-                let policy = match policy.as_str() {
-                    "tag" => PiiPolicy::Tag,
-                    "mask" => PiiPolicy::Mask,
-                    "drop-chunk" => PiiPolicy::DropChunk,
-                    other => return Err(format!("unknown PII policy {other:?}")),
-                };
+                let policy = PiiPolicy::parse(policy).ok_or_else(|| format!("unknown PII policy {policy:?}"))?;
                 Some((PiiDetector::new(patterns).map_err(|err| err.to_string())?, policy))
             }
         };
