@@ -9,7 +9,10 @@
 use std::time::{Duration, Instant};
 
 use sluice_core::{ChunkId, PointKey, Principal, ReadAccess, VERSION_OPEN};
-use sluice_store::{AuditEvent, Catalog, LexicalDoc, LexicalIndex, Readable, VectorIndex, VectorPoint};
+use sluice_store::{
+    AuditEvent, Catalog, DenseQuery, EdgeVectors, LexicalDoc, LexicalIndex, PointPayload, Readable, VectorIndex,
+    VectorPoint,
+};
 
 const POINTS: usize = 20_000;
 const GROUPS: usize = 20;
@@ -63,9 +66,15 @@ fn median_ms(mut f: impl FnMut(usize)) -> f64 {
     times[QUERIES / 2].as_secs_f64() * 1e3
 }
 
+/// The 10 nearest points visible at version 1 (hnsw_ef 256).
+fn dense(vectors: &EdgeVectors, vector: &[f32], readable: Readable<'_>, exact: bool) {
+    let query = DenseQuery { vector, version: 1, readable, limit: 10, hnsw_ef: 256, exact };
+    vectors.search(&query).expect("dense");
+}
+
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let vectors = VectorIndex::open(&dir.path().join("qdrant"), DIMENSION).expect("qdrant");
+    let vectors = EdgeVectors::open(&dir.path().join("qdrant"), DIMENSION).expect("qdrant");
     let (lexical, _) = LexicalIndex::open(&dir.path().join("tantivy")).expect("tantivy");
     let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).expect("catalog");
     let mut random = Random(0x5eed);
@@ -87,9 +96,25 @@ fn main() {
             .clone()
             .map(|i| VectorPoint {
                 key: keys[i],
-                doc_id: format!("d{i}"),
                 vector: &embeddings[i],
-                readers: &readers[i % GROUPS],
+                payload: PointPayload {
+                    chunk_id: keys[i].chunk.to_hex(),
+                    doc_id: format!("d{i}"),
+                    valid_from: 1,
+                    valid_to: VERSION_OPEN,
+                    readers: &readers[i % GROUPS],
+                    text: &texts[i],
+                    title: None,
+                    path: "bench",
+                    uri: String::new(),
+                    page: None,
+                    char_start: 0,
+                    char_end: 0,
+                    heading_path: &[],
+                    content_hash: String::new(),
+                    text_hash: String::new(),
+                    model: String::new(),
+                },
             })
             .collect();
         vectors.upsert(&points).expect("upsert");
@@ -129,7 +154,7 @@ fn main() {
             lexical.search(&words[i], 1, Readable { access, hidden_docs: &[] }, 10).expect("lexical");
         });
         let exact = median_ms(|i| {
-            vectors.search(&queries[i], 1, Readable { access, hidden_docs: &[] }, 10, 256, true).expect("dense");
+            dense(&vectors, &queries[i], Readable { access, hidden_docs: &[] }, true);
         });
         rows.push((name, bm25, exact));
     }
@@ -138,7 +163,7 @@ fn main() {
         .iter()
         .map(|(_, access)| {
             median_ms(|i| {
-                vectors.search(&queries[i], 1, Readable { access, hidden_docs: &[] }, 10, 256, false).expect("dense");
+                dense(&vectors, &queries[i], Readable { access, hidden_docs: &[] }, false);
             })
         })
         .collect();

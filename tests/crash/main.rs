@@ -9,6 +9,11 @@
 //! The documents are SciFact abstracts from `../shared/corpora/scifact` (skipped, saying so,
 //! where that folder is absent). `SLUICE_CRASH_ROUNDS` sets the number of rounds (default 50)
 //! and `SLUICE_CRASH_SEED` the random seed (printed, so a failure can be replayed).
+//!
+//! Against a Qdrant server (`SLUICE_TEST_QDRANT_URL`), `SLUICE_CRASH_RESTART_QDRANT=1` also
+//! kills the server with SIGKILL at a random moment of every round and starts it again
+//! (through `tools/qdrant-test-server.sh`, whose variables `.ci/run` exports): the daemon sees
+//! its vector store vanish mid-run and must recover by itself.
 
 #[path = "../e2e/support.rs"]
 #[allow(dead_code)]
@@ -29,6 +34,8 @@ const INITIAL_DOCUMENTS: usize = 150;
 const POOL: usize = 450;
 /// The longest a daemon lives before its SIGKILL, in milliseconds.
 const MAX_LIFETIME_MS: u64 = 4000;
+/// Few versions kept, so retention's garbage collection runs (and is killed) too.
+const RETENTION: &str = "\n[retention]\nkeep_versions = 3\n";
 
 /// splitmix64: a small, seedable generator, so a failing sequence can be replayed.
 struct Rng(u64);
@@ -129,6 +136,19 @@ impl Folder {
     }
 }
 
+/// Kills the test's Qdrant server with SIGKILL and starts it again on the same storage and
+/// ports (the script keeps the server's pid in its folder); returns once it is ready.
+fn restart_qdrant() {
+    let script = repo_root().join("tools/qdrant-test-server.sh");
+    let status = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source '{}' && qdrant_restart", script.display()))
+        .stdout(Stdio::null())
+        .status()
+        .expect("bash runs");
+    assert!(status.success(), "the Qdrant server did not come back");
+}
+
 fn spawn_daemon(workspace: &Workspace, pipeline: &Path, round: usize) -> Child {
     let log = std::fs::File::create(workspace.path(&format!("daemon-{round:04}.log"))).unwrap();
     workspace
@@ -186,12 +206,16 @@ fn kill_9_at_random_moments_leaves_the_same_index_as_an_uninterrupted_run() {
         std::env::var("SLUICE_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_ROUNDS);
     let seed: u64 = std::env::var("SLUICE_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SEED);
     eprintln!("crash test: {rounds} rounds, seed {seed} (SLUICE_CRASH_ROUNDS, SLUICE_CRASH_SEED)");
+    let restart_qdrant_too =
+        support::qdrant_url().is_some() && std::env::var("SLUICE_CRASH_RESTART_QDRANT").is_ok_and(|value| value == "1");
+    if restart_qdrant_too {
+        eprintln!("crash test: the Qdrant server is killed and restarted at a random moment of every round");
+    }
     let mut rng = Rng(seed);
 
     let workspace = Workspace::new();
     let inbox = workspace.folder("inbox");
-    // Few versions kept, so retention's garbage collection runs (and is killed) too.
-    let pipeline = workspace.pipeline("crash", &[&inbox], "\n[retention]\nkeep_versions = 3\n");
+    let pipeline = workspace.pipeline("crash", &[&inbox], RETENTION);
     let mut folder = Folder { path: inbox.clone(), pool, next_from_pool: 0, present: Vec::new(), edits: 0 };
     for _ in 0..INITIAL_DOCUMENTS {
         folder.add();
@@ -206,8 +230,13 @@ fn kill_9_at_random_moments_leaves_the_same_index_as_an_uninterrupted_run() {
         let mut daemon = spawn_daemon(&workspace, &pipeline, round);
         // Changes keep coming while it runs; the SIGKILL lands at a random moment.
         let lifetime = Duration::from_millis(rng.below(MAX_LIFETIME_MS));
+        let mut server_restart = restart_qdrant_too.then(|| Duration::from_millis(rng.below(MAX_LIFETIME_MS)));
         let born = Instant::now();
         while born.elapsed() < lifetime {
+            if server_restart.is_some_and(|at| born.elapsed() >= at) {
+                restart_qdrant();
+                server_restart = None;
+            }
             std::thread::sleep(Duration::from_millis(rng.below(400)).min(lifetime.saturating_sub(born.elapsed())));
             if born.elapsed() < lifetime && rng.below(3) == 0 {
                 folder.mutate(&mut rng);
@@ -237,9 +266,10 @@ fn kill_9_at_random_moments_leaves_the_same_index_as_an_uninterrupted_run() {
 
     // The same final files, indexed once without interruption.
     let reference = Workspace::new();
-    let uninterrupted = reference.ingest(&inbox, Some(&pipeline));
+    let reference_pipeline = reference.pipeline("crash", &[&inbox], RETENTION);
+    let uninterrupted = reference.ingest(&inbox, Some(&reference_pipeline));
     assert_eq!(uninterrupted["duplicates"], 0, "the test's texts must be unique: {uninterrupted}");
-    verify(&reference, &pipeline);
-    let (expected, expected_chunks) = live_chunk_set(&reference, &pipeline);
+    verify(&reference, &reference_pipeline);
+    let (expected, expected_chunks) = live_chunk_set(&reference, &reference_pipeline);
     assert_eq!((interrupted, chunks), (expected, expected_chunks), "live chunk sets differ");
 }

@@ -15,5 +15,6 @@ mod evaluation;
 mod extraction;
 mod governance;
 mod ingest_and_search;
+mod qdrant_collection;
 mod restart;
 mod versions;

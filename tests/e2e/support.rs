@@ -48,14 +48,59 @@ pub fn worker_settings(cpu_seconds: u64, memory_bytes: u64) -> String {
     .to_string()
 }
 
+/// The Qdrant server the suites run against instead of Qdrant Edge, when
+/// `SLUICE_TEST_QDRANT_URL` names one (`.ci/run` runs them both ways).
+pub fn qdrant_url() -> Option<String> {
+    std::env::var("SLUICE_TEST_QDRANT_URL").ok().filter(|url| !url.is_empty())
+}
+
 /// A scratch workspace: a data directory and room for source folders and pipeline files.
+/// Against a Qdrant server it also holds `pipelines/default.toml` (the built-in default with
+/// the server as its vector store), which commands without `--pipeline` read from the
+/// working directory.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
 }
 
 impl Workspace {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("temp dir") }
+        let workspace = Self { dir: tempfile::tempdir().expect("temp dir") };
+        if let Some(url) = qdrant_url() {
+            let default = sluice_config::DEFAULT_PIPELINE_TOML.replace("vectors = \"edge\"", "vectors = \"qdrant\"");
+            let table =
+                format!("\n[store.qdrant]\nurl = {url:?}\ncollection = {:?}\n", workspace.collection("default"));
+            std::fs::create_dir_all(workspace.path("pipelines")).unwrap();
+            std::fs::write(workspace.path("pipelines/default.toml"), default + &table).unwrap();
+        }
+        workspace
+    }
+
+    /// A collection name no other workspace uses.
+    pub fn collection(&self, pipeline: &str) -> String {
+        let dir = self.dir.path().file_name().unwrap().to_string_lossy().replace('.', "");
+        format!("sluice-test-{dir}-{pipeline}")
+    }
+
+    /// The `[store]` tables of a pipeline file for the backend under test (none for Edge).
+    pub fn store_tables(&self, pipeline: &str) -> String {
+        match qdrant_url() {
+            Some(url) => format!(
+                "\n[store]\nvectors = \"qdrant\"\n\n[store.qdrant]\nurl = {url:?}\ncollection = {:?}\n",
+                self.collection(pipeline)
+            ),
+            None => String::new(),
+        }
+    }
+
+    /// The vector store `pipeline` uses here, for tests that open the stores themselves.
+    pub fn vectors_plan(&self, pipeline: &str) -> sluice_config::VectorsPlan {
+        let text = format!("version = 1\nname = {pipeline:?}\n{}", self.store_tables(pipeline));
+        sluice_config::parse_pipeline("test", &text).expect("store tables parse").store.vectors
+    }
+
+    /// Opens the stores of `pipeline` in the data directory, with its vector backend.
+    pub fn open_store(&self, pipeline: &str) -> sluice_store::Store {
+        sluice_store::Store::open(&self.data(), pipeline, 384, &self.vectors_plan(pipeline)).unwrap()
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -87,6 +132,7 @@ impl Workspace {
         text.push_str("\n[watch]\ndebounce_ms = 200\n\n[server]\nlisten = \"127.0.0.1:0\"\n");
         text.push_str(server);
         text.push_str(extra);
+        text.push_str(&self.store_tables(name));
         let path = self.path(&format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();
         path

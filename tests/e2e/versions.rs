@@ -62,7 +62,7 @@ fn modify_and_delete_make_versions_that_time_travel_can_see() {
     assert_eq!(states, [("committed", false), ("committed", false), ("committed", true)]);
 
     // The catalog, Qdrant and Tantivy return the same chunk ids at every version.
-    let store = sluice_store::Store::open(&workspace.data(), "default", 384).unwrap();
+    let store = workspace.open_store("default");
     for version in 1..=3 {
         let [catalog, qdrant, tantivy] = store.chunk_ids_visible_at(version).unwrap();
         assert!(!catalog.is_empty());
@@ -77,7 +77,7 @@ fn modify_and_delete_make_versions_that_time_travel_can_see() {
 #[test]
 fn an_unfinished_version_is_rolled_back_in_every_store() {
     use sluice_core::{Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, TextHash};
-    use sluice_store::{ChangeReason, DocumentWrite, NewChunk, NewDocument, StageFingerprints, Store};
+    use sluice_store::{ChangeReason, DocumentWrite, NewChunk, NewDocument, StageFingerprints};
 
     let workspace = Workspace::new();
     let inbox = workspace.folder("inbox");
@@ -86,7 +86,7 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
 
     // Write half a version by hand and "crash" (forget the writer without committing or rolling back).
     {
-        let store = Store::open(&workspace.data(), "default", 384).unwrap();
+        let store = workspace.open_store("default");
         let live = store.live_version().unwrap().unwrap();
         let [before, ..] = store.chunk_ids_visible_at(live).unwrap();
         let mut writer = store.begin(Fingerprint::of("test", "crash"), "test-run").unwrap();
@@ -149,7 +149,7 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
     }
 
     // The next start rolls it back everywhere; its number is not reused.
-    let store = Store::open(&workspace.data(), "default", 384).unwrap();
+    let store = workspace.open_store("default");
     let versions = store.catalog().versions("default").unwrap();
     assert_eq!(versions.last().unwrap().state, sluice_store::VersionState::Aborted);
     assert_eq!(store.catalog().next_version("default").unwrap(), 3);

@@ -30,6 +30,7 @@ pub struct PipelinePlan {
     pub eval: EvalPlan,
     pub audit: AuditPlan,
     pub server: ServerPlan,
+    pub store: StorePlan,
 }
 
 /// A folder to index. Relative paths are resolved against the working directory.
@@ -276,6 +277,68 @@ pub enum AuditKeySource {
     Env(String),
 }
 
+/// Where the pipeline's indexes live besides the catalog.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StorePlan {
+    pub vectors: VectorsPlan,
+}
+
+/// The vector index: Qdrant's engine in-process (the default) or a Qdrant server or cluster.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum VectorsPlan {
+    /// Qdrant Edge, under the data directory.
+    #[default]
+    Edge,
+    /// A Qdrant server or cluster, through its gRPC API.
+    Qdrant(QdrantPlan),
+}
+
+/// A Qdrant server: where it is, how to reach it, and the collection sluice creates there.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QdrantPlan {
+    /// The gRPC address (`http://host:6334`; `https://` for TLS, checked against the system's
+    /// trust store).
+    pub url: String,
+    /// The environment variable holding the API key, if the server wants one.
+    pub api_key_env: Option<String>,
+    /// The pipeline's collection (default `sluice-<pipeline>`).
+    pub collection: String,
+    /// Time one request may take, and time to connect.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Passed through when sluice creates the collection (an existing one keeps its own).
+    pub shards: u32,
+    pub replication_factor: u32,
+    pub write_consistency_factor: u32,
+    pub on_disk_vectors: bool,
+    pub on_disk_payload: bool,
+    pub quantization: Quantization,
+}
+
+/// Vector quantization in a Qdrant server's collection (the originals stay for rescoring).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Quantization {
+    #[default]
+    None,
+    /// Scalar int8, quantized vectors kept in memory.
+    Int8,
+    /// One bit per dimension, quantized vectors kept in memory.
+    Binary,
+}
+
+impl Quantization {
+    pub const NAMES: &[&str] = &["none", "int8", "binary"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "none" => Some(Self::None),
+            "int8" => Some(Self::Int8),
+            "binary" => Some(Self::Binary),
+            _ => None,
+        }
+    }
+}
+
 /// The HTTP API and the limits that keep one client from starving the others.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerPlan {
@@ -327,7 +390,9 @@ fn read_plan(diag: &mut Diagnostics<'_>, mut root: Section<'_>) -> PipelinePlan 
         eval: read_eval(diag, &mut root),
         audit: read_audit(diag, &mut root),
         server: read_server(diag, &mut root),
+        store: StorePlan::default(),
     };
+    let plan = PipelinePlan { store: read_store(diag, &mut root, &plan.name), ..plan };
     root.finish(diag);
     plan
 }
@@ -737,6 +802,103 @@ fn read_server(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> ServerPlan
 }
 
 /// An integer from an optional section.
+fn read_store(diag: &mut Diagnostics<'_>, root: &mut Section<'_>, pipeline: &str) -> StorePlan {
+    let mut store = root.table(diag, "store");
+    let backend = store.as_mut().and_then(|s| s.string(diag, "vectors"));
+    let store_span = store.as_ref().and_then(|s| s.span.clone());
+    let mut qdrant = store.as_mut().and_then(|s| s.table(diag, "qdrant"));
+    let wants_server = backend.as_ref().is_some_and(|(name, _)| name == "qdrant");
+    let vectors = match backend {
+        None => VectorsPlan::Edge,
+        Some((name, _)) if name == "edge" => VectorsPlan::Edge,
+        Some((name, _)) if name == "qdrant" => match read_qdrant(diag, &mut qdrant, store_span, pipeline) {
+            Some(plan) => VectorsPlan::Qdrant(plan),
+            None => VectorsPlan::Edge,
+        },
+        Some((name, span)) => {
+            diag.error(span, format!("`store.vectors` must be \"edge\" or \"qdrant\", got {name:?}"));
+            VectorsPlan::Edge
+        }
+    };
+    if !wants_server && let Some(section) = &qdrant {
+        diag.error(section.span.clone(), "[store.qdrant] is read only with `store.vectors = \"qdrant\"`");
+    }
+    finish(diag, qdrant);
+    finish(diag, store);
+    StorePlan { vectors }
+}
+
+/// `[store.qdrant]`; `None` (with an error) without a usable `url`.
+fn read_qdrant(
+    diag: &mut Diagnostics<'_>,
+    section: &mut Option<Section<'_>>,
+    store_span: Option<std::ops::Range<usize>>,
+    pipeline: &str,
+) -> Option<QdrantPlan> {
+    let Some(qdrant) = section.as_mut() else {
+        diag.error(store_span, "`store.vectors = \"qdrant\"` needs a [store.qdrant] table with its `url`");
+        return None;
+    };
+    let url = match qdrant.string(diag, "url") {
+        Some((url, _)) if url.starts_with("http://") || url.starts_with("https://") => Some(url),
+        Some((url, span)) => {
+            diag.error(span, format!("`store.qdrant.url` must start with http:// or https://, got {url:?}"));
+            None
+        }
+        None => {
+            if !qdrant.contains("url") {
+                diag.error(qdrant.span.clone(), "[store.qdrant] needs the server's gRPC `url`");
+            }
+            None
+        }
+    };
+    let api_key_env = match qdrant.string(diag, "api_key_env") {
+        Some((name, span)) if name.is_empty() || name.contains('=') => {
+            diag.error(span, format!("`store.qdrant.api_key_env` must name an environment variable, got {name:?}"));
+            None
+        }
+        other => other.map(|(name, _)| name),
+    };
+    let collection = match qdrant.string(diag, "collection") {
+        Some((name, span)) => {
+            let valid = !name.is_empty()
+                && name.len() <= 255
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid {
+                diag.error(
+                    span,
+                    format!("`store.qdrant.collection` must be 1-255 of a-z, A-Z, 0-9, '-', '_', got {name:?}"),
+                );
+            }
+            name
+        }
+        None => format!("sluice-{pipeline}"),
+    };
+    let secs = |value: i64| Duration::from_secs(value as u64);
+    let quantization = match qdrant.string(diag, "quantization") {
+        None => Quantization::None,
+        Some((name, span)) => Quantization::parse(&name).unwrap_or_else(|| {
+            let names = Quantization::NAMES.join("\", \"");
+            diag.error(span, format!("`store.qdrant.quantization` must be one of \"{names}\", got {name:?}"));
+            Quantization::None
+        }),
+    };
+    let plan = QdrantPlan {
+        url: url.unwrap_or_default(),
+        api_key_env,
+        collection,
+        timeout: secs(qdrant.integer(diag, "timeout_secs", 30, 1, 3_600)),
+        connect_timeout: secs(qdrant.integer(diag, "connect_timeout_secs", 5, 1, 600)),
+        shards: qdrant.integer(diag, "shards", 1, 1, 1_000) as u32,
+        replication_factor: qdrant.integer(diag, "replication_factor", 1, 1, 100) as u32,
+        write_consistency_factor: qdrant.integer(diag, "write_consistency_factor", 1, 1, 100) as u32,
+        on_disk_vectors: qdrant.boolean(diag, "on_disk_vectors").unwrap_or(false),
+        on_disk_payload: qdrant.boolean(diag, "on_disk_payload").unwrap_or(true),
+        quantization,
+    };
+    (!plan.url.is_empty()).then_some(plan)
+}
+
 fn opt_integer(
     diag: &mut Diagnostics<'_>,
     section: &mut Option<Section<'_>>,

@@ -75,4 +75,26 @@ fn the_compiled_in_default_matches_the_documented_defaults() {
     assert_eq!(minimal.pii, plan.pii);
     assert_eq!(minimal.eval, plan.eval);
     assert_eq!(minimal.audit, plan.audit);
+    assert_eq!(minimal.store, plan.store);
+    assert_eq!(plan.store.vectors, sluice_config::VectorsPlan::Edge);
+}
+
+#[test]
+fn a_qdrant_server_store_reads_every_option() {
+    let path = repo_root().join("fixtures/pipelines/valid/qdrant-server.toml");
+    let plan = sluice_config::load_pipeline(&path).unwrap();
+    let sluice_config::VectorsPlan::Qdrant(qdrant) = plan.store.vectors else { panic!("a Qdrant server store") };
+    assert_eq!(qdrant.url, "https://qdrant.internal:6334");
+    assert_eq!(qdrant.api_key_env.as_deref(), Some("QDRANT_API_KEY"));
+    assert_eq!((qdrant.shards, qdrant.replication_factor, qdrant.write_consistency_factor), (6, 2, 2));
+    assert_eq!(qdrant.quantization, sluice_config::Quantization::Int8);
+    assert!(qdrant.on_disk_vectors);
+    assert_eq!(qdrant.timeout, std::time::Duration::from_secs(20));
+    // The collection is named after the pipeline unless the file names it.
+    let text = "version = 1\nname = \"docs\"\n[store]\nvectors = \"qdrant\"\n[store.qdrant]\nurl = \"http://q:6334\"\n";
+    let sluice_config::VectorsPlan::Qdrant(qdrant) = sluice_config::parse_pipeline("t", text).unwrap().store.vectors
+    else {
+        panic!("a Qdrant server store")
+    };
+    assert_eq!(qdrant.collection, "sluice-docs");
 }

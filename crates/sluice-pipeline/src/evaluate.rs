@@ -136,14 +136,14 @@ impl Engine {
         for query in &set.queries {
             let vector = self.embedder.embed(&[query.text.as_str()], self.batch_tokens())?.remove(0);
             let nearest = |exact| -> Result<Vec<_>, PipelineError> {
-                let hits = self.store.vectors().search(
-                    &vector,
+                let hits = self.store.vectors().search(&sluice_store::DenseQuery {
+                    vector: &vector,
                     version,
-                    sluice_store::Readable::unrestricted(),
-                    10,
-                    ef,
+                    readable: sluice_store::Readable::unrestricted(),
+                    limit: 10,
+                    hnsw_ef: ef,
                     exact,
-                )?;
+                })?;
                 Ok(hits.into_iter().map(|hit| (hit.chunk_id, hit.valid_from)).collect())
             };
             let (exact, approximate) = (nearest(true)?, nearest(false)?);

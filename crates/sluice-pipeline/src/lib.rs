@@ -103,7 +103,7 @@ impl Engine {
             .iter()
             .map(|source| Root::new(&source.path).map_err(PipelineError::io(&source.path)))
             .collect::<Result<Vec<_>, _>>()?;
-        let store = Store::open(data_dir, &plan.name, embedder.dimension())?;
+        let store = Store::open(data_dir, &plan.name, embedder.dimension(), &plan.store.vectors)?;
         store.catalog().set_audit_key(audit_key(&plan, data_dir)?);
         check_audit_keying(&store, &plan)?;
         let stages = StageFingerprints {

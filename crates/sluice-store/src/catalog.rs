@@ -445,6 +445,19 @@ impl Catalog {
 
     /// The number the next version gets: one more than any version ever started, aborted ones
     /// included, so a number is never reused.
+    /// This catalog's identity: random, made once. A Qdrant collection sluice creates names it,
+    /// so that another catalog does not take the collection for its own.
+    pub fn identity(&self) -> Result<String> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|err| StoreError::Invalid(format!("no randomness for an id: {err}")))?;
+        let fresh = hex::encode(bytes);
+        self.write(|t| {
+            t.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('catalog_id', ?1)", [&fresh])?;
+            Ok(())
+        })?;
+        Ok(self.meta("catalog_id")?.unwrap_or(fresh))
+    }
+
     /// A value from the `meta` table.
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         self.read(|c| c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional())
@@ -1004,6 +1017,13 @@ impl Catalog {
         self.chunks_where("c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to", pipeline, version)
     }
 
+    /// How many chunk appearances the pipeline has, whatever their versions.
+    pub fn appearance_count(&self, pipeline: &str) -> Result<usize> {
+        let count: i64 =
+            self.read(|c| c.query_row("SELECT COUNT(*) FROM chunks WHERE pipeline = ?1", [pipeline], |r| r.get(0)))?;
+        Ok(usize::try_from(count).unwrap_or_default())
+    }
+
     /// Every chunk appearance of the pipeline, whatever its interval (to rebuild an index).
     pub fn all_chunk_appearances(&self, pipeline: &str) -> Result<Vec<StoredChunk>> {
         self.chunks_where("c.pipeline = ?1 AND c.valid_to >= ?2", pipeline, 0)
@@ -1201,7 +1221,7 @@ fn live_document_row(r: &Row<'_>) -> rusqlite::Result<LiveDocument> {
 
 const STORED_CHUNK_SELECT: &str = "SELECT c.chunk_id, c.valid_from, c.valid_to, d.doc_id, d.root, d.rel_path, d.member,
         d.title, c.ordinal, c.text, c.text_hash, c.char_start, c.char_end, c.page, c.token_count, c.heading_path,
-        d.readers, c.pii
+        d.readers, c.pii, d.content_hash, d.model_fingerprint
     FROM chunks c JOIN documents d ON d.id = c.document";
 
 fn stored_chunk_row(r: &Row<'_>) -> rusqlite::Result<StoredChunk> {
@@ -1225,6 +1245,8 @@ fn stored_chunk_row(r: &Row<'_>) -> rusqlite::Result<StoredChunk> {
         heading_path: parse_strings(r.get(15)?)?,
         readers: parse_acl(r.get(16)?)?,
         pii: parse_strings(r.get(17)?)?,
+        content_hash: parse_id(r.get(18)?, ContentHash::parse)?,
+        model: r.get(19)?,
     })
 }
 

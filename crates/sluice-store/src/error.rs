@@ -7,12 +7,17 @@ pub enum StoreError {
     Lexical(#[from] tantivy::TantivyError),
     #[error("lexical index (Tantivy): {0}")]
     LexicalOpen(#[from] tantivy::directory::error::OpenDirectoryError),
-    #[error("vector index (Qdrant Edge): {message}")]
+    #[error("vector index ({backend}): {message}")]
     Vectors {
+        backend: &'static str,
         message: String,
         /// Qdrant's service errors (I/O, a full disk) can pass; bad input cannot.
         transient: bool,
     },
+    /// A store on another machine (a Qdrant server) cannot be reached, is overloaded or timed
+    /// out: the run fails and is retried; searches that need it fail, the rest keep working.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     #[error("I/O error on {path}: {source}")]
     Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("data directory {path} is in use by another sluice process (pid {pid})")]
@@ -46,7 +51,7 @@ impl StoreError {
                 | tantivy::TantivyError::InternalError(_),
             ) => true,
             StoreError::Vectors { transient, .. } => *transient,
-            StoreError::Io { .. } => true,
+            StoreError::Io { .. } | StoreError::Unavailable(_) => true,
             _ => false,
         }
     }
@@ -55,7 +60,7 @@ impl StoreError {
 impl From<qdrant_edge::OperationError> for StoreError {
     fn from(err: qdrant_edge::OperationError) -> Self {
         let transient = matches!(err, qdrant_edge::OperationError::ServiceError { .. });
-        StoreError::Vectors { message: err.to_string(), transient }
+        StoreError::Vectors { backend: "Qdrant Edge", message: err.to_string(), transient }
     }
 }
 

@@ -30,6 +30,7 @@ mod verify;
 
 use std::path::{Path, PathBuf};
 
+use sluice_config::VectorsPlan;
 use sluice_core::{ChunkId, Fingerprint, VERSION_OPEN, Version};
 use tracing::{info, warn};
 
@@ -48,7 +49,9 @@ pub use search::{SearchMode, SearchRequest};
 pub use time_travel::{PastAccess, Readable};
 pub use tokens::{Role, TokenInfo};
 pub use types::*;
-pub use vectors::{DenseHit, StoredPoint, VectorIndex, VectorPoint};
+pub use vectors::{
+    DenseHit, DenseQuery, EdgeVectors, PointPayload, ServerVectors, StoredPoint, VectorIndex, VectorPoint,
+};
 pub use verify::VerifyReport;
 
 /// The three stores of one pipeline.
@@ -56,7 +59,7 @@ pub struct Store {
     pipeline: String,
     /// Shared with the search audit writer (`sluice-pipeline`), which outlives no store.
     catalog: std::sync::Arc<Catalog>,
-    vectors: VectorIndex,
+    vectors: Box<dyn VectorIndex>,
     lexical: LexicalIndex,
 }
 
@@ -66,22 +69,32 @@ pub fn store_paths(data_dir: &Path, pipeline: &str) -> (PathBuf, PathBuf, PathBu
 }
 
 impl Store {
-    /// Opens (or creates) the stores of `pipeline` and rolls back any version a crash left
-    /// pending. The caller holds the data directory's [`DataDirLock`].
-    pub fn open(data_dir: &Path, pipeline: &str, dimension: usize) -> Result<Self> {
+    /// Opens (or creates) the stores of `pipeline`, with its vectors where `vectors` says, and
+    /// rolls back any version a crash left pending. The caller holds the data directory's
+    /// [`DataDirLock`]. A vector store on another machine that cannot be reached does not stop
+    /// the open: the store serves what it can, and the next run waits for the server.
+    pub fn open(data_dir: &Path, pipeline: &str, dimension: usize, vectors: &VectorsPlan) -> Result<Self> {
         crate::lock::create_private_dir(data_dir)
             .map_err(|source| StoreError::Io { path: data_dir.to_owned(), source })?;
         let (catalog_path, vectors_path, lexical_path) = store_paths(data_dir, pipeline);
         let (lexical, lexical_outdated) = LexicalIndex::open(&lexical_path)?;
-        let store = Self {
-            pipeline: pipeline.to_owned(),
-            catalog: std::sync::Arc::new(Catalog::open(&catalog_path)?),
-            vectors: VectorIndex::open(&vectors_path, dimension)?,
-            lexical,
+        let catalog = Catalog::open(&catalog_path)?;
+        let vectors: Box<dyn VectorIndex> = match vectors {
+            VectorsPlan::Edge => Box::new(EdgeVectors::open(&vectors_path, dimension)?),
+            VectorsPlan::Qdrant(plan) => Box::new(ServerVectors::new(plan, dimension, &catalog.identity()?)?),
         };
+        let store = Self { pipeline: pipeline.to_owned(), catalog: std::sync::Arc::new(catalog), vectors, lexical };
         if lexical_outdated {
             let rebuilt = store.rebuild_lexical()?;
             warn!(pipeline, chunks = rebuilt, "lexical index had an older schema; rebuilt it from the catalog");
+        }
+        match store.prepare_vectors() {
+            Ok(()) => {}
+            Err(StoreError::Unavailable(reason)) => {
+                warn!(pipeline, %reason, "vector index unavailable; lexical search works, runs wait for it");
+                return Ok(store);
+            }
+            Err(err) => return Err(err),
         }
         store.recover()?;
         let leftovers = store.finish_garbage_collection()?;
@@ -89,6 +102,23 @@ impl Store {
             warn!(pipeline, chunks = leftovers, "finished a garbage collection an interruption left behind");
         }
         Ok(store)
+    }
+
+    /// Makes the vector index ready. An index found holding fewer points than the catalog has
+    /// chunk appearances (a new server or backend, a lost collection or shard, a refill a crash
+    /// interrupted) is refilled from the catalog and its embedding cache, without re-embedding;
+    /// a version left pending is rolled back afterwards as usual.
+    fn prepare_vectors(&self) -> Result<()> {
+        if !self.vectors.prepare()? {
+            return Ok(());
+        }
+        let (held, expected) = (self.vectors.point_count()?, self.catalog.appearance_count(&self.pipeline)?);
+        if held < expected {
+            warn!(pipeline = %self.pipeline, held, expected, index = %self.vectors.describe(),
+                "vector index holds fewer points than the catalog; refilling it from the catalog");
+            self.refill_vectors()?;
+        }
+        Ok(())
     }
 
     pub fn pipeline(&self) -> &str {
@@ -104,8 +134,8 @@ impl Store {
         self.catalog.clone()
     }
 
-    pub fn vectors(&self) -> &VectorIndex {
-        &self.vectors
+    pub fn vectors(&self) -> &dyn VectorIndex {
+        self.vectors.as_ref()
     }
 
     pub fn lexical(&self) -> &LexicalIndex {
@@ -121,6 +151,7 @@ impl Store {
     /// could not roll back (its commit and its rollback both failed, say on a full disk) is
     /// rolled back first: a new version never builds on a half-written one.
     pub fn begin(&self, pipeline_fingerprint: Fingerprint, run_id: &str) -> Result<VersionWriter<'_>> {
+        self.prepare_vectors()?;
         self.recover()?;
         let version = self.catalog.next_version(&self.pipeline)?;
         self.catalog.begin_version(&self.pipeline, version, pipeline_fingerprint, run_id)?;
@@ -152,6 +183,33 @@ impl Store {
         Ok(docs.len())
     }
 
+    /// Writes every chunk appearance the catalog holds into the (empty) vector index, with the
+    /// vectors of its embedding cache.
+    fn refill_vectors(&self) -> Result<usize> {
+        let chunks = self.catalog.all_chunk_appearances(&self.pipeline)?;
+        let mut written = 0;
+        for batch in chunks.chunks(1024) {
+            let cached = self
+                .catalog
+                .cached_embeddings_by_model(batch.iter().map(|chunk| (chunk.model.as_str(), chunk.text_hash)))?;
+            let uris: Vec<String> = batch.iter().map(|chunk| file_uri(&chunk.path)).collect();
+            let mut points = Vec::with_capacity(batch.len());
+            for (chunk, uri) in batch.iter().zip(uris) {
+                let vector = cached.get(&(chunk.model.clone(), chunk.text_hash)).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "chunk {} has no cached vector to refill the vector index with",
+                        chunk.chunk_id
+                    ))
+                })?;
+                points.push(VectorPoint { key: chunk.key(), vector, payload: stored_payload(chunk, uri) });
+            }
+            self.vectors.upsert(&points)?;
+            written += points.len();
+        }
+        self.vectors.flush()?;
+        Ok(written)
+    }
+
     /// Removes every trace of pending version N from the three stores.
     fn roll_back(&self, version: Version) -> Result<()> {
         let reopened = self.catalog.chunks_retired_at(&self.pipeline, version)?;
@@ -174,6 +232,28 @@ impl Store {
         let catalog =
             self.catalog.chunks_visible_at(&self.pipeline, version)?.into_iter().map(|c| c.chunk_id).collect();
         Ok([catalog, self.vectors.chunk_ids_visible_at(version)?, self.lexical.chunk_ids_visible_at(version)?])
+    }
+}
+
+/// A stored chunk appearance's vector payload.
+fn stored_payload(chunk: &StoredChunk, uri: String) -> PointPayload<'_> {
+    PointPayload {
+        chunk_id: chunk.chunk_id.to_hex(),
+        doc_id: chunk.doc_id.to_hex(),
+        valid_from: chunk.valid_from,
+        valid_to: chunk.valid_to,
+        readers: chunk.readers.keys(),
+        text: &chunk.text,
+        title: chunk.title.as_deref(),
+        path: &chunk.path,
+        uri,
+        page: chunk.page,
+        char_start: chunk.char_start,
+        char_end: chunk.char_end,
+        heading_path: &chunk.heading_path,
+        content_hash: chunk.content_hash.to_hex(),
+        text_hash: chunk.text_hash.to_hex(),
+        model: chunk.model.clone(),
     }
 }
 
@@ -244,18 +324,39 @@ impl VersionWriter<'_> {
         let mut points = Vec::new();
         let mut docs = Vec::new();
         let paths: Vec<String> = writes.iter().map(|write| write.document.path()).collect();
-        for (write, path) in writes.iter().zip(&paths) {
-            let doc_id = write.document.doc_id.to_hex();
+        let uris: Vec<String> = paths.iter().map(|path| file_uri(path)).collect();
+        for ((write, path), uri) in writes.iter().zip(&paths).zip(&uris) {
+            let document = &write.document;
+            let doc_id = document.doc_id.to_hex();
+            let (content_hash, model) = (document.content_hash.to_hex(), document.fingerprints.model.to_hex());
+            let readers = document.readers.keys();
             for chunk in &write.chunks {
                 let key = sluice_core::PointKey { chunk: chunk.id, valid_from: self.version };
-                let readers = write.document.readers.keys();
-                points.push(VectorPoint { key, doc_id: doc_id.clone(), vector: &chunk.vector, readers });
+                let payload = PointPayload {
+                    chunk_id: chunk.id.to_hex(),
+                    doc_id: doc_id.clone(),
+                    valid_from: self.version,
+                    valid_to: VERSION_OPEN,
+                    readers,
+                    text: &chunk.chunk.text,
+                    title: document.title.as_deref(),
+                    path,
+                    uri: uri.clone(),
+                    page: chunk.chunk.page,
+                    char_start: chunk.chunk.char_start,
+                    char_end: chunk.chunk.char_end,
+                    heading_path: &chunk.chunk.heading_path,
+                    content_hash: content_hash.clone(),
+                    text_hash: chunk.chunk.text_hash.to_hex(),
+                    model: model.clone(),
+                };
+                points.push(VectorPoint { key, vector: &chunk.vector, payload });
                 docs.push(LexicalDoc {
                     key,
                     valid_to: VERSION_OPEN,
                     doc_id: doc_id.clone(),
                     path,
-                    title: write.document.title.as_deref(),
+                    title: document.title.as_deref(),
                     text: &chunk.chunk.text,
                     headings: &chunk.chunk.heading_path,
                     readers,

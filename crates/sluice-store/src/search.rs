@@ -95,14 +95,14 @@ impl Store {
             (SearchMode::Lexical, _) | (_, None) => Vec::new(),
             (_, Some(vector)) => self
                 .vectors()
-                .search(
+                .search(&crate::DenseQuery {
                     vector,
-                    request.version,
+                    version: request.version,
                     readable,
-                    request.dense_candidates.max(request.k),
-                    request.hnsw_ef,
-                    false,
-                )?
+                    limit: request.dense_candidates.max(request.k),
+                    hnsw_ef: request.hnsw_ef,
+                    exact: false,
+                })?
                 .into_iter()
                 .map(|hit| (hit.chunk_id, hit.valid_from))
                 .collect(),

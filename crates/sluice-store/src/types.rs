@@ -247,6 +247,10 @@ pub struct StoredChunk {
     pub readers: Acl,
     /// PII kinds found in the text.
     pub pii: Vec<String>,
+    /// The document version (blake3 of its bytes).
+    pub content_hash: ContentHash,
+    /// Fingerprint of the model that embedded it, as stored (empty before schema 3).
+    pub model: String,
 }
 
 impl StoredChunk {

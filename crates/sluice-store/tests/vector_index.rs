@@ -1,8 +1,88 @@
-//! Qdrant Edge as sluice uses it: create, upsert, filter by version, retire, roll back, flush,
-//! reopen; and dense recall of the HNSW index against exact search.
+//! Both vector backends as sluice uses them: create, upsert, filter by version, retire, roll
+//! back, flush, reopen; and dense recall of Qdrant Edge's HNSW index against exact search. The
+//! Qdrant server backend runs where `SLUICE_TEST_QDRANT_URL` names a server (`.ci/run` starts
+//! one).
 
-use sluice_core::{ChunkId, PointKey};
-use sluice_store::{VectorIndex, VectorPoint};
+use std::path::Path;
+
+use sluice_config::QdrantPlan;
+use sluice_core::{ChunkId, PointKey, VERSION_OPEN};
+use sluice_store::{DenseQuery, EdgeVectors, PointPayload, Readable, ServerVectors, VectorIndex, VectorPoint};
+
+/// A point with a payload that names only its key and document.
+fn point<'a>(key: PointKey, doc: &str, vector: &'a [f32], readers: &'a [String]) -> VectorPoint<'a> {
+    let payload = PointPayload {
+        chunk_id: key.chunk.to_hex(),
+        doc_id: doc.to_owned(),
+        valid_from: key.valid_from,
+        valid_to: VERSION_OPEN,
+        readers,
+        text: "",
+        title: None,
+        path: "",
+        uri: String::new(),
+        page: None,
+        char_start: 0,
+        char_end: 0,
+        heading_path: &[],
+        content_hash: String::new(),
+        text_hash: String::new(),
+        model: String::new(),
+    };
+    VectorPoint { key, vector, payload }
+}
+
+fn nearest(
+    index: &dyn VectorIndex,
+    vector: &[f32],
+    version: i64,
+    limit: usize,
+    ef: usize,
+    exact: bool,
+) -> Vec<ChunkId> {
+    let query = DenseQuery { vector, version, readable: Readable::unrestricted(), limit, hnsw_ef: ef, exact };
+    index.search(&query).unwrap().into_iter().map(|hit| hit.chunk_id).collect()
+}
+
+/// The backends to test, each as a function that opens the same index again: Qdrant Edge in
+/// `dir`, and a fresh collection on the test server when there is one.
+/// Opens a backend's index for vectors of a dimension.
+type Opener = Box<dyn Fn(usize) -> sluice_store::Result<Box<dyn VectorIndex>>>;
+
+fn backends(dir: &Path) -> Vec<(&'static str, Opener)> {
+    let shard = dir.join("shard");
+    let mut all: Vec<(&'static str, Opener)> = vec![(
+        "edge",
+        Box::new(move |dimension| Ok(Box::new(EdgeVectors::open(&shard, dimension)?) as Box<dyn VectorIndex>)),
+    )];
+    if let Ok(url) = std::env::var("SLUICE_TEST_QDRANT_URL") {
+        let collection = format!("test-{}", dir.file_name().unwrap().to_string_lossy().replace('.', "-"));
+        let plan = test_plan(&url, &collection);
+        all.push((
+            "qdrant server",
+            Box::new(move |dimension| Ok(Box::new(ServerVectors::new(&plan, dimension, "catalog-a")?) as Box<_>)),
+        ));
+    } else {
+        eprintln!("SLUICE_TEST_QDRANT_URL is not set: testing Qdrant Edge only");
+    }
+    all
+}
+
+fn test_plan(url: &str, collection: &str) -> QdrantPlan {
+    QdrantPlan {
+        url: url.to_owned(),
+        api_key_env: None,
+        collection: collection.to_owned(),
+        timeout: std::time::Duration::from_secs(30),
+        connect_timeout: std::time::Duration::from_secs(5),
+        shards: 1,
+        replication_factor: 1,
+        write_consistency_factor: 1,
+        on_disk_vectors: false,
+        on_disk_payload: true,
+        quantization: sluice_config::Quantization::None,
+    }
+}
 
 fn key(byte: u8, valid_from: i64) -> PointKey {
     PointKey { chunk: ChunkId::from_bytes([byte; 32]), valid_from }
@@ -16,43 +96,75 @@ fn unit(values: &[f32]) -> Vec<f32> {
 #[test]
 fn points_follow_versions_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("shard");
-    let (a, b, c) = (unit(&[1.0, 0.0, 0.0, 0.1]), unit(&[0.0, 1.0, 0.0, 0.1]), unit(&[0.0, 0.0, 1.0, 0.1]));
-    {
-        let index = VectorIndex::open(&path, 4).unwrap();
-        index
-            .upsert(&[
-                VectorPoint { key: key(1, 1), doc_id: "d1".into(), vector: &a, readers: &[] },
-                VectorPoint { key: key(2, 1), doc_id: "d2".into(), vector: &b, readers: &[] },
-            ])
-            .unwrap();
-        // Version 2 retires chunk 2 and adds chunk 3.
-        index.set_valid_to(&[key(2, 1)], 2).unwrap();
-        index.upsert(&[VectorPoint { key: key(3, 2), doc_id: "d3".into(), vector: &c, readers: &[] }]).unwrap();
-        // Upserting again is idempotent.
-        index.upsert(&[VectorPoint { key: key(3, 2), doc_id: "d3".into(), vector: &c, readers: &[] }]).unwrap();
-        index.flush().unwrap();
-    }
-    let index = VectorIndex::open(&path, 4).unwrap();
-    assert_eq!(index.point_count().unwrap(), 3);
-    let ids = |v| index.chunk_ids_visible_at(v).unwrap();
-    assert_eq!(ids(1), vec![ChunkId::from_bytes([1; 32]), ChunkId::from_bytes([2; 32])]);
-    assert_eq!(ids(2), vec![ChunkId::from_bytes([1; 32]), ChunkId::from_bytes([3; 32])]);
-    let nearest_b_at =
-        |v| index.search(&b, v, sluice_store::Readable::unrestricted(), 1, 64, true).unwrap()[0].chunk_id;
-    assert_eq!(nearest_b_at(1), ChunkId::from_bytes([2; 32]));
-    assert_ne!(nearest_b_at(2), ChunkId::from_bytes([2; 32]), "retired at 2");
+    for (backend, open) in backends(dir.path()) {
+        let (a, b, c) = (unit(&[1.0, 0.0, 0.0, 0.1]), unit(&[0.0, 1.0, 0.0, 0.1]), unit(&[0.0, 0.0, 1.0, 0.1]));
+        {
+            let index = open(4).unwrap();
+            assert!(index.prepare().unwrap(), "{backend}: ready now");
+            assert!(!index.prepare().unwrap(), "{backend}: already ready");
+            index.upsert(&[point(key(1, 1), "d1", &a, &[]), point(key(2, 1), "d2", &b, &[])]).unwrap();
+            // Version 2 retires chunk 2 and adds chunk 3.
+            index.set_valid_to(&[key(2, 1)], 2).unwrap();
+            index.upsert(&[point(key(3, 2), "d3", &c, &[])]).unwrap();
+            // Upserting again is idempotent.
+            index.upsert(&[point(key(3, 2), "d3", &c, &[])]).unwrap();
+            index.flush().unwrap();
+        }
+        let index = open(4).unwrap();
+        assert!(index.prepare().unwrap(), "{backend}: found again");
+        assert_eq!(index.point_count().unwrap(), 3, "{backend}");
+        let ids = |v| index.chunk_ids_visible_at(v).unwrap();
+        assert_eq!(ids(1), vec![ChunkId::from_bytes([1; 32]), ChunkId::from_bytes([2; 32])], "{backend}");
+        assert_eq!(ids(2), vec![ChunkId::from_bytes([1; 32]), ChunkId::from_bytes([3; 32])], "{backend}");
+        assert_eq!(nearest(index.as_ref(), &b, 1, 1, 64, true)[0], ChunkId::from_bytes([2; 32]), "{backend}");
+        assert_ne!(nearest(index.as_ref(), &b, 2, 1, 64, true)[0], ChunkId::from_bytes([2; 32]), "retired at 2");
 
-    // Rolling version 2 back deletes what it added and reopens what it retired.
-    index.roll_back(2).unwrap();
-    index.flush().unwrap();
-    assert_eq!(index.point_count().unwrap(), 2);
-    assert_eq!(ids(2), ids(1));
-    // Still live far in the future (Qdrant compares ranges as f64; versions stay far below 2^53).
-    assert_eq!(ids(1 << 40), ids(1));
-    drop(index);
-    let error = VectorIndex::open(&path, 8).err().expect("a dimension mismatch is refused").to_string();
-    assert!(error.contains("4"), "{error}");
+        // Rolling version 2 back deletes what it added and reopens what it retired.
+        index.roll_back(2).unwrap();
+        index.flush().unwrap();
+        assert_eq!(index.point_count().unwrap(), 2, "{backend}");
+        assert_eq!(ids(2), ids(1), "{backend}");
+        // Still live far in the future (Qdrant compares ranges as f64; versions stay far below 2^53).
+        assert_eq!(ids(1 << 40), ids(1), "{backend}");
+        let stored = index.appearances().unwrap();
+        assert_eq!(stored.len(), 2, "{backend}");
+        assert!(stored.iter().all(|point| point.valid_to == VERSION_OPEN && point.vector.len() == 4), "{backend}");
+        drop(index);
+        let error = match open(8) {
+            Err(error) => error,
+            Ok(index) => index.prepare().expect_err("a dimension mismatch is refused"),
+        };
+        assert!(error.to_string().contains("4"), "{backend}: {error}");
+    }
+}
+
+/// A collection another catalog created is refused, not mixed with.
+#[test]
+fn a_server_collection_belongs_to_one_catalog() {
+    let Ok(url) = std::env::var("SLUICE_TEST_QDRANT_URL") else {
+        eprintln!("SLUICE_TEST_QDRANT_URL is not set: skipping");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let collection = format!("test-owner-{}", dir.path().file_name().unwrap().to_string_lossy().replace('.', "-"));
+    let plan = test_plan(&url, &collection);
+    let first = ServerVectors::new(&plan, 4, "catalog-a").unwrap();
+    assert!(first.prepare().unwrap());
+    let other = ServerVectors::new(&plan, 4, "catalog-b").unwrap();
+    let error = other.prepare().expect_err("another catalog's collection is refused").to_string();
+    assert!(error.contains("another sluice catalog"), "{error}");
+    assert!(other.point_count().is_err(), "nothing is done before prepare succeeds");
+}
+
+/// A server nobody listens on: operations fail as unavailable (retryable), not as corruption.
+#[test]
+fn an_unreachable_server_is_retryable() {
+    let mut plan = test_plan("http://127.0.0.1:9", "nowhere");
+    plan.connect_timeout = std::time::Duration::from_secs(1);
+    let index = ServerVectors::new(&plan, 4, "catalog-a").unwrap();
+    let error = index.prepare().expect_err("nothing listens on the discard port");
+    assert!(error.is_retryable(), "{error}");
+    assert!(matches!(error, sluice_store::StoreError::Unavailable(_)), "{error:?}");
 }
 
 /// Clustered vectors (like real embeddings: topics), enough points for the indexing threshold
@@ -82,12 +194,10 @@ fn hnsw_recall_against_exact_search() {
         .collect();
 
     let dir = tempfile::tempdir().unwrap();
-    let index = VectorIndex::open(&dir.path().join("shard"), DIMENSION).unwrap();
+    let index = EdgeVectors::open(&dir.path().join("shard"), DIMENSION).unwrap();
     for batch in (0..POINTS).collect::<Vec<_>>().chunks(1000) {
-        let points: Vec<VectorPoint<'_>> = batch
-            .iter()
-            .map(|&i| VectorPoint { key: keys[i], doc_id: format!("d{i}"), vector: &vectors[i], readers: &[] })
-            .collect();
+        let points: Vec<VectorPoint<'_>> =
+            batch.iter().map(|&i| point(keys[i], &format!("d{i}"), &vectors[i], &[])).collect();
         index.upsert(&points).unwrap();
     }
     index.flush().unwrap();
@@ -96,27 +206,12 @@ fn hnsw_recall_against_exact_search() {
     let queries: Vec<Vec<f32>> = (0..100)
         .map(|q| unit(&centres[(q * 7) % CLUSTERS].iter().map(|c| c + 0.35 * random()).collect::<Vec<_>>()))
         .collect();
-    let exact: Vec<Vec<ChunkId>> = queries
-        .iter()
-        .map(|q| {
-            index
-                .search(q, 1, sluice_store::Readable::unrestricted(), 10, 0, true)
-                .unwrap()
-                .into_iter()
-                .map(|h| h.chunk_id)
-                .collect()
-        })
-        .collect();
+    let exact: Vec<Vec<ChunkId>> = queries.iter().map(|q| nearest(&index, q, 1, 10, 0, true)).collect();
     let mut recall_at_256 = 0.0;
     for ef in [16, 64, 256] {
         let mut found = 0usize;
         for (query, truth) in queries.iter().zip(&exact) {
-            let approximate: Vec<ChunkId> = index
-                .search(query, 1, sluice_store::Readable::unrestricted(), 10, ef, false)
-                .unwrap()
-                .into_iter()
-                .map(|h| h.chunk_id)
-                .collect();
+            let approximate = nearest(&index, query, 1, 10, ef, false);
             found += truth.iter().filter(|id| approximate.contains(id)).count();
         }
         let recall = found as f64 / (queries.len() * 10) as f64;

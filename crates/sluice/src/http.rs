@@ -129,8 +129,20 @@ async fn blocking<T: Send + 'static>(
 
 async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, Problem> {
     let engine = state.engine.clone();
-    let live = blocking(move || Ok(engine.store().live_version()?)).await?;
-    Ok(Json(json!({ "status": "ok", "pipeline": state.engine.plan().name, "live_version": live })))
+    let (live, vectors) = blocking(move || {
+        let store = engine.store();
+        Ok((store.live_version()?, (store.vectors().describe(), store.vectors().health())))
+    })
+    .await?;
+    // A vector store on another machine may be down: lexical search still answers.
+    let (index, health) = vectors;
+    let (status, vectors) = match health {
+        Ok(()) => ("ok", json!({ "index": index, "status": "ok" })),
+        Err(err) => ("degraded", json!({ "index": index, "status": "unavailable", "error": err.to_string() })),
+    };
+    Ok(Json(
+        json!({ "status": status, "pipeline": state.engine.plan().name, "live_version": live, "vectors": vectors }),
+    ))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -77,6 +77,13 @@ enum Command {
         #[command(flatten)]
         reader: ReaderArgs,
     },
+    /// Print a text's vector under the pipeline's model, as JSON: what a retrieval service
+    /// querying the Qdrant collection directly needs (README, "Query the collection directly").
+    Embed {
+        text: String,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
     /// List dataset versions.
     Versions {
         #[arg(long)]
@@ -435,6 +442,7 @@ fn main() -> ExitCode {
                 &reader.access(),
             )
         }
+        Command::Embed { text, pipeline } => commands::embed(&cli.models, pipeline.as_deref(), &text),
         Command::Versions { json, pipeline } => commands::versions(&cli.data, pipeline.as_deref(), json),
         Command::Lineage { chunk_id, json, pipeline, reader } => {
             dataset::lineage(&cli.data, pipeline.as_deref(), &chunk_id, json, &reader.access())

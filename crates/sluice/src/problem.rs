@@ -91,6 +91,11 @@ impl From<PipelineError> for Problem {
             PipelineError::Invalid(message) => Problem::not_found(message),
             // A version that cannot take the request (expired, pending, none earlier).
             PipelineError::Store(sluice_store::StoreError::Invalid(message)) => Problem::bad_request(message),
+            // A vector store on another machine that is down: the client may try again.
+            PipelineError::Store(sluice_store::StoreError::Unavailable(message)) => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("vector index unavailable: {message}"))
+                    .retry_after(5)
+            }
             PipelineError::Forbidden(message) => Problem::new(StatusCode::FORBIDDEN, message),
             PipelineError::Busy(message) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, message).retry_after(1),
             PipelineError::Stopped => {

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sluice_config::{PipelinePlan, SourcePlan};
+use sluice_config::{PipelinePlan, SourcePlan, VectorsPlan};
 use sluice_pipeline::Engine;
 
 pub fn models_dir() -> PathBuf {
@@ -11,10 +11,28 @@ pub fn models_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
 }
 
-/// An engine on the default pipeline watching `inbox`, after `edit` adjusts the plan.
+/// An engine on the default pipeline watching `inbox`, after `edit` adjusts the plan. Its
+/// vectors go to the Qdrant server `SLUICE_TEST_QDRANT_URL` names, when it names one (`.ci/run`
+/// runs the suites both ways), in a collection of this data directory's own.
 pub fn engine_with(inbox: &Path, data: &Path, edit: impl FnOnce(&mut PipelinePlan)) -> Engine {
     let mut plan = sluice_config::default_pipeline();
     plan.sources = vec![SourcePlan { path: inbox.to_owned() }];
     edit(&mut plan);
+    plan.store.vectors = vectors_plan(data, &plan.name);
     Engine::open(plan, data, &models_dir()).expect("engine opens")
+}
+
+/// The vector store of the pipeline `name` in `data` under test.
+pub fn vectors_plan(data: &Path, name: &str) -> VectorsPlan {
+    let Some(url) = std::env::var("SLUICE_TEST_QDRANT_URL").ok().filter(|url| !url.is_empty()) else {
+        return VectorsPlan::Edge;
+    };
+    let data = std::path::absolute(data).unwrap();
+    let dir = blake3::hash(data.as_os_str().as_encoded_bytes()).to_hex();
+    let text = format!(
+        "version = 1\nname = {name:?}\n[store]\nvectors = \"qdrant\"\n[store.qdrant]\nurl = {url:?}\n\
+         collection = \"sluice-test-{}-{name}\"\n",
+        &dir[..16]
+    );
+    sluice_config::parse_pipeline("test", &text).expect("store tables parse").store.vectors
 }

@@ -1,0 +1,228 @@
+//! The dense index behind one trait, with two backends: Qdrant Edge (Qdrant's engine
+//! in-process, the embedded default) and a Qdrant server or cluster (through `qdrant-client`).
+//!
+//! Each point is one appearance of a chunk (id from its `PointKey`), with its validity interval
+//! and readers in the payload. Every query carries the version filter, so points of a version
+//! that is still being written, or was abandoned by a crash, are never seen. Every write is
+//! idempotent (deterministic point ids; payload updates by id or by filter), which is what lets
+//! the commit protocol re-apply or roll back a version after a crash on either backend.
+
+mod edge;
+mod server;
+
+use serde::Serialize;
+use serde_json::json;
+use sluice_core::{ChunkId, PointKey, ReadAccess, Version};
+
+use crate::error::Result;
+use crate::time_travel::Readable;
+
+pub use edge::EdgeVectors;
+pub use server::ServerVectors;
+
+/// The named vector points carry.
+const VECTOR_NAME: &str = "dense";
+
+/// Fields with a payload index: the ones every query filters on, and the ids retention and
+/// time travel select by.
+const INDEXED_FIELDS: [(&str, FieldKind); 5] = [
+    ("valid_from", FieldKind::Integer),
+    ("valid_to", FieldKind::Integer),
+    ("chunk_id", FieldKind::Keyword),
+    ("doc_id", FieldKind::Keyword),
+    ("readers", FieldKind::Keyword),
+];
+
+#[derive(Clone, Copy)]
+enum FieldKind {
+    Integer,
+    Keyword,
+}
+
+/// The dense index of one pipeline. Implementations are synchronous and may be shared between
+/// the run and searches.
+pub trait VectorIndex: Send + Sync {
+    /// Which backend and where, for messages.
+    fn describe(&self) -> String;
+
+    /// Makes the index ready for use, creating it if it does not exist. Returns `true` when it
+    /// became ready now (opened, created, or found again after it was lost), so the store
+    /// checks it against the catalog; `false` when it already was. Operations before a
+    /// successful `prepare` fail as unavailable.
+    fn prepare(&self) -> Result<bool>;
+
+    /// Whether the index answers now; the error says why not.
+    fn health(&self) -> Result<()>;
+
+    /// Writes points (insert or overwrite by point id). Idempotent.
+    fn upsert(&self, points: &[VectorPoint<'_>]) -> Result<()>;
+
+    /// Sets `valid_to` of these points. Idempotent.
+    fn set_valid_to(&self, keys: &[PointKey], valid_to: Version) -> Result<()>;
+
+    /// Undoes version N: deletes the points it added and reopens the ones it retired.
+    fn roll_back(&self, version: Version) -> Result<()>;
+
+    /// Deletes these points (retention). Idempotent.
+    fn delete(&self, keys: &[PointKey]) -> Result<()>;
+
+    /// Makes every update so far durable.
+    fn flush(&self) -> Result<()>;
+
+    /// The `limit` nearest chunks visible at a version and readable by its reader.
+    fn search(&self, query: &DenseQuery<'_>) -> Result<Vec<DenseHit>>;
+
+    /// Chunk ids of every point visible at `version`, sorted.
+    fn chunk_ids_visible_at(&self, version: Version) -> Result<Vec<ChunkId>>;
+
+    /// Every point, sorted by (chunk id, valid_from); for `verify`.
+    fn appearances(&self) -> Result<Vec<StoredPoint>>;
+
+    /// Points stored, whatever their versions.
+    fn point_count(&self) -> Result<usize>;
+
+    /// Builds or tidies the index where the backend leaves that to its user; `threads` caps the
+    /// CPU it takes. Returns whether anything was done. A server optimises by itself.
+    fn optimize(&self, threads: usize) -> Result<bool>;
+}
+
+/// A point to write: its key, vector and payload.
+pub struct VectorPoint<'a> {
+    pub key: PointKey,
+    pub vector: &'a [f32],
+    pub payload: PointPayload<'a>,
+}
+
+/// What a point carries besides its vector: everything a retrieval service needs to filter and
+/// use a hit without asking sluice. The field names are an interface (README, "Query the
+/// collection directly").
+#[derive(Clone, Debug, Serialize)]
+pub struct PointPayload<'a> {
+    pub chunk_id: String,
+    pub doc_id: String,
+    /// The chunk is visible at version v iff `valid_from <= v < valid_to`.
+    pub valid_from: Version,
+    pub valid_to: Version,
+    /// Principal keys that may read it (`user:alice`, `group:hr`, `everyone`, `public`).
+    pub readers: &'a [String],
+    pub text: &'a str,
+    pub title: Option<&'a str>,
+    /// The source file (`#member` for an embedded file) and its `file://` URI.
+    pub path: &'a str,
+    pub uri: String,
+    pub page: Option<u32>,
+    /// Character span in the document's normalised text.
+    pub char_start: u32,
+    pub char_end: u32,
+    pub heading_path: &'a [String],
+    /// blake3 of the document's bytes (the document version) and of the chunk's text.
+    pub content_hash: String,
+    pub text_hash: String,
+    /// Fingerprint of the model (and precision) that made the vector.
+    pub model: String,
+}
+
+impl PointPayload<'_> {
+    /// The whole payload as a JSON object.
+    fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => unreachable!("a payload serialises to a JSON object"),
+        }
+    }
+
+    /// Only the fields queries and maintenance read (the embedded index keeps the rest in the
+    /// catalog alone).
+    fn keys_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map = serde_json::Map::new();
+        map.insert("chunk_id".into(), json!(self.chunk_id));
+        map.insert("doc_id".into(), json!(self.doc_id));
+        map.insert("valid_from".into(), json!(self.valid_from));
+        map.insert("valid_to".into(), json!(self.valid_to));
+        map.insert("readers".into(), json!(self.readers));
+        map
+    }
+}
+
+/// A dense query at one version.
+#[derive(Clone, Copy)]
+pub struct DenseQuery<'a> {
+    pub vector: &'a [f32],
+    pub version: Version,
+    pub readable: Readable<'a>,
+    pub limit: usize,
+    /// HNSW beam width; `exact` bypasses the graph.
+    pub hnsw_ef: usize,
+    pub exact: bool,
+}
+
+/// A point as stored: its chunk appearance, readers and vector.
+pub struct StoredPoint {
+    pub chunk_id: ChunkId,
+    pub valid_from: Version,
+    pub valid_to: Version,
+    pub readers: Vec<String>,
+    pub vector: Vec<f32>,
+}
+
+/// A dense hit.
+#[derive(Clone, Debug)]
+pub struct DenseHit {
+    pub chunk_id: ChunkId,
+    pub valid_from: Version,
+    pub score: f32,
+}
+
+/// "Visible at version v and readable by `access`", as Qdrant's REST filter JSON (the form the
+/// README documents). Qdrant applies it while it searches the graph, so the nearest readable
+/// chunks come back, not what is left of the nearest ones.
+fn readable_filter_json(version: Version, access: &ReadAccess, hidden_docs: &[String]) -> serde_json::Value {
+    let mut must = vec![
+        json!({"key": "valid_from", "range": {"lte": version}}),
+        json!({"key": "valid_to", "range": {"gt": version}}),
+    ];
+    if let ReadAccess::Keys(keys) = access {
+        must.push(json!({"key": "readers", "match": {"any": keys}}));
+    }
+    if hidden_docs.is_empty() {
+        return json!({ "must": must });
+    }
+    json!({ "must": must, "must_not": [{"key": "doc_id", "match": {"any": hidden_docs}}] })
+}
+
+/// A point's chunk appearance, read back from its payload.
+fn key_from_payload(payload: &serde_json::Map<String, serde_json::Value>) -> Result<(ChunkId, Version)> {
+    let chunk_id = payload
+        .get("chunk_id")
+        .and_then(|v| v.as_str())
+        .and_then(ChunkId::parse)
+        .ok_or_else(|| corrupt("a vector point has no chunk_id"))?;
+    let valid_from = payload
+        .get("valid_from")
+        .and_then(|v| v.as_i64())
+        .ok_or_else(|| corrupt("a vector point has no valid_from"))?;
+    Ok((chunk_id, valid_from))
+}
+
+/// A stored point from its payload and vector.
+fn stored_point(payload: &serde_json::Map<String, serde_json::Value>, vector: Vec<f32>) -> Result<StoredPoint> {
+    let (chunk_id, valid_from) = key_from_payload(payload)?;
+    let valid_to =
+        payload.get("valid_to").and_then(|v| v.as_i64()).ok_or_else(|| corrupt("a vector point has no valid_to"))?;
+    let readers = payload
+        .get("readers")
+        .and_then(|v| v.as_array())
+        .map(|keys| keys.iter().filter_map(|key| key.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    Ok(StoredPoint { chunk_id, valid_from, valid_to, readers, vector })
+}
+
+fn corrupt(message: &str) -> crate::StoreError {
+    crate::StoreError::Corrupt(message.into())
+}
+
+/// Sorts scrolled points the way [`VectorIndex::appearances`] returns them.
+fn sorted(mut points: Vec<StoredPoint>) -> Vec<StoredPoint> {
+    points.sort_by_key(|point| (point.chunk_id, point.valid_from));
+    points
+}

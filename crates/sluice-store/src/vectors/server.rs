@@ -1,0 +1,439 @@
+//! A Qdrant server or cluster, through `qdrant-client` (gRPC): one collection per pipeline,
+//! whose points carry the whole [`PointPayload`](super::PointPayload), so retrieval services can
+//! query it with any Qdrant client.
+//!
+//! Every write waits until the server has applied it (`wait`), with strong write ordering
+//! across replicas, so what a commit relies on is on the server before the catalog commits.
+//! The collection names the catalog that created it in its metadata; another catalog's
+//! collection is refused rather than mixed with.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use qdrant_client::qdrant::{
+    BinaryQuantizationBuilder, Condition, CountPointsBuilder, CreateCollectionBuilder,
+    CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter, GetCollectionInfoRequest,
+    PointId, PointStruct, PointsIdsList, QueryPointsBuilder, Range, ScalarQuantizationBuilder, ScrollPointsBuilder,
+    SearchParamsBuilder, SetPayloadPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder, VectorsConfigBuilder,
+    WriteOrdering, WriteOrderingType, point_id::PointIdOptions, points_selector::PointsSelectorOneOf,
+    vector_output::Vector,
+};
+use qdrant_client::{Payload, Qdrant, QdrantError};
+use serde_json::json;
+use sluice_config::{QdrantPlan, Quantization};
+use sluice_core::{ChunkId, PointKey, ReadAccess, VERSION_OPEN, Version};
+
+use super::{
+    DenseHit, DenseQuery, FieldKind, INDEXED_FIELDS, StoredPoint, VECTOR_NAME, VectorIndex, VectorPoint,
+    key_from_payload, sorted, stored_point,
+};
+use crate::error::{Result, StoreError};
+
+/// Points per write request: keeps each message well under gRPC's limits.
+const WRITE_BATCH: usize = 256;
+
+/// The metadata key naming the catalog a collection belongs to.
+const OWNER_KEY: &str = "sluice_catalog";
+
+pub struct ServerVectors {
+    client: Qdrant,
+    /// The client's own runtime: the store is synchronous and may be called from inside the
+    /// daemon's runtime, where blocking on a future of that runtime would deadlock or panic.
+    runtime: tokio::runtime::Runtime,
+    plan: QdrantPlan,
+    dimension: usize,
+    /// The catalog's identity, written into the collection's metadata when sluice creates it.
+    catalog_id: String,
+    /// Whether the collection is known to exist and belong to this catalog. Only
+    /// [`VectorIndex::prepare`] creates it, so that a collection lost under a running daemon is
+    /// refilled by the store rather than silently recreated empty.
+    ready: AtomicBool,
+    /// Serialises checking and creating the collection.
+    preparing: Mutex<()>,
+}
+
+impl ServerVectors {
+    /// A client for the plan's server. Connects lazily: nothing is asked of the server until
+    /// [`VectorIndex::prepare`].
+    pub fn new(plan: &QdrantPlan, dimension: usize, catalog_id: &str) -> Result<Self> {
+        let api_key = match &plan.api_key_env {
+            Some(name) => Some(std::env::var(name).map_err(|_| {
+                StoreError::Invalid(format!("store.qdrant.api_key_env names {name}, which is not set"))
+            })?),
+            None => None,
+        };
+        let client = Qdrant::from_url(&plan.url)
+            .api_key(api_key)
+            .timeout(plan.timeout)
+            .connect_timeout(plan.connect_timeout)
+            .skip_compatibility_check()
+            .build()
+            .map_err(|err| StoreError::Invalid(format!("store.qdrant.url {}: {err}", plan.url)))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("qdrant-client")
+            .enable_all()
+            .build()
+            .map_err(|source| StoreError::Io { path: "qdrant-client runtime".into(), source })?;
+        Ok(Self {
+            client,
+            runtime,
+            plan: plan.clone(),
+            dimension,
+            catalog_id: catalog_id.to_owned(),
+            ready: AtomicBool::new(false),
+            preparing: Mutex::new(()),
+        })
+    }
+
+    fn create_collection(&self) -> Result<()> {
+        let plan = &self.plan;
+        let vector = VectorParamsBuilder::new(self.dimension as u64, Distance::Cosine).on_disk(plan.on_disk_vectors);
+        let mut vectors = VectorsConfigBuilder::default();
+        vectors.add_named_vector_params(VECTOR_NAME, vector);
+        let metadata =
+            HashMap::from([(OWNER_KEY.to_owned(), json!(self.catalog_id)), ("created_by".to_owned(), json!("sluice"))]);
+        let mut request = CreateCollectionBuilder::new(&plan.collection)
+            .vectors_config(vectors)
+            .shard_number(plan.shards)
+            .replication_factor(plan.replication_factor)
+            .write_consistency_factor(plan.write_consistency_factor)
+            .on_disk_payload(plan.on_disk_payload)
+            .metadata(metadata);
+        request = match plan.quantization {
+            Quantization::None => request,
+            Quantization::Int8 => request.quantization_config(
+                ScalarQuantizationBuilder::default()
+                    .r#type(qdrant_client::qdrant::QuantizationType::Int8.into())
+                    .always_ram(true),
+            ),
+            Quantization::Binary => request.quantization_config(BinaryQuantizationBuilder::new(true)),
+        };
+        let client = self.client.clone();
+        self.call(async move { client.create_collection(request).await })?;
+        Ok(())
+    }
+
+    /// Creates the payload indexes the collection lacks (all of them after a creation; any a
+    /// crash between creation and indexing left out).
+    fn ensure_indexes(&self, existing: &HashMap<String, qdrant_client::qdrant::PayloadSchemaInfo>) -> Result<()> {
+        for (field, kind) in INDEXED_FIELDS {
+            if existing.contains_key(field) {
+                continue;
+            }
+            let kind = match kind {
+                FieldKind::Integer => FieldType::Integer,
+                FieldKind::Keyword => FieldType::Keyword,
+            };
+            let request = CreateFieldIndexCollectionBuilder::new(&self.plan.collection, field, kind).wait(true);
+            let client = self.client.clone();
+            self.call(async move { client.create_field_index(request).await })?;
+        }
+        Ok(())
+    }
+
+    fn collection_info(&self) -> Result<qdrant_client::qdrant::CollectionInfo> {
+        let client = self.client.clone();
+        let request = GetCollectionInfoRequest { collection_name: self.plan.collection.clone() };
+        let info = self.call(async move { client.collection_info(request).await })?;
+        info.result.ok_or_else(|| StoreError::Corrupt(format!("Qdrant gave no info on {}", self.plan.collection)))
+    }
+
+    /// Refuses a collection another catalog (or someone else) created, or one whose vectors have
+    /// another dimension than the model's.
+    fn check_collection(&self, info: &qdrant_client::qdrant::CollectionInfo) -> Result<()> {
+        use qdrant_client::qdrant::vectors_config::Config;
+        let config = info.config.as_ref();
+        let size = match config.and_then(|c| c.params.as_ref()).and_then(|p| p.vectors_config.as_ref()) {
+            Some(qdrant_client::qdrant::VectorsConfig { config: Some(Config::ParamsMap(map)) }) => {
+                map.map.get(VECTOR_NAME).map(|params| params.size)
+            }
+            _ => None,
+        };
+        if size != Some(self.dimension as u64) {
+            return Err(StoreError::Invalid(format!(
+                "Qdrant collection {} holds {size:?}-dimensional `{VECTOR_NAME}` vectors, the model makes {}",
+                self.plan.collection, self.dimension
+            )));
+        }
+        let owner = config.and_then(|config| config.metadata.get(OWNER_KEY).cloned()).map(serde_json::Value::from);
+        match owner {
+            Some(serde_json::Value::String(owner)) if owner == self.catalog_id => Ok(()),
+            Some(owner) => Err(StoreError::Invalid(format!(
+                "Qdrant collection {} belongs to another sluice catalog ({owner}); set store.qdrant.collection to \
+                 another name",
+                self.plan.collection
+            ))),
+            None => Err(StoreError::Invalid(format!(
+                "Qdrant collection {} was not created by sluice; set store.qdrant.collection to another name",
+                self.plan.collection
+            ))),
+        }
+    }
+
+    /// Runs a client call on the client's runtime and waits for it, from any thread.
+    fn call<T, F>(&self, request: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, QdrantError>> + Send + 'static,
+    {
+        let (answer, receive) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = answer.send(request.await);
+        });
+        let result = receive.recv().map_err(|_| StoreError::Unavailable("the Qdrant client stopped".into()))?;
+        result.map_err(|err| {
+            let err = classify(&self.plan, err);
+            if matches!(err, StoreError::Corrupt(_)) {
+                // The collection is gone: it must be prepared (and refilled) again.
+                self.ready.store(false, Ordering::SeqCst);
+            }
+            err
+        })
+    }
+
+    /// The collection, once [`VectorIndex::prepare`] found or made it.
+    fn collection(&self) -> Result<String> {
+        if self.ready.load(Ordering::SeqCst) {
+            return Ok(self.plan.collection.clone());
+        }
+        Err(StoreError::Unavailable(format!(
+            "Qdrant collection {} at {} is not ready (the server was unreachable, or the collection is being \
+             refilled)",
+            self.plan.collection, self.plan.url
+        )))
+    }
+
+    /// Scrolls every point that matches, with payload (and the vector, if asked).
+    fn scroll(
+        &self,
+        filter: Option<Filter>,
+        with_vector: bool,
+        mut each: impl FnMut(&serde_json::Map<String, serde_json::Value>, Vec<f32>) -> Result<()>,
+    ) -> Result<()> {
+        let collection = self.collection()?;
+        let mut offset: Option<PointId> = None;
+        loop {
+            let mut request =
+                ScrollPointsBuilder::new(&collection).limit(1024).with_payload(true).with_vectors(with_vector);
+            if let Some(filter) = &filter {
+                request = request.filter(filter.clone());
+            }
+            if let Some(offset) = offset.take() {
+                request = request.offset(offset);
+            }
+            let client = self.client.clone();
+            let page = self.call(async move { client.scroll(request).await })?;
+            for point in page.result {
+                let vector = match point.vectors.as_ref().and_then(|v| v.get_vector_by_name(VECTOR_NAME)) {
+                    Some(Vector::Dense(dense)) => dense.data,
+                    _ if with_vector => return Err(StoreError::Corrupt("a vector point has no dense vector".into())),
+                    _ => Vec::new(),
+                };
+                each(&Payload::from(point.payload).into(), vector)?;
+            }
+            match page.next_page_offset {
+                Some(next) => offset = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Sets `valid_to` on the points `selector` picks.
+    fn set_valid_to_where(&self, selector: impl Into<PointsSelectorOneOf>, valid_to: Version) -> Result<()> {
+        let payload = Payload::try_from(json!({ "valid_to": valid_to })).expect("a JSON object");
+        let request = SetPayloadPointsBuilder::new(self.collection()?, payload)
+            .points_selector(selector)
+            .wait(true)
+            .ordering(strong());
+        let client = self.client.clone();
+        self.call(async move { client.set_payload(request).await })?;
+        Ok(())
+    }
+}
+
+impl VectorIndex for ServerVectors {
+    fn describe(&self) -> String {
+        format!("Qdrant server {} collection {}", self.plan.url, self.plan.collection)
+    }
+
+    /// Makes sure the collection exists and is this catalog's, creating it (with its payload
+    /// indexes) if it does not.
+    fn prepare(&self) -> Result<bool> {
+        let _serial = self.preparing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.ready.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let name = self.plan.collection.clone();
+        let client = self.client.clone();
+        if !self.call(async move { client.collection_exists(name).await })? {
+            self.create_collection()?;
+        }
+        let info = self.collection_info()?;
+        self.check_collection(&info)?;
+        self.ensure_indexes(&info.payload_schema)?;
+        self.ready.store(true, Ordering::SeqCst);
+        Ok(true)
+    }
+
+    fn health(&self) -> Result<()> {
+        let client = self.client.clone();
+        self.call(async move { client.health_check().await })?;
+        self.collection().map(drop)
+    }
+
+    fn upsert(&self, points: &[VectorPoint<'_>]) -> Result<()> {
+        let collection = self.collection()?;
+        for batch in points.chunks(WRITE_BATCH) {
+            let batch: Vec<PointStruct> = batch
+                .iter()
+                .map(|point| {
+                    let vectors = HashMap::from([(VECTOR_NAME.to_owned(), point.vector.to_vec())]);
+                    PointStruct::new(point_id(&point.key), vectors, Payload::from(point.payload.to_json()))
+                })
+                .collect();
+            let request = UpsertPointsBuilder::new(&collection, batch).wait(true).ordering(strong());
+            let client = self.client.clone();
+            self.call(async move { client.upsert_points(request).await })?;
+        }
+        Ok(())
+    }
+
+    fn set_valid_to(&self, keys: &[PointKey], valid_to: Version) -> Result<()> {
+        for batch in keys.chunks(4096) {
+            self.set_valid_to_where(ids(batch), valid_to)?;
+        }
+        Ok(())
+    }
+
+    fn roll_back(&self, version: Version) -> Result<()> {
+        let added = Filter::must([Condition::matches("valid_from", version)]);
+        let request = DeletePointsBuilder::new(self.collection()?).points(added).wait(true).ordering(strong());
+        let client = self.client.clone();
+        self.call(async move { client.delete_points(request).await })?;
+        self.set_valid_to_where(Filter::must([Condition::matches("valid_to", version)]), VERSION_OPEN)
+    }
+
+    fn delete(&self, keys: &[PointKey]) -> Result<()> {
+        let collection = self.collection()?;
+        for batch in keys.chunks(4096) {
+            let request = DeletePointsBuilder::new(&collection).points(ids(batch)).wait(true).ordering(strong());
+            let client = self.client.clone();
+            self.call(async move { client.delete_points(request).await })?;
+        }
+        Ok(())
+    }
+
+    /// Every write already waited until the server applied it (and logged it in its WAL).
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn search(&self, query: &DenseQuery<'_>) -> Result<Vec<DenseHit>> {
+        let readable = query.readable;
+        let request = QueryPointsBuilder::new(self.collection()?)
+            .query(query.vector.to_vec())
+            .using(VECTOR_NAME)
+            .filter(readable_filter(query.version, readable.access, readable.hidden_docs))
+            .limit(query.limit as u64)
+            .params(SearchParamsBuilder::default().hnsw_ef(query.hnsw_ef as u64).exact(query.exact))
+            .with_payload(true);
+        let client = self.client.clone();
+        let answer = self.call(async move { client.query(request).await })?;
+        answer
+            .result
+            .into_iter()
+            .map(|point| {
+                let (chunk_id, valid_from) = key_from_payload(&Payload::from(point.payload).into())?;
+                Ok(DenseHit { chunk_id, valid_from, score: point.score })
+            })
+            .collect()
+    }
+
+    fn chunk_ids_visible_at(&self, version: Version) -> Result<Vec<ChunkId>> {
+        let mut found = Vec::new();
+        self.scroll(Some(readable_filter(version, &ReadAccess::Unrestricted, &[])), false, |payload, _| {
+            found.push(key_from_payload(payload)?.0);
+            Ok(())
+        })?;
+        found.sort();
+        Ok(found)
+    }
+
+    fn appearances(&self) -> Result<Vec<StoredPoint>> {
+        let mut all = Vec::new();
+        self.scroll(None, true, |payload, vector| {
+            all.push(stored_point(payload, vector)?);
+            Ok(())
+        })?;
+        Ok(sorted(all))
+    }
+
+    fn point_count(&self) -> Result<usize> {
+        let request = CountPointsBuilder::new(self.collection()?).exact(true);
+        let client = self.client.clone();
+        let answer = self.call(async move { client.count(request).await })?;
+        Ok(answer.result.map_or(0, |count| count.count as usize))
+    }
+
+    /// The server builds its HNSW graphs and vacuums in the background by itself.
+    fn optimize(&self, _threads: usize) -> Result<bool> {
+        Ok(false)
+    }
+}
+
+/// [`super::readable_filter_json`] as the gRPC API spells it.
+fn readable_filter(version: Version, access: &ReadAccess, hidden_docs: &[String]) -> Filter {
+    let mut must = vec![
+        Condition::range("valid_from", Range { lte: Some(version as f64), ..Range::default() }),
+        Condition::range("valid_to", Range { gt: Some(version as f64), ..Range::default() }),
+    ];
+    if let ReadAccess::Keys(keys) = access {
+        must.push(Condition::matches("readers", keys.clone()));
+    }
+    let must_not =
+        if hidden_docs.is_empty() { Vec::new() } else { vec![Condition::matches("doc_id", hidden_docs.to_vec())] };
+    Filter { must, must_not, ..Filter::default() }
+}
+
+fn point_id(key: &PointKey) -> PointId {
+    PointId { point_id_options: Some(PointIdOptions::Uuid(key.uuid().to_string())) }
+}
+
+fn ids(keys: &[PointKey]) -> PointsIdsList {
+    PointsIdsList { ids: keys.iter().map(point_id).collect() }
+}
+
+/// Writes go through each shard's leader, so replicas apply them in one order.
+fn strong() -> WriteOrdering {
+    WriteOrdering { r#type: WriteOrderingType::Strong.into() }
+}
+
+/// Sorts the client's errors into the store's kinds: a server that cannot be reached, is
+/// overloaded or timed out is worth retrying; a missing collection or a refused request is not.
+fn classify(plan: &QdrantPlan, err: QdrantError) -> StoreError {
+    use tonic::Code;
+    let status = match &err {
+        QdrantError::ResponseError { status } | QdrantError::ResourceExhaustedError { status, .. } => status,
+        _ => return StoreError::Vectors { backend: "Qdrant server", message: err.to_string(), transient: false },
+    };
+    let message = format!("{} ({}): {}", plan.url, plan.collection, status.message());
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted | Code::Cancelled => {
+            StoreError::Unavailable(message)
+        }
+        // The client reports a connection it could not make as an internal error of its own.
+        Code::Unknown | Code::Internal
+            if status.message().starts_with("Failed to connect") || status.message().contains("transport error") =>
+        {
+            StoreError::Unavailable(message)
+        }
+        Code::NotFound => StoreError::Corrupt(format!("Qdrant collection is gone: {message}")),
+        Code::InvalidArgument | Code::FailedPrecondition | Code::Unauthenticated | Code::PermissionDenied => {
+            StoreError::Invalid(format!("Qdrant server refused a request: {message}"))
+        }
+        _ => StoreError::Vectors { backend: "Qdrant server", message, transient: true },
+    }
+}

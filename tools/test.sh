@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Every test suite, as CI runs it (`.ci/run` calls this; the README's test command):
+#  1. the whole workspace on the embedded default, Qdrant Edge;
+#  2. the suites that touch the vector store (vector index, pipeline runs, versions, governance,
+#     gate, end to end, crash) again against a real Qdrant server on loopback, built from
+#     ../shared/vendor/qdrant-server and cached outside the clone, with the Python
+#     qdrant-client check of the README's "Query the collection directly";
+#  3. the crash suite once more, killing and restarting the Qdrant server at random moments.
+# Where ../shared/vendor is absent (a plain clone elsewhere), 2 and 3 are skipped, saying so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+features=(--release --features sluice/failpoints)
+
+cargo test "${features[@]}" --workspace
+
+# shellcheck source=tools/qdrant-test-server.sh
+source tools/qdrant-test-server.sh
+qdrant_start || exit 0
+trap qdrant_stop EXIT
+echo "Qdrant server for the tests: $SLUICE_TEST_QDRANT_URL (log: $QDRANT_TEST_DIR/server.log)"
+
+# The Python client retrieval services use, at the version the server speaks.
+venv=${SLUICE_PYTHON_VENV:-$HOME/.cache/sluice-python}
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check 'qdrant-client==1.16.2'
+export SLUICE_TEST_PYTHON=$venv/bin/python
+
+cargo test --release -p sluice-store --test vector_index
+cargo test --release -p sluice-pipeline --features failpoints --tests
+cargo test "${features[@]}" -p sluice --test e2e --test crash
+SLUICE_CRASH_RESTART_QDRANT=1 cargo test "${features[@]}" -p sluice --test crash
