@@ -9,9 +9,9 @@
 # Where ../shared/vendor is absent (a plain clone elsewhere), 2 and 3 are skipped, saying so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-features=(--release --features sluice/failpoints)
+cargo_args=(--release --features sluice/failpoints)
 
-cargo test "${features[@]}" --workspace
+cargo test "${cargo_args[@]}" --workspace
 
 # shellcheck source=tools/qdrant-test-server.sh
 source tools/qdrant-test-server.sh
@@ -25,7 +25,7 @@ venv=${SLUICE_PYTHON_VENV:-$HOME/.cache/sluice-python}
 "$venv/bin/pip" install --quiet --disable-pip-version-check 'qdrant-client==1.16.2'
 export SLUICE_TEST_PYTHON=$venv/bin/python
 
-cargo test --release -p sluice-store --test vector_index
-cargo test --release -p sluice-pipeline --features failpoints --tests
-cargo test "${features[@]}" -p sluice --test e2e --test crash
-SLUICE_CRASH_RESTART_QDRANT=1 cargo test "${features[@]}" -p sluice --test crash
+# The same feature set as the first run (`--workspace`), so nothing is compiled again.
+server_suites=(--test vector_index --test runs --test versions --test governance --test gate --test e2e --test crash)
+cargo test "${cargo_args[@]}" --workspace "${server_suites[@]}"
+SLUICE_CRASH_RESTART_QDRANT=1 cargo test "${cargo_args[@]}" --workspace --test crash
