@@ -2,7 +2,7 @@
 # Every test suite, as CI runs it (`.ci/run` calls this; the README's test command):
 #  1. the whole workspace on the embedded default, Qdrant Edge;
 #  2. the suites that touch the vector store (vector index, pipeline runs, versions, governance,
-#     gate, end to end, crash) again against a real Qdrant server on loopback, built from
+#     gate, model changes, end to end, crash) again against a real Qdrant server on loopback, built from
 #     ../shared/vendor/qdrant-server and cached outside the clone, with the Python
 #     qdrant-client check of the README's "Query the collection directly";
 #  3. the crash suite once more, killing and restarting the Qdrant server at random moments.
@@ -26,6 +26,6 @@ venv=${SLUICE_PYTHON_VENV:-$HOME/.cache/sluice-python}
 export SLUICE_TEST_PYTHON=$venv/bin/python
 
 # The same feature set as the first run (`--workspace`), so nothing is compiled again.
-server_suites=(--test vector_index --test runs --test versions --test governance --test gate --test e2e --test crash)
+server_suites=(--test vector_index --test runs --test versions --test governance --test gate --test models --test e2e --test crash)
 cargo test "${cargo_args[@]}" --workspace "${server_suites[@]}"
 SLUICE_CRASH_RESTART_QDRANT=1 cargo test "${cargo_args[@]}" --workspace --test crash

@@ -134,7 +134,8 @@ impl Engine {
         let ef = self.plan.search.hnsw_ef;
         let mut total = 0.0;
         for query in &set.queries {
-            let vector = self.embedder.embed(&[query.text.as_str()], self.batch_tokens())?.remove(0);
+            let embedder = self.query_models.for_version(&self.store, version)?;
+            let vector = embedder.embed(&[query.text.as_str()], embedder.default_batch_tokens())?.remove(0);
             let nearest = |exact| -> Result<Vec<_>, PipelineError> {
                 let hits = self.store.vectors().search(&sluice_store::DenseQuery {
                     vector: &vector,

@@ -12,6 +12,7 @@ mod error;
 mod evaluate;
 mod failpoint;
 mod meter;
+mod models;
 mod names;
 mod observer;
 mod parsers;
@@ -24,8 +25,8 @@ mod summary;
 mod text;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sluice_config::{HistoryAccess, PiiPolicyPlan, PipelinePlan};
 use sluice_core::{ChunkId, Fingerprint, ReadAccess, Version};
@@ -61,7 +62,10 @@ pub struct Engine {
     plan: PipelinePlan,
     roots: Vec<Root>,
     store: Store,
-    embedder: Embedder,
+    /// The model runs embed with.
+    embedder: Arc<Embedder>,
+    /// The model of each version, for its queries (an earlier one after a model change).
+    query_models: models::QueryModels,
     /// Per stage: what decides a document's text, chunks and vectors.
     stages: StageFingerprints,
     fingerprint: Fingerprint,
@@ -79,11 +83,16 @@ pub struct Engine {
     search_audit: audit_queue::AuditQueue,
 }
 
-/// A search's answer: the version it ran against and the hits.
+/// A search's answer: the version it ran against, the model that embedded the query, and the
+/// hits.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SearchResponse {
     /// `None` when nothing has been committed yet.
     pub version: Option<Version>,
+    /// Fingerprint of the model that embedded the query (the version's own); `None` for a
+    /// lexical search.
+    #[serde(default)]
+    pub model: Option<String>,
     pub hits: Vec<SearchHit>,
 }
 
@@ -93,7 +102,7 @@ impl Engine {
     pub fn open(plan: PipelinePlan, data_dir: &Path, models_dir: &Path) -> Result<Self, PipelineError> {
         let files = sluice_embed::ensure_model(models_dir, &plan.embed.model)?;
         let options = EmbedOptions { device: plan.embed.device, precision: plan.embed.precision };
-        let embedder = Embedder::load_with(&files, options)?;
+        let embedder = Arc::new(Embedder::load_with(&files, options)?);
         let tokenizer_path = files.path("tokenizer.json");
         let tokenizer_json = std::fs::read(&tokenizer_path).map_err(PipelineError::io(&tokenizer_path))?;
         let text_settings = text_settings(&plan, tokenizer_path, &tokenizer_json);
@@ -128,10 +137,12 @@ impl Engine {
             keep_segment_days: plan.audit.keep_segment_days,
         };
         let search_audit = audit_queue::AuditQueue::start(store.shared_catalog(), rotation)?;
+        let query_models = models::QueryModels::new(embedder.clone(), models_dir.to_owned(), plan.embed.device);
         Ok(Self {
             plan,
             roots,
             store,
+            query_models,
             embedder,
             stages,
             fingerprint,
@@ -403,14 +414,16 @@ impl Engine {
             None => match self.store.live_version()? {
                 Some(version) => version,
                 None => {
-                    return Ok(SearchResponse { version: None, hits: Vec::new() });
+                    return Ok(SearchResponse { version: None, model: None, hits: Vec::new() });
                 }
             },
         };
-        let vector = match mode {
-            SearchMode::Lexical => None,
+        let (vector, model) = match mode {
+            SearchMode::Lexical => (None, None),
             SearchMode::Hybrid | SearchMode::Dense => {
-                self.embedder.embed(&[query], self.batch_tokens())?.into_iter().next()
+                let embedder = self.query_models.for_version(&self.store, version)?;
+                let vector = embedder.embed(&[query], embedder.default_batch_tokens())?.into_iter().next();
+                (vector, Some(embedder.fingerprint().to_hex()))
             }
         };
         let search = &self.plan.search;
@@ -430,7 +443,7 @@ impl Engine {
             access,
             hidden_docs: &hidden_docs,
         })?;
-        Ok(SearchResponse { version: Some(version), hits })
+        Ok(SearchResponse { version: Some(version), model, hits })
     }
 }
 

@@ -59,6 +59,15 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
     let started = Instant::now();
     let pipeline = engine.plan.name.as_str();
     let catalog = engine.store.catalog();
+    // After a model change the first run covers every source, so that no version holds
+    // chunks of two models (a query is embedded by its version's one model).
+    let scope = match scope {
+        Scope::Paths(_) if catalog.has_live_documents_of_other_models(pipeline, engine.stages.model)? => {
+            info!(pipeline, "the model changed: this run re-embeds every source");
+            &Scope::All
+        }
+        scope => scope,
+    };
     let mut summary = RunSummary::default();
     let mut decisions = Decisions::default();
     let mut tasks = Vec::new();

@@ -1017,6 +1017,41 @@ impl Catalog {
         self.chunks_where("c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to", pipeline, version)
     }
 
+    /// Fingerprints of the models that embedded the chunks visible at `version`: one, unless
+    /// the version mixes models; none for a version without chunks.
+    pub fn models_at(&self, pipeline: &str, version: Version) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT DISTINCT d.model_fingerprint FROM documents d
+                 WHERE d.pipeline = ?1 AND d.valid_from <= ?2 AND d.valid_to > ?2
+                   AND EXISTS (SELECT 1 FROM chunks c WHERE c.document = d.id)
+                 ORDER BY d.model_fingerprint",
+            )?;
+            statement.query_map(params![pipeline, version], |r| r.get(0))?.collect()
+        })
+    }
+
+    /// Whether a live document with chunks was embedded by a model other than `model`.
+    pub fn has_live_documents_of_other_models(&self, pipeline: &str, model: Fingerprint) -> Result<bool> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM documents d WHERE d.pipeline = ?1 AND d.valid_to = ?2
+                   AND d.model_fingerprint != ?3 AND EXISTS (SELECT 1 FROM chunks c WHERE c.document = d.id))",
+                params![pipeline, VERSION_OPEN, model.to_hex()],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// The settings a stage fingerprint stands for, as recorded (`put_fingerprint`).
+    pub fn stage_settings(&self, fingerprint: &str) -> Result<Option<serde_json::Value>> {
+        let text: Option<String> = self.read(|c| {
+            c.query_row("SELECT settings FROM fingerprints WHERE fingerprint = ?1", [fingerprint], |r| r.get(0))
+                .optional()
+        })?;
+        Ok(text.and_then(|text| serde_json::from_str(&text).ok()))
+    }
+
     /// How many chunk appearances the pipeline has, whatever their versions.
     pub fn appearance_count(&self, pipeline: &str) -> Result<usize> {
         let count: i64 =
@@ -1080,6 +1115,12 @@ impl Catalog {
             }
         }
         Ok(found)
+    }
+
+    /// Vectors in the embedding cache, all models together.
+    pub fn embedding_count(&self) -> Result<usize> {
+        let count: i64 = self.read(|c| c.query_row("SELECT COUNT(*) FROM embeddings", [], |r| r.get(0)))?;
+        Ok(usize::try_from(count).unwrap_or_default())
     }
 
     pub fn put_embeddings(&self, model: Fingerprint, vectors: &[(TextHash, &[f32])]) -> Result<()> {

@@ -15,11 +15,16 @@ pub fn models_dir() -> PathBuf {
 /// vectors go to the Qdrant server `SLUICE_TEST_QDRANT_URL` names, when it names one (`.ci/run`
 /// runs the suites both ways), in a collection of this data directory's own.
 pub fn engine_with(inbox: &Path, data: &Path, edit: impl FnOnce(&mut PipelinePlan)) -> Engine {
+    engine_with_models(inbox, data, &models_dir(), edit)
+}
+
+/// [`engine_with`], with the models in `models`.
+pub fn engine_with_models(inbox: &Path, data: &Path, models: &Path, edit: impl FnOnce(&mut PipelinePlan)) -> Engine {
     let mut plan = sluice_config::default_pipeline();
     plan.sources = vec![SourcePlan { path: inbox.to_owned() }];
     edit(&mut plan);
     plan.store.vectors = vectors_plan(data, &plan.name);
-    Engine::open(plan, data, &models_dir()).expect("engine opens")
+    Engine::open(plan, data, models).expect("engine opens")
 }
 
 /// The vector store of the pipeline `name` in `data` under test.
