@@ -35,6 +35,8 @@ qdrant_launch() {
   QDRANT__LOG_LEVEL=WARN \
     setsid "$QDRANT_TEST_BIN" >>"$QDRANT_TEST_DIR/server.log" 2>&1 </dev/null &
   local pid=$!
+  # Not this shell's job: a test may kill it, and the shell should not report that.
+  disown "$pid" 2>/dev/null || true
   popd >/dev/null
   echo "$pid" >"$QDRANT_TEST_DIR/pid"
   for _ in $(seq 1 600); do

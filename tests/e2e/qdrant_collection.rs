@@ -108,7 +108,8 @@ fn a_lost_collection_is_refilled_from_the_catalog() {
     let before = hit_ids(&workspace.json(&query));
 
     let url = format!("{rest}/collections/{}", workspace.collection("refill"));
-    let dropped = Command::new("curl").args(["-sf", "-o", "/dev/null", "-X", "DELETE", &url]).status().expect("curl runs");
+    let dropped =
+        Command::new("curl").args(["-sf", "-o", "/dev/null", "-X", "DELETE", &url]).status().expect("curl runs");
     assert!(dropped.success(), "the test server dropped the collection");
 
     let report = workspace.json(&["verify", "--pipeline", pipeline_arg]);
