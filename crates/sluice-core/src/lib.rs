@@ -10,6 +10,7 @@ pub mod compute;
 pub mod document;
 pub mod fingerprint;
 pub mod ids;
+pub mod records;
 pub mod stage;
 pub mod version;
 

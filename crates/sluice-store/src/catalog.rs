@@ -964,8 +964,23 @@ impl Catalog {
     }
 
     /// Retires a live document and its chunks at version N; returns the retired chunks.
-    pub fn retire_document(&self, row: i64, version: Version, reason: ChangeReason) -> Result<Vec<StoredChunk>> {
+    pub fn retire_document(
+        &self,
+        pipeline: &str,
+        doc_id: DocumentId,
+        version: Version,
+        reason: ChangeReason,
+    ) -> Result<Vec<StoredChunk>> {
         self.write(|t| {
+            let row: Option<i64> = t
+                .query_row(
+                    "SELECT id FROM documents WHERE pipeline = ?1 AND doc_id = ?2 AND valid_to = ?3",
+                    params![pipeline, doc_id.to_hex(), VERSION_OPEN],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            // Retired already (the call is idempotent): nothing more stops being visible.
+            let Some(row) = row else { return Ok(Vec::new()) };
             t.execute(
                 "UPDATE documents SET valid_to = ?2, retired_reason = ?4 WHERE id = ?1 AND valid_to = ?3",
                 params![row, version, VERSION_OPEN, reason.as_str()],
@@ -1244,18 +1259,17 @@ fn ledger_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
     })
 }
 
-const LIVE_DOCUMENT_COLUMNS: &str = "id, doc_id, root, rel_path, member, content_hash, text_hash, duplicate_of";
+const LIVE_DOCUMENT_COLUMNS: &str = "doc_id, root, rel_path, member, content_hash, text_hash, duplicate_of";
 
 fn live_document_row(r: &Row<'_>) -> rusqlite::Result<LiveDocument> {
-    let duplicate_of: Option<String> = r.get(7)?;
+    let duplicate_of: Option<String> = r.get(6)?;
     Ok(LiveDocument {
-        row: r.get(0)?,
-        doc_id: parse_id(r.get(1)?, DocumentId::parse)?,
-        root: r.get(2)?,
-        rel_path: r.get(3)?,
-        member: r.get(4)?,
-        content_hash: parse_id(r.get(5)?, ContentHash::parse)?,
-        text_hash: parse_id(r.get(6)?, TextHash::parse)?,
+        doc_id: parse_id(r.get(0)?, DocumentId::parse)?,
+        root: r.get(1)?,
+        rel_path: r.get(2)?,
+        member: r.get(3)?,
+        content_hash: parse_id(r.get(4)?, ContentHash::parse)?,
+        text_hash: parse_id(r.get(5)?, TextHash::parse)?,
         duplicate_of: duplicate_of.map(|id| parse_id(id, DocumentId::parse)).transpose()?,
     })
 }

@@ -306,7 +306,7 @@ impl VersionWriter<'_> {
     /// Retires a live document at this version; returns how many chunks stopped being visible.
     pub fn retire(&mut self, document: &LiveDocument, reason: ChangeReason) -> Result<usize> {
         let store = self.store;
-        let retired = store.catalog.retire_document(document.row, self.version, reason)?;
+        let retired = store.catalog.retire_document(&store.pipeline, document.doc_id, self.version, reason)?;
         let path = types::join_path(&document.root, &document.rel_path, &document.member);
         let detail = serde_json::json!({"version": self.version, "reason": reason, "chunks": retired.len()});
         self.record("retired", path, detail);
