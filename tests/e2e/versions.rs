@@ -216,6 +216,10 @@ fn version_commands_work_through_the_cli_and_the_daemon() {
     let lineage = daemon.get_json(&format!("/v1/chunks/{chunk_id}/lineage"));
     assert_eq!(lineage["chunk_id"], chunk_id.as_str());
     assert_eq!(daemon.get(&format!("/v1/chunks/{}/lineage", "0".repeat(64))).0, 404);
+    // Statuses follow the kind of failure: what does not exist, what the state refuses.
+    let admin = Some(daemon.token.as_str());
+    assert_eq!(daemon.call("POST", "/v1/versions/99/promote", admin, None).0, 404);
+    assert_eq!(daemon.call("GET", "/v1/diff?from=2&to=1", admin, None).0, 400);
     assert_eq!(daemon.get_json("/v1/diff?from=1&to=2")["added"][0]["chunk_id"], chunk_id.as_str());
     assert_eq!(daemon.get_json("/v1/versions/2")["pinned"], false);
     workspace.run(&["rollback"]);

@@ -12,6 +12,12 @@ pub enum PipelineError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Invalid(String),
+    /// What was asked for does not exist (a version, a quarantined file).
+    #[error("{0}")]
+    NotFound(String),
+    /// The current state refuses the request (nothing live yet, a version not committed).
+    #[error("{0}")]
+    Conflict(String),
     /// Too much at once (the search audit queue is full): try again shortly.
     #[error("busy: {0}")]
     Busy(String),
@@ -29,6 +35,20 @@ impl PipelineError {
         move |source| PipelineError::Io { path, source }
     }
 
+    /// The kind of failure (the HTTP API answers by it).
+    pub fn kind(&self) -> sluice_core::ErrorKind {
+        use sluice_core::ErrorKind;
+        match self {
+            PipelineError::Store(err) => err.kind(),
+            PipelineError::Invalid(_) => ErrorKind::Invalid,
+            PipelineError::NotFound(_) => ErrorKind::NotFound,
+            PipelineError::Conflict(_) => ErrorKind::Conflict,
+            PipelineError::Forbidden(_) => ErrorKind::Forbidden,
+            PipelineError::Busy(_) | PipelineError::Stopped => ErrorKind::Unavailable,
+            PipelineError::Embed(_) | PipelineError::Chunker(_) | PipelineError::Io { .. } => ErrorKind::Internal,
+        }
+    }
+
     /// Whether running again later can succeed (a busy or briefly failing store).
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -37,6 +57,8 @@ impl PipelineError {
             PipelineError::Io { .. } | PipelineError::Busy(_) => true,
             PipelineError::Chunker(_)
             | PipelineError::Invalid(_)
+            | PipelineError::NotFound(_)
+            | PipelineError::Conflict(_)
             | PipelineError::Forbidden(_)
             | PipelineError::Stopped => false,
         }

@@ -88,7 +88,7 @@ impl Engine {
     ) -> Result<EvalReport, PipelineError> {
         let version = match version {
             Some(version) => version,
-            None => self.store.live_version()?.ok_or_else(|| PipelineError::Invalid("nothing is live yet".into()))?,
+            None => self.store.live_version()?.ok_or_else(|| PipelineError::Conflict("nothing is live yet".into()))?,
         };
         // Paths are keyed relative to the source they came from, whatever the sources now are.
         let roots = self.store.catalog().document_roots(&self.plan.name)?;

@@ -249,10 +249,10 @@ impl Engine {
         let _between_runs = self.run_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let entry = self
             .quarantine_entry(path)?
-            .ok_or_else(|| PipelineError::Invalid(format!("{path} is not in quarantine")))?;
+            .ok_or_else(|| PipelineError::NotFound(format!("{path} is not in quarantine")))?;
         let file = Path::new(&entry.root).join(names::decode_path(&entry.rel_path));
         if std::fs::symlink_metadata(&file).is_err() {
-            return Err(PipelineError::Invalid(format!("{} no longer exists", file.display())));
+            return Err(PipelineError::NotFound(format!("{} no longer exists", file.display())));
         }
         self.store.catalog().forget_quarantined(&entry, &self.actor(principal))?;
         Ok(file)
@@ -360,7 +360,7 @@ impl Engine {
     fn version_or_live(&self, version: Option<Version>) -> Result<Version, PipelineError> {
         match version {
             Some(version) => Ok(version),
-            None => self.store.live_version()?.ok_or_else(|| PipelineError::Invalid("nothing is live yet".into())),
+            None => self.store.live_version()?.ok_or_else(|| PipelineError::Conflict("nothing is live yet".into())),
         }
     }
 
@@ -405,10 +405,10 @@ impl Engine {
             Some(version) => match catalog.version_state(&self.plan.name, version)? {
                 Some(VersionState::Committed) => version,
                 Some(state) => {
-                    return Err(PipelineError::Invalid(format!("version {version} is {state:?}, not committed")));
+                    return Err(PipelineError::Conflict(format!("version {version} is {state:?}, not committed")));
                 }
                 None => {
-                    return Err(PipelineError::Invalid(format!("version {version} does not exist")));
+                    return Err(PipelineError::NotFound(format!("version {version} does not exist")));
                 }
             },
             None => match self.store.live_version()? {

@@ -77,7 +77,7 @@ impl QueryModels {
             return Ok(embedder.clone());
         }
         let unusable = |why: String| {
-            PipelineError::Invalid(format!(
+            PipelineError::Conflict(format!(
                 "version {version} was embedded by model {model}, which cannot answer queries here: {why}; search it \
                  with mode=lexical, or move live to a version of the current model"
             ))

@@ -89,7 +89,9 @@ fn a_broken_version_is_held_until_forced_and_the_audit_says_who() {
     assert!(hits.hits[0].path.ends_with("lighthouse.txt"));
 
     // Promoting it needs --force; then it is live, marked forced, and the audit names who.
-    let refused = engine.promote(2, "olga", false).unwrap_err().to_string();
+    let refused = engine.promote(2, "olga", false).unwrap_err();
+    assert_eq!(refused.kind(), sluice_core::ErrorKind::Conflict, "the HTTP API answers 409");
+    let refused = refused.to_string();
     assert!(refused.contains("held by the evaluation gate"), "{refused}");
     engine.promote(2, "olga", true).unwrap();
     assert_eq!(engine.store().live_version().unwrap(), Some(2));

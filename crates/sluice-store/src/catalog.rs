@@ -540,8 +540,8 @@ impl Catalog {
     pub(crate) fn require_committed(&self, pipeline: &str, version: Version) -> Result<()> {
         match self.version_state(pipeline, version)? {
             Some(VersionState::Committed) => Ok(()),
-            Some(state) => Err(StoreError::Invalid(format!("version {version} is {}, not committed", state.as_str()))),
-            None => Err(StoreError::Invalid(format!("version {version} does not exist"))),
+            Some(state) => Err(StoreError::Conflict(format!("version {version} is {}, not committed", state.as_str()))),
+            None => Err(StoreError::NotFound(format!("version {version} does not exist"))),
         }
     }
 

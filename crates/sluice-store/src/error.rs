@@ -24,6 +24,12 @@ pub enum StoreError {
     Locked { path: std::path::PathBuf, pid: String },
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// What was asked for does not exist (a version, a chunk).
+    #[error("{0}")]
+    NotFound(String),
+    /// The current state refuses the request (a held version without force, nothing live).
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -53,6 +59,24 @@ impl StoreError {
             StoreError::Vectors { transient, .. } => *transient,
             StoreError::Io { .. } | StoreError::Unavailable(_) => true,
             _ => false,
+        }
+    }
+}
+
+impl StoreError {
+    /// The kind of failure, for callers that decide what to do next by it.
+    pub fn kind(&self) -> sluice_core::ErrorKind {
+        use sluice_core::ErrorKind;
+        match self {
+            StoreError::NotFound(_) => ErrorKind::NotFound,
+            StoreError::Conflict(_) | StoreError::Locked { .. } => ErrorKind::Conflict,
+            StoreError::Corrupt(_) => ErrorKind::Corrupt,
+            StoreError::Invalid(_) => ErrorKind::Invalid,
+            StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::Io { .. } => ErrorKind::Internal,
+            // A busy database, a full disk, a vector store's transient failure.
+            other if other.is_retryable() => ErrorKind::Unavailable,
+            _ => ErrorKind::Internal,
         }
     }
 }

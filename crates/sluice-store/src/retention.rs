@@ -41,7 +41,7 @@ impl Catalog {
         let gate = self.gate(pipeline, version)?;
         let held = gate.as_deref() == Some("held");
         if held && !force {
-            return Err(StoreError::Invalid(format!(
+            return Err(StoreError::Conflict(format!(
                 "version {version} was held by the evaluation gate (see `sluice versions`); `promote {version} --force` overrides"
             )));
         }
@@ -112,7 +112,7 @@ impl Catalog {
     /// transaction; returns that version.
     pub fn roll_back_live(&self, by: &Actor<'_>) -> Result<Version> {
         let pipeline = by.pipeline;
-        let live = self.alias(pipeline, "live")?.ok_or_else(|| StoreError::Invalid("nothing is live yet".into()))?;
+        let live = self.alias(pipeline, "live")?.ok_or_else(|| StoreError::Conflict("nothing is live yet".into()))?;
         let previous: Option<Version> = self.read(|c| {
             c.query_row(
                 "SELECT MAX(version) FROM versions WHERE pipeline = ?1 AND state = 'committed' AND version < ?2
@@ -122,7 +122,7 @@ impl Catalog {
             )
         })?;
         let previous = previous.ok_or_else(|| {
-            StoreError::Invalid(format!("live is version {live}; no earlier committed version is retained"))
+            StoreError::Conflict(format!("live is version {live}; no earlier committed version is retained"))
         })?;
         self.write_audited(|t| {
             set_alias(t, pipeline, "live", previous, "rollback")?;
@@ -240,7 +240,7 @@ impl Store {
     pub fn collect_garbage(&self, keep: usize, principal: &str) -> Result<GcReport> {
         let pipeline = self.pipeline();
         if !self.catalog().pending_versions(pipeline)?.is_empty() {
-            return Err(StoreError::Invalid("a version is being written; collect garbage between runs".into()));
+            return Err(StoreError::Conflict("a version is being written; collect garbage between runs".into()));
         }
         let by = Actor { pipeline, principal };
         let (expired, retained) = self.catalog().expire_versions(keep.max(1), &by)?;

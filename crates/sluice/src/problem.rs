@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use sluice_core::ErrorKind;
 use sluice_pipeline::PipelineError;
 use tracing::error;
 
@@ -84,24 +85,24 @@ impl IntoResponse for Problem {
     }
 }
 
+/// Every error's status, by its kind: the one place errors become HTTP answers.
 impl From<PipelineError> for Problem {
     fn from(err: PipelineError) -> Self {
-        match err {
-            // A request naming what does not exist: a version, a quarantined path.
-            PipelineError::Invalid(message) => Problem::not_found(message),
-            // A version that cannot take the request (expired, pending, none earlier).
-            PipelineError::Store(sluice_store::StoreError::Invalid(message)) => Problem::bad_request(message),
-            // A vector store on another machine that is down: the client may try again.
-            PipelineError::Store(sluice_store::StoreError::Unavailable(message)) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("vector index unavailable: {message}"))
-                    .retry_after(5)
+        match err.kind() {
+            ErrorKind::NotFound => Problem::not_found(err.to_string()),
+            ErrorKind::Conflict => Problem::new(StatusCode::CONFLICT, err.to_string()),
+            ErrorKind::Invalid => Problem::bad_request(err.to_string()),
+            ErrorKind::Forbidden => Problem::new(StatusCode::FORBIDDEN, err.to_string()),
+            // Busy, stopping, or a store on another machine down: the client may try again.
+            ErrorKind::Unavailable => {
+                let wait = if matches!(err, PipelineError::Busy(_)) { 1 } else { 5 };
+                let detail = match err {
+                    PipelineError::Stopped => "the daemon is shutting down".to_owned(),
+                    other => other.to_string(),
+                };
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail).retry_after(wait)
             }
-            PipelineError::Forbidden(message) => Problem::new(StatusCode::FORBIDDEN, message),
-            PipelineError::Busy(message) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, message).retry_after(1),
-            PipelineError::Stopped => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the daemon is shutting down").retry_after(5)
-            }
-            other => Problem::internal(other),
+            ErrorKind::Corrupt | ErrorKind::Internal => Problem::internal(err),
         }
     }
 }
