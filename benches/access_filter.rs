@@ -98,22 +98,8 @@ fn main() {
                 key: keys[i],
                 vector: &embeddings[i],
                 payload: PointPayload {
-                    chunk_id: keys[i].chunk.to_hex(),
-                    doc_id: format!("d{i}"),
-                    valid_from: 1,
-                    valid_to: VERSION_OPEN,
-                    readers: &readers[i % GROUPS],
                     text: &texts[i],
-                    title: None,
-                    path: "bench",
-                    uri: String::new(),
-                    page: None,
-                    char_start: 0,
-                    char_end: 0,
-                    heading_path: &[],
-                    content_hash: String::new(),
-                    text_hash: String::new(),
-                    model: String::new(),
+                    ..PointPayload::minimal(keys[i], format!("d{i}"), &readers[i % GROUPS])
                 },
             })
             .collect();

@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=tools/qdrant-test-server.sh
 source tools/qdrant-test-server.sh
-QDRANT_PROFILE=perf qdrant_start || exit 1
+qdrant_available || exit 1
+QDRANT_PROFILE=perf qdrant_start
 trap qdrant_stop EXIT
 SLUICE_BENCH_QDRANT_URL=$SLUICE_TEST_QDRANT_URL SLUICE_BENCH_QDRANT_REST=$SLUICE_TEST_QDRANT_REST \
   cargo bench -p sluice-pipeline --bench vector_backends

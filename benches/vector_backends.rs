@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sluice_config::{SourcePlan, VectorsPlan};
-use sluice_core::{ChunkId, PointKey, ReadAccess, VERSION_OPEN};
+use sluice_core::{ChunkId, PointKey, ReadAccess};
 use sluice_pipeline::{Engine, Quiet, Scope};
 use sluice_store::{DenseQuery, EdgeVectors, PointPayload, Readable, ServerVectors, VectorIndex, VectorPoint};
 
@@ -130,22 +130,10 @@ fn fill(index: &dyn VectorIndex, points: &[(PointKey, Vec<f32>)], readers: &[Vec
             .map(|(offset, (key, vector))| {
                 let i = start * 1_000 + offset;
                 let payload = PointPayload {
-                    chunk_id: key.chunk.to_hex(),
-                    doc_id: format!("d{}", i / 3),
-                    valid_from: 1,
-                    valid_to: VERSION_OPEN,
-                    readers: &readers[i % GROUPS],
                     text: "a chunk of about this size stands in for the text a real payload carries",
-                    title: None,
                     path: "/bench/doc.txt",
                     uri: "file:///bench/doc.txt".into(),
-                    page: None,
-                    char_start: 0,
-                    char_end: 70,
-                    heading_path: &[],
-                    content_hash: String::new(),
-                    text_hash: String::new(),
-                    model: String::new(),
+                    ..PointPayload::minimal(*key, format!("d{}", i / 3), &readers[i % GROUPS])
                 };
                 VectorPoint { key: *key, vector, payload }
             })

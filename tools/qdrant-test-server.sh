@@ -15,7 +15,9 @@
 #   qdrant_stop                            stops it and removes its storage
 # The running server's pid is in $QDRANT_TEST_DIR/pid.
 #
-# Returns 1 from qdrant_start (after saying why) where the vendored source is absent.
+#   qdrant_available                       whether the vendored source is here (says so if not)
+# qdrant_start fails (and under `set -e` stops the caller) if the server cannot be built or
+# started: only an absent source is a reason to skip.
 
 QDRANT_VENDOR=${QDRANT_VENDOR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/vendor/qdrant-server}
 
@@ -49,12 +51,15 @@ qdrant_launch() {
   return 1
 }
 
+qdrant_available() {
+  [ -f "$QDRANT_VENDOR/build.sh" ] && return 0
+  echo "SKIPPED the Qdrant server suites: $QDRANT_VENDOR is absent" >&2
+  return 1
+}
+
 qdrant_start() {
-  if [ ! -f "$QDRANT_VENDOR/build.sh" ]; then
-    echo "SKIPPED the Qdrant server suites: $QDRANT_VENDOR is absent" >&2
-    return 1
-  fi
   QDRANT_TEST_BIN=$(bash "$QDRANT_VENDOR/build.sh" "${QDRANT_PROFILE:-ci}" | tail -n 1)
+  [ -x "$QDRANT_TEST_BIN" ] || { echo "building the Qdrant server failed" >&2; return 1; }
   QDRANT_TEST_DIR=${1:-$(mktemp -d /tmp/qdrant-test.XXXXXX)}
   mkdir -p "$QDRANT_TEST_DIR"
   QDRANT_TEST_HTTP_PORT=$(qdrant_free_port)

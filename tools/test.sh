@@ -15,7 +15,8 @@ cargo test "${cargo_args[@]}" --workspace
 
 # shellcheck source=tools/qdrant-test-server.sh
 source tools/qdrant-test-server.sh
-qdrant_start || exit 0
+qdrant_available || exit 0
+qdrant_start
 trap qdrant_stop EXIT
 echo "Qdrant server for the tests: $SLUICE_TEST_QDRANT_URL (log: $QDRANT_TEST_DIR/server.log)"
 

@@ -375,7 +375,7 @@ pub(crate) fn build(file: &str, source: &str) -> Result<PipelinePlan, ConfigErro
 
 fn read_plan(diag: &mut Diagnostics<'_>, mut root: Section<'_>) -> PipelinePlan {
     read_format_version(diag, &mut root);
-    let plan = PipelinePlan {
+    let mut plan = PipelinePlan {
         name: read_name(diag, &mut root),
         sources: read_sources(diag, &mut root),
         watch: read_watch(diag, &mut root),
@@ -392,7 +392,8 @@ fn read_plan(diag: &mut Diagnostics<'_>, mut root: Section<'_>) -> PipelinePlan 
         server: read_server(diag, &mut root),
         store: StorePlan::default(),
     };
-    let plan = PipelinePlan { store: read_store(diag, &mut root, &plan.name), ..plan };
+    // The default collection is named after the pipeline.
+    plan.store = read_store(diag, &mut root, &plan.name);
     root.finish(diag);
     plan
 }
@@ -801,7 +802,8 @@ fn read_server(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> ServerPlan
     plan
 }
 
-/// An integer from an optional section.
+/// `[store]`: where the vectors live (the catalog and the lexical index stay in the data
+/// directory).
 fn read_store(diag: &mut Diagnostics<'_>, root: &mut Section<'_>, pipeline: &str) -> StorePlan {
     let mut store = root.table(diag, "store");
     let backend = store.as_mut().and_then(|s| s.string(diag, "vectors"));
@@ -899,6 +901,7 @@ fn read_qdrant(
     (!plan.url.is_empty()).then_some(plan)
 }
 
+/// An integer from an optional section.
 fn opt_integer(
     diag: &mut Diagnostics<'_>,
     section: &mut Option<Section<'_>>,

@@ -12,18 +12,7 @@ use sluice_eval::{Metric, Retriever, Threshold};
 use sluice_pipeline::{DocumentKey, EvalOptions, Quiet, Scope};
 use sluice_store::SearchMode;
 
-use common::engine_with;
-
-const TOPICS: &[(&str, &str)] = &[
-    ("lighthouse", "The lighthouse keeper trims the lamp wick and logs passing ships at dusk."),
-    ("orchard", "Apple trees in the orchard are pruned in late winter before the buds swell."),
-    ("glacier", "The glacier retreats a few metres each summer, leaving moraines of grey gravel."),
-    ("bakery", "The bakery proves its sourdough overnight and bakes rye loaves before dawn."),
-    ("harbour", "Tugboats guide the container ship through the narrow harbour entrance."),
-    ("beehive", "Beekeepers smoke the hive gently before lifting frames heavy with honey."),
-    ("observatory", "The observatory telescope tracks a comet across the northern sky."),
-    ("vineyard", "Grapes in the vineyard are picked by hand when the sugar level peaks."),
-];
+use common::{TOPICS, engine_with};
 
 /// One file per topic and a JSONL set asking for each by a paraphrase of its sentence.
 fn write_corpus_and_set(inbox: &Path, set: &Path) {

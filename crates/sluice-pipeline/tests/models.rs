@@ -7,7 +7,6 @@
 //! and the first token): two real models with different vectors, from the one model package
 //! this machine can fetch.
 
-#[allow(dead_code)]
 mod common;
 
 use std::path::Path;
@@ -17,16 +16,8 @@ use sluice_eval::{Metric, Retriever, Threshold};
 use sluice_pipeline::{Engine, Quiet, Scope, SearchResponse};
 use sluice_store::SearchMode;
 
-use common::{engine_with_models, models_dir};
+use common::{TOPICS, engine_with_models, models_dir};
 
-const TOPICS: &[(&str, &str)] = &[
-    ("lighthouse", "The lighthouse keeper trims the lamp wick and logs passing ships at dusk."),
-    ("orchard", "Apple trees in the orchard are pruned in late winter before the buds swell."),
-    ("glacier", "The glacier retreats a few metres each summer, leaving moraines of grey gravel."),
-    ("bakery", "The bakery proves its sourdough overnight and bakes rye loaves before dawn."),
-    ("harbour", "Tugboats guide the container ship through the narrow harbour entrance."),
-    ("beehive", "Beekeepers smoke the hive gently before lifting frames heavy with honey."),
-];
 const QUERIES: &[&str] = &["ships guided into port", "winter pruning of fruit trees", "bread baked early"];
 
 /// A models folder with the default model and a variant pooling the first token, sharing the
@@ -54,7 +45,7 @@ fn two_models(dir: &Path) -> std::path::PathBuf {
 }
 
 fn dense(engine: &Engine, query: &str, version: Option<i64>) -> SearchResponse {
-    engine.search(query, version, 6, SearchMode::Dense, &ReadAccess::Unrestricted, "t").unwrap()
+    engine.search(query, version, TOPICS.len(), SearchMode::Dense, &ReadAccess::Unrestricted, "t").unwrap()
 }
 
 fn ranking(response: &SearchResponse) -> Vec<String> {

@@ -50,7 +50,8 @@ pub use time_travel::{PastAccess, Readable};
 pub use tokens::{Role, TokenInfo};
 pub use types::*;
 pub use vectors::{
-    DenseHit, DenseQuery, EdgeVectors, PointPayload, ServerVectors, StoredPoint, VectorIndex, VectorPoint,
+    DenseHit, DenseQuery, EdgeVectors, PointPayload, ScrollVisitor, ServerVectors, StoredPoint, VectorIndex,
+    VectorPoint,
 };
 pub use verify::VerifyReport;
 

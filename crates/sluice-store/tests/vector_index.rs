@@ -11,25 +11,7 @@ use sluice_store::{DenseQuery, EdgeVectors, PointPayload, Readable, ServerVector
 
 /// A point with a payload that names only its key and document.
 fn point<'a>(key: PointKey, doc: &str, vector: &'a [f32], readers: &'a [String]) -> VectorPoint<'a> {
-    let payload = PointPayload {
-        chunk_id: key.chunk.to_hex(),
-        doc_id: doc.to_owned(),
-        valid_from: key.valid_from,
-        valid_to: VERSION_OPEN,
-        readers,
-        text: "",
-        title: None,
-        path: "",
-        uri: String::new(),
-        page: None,
-        char_start: 0,
-        char_end: 0,
-        heading_path: &[],
-        content_hash: String::new(),
-        text_hash: String::new(),
-        model: String::new(),
-    };
-    VectorPoint { key, vector, payload }
+    VectorPoint { key, vector, payload: PointPayload::minimal(key, doc.to_owned(), readers) }
 }
 
 fn nearest(

@@ -1,4 +1,6 @@
 //! What the library tests share: an engine over a source folder with the real model.
+// Each test binary uses part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -41,3 +43,15 @@ pub fn vectors_plan(data: &Path, name: &str) -> VectorsPlan {
     );
     sluice_config::parse_pipeline("test", &text).expect("store tables parse").store.vectors
 }
+
+/// One short document per topic, for tests that ask for each by a paraphrase.
+pub const TOPICS: &[(&str, &str)] = &[
+    ("lighthouse", "The lighthouse keeper trims the lamp wick and logs passing ships at dusk."),
+    ("orchard", "Apple trees in the orchard are pruned in late winter before the buds swell."),
+    ("glacier", "The glacier retreats a few metres each summer, leaving moraines of grey gravel."),
+    ("bakery", "The bakery proves its sourdough overnight and bakes rye loaves before dawn."),
+    ("harbour", "Tugboats guide the container ship through the narrow harbour entrance."),
+    ("beehive", "Beekeepers smoke the hive gently before lifting frames heavy with honey."),
+    ("observatory", "The observatory telescope tracks a comet across the northern sky."),
+    ("vineyard", "Grapes in the vineyard are picked by hand when the sugar level peaks."),
+];

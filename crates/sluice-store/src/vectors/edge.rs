@@ -11,11 +11,11 @@ use qdrant_edge::{
     UpdateOperation, VectorInternal, WithPayloadInterface, WithVector,
 };
 use serde_json::json;
-use sluice_core::{ChunkId, PointKey, VERSION_OPEN, Version};
+use sluice_core::{PointKey, VERSION_OPEN, Version};
 
 use super::{
-    DenseHit, DenseQuery, FieldKind, INDEXED_FIELDS, StoredPoint, VECTOR_NAME, VectorIndex, VectorPoint,
-    key_from_payload, readable_filter_json, sorted, stored_point,
+    DenseHit, DenseQuery, FieldKind, INDEXED_FIELDS, ScrollVisitor, VECTOR_NAME, VectorIndex, VectorPoint,
+    key_from_payload, readable_filter_json,
 };
 use crate::error::{Result, StoreError};
 
@@ -71,38 +71,6 @@ impl EdgeVectors {
             )));
         }
         Ok(Self { shard, path: path.to_owned(), opened: true.into() })
-    }
-
-    /// Calls `each` with the payload (and the vector, if asked) of every point that matches.
-    fn scroll(
-        &self,
-        filter: Option<Filter>,
-        with_vector: bool,
-        mut each: impl FnMut(&serde_json::Map<String, serde_json::Value>, Vec<f32>) -> Result<()>,
-    ) -> Result<()> {
-        let mut offset = None;
-        let empty = serde_json::Map::new();
-        loop {
-            let (records, next) = self.shard.scroll(ScrollRequest {
-                offset,
-                limit: Some(1024),
-                filter: filter.clone(),
-                with_payload: Some(WithPayloadInterface::Bool(true)),
-                with_vector: WithVector::Bool(with_vector),
-                order_by: None,
-            })?;
-            for record in records {
-                let vector = match record.vector {
-                    Some(vectors) if with_vector => dense_vector(vectors)?,
-                    _ => Vec::new(),
-                };
-                each(record.payload.as_ref().map_or(&empty, |payload| &payload.0), vector)?;
-            }
-            match next {
-                Some(next) => offset = Some(next),
-                None => return Ok(()),
-            }
-        }
     }
 }
 
@@ -204,24 +172,32 @@ impl VectorIndex for EdgeVectors {
             .collect()
     }
 
-    fn chunk_ids_visible_at(&self, version: Version) -> Result<Vec<ChunkId>> {
-        let mut ids = Vec::new();
-        let visible = filter(readable_filter_json(version, &sluice_core::ReadAccess::Unrestricted, &[]));
-        self.scroll(Some(visible), false, |payload, _| {
-            ids.push(key_from_payload(payload)?.0);
-            Ok(())
-        })?;
-        ids.sort();
-        Ok(ids)
-    }
-
-    fn appearances(&self) -> Result<Vec<StoredPoint>> {
-        let mut all = Vec::new();
-        self.scroll(None, true, |payload, vector| {
-            all.push(stored_point(payload, vector)?);
-            Ok(())
-        })?;
-        Ok(sorted(all))
+    fn scroll(&self, visible_at: Option<Version>, with_vector: bool, each: &mut ScrollVisitor<'_>) -> Result<()> {
+        let filter = visible_at
+            .map(|version| filter(readable_filter_json(version, &sluice_core::ReadAccess::Unrestricted, &[])));
+        let mut offset = None;
+        let empty = serde_json::Map::new();
+        loop {
+            let (records, next) = self.shard.scroll(ScrollRequest {
+                offset,
+                limit: Some(1024),
+                filter: filter.clone(),
+                with_payload: Some(WithPayloadInterface::Bool(true)),
+                with_vector: WithVector::Bool(with_vector),
+                order_by: None,
+            })?;
+            for record in records {
+                let vector = match record.vector {
+                    Some(vectors) if with_vector => dense_vector(vectors)?,
+                    _ => Vec::new(),
+                };
+                each(record.payload.as_ref().map_or(&empty, |payload| &payload.0), vector)?;
+            }
+            match next {
+                Some(next) => offset = Some(next),
+                None => return Ok(()),
+            }
+        }
     }
 
     fn point_count(&self) -> Result<usize> {

@@ -72,11 +72,31 @@ pub trait VectorIndex: Send + Sync {
     /// The `limit` nearest chunks visible at a version and readable by its reader.
     fn search(&self, query: &DenseQuery<'_>) -> Result<Vec<DenseHit>>;
 
+    /// Calls `each` with the payload (and the vector, if `with_vector`) of every point, or of
+    /// every point visible at `visible_at`.
+    fn scroll(&self, visible_at: Option<Version>, with_vector: bool, each: &mut ScrollVisitor<'_>) -> Result<()>;
+
     /// Chunk ids of every point visible at `version`, sorted.
-    fn chunk_ids_visible_at(&self, version: Version) -> Result<Vec<ChunkId>>;
+    fn chunk_ids_visible_at(&self, version: Version) -> Result<Vec<ChunkId>> {
+        let mut ids = Vec::new();
+        self.scroll(Some(version), false, &mut |payload, _| {
+            ids.push(key_from_payload(payload)?.0);
+            Ok(())
+        })?;
+        ids.sort();
+        Ok(ids)
+    }
 
     /// Every point, sorted by (chunk id, valid_from); for `verify`.
-    fn appearances(&self) -> Result<Vec<StoredPoint>>;
+    fn appearances(&self) -> Result<Vec<StoredPoint>> {
+        let mut all = Vec::new();
+        self.scroll(None, true, &mut |payload, vector| {
+            all.push(stored_point(payload, vector)?);
+            Ok(())
+        })?;
+        all.sort_by_key(|point| (point.chunk_id, point.valid_from));
+        Ok(all)
+    }
 
     /// Points stored, whatever their versions.
     fn point_count(&self) -> Result<usize>;
@@ -85,6 +105,9 @@ pub trait VectorIndex: Send + Sync {
     /// CPU it takes. Returns whether anything was done. A server optimises by itself.
     fn optimize(&self, threads: usize) -> Result<bool>;
 }
+
+/// What [`VectorIndex::scroll`] calls for each point: its payload and (maybe empty) vector.
+pub type ScrollVisitor<'a> = dyn FnMut(&serde_json::Map<String, serde_json::Value>, Vec<f32>) -> Result<()> + 'a;
 
 /// A point to write: its key, vector and payload.
 pub struct VectorPoint<'a> {
@@ -122,7 +145,30 @@ pub struct PointPayload<'a> {
     pub model: String,
 }
 
-impl PointPayload<'_> {
+impl<'a> PointPayload<'a> {
+    /// A payload that names only the point's chunk, document and readers (tests and
+    /// benchmarks; the fields a retrieval service reads are left empty).
+    pub fn minimal(key: PointKey, doc_id: String, readers: &'a [String]) -> Self {
+        PointPayload {
+            chunk_id: key.chunk.to_hex(),
+            doc_id,
+            valid_from: key.valid_from,
+            valid_to: sluice_core::VERSION_OPEN,
+            readers,
+            text: "",
+            title: None,
+            path: "",
+            uri: String::new(),
+            page: None,
+            char_start: 0,
+            char_end: 0,
+            heading_path: &[],
+            content_hash: String::new(),
+            text_hash: String::new(),
+            model: String::new(),
+        }
+    }
+
     /// The whole payload as a JSON object.
     fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
         match serde_json::to_value(self) {
@@ -219,10 +265,4 @@ fn stored_point(payload: &serde_json::Map<String, serde_json::Value>, vector: Ve
 
 fn corrupt(message: &str) -> crate::StoreError {
     crate::StoreError::Corrupt(message.into())
-}
-
-/// Sorts scrolled points the way [`VectorIndex::appearances`] returns them.
-fn sorted(mut points: Vec<StoredPoint>) -> Vec<StoredPoint> {
-    points.sort_by_key(|point| (point.chunk_id, point.valid_from));
-    points
 }

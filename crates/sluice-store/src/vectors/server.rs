@@ -23,11 +23,11 @@ use qdrant_client::qdrant::{
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use serde_json::json;
 use sluice_config::{QdrantPlan, Quantization};
-use sluice_core::{ChunkId, PointKey, ReadAccess, VERSION_OPEN, Version};
+use sluice_core::{PointKey, ReadAccess, VERSION_OPEN, Version};
 
 use super::{
-    DenseHit, DenseQuery, FieldKind, INDEXED_FIELDS, StoredPoint, VECTOR_NAME, VectorIndex, VectorPoint,
-    key_from_payload, sorted, stored_point,
+    DenseHit, DenseQuery, FieldKind, INDEXED_FIELDS, ScrollVisitor, VECTOR_NAME, VectorIndex, VectorPoint,
+    key_from_payload,
 };
 use crate::error::{Result, StoreError};
 
@@ -206,41 +206,6 @@ impl ServerVectors {
         )))
     }
 
-    /// Scrolls every point that matches, with payload (and the vector, if asked).
-    fn scroll(
-        &self,
-        filter: Option<Filter>,
-        with_vector: bool,
-        mut each: impl FnMut(&serde_json::Map<String, serde_json::Value>, Vec<f32>) -> Result<()>,
-    ) -> Result<()> {
-        let collection = self.collection()?;
-        let mut offset: Option<PointId> = None;
-        loop {
-            let mut request =
-                ScrollPointsBuilder::new(&collection).limit(1024).with_payload(true).with_vectors(with_vector);
-            if let Some(filter) = &filter {
-                request = request.filter(filter.clone());
-            }
-            if let Some(offset) = offset.take() {
-                request = request.offset(offset);
-            }
-            let client = self.client.clone();
-            let page = self.call(async move { client.scroll(request).await })?;
-            for point in page.result {
-                let vector = match point.vectors.as_ref().and_then(|v| v.get_vector_by_name(VECTOR_NAME)) {
-                    Some(Vector::Dense(dense)) => dense.data,
-                    _ if with_vector => return Err(StoreError::Corrupt("a vector point has no dense vector".into())),
-                    _ => Vec::new(),
-                };
-                each(&Payload::from(point.payload).into(), vector)?;
-            }
-            match page.next_page_offset {
-                Some(next) => offset = Some(next),
-                None => return Ok(()),
-            }
-        }
-    }
-
     /// Sets `valid_to` on the points `selector` picks.
     fn set_valid_to_where(&self, selector: impl Into<PointsSelectorOneOf>, valid_to: Version) -> Result<()> {
         let payload = Payload::try_from(json!({ "valid_to": valid_to })).expect("a JSON object");
@@ -352,23 +317,34 @@ impl VectorIndex for ServerVectors {
             .collect()
     }
 
-    fn chunk_ids_visible_at(&self, version: Version) -> Result<Vec<ChunkId>> {
-        let mut found = Vec::new();
-        self.scroll(Some(readable_filter(version, &ReadAccess::Unrestricted, &[])), false, |payload, _| {
-            found.push(key_from_payload(payload)?.0);
-            Ok(())
-        })?;
-        found.sort();
-        Ok(found)
-    }
-
-    fn appearances(&self) -> Result<Vec<StoredPoint>> {
-        let mut all = Vec::new();
-        self.scroll(None, true, |payload, vector| {
-            all.push(stored_point(payload, vector)?);
-            Ok(())
-        })?;
-        Ok(sorted(all))
+    fn scroll(&self, visible_at: Option<Version>, with_vector: bool, each: &mut ScrollVisitor<'_>) -> Result<()> {
+        let collection = self.collection()?;
+        let filter = visible_at.map(|version| readable_filter(version, &ReadAccess::Unrestricted, &[]));
+        let mut offset: Option<PointId> = None;
+        loop {
+            let mut request =
+                ScrollPointsBuilder::new(&collection).limit(1024).with_payload(true).with_vectors(with_vector);
+            if let Some(filter) = &filter {
+                request = request.filter(filter.clone());
+            }
+            if let Some(offset) = offset.take() {
+                request = request.offset(offset);
+            }
+            let client = self.client.clone();
+            let page = self.call(async move { client.scroll(request).await })?;
+            for point in page.result {
+                let vector = match point.vectors.as_ref().and_then(|v| v.get_vector_by_name(VECTOR_NAME)) {
+                    Some(Vector::Dense(dense)) => dense.data,
+                    _ if with_vector => return Err(StoreError::Corrupt("a vector point has no dense vector".into())),
+                    _ => Vec::new(),
+                };
+                each(&Payload::from(point.payload).into(), vector)?;
+            }
+            match page.next_page_offset {
+                Some(next) => offset = Some(next),
+                None => return Ok(()),
+            }
+        }
     }
 
     fn point_count(&self) -> Result<usize> {
