@@ -89,18 +89,18 @@ impl Store {
             let rebuilt = store.rebuild_lexical()?;
             warn!(pipeline, chunks = rebuilt, "lexical index had an older schema; rebuilt it from the catalog");
         }
-        match store.prepare_vectors() {
-            Ok(()) => {}
+        // Each step is idempotent, and `begin` repeats the first two before every run: a vector
+        // store that goes away meanwhile leaves them for then.
+        let prepared = store.prepare_vectors().and_then(|()| store.recover());
+        match prepared.and_then(|()| store.finish_garbage_collection()) {
+            Ok(0) => {}
+            Ok(leftovers) => {
+                warn!(pipeline, chunks = leftovers, "finished a garbage collection an interruption left behind");
+            }
             Err(StoreError::Unavailable(reason)) => {
                 warn!(pipeline, %reason, "vector index unavailable; lexical search works, runs wait for it");
-                return Ok(store);
             }
             Err(err) => return Err(err),
-        }
-        store.recover()?;
-        let leftovers = store.finish_garbage_collection()?;
-        if leftovers > 0 {
-            warn!(pipeline, chunks = leftovers, "finished a garbage collection an interruption left behind");
         }
         Ok(store)
     }
