@@ -50,6 +50,11 @@ impl Embedder {
         Self::load_with(files, EmbedOptions::default())
     }
 
+    /// Loads the model `name` from the models folder, fetching its files on first use.
+    pub fn load_named(models_dir: &std::path::Path, name: &str, options: EmbedOptions) -> Result<Self, EmbedError> {
+        Self::load_with(&crate::ensure_model(models_dir, name)?, options)
+    }
+
     pub fn load_with(files: &ModelFiles, options: EmbedOptions) -> Result<Self, EmbedError> {
         let (config, weights) = read_model(files)?;
         let device = choose_device(options.device)?;

@@ -86,9 +86,9 @@ impl QueryModels {
             store.catalog().stage_settings(model)?.ok_or_else(|| unusable("its settings were not recorded".into()))?;
         let name = settings["model"].as_str().ok_or_else(|| unusable("its recorded settings name no model".into()))?;
         let precision = settings["precision"].as_str().and_then(Precision::parse).unwrap_or(Precision::F32);
-        let files = sluice_embed::ensure_model(&self.models_dir, name).map_err(|err| unusable(err.to_string()))?;
         let options = EmbedOptions { device: self.device, precision };
-        let embedder = Embedder::load_with(&files, options).map_err(|err| unusable(err.to_string()))?;
+        let embedder =
+            Embedder::load_named(&self.models_dir, name, options).map_err(|err| unusable(err.to_string()))?;
         if embedder.fingerprint().to_hex() != model {
             return Err(unusable(format!(
                 "model {name} in {precision} now has fingerprint {} (its files or the code changed)",

@@ -1060,11 +1060,7 @@ impl Catalog {
 
     /// The settings a stage fingerprint stands for, as recorded (`put_fingerprint`).
     pub fn stage_settings(&self, fingerprint: &str) -> Result<Option<serde_json::Value>> {
-        let text: Option<String> = self.read(|c| {
-            c.query_row("SELECT settings FROM fingerprints WHERE fingerprint = ?1", [fingerprint], |r| r.get(0))
-                .optional()
-        })?;
-        Ok(text.and_then(|text| serde_json::from_str(&text).ok()))
+        self.read(|c| stage_settings_in(c, fingerprint))
     }
 
     /// How many chunk appearances the pipeline has, whatever their versions.
@@ -1303,6 +1299,14 @@ fn stored_chunk_row(r: &Row<'_>) -> rusqlite::Result<StoredChunk> {
         content_hash: parse_id(r.get(18)?, ContentHash::parse)?,
         model: r.get(19)?,
     })
+}
+
+/// The settings recorded under a stage fingerprint, read on `c`.
+pub(crate) fn stage_settings_in(c: &Connection, fingerprint: &str) -> rusqlite::Result<Option<serde_json::Value>> {
+    let text: Option<String> = c
+        .query_row("SELECT settings FROM fingerprints WHERE fingerprint = ?1", [fingerprint], |r| r.get(0))
+        .optional()?;
+    Ok(text.and_then(|text| serde_json::from_str(&text).ok()))
 }
 
 pub(crate) fn parse_acl(json: String) -> rusqlite::Result<Acl> {

@@ -237,11 +237,7 @@ impl Catalog {
                 .collect::<rusqlite::Result<_>>()?;
             let [extract, chunk, embed] = fingerprints;
             let stage = |fingerprint: String| -> rusqlite::Result<StageRecord> {
-                let settings: Option<String> = c
-                    .query_row("SELECT settings FROM fingerprints WHERE fingerprint = ?1", [&fingerprint], |r| r.get(0))
-                    .optional()?;
-                let settings =
-                    settings.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or(serde_json::Value::Null);
+                let settings = crate::catalog::stage_settings_in(c, &fingerprint)?.unwrap_or(serde_json::Value::Null);
                 Ok(StageRecord { fingerprint, settings })
             };
             Ok(Some(Lineage {

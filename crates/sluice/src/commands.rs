@@ -157,11 +157,9 @@ pub fn search(
 /// `sluice embed`: the text's vector under the pipeline's model, as a search would embed it.
 pub fn embed(models: &Path, pipeline: Option<&Path>, text: &str) -> anyhow::Result<ExitCode> {
     let plan = load_plan(pipeline)?;
-    let files = sluice_embed::ensure_model(models, &plan.embed.model)?;
     let options = sluice_embed::EmbedOptions { device: plan.embed.device, precision: plan.embed.precision };
-    let embedder = sluice_embed::Embedder::load_with(&files, options)?;
-    let budget = plan.embed.batch_tokens.unwrap_or_else(|| embedder.default_batch_tokens());
-    let vector = embedder.embed(&[text], budget)?.remove(0);
+    let embedder = sluice_embed::Embedder::load_named(models, &plan.embed.model, options)?;
+    let vector = embedder.embed(&[text], embedder.default_batch_tokens())?.remove(0);
     let answer = serde_json::json!({ "model": embedder.fingerprint().to_hex(), "vector": vector });
     println!("{answer}");
     Ok(ExitCode::SUCCESS)
