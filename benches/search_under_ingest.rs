@@ -72,10 +72,12 @@ fn search_with_sync_audit(engine: &Engine, query: &str, mode: SearchMode) {
         _ => Some(engine.embedder().embed(&[query], 4096).unwrap().remove(0)),
     };
     let search = &engine.plan().search;
+    let model = engine.embedder().fingerprint().to_hex();
     let hits = store
         .search(&SearchRequest {
             query,
             vector: vector.as_deref(),
+            model: &model,
             version,
             k: 10,
             mode,

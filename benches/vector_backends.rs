@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use sluice_config::{SourcePlan, VectorsPlan};
 use sluice_core::{ChunkId, PointKey, ReadAccess};
 use sluice_pipeline::{Engine, Quiet, Scope};
-use sluice_store::{DenseQuery, EdgeVectors, PointPayload, Readable, ServerVectors, VectorIndex, VectorPoint};
+use sluice_store::{
+    DenseQuery, EdgeVectors, PointPayload, Readable, ServerConnection, ServerVectors, VectorIndex, VectorPoint,
+};
 
 const DOCUMENTS: usize = 5_000;
 const POINTS: usize = 100_000;
@@ -172,7 +174,7 @@ fn main() {
         .appearances()
         .expect("appearances")
         .into_iter()
-        .map(|point| point.vector)
+        .map(|(_, point)| point.vector)
         .collect();
     let points = points_from(&seeds);
     let readers: Vec<Vec<String>> = (0..GROUPS).map(|g| vec![format!("group:g{g}")]).collect();
@@ -191,7 +193,8 @@ fn main() {
     edge.optimize(2).expect("optimize");
     let server_collection = format!("bench-100k-{run}");
     let VectorsPlan::Qdrant(plan) = server_plan(&server_collection) else { unreachable!() };
-    let server = ServerVectors::new(&plan, 384, "bench").expect("server");
+    let connection = std::sync::Arc::new(ServerConnection::new(&plan, "bench").expect("server"));
+    let server = ServerVectors::new(connection, server_collection.clone(), Some(384));
     server.prepare().expect("collection");
     let server_fill = fill(&server, &points, &readers);
     wait_until_indexed(&server_collection);

@@ -107,7 +107,17 @@ fn a_lost_collection_is_refilled_from_the_catalog() {
     let query = ["search", "bread and yeast", "--mode", "dense", "--pipeline", pipeline_arg];
     let before = hit_ids(&workspace.json(&query));
 
-    let url = format!("{rest}/collections/{}", workspace.collection("refill"));
+    // The pipeline's collection name is an alias of its model's collection: drop that one.
+    let output = Command::new("curl").args(["-sf", &format!("{rest}/aliases")]).output().expect("curl runs");
+    let aliases: serde_json::Value = serde_json::from_slice(&output.stdout).expect("aliases as JSON");
+    let alias = workspace.collection("refill");
+    let model_collection = aliases["result"]["aliases"]
+        .as_array()
+        .and_then(|all| all.iter().find(|entry| entry["alias_name"] == alias.as_str()))
+        .and_then(|entry| entry["collection_name"].as_str())
+        .unwrap_or_else(|| panic!("no alias {alias}: {aliases:#}"))
+        .to_owned();
+    let url = format!("{rest}/collections/{model_collection}");
     let dropped =
         Command::new("curl").args(["-sf", "-o", "/dev/null", "-X", "DELETE", &url]).status().expect("curl runs");
     assert!(dropped.success(), "the test server dropped the collection");

@@ -100,7 +100,7 @@ impl Workspace {
 
     /// Opens the stores of `pipeline` in the data directory, with its vector backend.
     pub fn open_store(&self, pipeline: &str) -> sluice_store::Store {
-        sluice_store::Store::open(&self.data(), pipeline, 384, &self.vectors_plan(pipeline)).unwrap()
+        sluice_store::Store::open(&self.data(), pipeline, &self.vectors_plan(pipeline)).unwrap()
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {

@@ -101,7 +101,7 @@ impl Embedder {
     }
 
     pub fn dimension(&self) -> usize {
-        self.spec.dimension
+        self.spec.output_dimension()
     }
 
     /// The pinned model this embedder runs.
@@ -166,6 +166,7 @@ impl Embedder {
                 Backend::Candle { model, device } => candle_forward(model, device, &members, self.spec.pooling)?,
             };
             for (index, mut vector) in batch.iter().zip(pooled) {
+                vector.truncate(self.dimension());
                 if self.spec.normalize {
                     normalize(&mut vector);
                 }

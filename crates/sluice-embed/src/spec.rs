@@ -36,6 +36,10 @@ pub struct ModelSpec {
     pub max_tokens: usize,
     pub pooling: Pooling,
     pub normalize: bool,
+    /// Keep only the first N dimensions of each vector (before normalising): models trained
+    /// for it (Matryoshka) trade a little quality for smaller, faster indexes.
+    #[serde(default)]
+    pub truncate_dim: Option<usize>,
     pub source: PipSource,
     /// File name → sha256 (lowercase hex).
     pub files: BTreeMap<String, String>,
@@ -84,16 +88,26 @@ impl ModelSpec {
         if self.files.values().any(|hash| hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit())) {
             return invalid("every [files] value must be a sha256 in hex");
         }
+        if self.truncate_dim.is_some_and(|dim| dim == 0 || dim > self.dimension) {
+            return invalid(&format!("truncate_dim must be between 1 and dimension ({})", self.dimension));
+        }
         Ok(())
+    }
+
+    /// The length of the vectors this model produces.
+    pub fn output_dimension(&self) -> usize {
+        self.truncate_dim.unwrap_or(self.dimension)
     }
 
     /// Changes whenever the vectors this model produces could change.
     pub fn fingerprint(&self) -> Fingerprint {
         let files: Vec<String> = self.files.iter().map(|(name, hash)| format!("{name}={hash}")).collect();
+        // Named only when set, so the fingerprints of untruncated models stay what they were.
+        let truncated = self.truncate_dim.map(|dim| format!(" truncate_dim={dim}")).unwrap_or_default();
         Fingerprint::of(
             "embed",
             &format!(
-                "code={EMBED_CODE_VERSION} name={} arch={} dim={} max_tokens={} pooling={:?} normalize={} files={}",
+                "code={EMBED_CODE_VERSION} name={} arch={} dim={} max_tokens={} pooling={:?} normalize={} files={}{truncated}",
                 self.name,
                 self.architecture,
                 self.dimension,

@@ -136,15 +136,19 @@ impl Engine {
         for query in &set.queries {
             let embedder = self.query_models.for_version(&self.store, version)?;
             let vector = embedder.embed(&[query.text.as_str()], embedder.default_batch_tokens())?.remove(0);
+            let model = embedder.fingerprint().to_hex();
             let nearest = |exact| -> Result<Vec<_>, PipelineError> {
-                let hits = self.store.vectors().search(&sluice_store::DenseQuery {
-                    vector: &vector,
-                    version,
-                    readable: sluice_store::Readable::unrestricted(),
-                    limit: 10,
-                    hnsw_ef: ef,
-                    exact,
-                })?;
+                let hits = self.store.vectors().search(
+                    &model,
+                    &sluice_store::DenseQuery {
+                        vector: &vector,
+                        version,
+                        readable: sluice_store::Readable::unrestricted(),
+                        limit: 10,
+                        hnsw_ef: ef,
+                        exact,
+                    },
+                )?;
                 Ok(hits.into_iter().map(|hit| (hit.chunk_id, hit.valid_from)).collect())
             };
             let (exact, approximate) = (nearest(true)?, nearest(false)?);
@@ -212,7 +216,7 @@ impl Engine {
         };
         let event = AuditEvent::new(&self.plan.name, "pipeline", action, format!("version {version}"), report.clone());
         // The verdict, the move of `live` (when it passed) and its audit entry: one transaction.
-        self.store.catalog().record_gate(&self.plan.name, version, verdict, &report, verdict == "passed", event)?;
+        self.store.record_gate(version, verdict, &report, verdict == "passed", event)?;
         if verdict == "held" {
             tracing::warn!(pipeline = %self.plan.name, version, "version held by the evaluation gate; live stays");
         } else {

@@ -112,7 +112,7 @@ impl Engine {
             .iter()
             .map(|source| Root::new(&source.path).map_err(PipelineError::io(&source.path)))
             .collect::<Result<Vec<_>, _>>()?;
-        let store = Store::open(data_dir, &plan.name, embedder.dimension(), &plan.store.vectors)?;
+        let store = Store::open(data_dir, &plan.name, &plan.store.vectors)?;
         store.catalog().set_audit_key(audit_key(&plan, data_dir)?);
         check_audit_keying(&store, &plan)?;
         let stages = StageFingerprints {
@@ -324,7 +324,7 @@ impl Engine {
     /// Points `live` at committed version N (audited in the same transaction); `force`
     /// overrides a hold by the evaluation gate.
     pub fn promote(&self, version: Version, principal: &str, force: bool) -> Result<(), PipelineError> {
-        self.store.catalog().promote(version, force, &self.actor(principal))?;
+        self.store.promote(version, force, principal)?;
         info!(pipeline = %self.plan.name, version, force, "promoted to live");
         Ok(())
     }
@@ -332,7 +332,7 @@ impl Engine {
     /// Moves `live` back to the newest committed version before it (audited in the same
     /// transaction); returns that version.
     pub fn roll_back_live(&self, principal: &str) -> Result<Version, PipelineError> {
-        let version = self.store.catalog().roll_back_live(&self.actor(principal))?;
+        let version = self.store.roll_back_live(principal)?;
         info!(pipeline = %self.plan.name, version, "live rolled back");
         Ok(version)
     }
@@ -431,6 +431,7 @@ impl Engine {
         let hits = self.store.search(&SearchRequest {
             query,
             vector: vector.as_deref(),
+            model: model.as_deref().unwrap_or_default(),
             version,
             k,
             mode,
@@ -520,7 +521,8 @@ fn record_stage_settings(
             serde_json::json!({
                 "model": spec.name,
                 "architecture": spec.architecture,
-                "dimension": spec.dimension,
+                "dimension": spec.output_dimension(),
+                "truncate_dim": spec.truncate_dim,
                 "weights_sha256": spec.files.get("model.safetensors"),
                 "pooling": format!("{:?}", spec.pooling).to_lowercase(),
                 "normalize": spec.normalize,

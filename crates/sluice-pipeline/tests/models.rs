@@ -3,9 +3,10 @@
 //! it reads; promotion switches over, and rollback returns to the old model without embedding
 //! anything again.
 //!
-//! The two models are the same all-MiniLM-L6-v2 weights pooled two ways (mean, the default,
-//! and the first token): two real models with different vectors, from the one model package
-//! this machine can fetch.
+//! The two models are the same all-MiniLM-L6-v2 weights used two ways (the default: mean
+//! pooling, 384 dimensions; the variant: the first token, cut to 256 dimensions): two real
+//! models whose vectors differ in value and dimension, from the one model package this machine
+//! can fetch. Each fills an index of its own.
 
 mod common;
 
@@ -20,8 +21,8 @@ use common::{TOPICS, engine_with_models, models_dir};
 
 const QUERIES: &[&str] = &["ships guided into port", "winter pruning of fruit trees", "bread baked early"];
 
-/// A models folder with the default model and a variant pooling the first token, sharing the
-/// default's (fetched and verified) files.
+/// A models folder with the default model and a variant pooling the first token and keeping
+/// 256 dimensions, sharing the default's (fetched and verified) files.
 fn two_models(dir: &Path) -> std::path::PathBuf {
     let files = sluice_embed::ensure_model(&models_dir(), sluice_embed::DEFAULT_MODEL).expect("default model");
     let models = dir.join("models");
@@ -38,7 +39,7 @@ fn two_models(dir: &Path) -> std::path::PathBuf {
     std::fs::write(models.join(sluice_embed::DEFAULT_MODEL).join("model.toml"), &spec).unwrap();
     let variant = spec
         .replace("name = \"all-minilm-l6-v2\"", "name = \"minilm-first-token\"")
-        .replace("pooling = \"mean\"", "pooling = \"cls\"");
+        .replace("pooling = \"mean\"", "pooling = \"cls\"\ntruncate_dim = 256");
     assert_ne!(variant, spec);
     std::fs::write(models.join("minilm-first-token").join("model.toml"), variant).unwrap();
     models
@@ -86,6 +87,7 @@ fn live_answers_with_the_old_model_until_the_new_one_is_promoted() {
     let new = engine_with_models(&inbox, &data, &models, gated);
     let new_model = new.embedder().fingerprint().to_hex();
     assert_ne!(new_model, old_model);
+    assert_eq!(new.embedder().dimension(), 256);
     let second = new.run(&Scope::Paths(vec![inbox.join("bakery.txt")]), &Quiet).unwrap();
     assert_eq!((second.version, second.gate.as_deref()), (Some(2), Some("held")), "{second:?}");
     assert_eq!(second.reprocessed, TOPICS.len(), "a model change re-embeds every source, whatever the scope");
@@ -106,13 +108,33 @@ fn live_answers_with_the_old_model_until_the_new_one_is_promoted() {
     // Promotion switches live to the new model; rollback returns to the old one, with no
     // embedding computed on the way.
     let cached = new.store().catalog().embedding_count().unwrap();
+    assert_alias_follows(&data, &old_model);
     new.promote(2, "olga", true).unwrap();
     assert_eq!(dense(&new, QUERIES[0], None).model.as_deref(), Some(new_model.as_str()));
+    assert_alias_follows(&data, &new_model);
     assert_eq!(new.roll_back_live("olga").unwrap(), 1);
+    assert_alias_follows(&data, &old_model);
     let rolled_back = dense(&new, QUERIES[0], None);
     assert_eq!((rolled_back.version, rolled_back.model.as_deref()), (Some(1), Some(old_model.as_str())));
     assert_eq!(ranking(&rolled_back), ranking(&before[0]));
     assert_eq!(new.store().catalog().embedding_count().unwrap(), cached, "nothing was embedded again");
     let report = new.verify(None).unwrap();
     assert_eq!(report.problems, Vec::<String>::new());
+}
+
+/// On a Qdrant server, the collection name retrieval services use is an alias of the
+/// collection of `live`'s model (Edge has no aliases: nothing to check there).
+fn assert_alias_follows(data: &Path, model: &str) {
+    let (sluice_config::VectorsPlan::Qdrant(plan), Ok(rest)) =
+        (common::vectors_plan(data, "default"), std::env::var("SLUICE_TEST_QDRANT_REST"))
+    else {
+        return;
+    };
+    let output = std::process::Command::new("curl").args(["-sf", &format!("{rest}/aliases")]).output().unwrap();
+    assert!(output.status.success(), "the test server lists its aliases");
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let aliases = answer["result"]["aliases"].as_array().unwrap();
+    let target =
+        aliases.iter().find(|alias| alias["alias_name"] == plan.collection.as_str()).expect("the alias exists");
+    assert_eq!(target["collection_name"], format!("{}-{}", plan.collection, &model[..16]), "{answer:#}");
 }

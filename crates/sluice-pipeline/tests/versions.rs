@@ -222,7 +222,7 @@ fn rollback_moves_search_back_and_retention_removes_old_chunks_physically() {
 
     // Damage: a point missing from Qdrant is found.
     let live = store.catalog().chunks_visible_at("default", 12).unwrap();
-    store.vectors().delete(&[live[0].key()]).unwrap();
+    store.vectors().delete(&[(live[0].model.as_str(), live[0].key())]).unwrap();
     let verify = engine.verify(Some(12)).unwrap();
     assert!(!verify.is_consistent());
     assert!(verify.problems.iter().any(|p| p.contains("Qdrant lacks chunk")), "{verify:?}");

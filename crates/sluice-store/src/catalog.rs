@@ -1037,10 +1037,9 @@ impl Catalog {
     pub fn models_at(&self, pipeline: &str, version: Version) -> Result<Vec<String>> {
         self.read(|c| {
             let mut statement = c.prepare_cached(
-                "SELECT DISTINCT d.model_fingerprint FROM documents d
+                "SELECT d.model_fingerprint FROM documents d JOIN chunks c ON c.document = d.id
                  WHERE d.pipeline = ?1 AND d.valid_from <= ?2 AND d.valid_to > ?2
-                   AND EXISTS (SELECT 1 FROM chunks c WHERE c.document = d.id)
-                 ORDER BY d.model_fingerprint",
+                 GROUP BY d.model_fingerprint ORDER BY COUNT(*) DESC, d.model_fingerprint",
             )?;
             statement.query_map(params![pipeline, version], |r| r.get(0))?.collect()
         })
@@ -1061,6 +1060,28 @@ impl Catalog {
     /// The settings a stage fingerprint stands for, as recorded (`put_fingerprint`).
     pub fn stage_settings(&self, fingerprint: &str) -> Result<Option<serde_json::Value>> {
         self.read(|c| stage_settings_in(c, fingerprint))
+    }
+
+    /// How many chunk appearances each model embedded, whatever their versions.
+    pub fn appearance_counts_by_model(&self, pipeline: &str) -> Result<Vec<(String, usize)>> {
+        self.read(|c| {
+            let mut statement = c.prepare_cached(
+                "SELECT d.model_fingerprint, COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document
+                 WHERE c.pipeline = ?1 GROUP BY d.model_fingerprint ORDER BY d.model_fingerprint",
+            )?;
+            statement
+                .query_map([pipeline], |r| Ok((r.get(0)?, usize::try_from(r.get::<_, i64>(1)?).unwrap_or_default())))?
+                .collect()
+        })
+    }
+
+    /// The dimension of the vectors cached for `model` (`None`: it has none).
+    pub fn model_dimension(&self, model: &str) -> Result<Option<usize>> {
+        let bytes: Option<i64> = self.read(|c| {
+            c.query_row("SELECT length(vector) FROM embeddings WHERE model = ?1 LIMIT 1", [model], |r| r.get(0))
+                .optional()
+        })?;
+        Ok(bytes.map(|bytes| usize::try_from(bytes).unwrap_or_default() / std::mem::size_of::<f32>()))
     }
 
     /// How many chunk appearances the pipeline has, whatever their versions.

@@ -41,7 +41,7 @@ pub use diff::{DiffCount, DiffEntry, VersionDiff};
 pub use error::{Result, StoreError};
 pub use export::{ExportFormat, ExportRow, ExportSummary};
 pub use in_flight::InFlight;
-pub use lexical::{LexicalAppearance, LexicalDoc, LexicalHit, LexicalIndex};
+pub use lexical::{LexicalAppearance, LexicalDoc, LexicalHit, LexicalIndex, TantivyIndex};
 pub use lineage::{Appearance, Lineage, file_uri};
 pub use lock::{DataDirLock, create_private_dir};
 pub use retention::GcReport;
@@ -50,8 +50,8 @@ pub use time_travel::{PastAccess, Readable};
 pub use tokens::{Role, TokenInfo};
 pub use types::*;
 pub use vectors::{
-    DenseHit, DenseQuery, EdgeVectors, PointPayload, ScrollVisitor, ServerVectors, StoredPoint, VectorIndex,
-    VectorPoint,
+    DenseHit, DenseQuery, EdgeVectors, ModelIndexes, PointPayload, ScrollVisitor, ServerConnection, ServerVectors,
+    StoredPoint, VectorIndex, VectorPoint,
 };
 pub use verify::VerifyReport;
 
@@ -60,8 +60,8 @@ pub struct Store {
     pipeline: String,
     /// Shared with the search audit writer (`sluice-pipeline`), which outlives no store.
     catalog: std::sync::Arc<Catalog>,
-    vectors: Box<dyn VectorIndex>,
-    lexical: LexicalIndex,
+    vectors: ModelIndexes,
+    lexical: Box<dyn LexicalIndex>,
 }
 
 /// Where each store of a pipeline lives under the data directory.
@@ -74,17 +74,15 @@ impl Store {
     /// rolls back any version a crash left pending. The caller holds the data directory's
     /// [`DataDirLock`]. A vector store on another machine that cannot be reached does not stop
     /// the open: the store serves what it can, and the next run waits for the server.
-    pub fn open(data_dir: &Path, pipeline: &str, dimension: usize, vectors: &VectorsPlan) -> Result<Self> {
+    pub fn open(data_dir: &Path, pipeline: &str, vectors: &VectorsPlan) -> Result<Self> {
         crate::lock::create_private_dir(data_dir)
             .map_err(|source| StoreError::Io { path: data_dir.to_owned(), source })?;
         let (catalog_path, vectors_path, lexical_path) = store_paths(data_dir, pipeline);
-        let (lexical, lexical_outdated) = LexicalIndex::open(&lexical_path)?;
-        let catalog = Catalog::open(&catalog_path)?;
-        let vectors: Box<dyn VectorIndex> = match vectors {
-            VectorsPlan::Edge => Box::new(EdgeVectors::open(&vectors_path, dimension)?),
-            VectorsPlan::Qdrant(plan) => Box::new(ServerVectors::new(plan, dimension, &catalog.identity()?)?),
-        };
-        let store = Self { pipeline: pipeline.to_owned(), catalog: std::sync::Arc::new(catalog), vectors, lexical };
+        let (lexical, lexical_outdated) = TantivyIndex::open(&lexical_path)?;
+        let lexical: Box<dyn LexicalIndex> = Box::new(lexical);
+        let catalog = std::sync::Arc::new(Catalog::open(&catalog_path)?);
+        let vectors = ModelIndexes::new(&vectors_path, vectors, catalog.clone(), pipeline)?;
+        let store = Self { pipeline: pipeline.to_owned(), catalog, vectors, lexical };
         if lexical_outdated {
             let rebuilt = store.rebuild_lexical()?;
             warn!(pipeline, chunks = rebuilt, "lexical index had an older schema; rebuilt it from the catalog");
@@ -105,19 +103,79 @@ impl Store {
         Ok(store)
     }
 
-    /// Makes the vector index ready. An index found holding fewer points than the catalog has
-    /// chunk appearances (a new server or backend, a lost collection or shard, a refill a crash
-    /// interrupted) is refilled from the catalog and its embedding cache, without re-embedding;
-    /// a version left pending is rolled back afterwards as usual.
+    /// Makes the index of every model with chunks ready. An index found holding fewer points
+    /// than the catalog has appearances of its model (a new server or backend, a lost collection
+    /// or shard, a refill a crash interrupted) is refilled from the catalog and its embedding
+    /// cache, without re-embedding; a version left pending is rolled back afterwards as usual.
+    /// Then the server's alias is pointed at `live`'s model.
     fn prepare_vectors(&self) -> Result<()> {
-        if !self.vectors.prepare()? {
-            return Ok(());
+        for (model, expected) in self.catalog.appearance_counts_by_model(&self.pipeline)? {
+            let Some((index, _)) = self.vectors.index(&model, None)? else {
+                // Neither cached vectors nor an index: only a version a crash left pending
+                // can hold such chunks (vectors are cached before points are written), and
+                // its rollback removes them.
+                warn!(pipeline = %self.pipeline, model, "chunks of a model with no vectors anywhere");
+                continue;
+            };
+            if !index.prepare()? {
+                continue;
+            }
+            let held = index.point_count()?;
+            if held < expected {
+                warn!(pipeline = %self.pipeline, held, expected, index = %index.describe(),
+                    "vector index holds fewer points than the catalog; refilling it from the catalog");
+                self.refill_vectors(&model, index.as_ref())?;
+            }
         }
-        let (held, expected) = (self.vectors.point_count()?, self.catalog.appearance_count(&self.pipeline)?);
-        if held < expected {
-            warn!(pipeline = %self.pipeline, held, expected, index = %self.vectors.describe(),
-                "vector index holds fewer points than the catalog; refilling it from the catalog");
-            self.refill_vectors()?;
+        self.publish_live()
+    }
+
+    /// Points the vector store's public name at the index of `live`'s model (a Qdrant alias;
+    /// nothing on Edge).
+    fn publish_live(&self) -> Result<()> {
+        let Some(live) = self.live_version()? else { return Ok(()) };
+        match self.catalog.models_at(&self.pipeline, live)?.first() {
+            Some(model) => self.vectors.publish_live(model),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Store::publish_live`] after `live` moved. The move is committed in the catalog already,
+    /// so a server that cannot be reached now only delays the alias to the next run.
+    fn republish_live(&self) {
+        if let Err(err) = self.publish_live() {
+            warn!(pipeline = %self.pipeline, error = %err, "could not point the vector store's alias at live's model");
+        }
+    }
+
+    /// Points `live` at committed version N (audited in the same transaction); `force`
+    /// overrides a hold by the evaluation gate.
+    pub fn promote(&self, version: Version, force: bool, principal: &str) -> Result<()> {
+        self.catalog.promote(version, force, &Actor { pipeline: &self.pipeline, principal })?;
+        self.republish_live();
+        Ok(())
+    }
+
+    /// Moves `live` back to the newest committed version before it; returns that version.
+    pub fn roll_back_live(&self, principal: &str) -> Result<Version> {
+        let version = self.catalog.roll_back_live(&Actor { pipeline: &self.pipeline, principal })?;
+        self.republish_live();
+        Ok(version)
+    }
+
+    /// Records the evaluation gate's verdict on version N, and moves `live` to it when
+    /// `promote` (one transaction with the audit entry).
+    pub fn record_gate(
+        &self,
+        version: Version,
+        verdict: &str,
+        evaluation: &serde_json::Value,
+        promote: bool,
+        audit: AuditEvent,
+    ) -> Result<()> {
+        self.catalog.record_gate(&self.pipeline, version, verdict, evaluation, promote, audit)?;
+        if promote {
+            self.republish_live();
         }
         Ok(())
     }
@@ -135,12 +193,12 @@ impl Store {
         self.catalog.clone()
     }
 
-    pub fn vectors(&self) -> &dyn VectorIndex {
-        self.vectors.as_ref()
+    pub fn vectors(&self) -> &ModelIndexes {
+        &self.vectors
     }
 
-    pub fn lexical(&self) -> &LexicalIndex {
-        &self.lexical
+    pub fn lexical(&self) -> &dyn LexicalIndex {
+        self.lexical.as_ref()
     }
 
     /// The version retrieval gets by default.
@@ -184,10 +242,11 @@ impl Store {
         Ok(docs.len())
     }
 
-    /// Writes every chunk appearance the catalog holds into the (empty) vector index, with the
-    /// vectors of its embedding cache.
-    fn refill_vectors(&self) -> Result<usize> {
-        let chunks = self.catalog.all_chunk_appearances(&self.pipeline)?;
+    /// Writes every appearance of `model`'s chunks the catalog holds into its (empty) index,
+    /// with the vectors of the embedding cache.
+    fn refill_vectors(&self, model: &str, index: &dyn VectorIndex) -> Result<usize> {
+        let mut chunks = self.catalog.all_chunk_appearances(&self.pipeline)?;
+        chunks.retain(|chunk| chunk.model == model);
         let mut written = 0;
         for batch in chunks.chunks(1024) {
             let cached = self
@@ -204,10 +263,10 @@ impl Store {
                 })?;
                 points.push(VectorPoint { key: chunk.key(), vector, payload: stored_payload(chunk, uri) });
             }
-            self.vectors.upsert(&points)?;
+            index.upsert(&points)?;
             written += points.len();
         }
-        self.vectors.flush()?;
+        index.flush()?;
         Ok(written)
     }
 
@@ -311,7 +370,7 @@ impl VersionWriter<'_> {
         let path = types::join_path(&document.root, &document.rel_path, &document.member);
         let detail = serde_json::json!({"version": self.version, "reason": reason, "chunks": retired.len()});
         self.record("retired", path, detail);
-        let keys: Vec<_> = retired.iter().map(StoredChunk::key).collect();
+        let keys: Vec<_> = retired.iter().map(|chunk| (chunk.model.as_str(), chunk.key())).collect();
         store.vectors.set_valid_to(&keys, self.version)?;
         let docs: Vec<LexicalDoc<'_>> = retired.iter().map(|chunk| lexical_doc(chunk, self.version)).collect();
         store.lexical.put(&docs)?;
@@ -401,6 +460,9 @@ impl VersionWriter<'_> {
         store.catalog.commit_version(&store.pipeline, self.version, &record)?;
         self.finished = true;
         info!(pipeline = %store.pipeline, version = self.version, "version committed");
+        if promote {
+            store.republish_live();
+        }
         Ok(self.version)
     }
 }

@@ -200,14 +200,18 @@ impl Catalog {
     }
 
     /// Chunk appearances no version in `retained` can see.
-    fn unreachable_chunks(&self, pipeline: &str, retained: &[Version]) -> Result<Vec<PointKey>> {
+    /// The (model, point) of every chunk appearance no version in `retained` can see.
+    fn unreachable_chunks(&self, pipeline: &str, retained: &[Version]) -> Result<Vec<(String, PointKey)>> {
         let retained = serde_json::to_string(retained).expect("numbers serialise");
         self.read(|c| {
-            let mut statement =
-                c.prepare(&format!("SELECT chunk_id, valid_from FROM chunks WHERE pipeline = ?1 AND {UNREACHABLE}"))?;
+            let mut statement = c.prepare(&format!(
+                "SELECT c.chunk_id, c.valid_from, (SELECT d.model_fingerprint FROM documents d WHERE d.id = c.document)
+                 FROM chunks c WHERE c.pipeline = ?1 AND {UNREACHABLE}"
+            ))?;
             statement
                 .query_map(params![pipeline, retained], |r| {
-                    Ok(PointKey { chunk: parse_id(r.get(0)?, ChunkId::parse)?, valid_from: r.get(1)? })
+                    let key = PointKey { chunk: parse_id(r.get(0)?, ChunkId::parse)?, valid_from: r.get(1)? };
+                    Ok((r.get(2)?, key))
                 })?
                 .collect()
         })
@@ -263,10 +267,13 @@ impl Store {
     }
 
     fn remove_unreachable(&self, retained: &[Version]) -> Result<(usize, usize)> {
-        let keys = self.catalog().unreachable_chunks(self.pipeline(), retained)?;
-        if !keys.is_empty() {
-            self.vectors().delete(&keys)?;
+        let unreachable = self.catalog().unreachable_chunks(self.pipeline(), retained)?;
+        if !unreachable.is_empty() {
+            let by_model: Vec<(&str, PointKey)> =
+                unreachable.iter().map(|(model, key)| (model.as_str(), *key)).collect();
+            self.vectors().delete(&by_model)?;
             self.vectors().flush()?;
+            let keys: Vec<PointKey> = unreachable.iter().map(|(_, key)| *key).collect();
             self.lexical().delete(&keys);
             self.lexical().commit()?;
         }

@@ -25,6 +25,8 @@ pub struct SearchRequest<'a> {
     pub query: &'a str,
     /// The query's embedding; required for dense and hybrid search.
     pub vector: Option<&'a [f32]>,
+    /// Fingerprint of the model that made `vector`: the index dense search reads.
+    pub model: &'a str,
     pub version: Version,
     pub k: usize,
     pub mode: SearchMode,
@@ -95,14 +97,17 @@ impl Store {
             (SearchMode::Lexical, _) | (_, None) => Vec::new(),
             (_, Some(vector)) => self
                 .vectors()
-                .search(&crate::DenseQuery {
-                    vector,
-                    version: request.version,
-                    readable,
-                    limit: request.dense_candidates.max(request.k),
-                    hnsw_ef: request.hnsw_ef,
-                    exact: false,
-                })?
+                .search(
+                    request.model,
+                    &crate::DenseQuery {
+                        vector,
+                        version: request.version,
+                        readable,
+                        limit: request.dense_candidates.max(request.k),
+                        hnsw_ef: request.hnsw_ef,
+                        exact: false,
+                    },
+                )?
                 .into_iter()
                 .map(|hit| (hit.chunk_id, hit.valid_from))
                 .collect(),

@@ -5,8 +5,9 @@
 //! there; each point's vector must equal the cached embedding of its text; at every committed
 //! version no chunk or document may be visible twice, and the number of visible chunks must
 //! equal what was counted when the version committed. Each index must also hold the readers
-//! the catalog gives the chunk, since both filter on their own copy. Each index's own version filter is also
-//! run for the version checked and compared with the catalog.
+//! the catalog gives the chunk, since both filter on their own copy, and each point must be in
+//! the index of the model that embedded it. Each index's own version filter is also run for the
+//! version checked and compared with the catalog.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -83,7 +84,7 @@ impl Store {
         }
         let points = self.vectors().appearances()?;
         report.vector_points = points.len();
-        compare("Qdrant", &expected, points.iter().map(|p| (p.chunk_id, p.valid_from, p.valid_to)), &mut report);
+        compare("Qdrant", &expected, points.iter().map(|(_, p)| (p.chunk_id, p.valid_from, p.valid_to)), &mut report);
         let documents = self.lexical().appearances()?;
         report.lexical_documents = documents.len();
         compare("Tantivy", &expected, documents.iter().map(|d| (d.chunk_id, d.valid_from, d.valid_to)), &mut report);
@@ -93,7 +94,7 @@ impl Store {
             rows.iter().map(|row| ((row.chunk_id, row.valid_from), row)).collect();
         let stored_readers = points
             .iter()
-            .map(|p| ("Qdrant", p.chunk_id, p.valid_from, &p.readers))
+            .map(|(_, p)| ("Qdrant", p.chunk_id, p.valid_from, &p.readers))
             .chain(documents.iter().map(|d| ("Tantivy", d.chunk_id, d.valid_from, &d.readers)));
         for (store, chunk_id, valid_from, readers) in stored_readers {
             let Some(row) = by_key.get(&(chunk_id, valid_from)) else { continue };
@@ -107,9 +108,16 @@ impl Store {
 
         // Vectors against the embedding cache.
         let cached = catalog.cached_embeddings_by_model(rows.iter().map(|row| (row.model.as_str(), row.text_hash)))?;
-        for point in &points {
+        for (label, point) in &points {
             let (chunk_id, valid_from, vector) = (point.chunk_id, point.valid_from, &point.vector);
             let Some(row) = by_key.get(&(chunk_id, valid_from)) else { continue };
+            if !row.model.starts_with(label.as_str()) {
+                report.problem(format!(
+                    "chunk {chunk_id} (from version {valid_from}) is in the index of model {label}…, the catalog \
+                     says model {}",
+                    row.model
+                ));
+            }
             let Some(expected) = cached.get(&(row.model.clone(), row.text_hash)) else { continue };
             report.vectors_compared += 1;
             let worst = expected.iter().zip(vector).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);

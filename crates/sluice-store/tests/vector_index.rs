@@ -7,7 +7,9 @@ use std::path::Path;
 
 use sluice_config::QdrantPlan;
 use sluice_core::{ChunkId, PointKey, VERSION_OPEN};
-use sluice_store::{DenseQuery, EdgeVectors, PointPayload, Readable, ServerVectors, VectorIndex, VectorPoint};
+use sluice_store::{
+    DenseQuery, EdgeVectors, PointPayload, Readable, ServerConnection, ServerVectors, VectorIndex, VectorPoint,
+};
 
 /// A point with a payload that names only its key and document.
 fn point<'a>(key: PointKey, doc: &str, vector: &'a [f32], readers: &'a [String]) -> VectorPoint<'a> {
@@ -42,12 +44,18 @@ fn backends(dir: &Path) -> Vec<(&'static str, Opener)> {
         let plan = test_plan(&url, &collection);
         all.push((
             "qdrant server",
-            Box::new(move |dimension| Ok(Box::new(ServerVectors::new(&plan, dimension, "catalog-a")?) as Box<_>)),
+            Box::new(move |dimension| Ok(Box::new(server(&plan, &collection, dimension, "catalog-a")?) as Box<_>)),
         ));
     } else {
         eprintln!("SLUICE_TEST_QDRANT_URL is not set: testing Qdrant Edge only");
     }
     all
+}
+
+/// The collection `collection` on the plan's server, for a catalog.
+fn server(plan: &QdrantPlan, collection: &str, dimension: usize, catalog: &str) -> sluice_store::Result<ServerVectors> {
+    let connection = std::sync::Arc::new(ServerConnection::new(plan, catalog)?);
+    Ok(ServerVectors::new(connection, collection.to_owned(), Some(dimension)))
 }
 
 fn test_plan(url: &str, collection: &str) -> QdrantPlan {
@@ -130,9 +138,9 @@ fn a_server_collection_belongs_to_one_catalog() {
     let dir = tempfile::tempdir().unwrap();
     let collection = format!("test-owner-{}", dir.path().file_name().unwrap().to_string_lossy().replace('.', "-"));
     let plan = test_plan(&url, &collection);
-    let first = ServerVectors::new(&plan, 4, "catalog-a").unwrap();
+    let first = server(&plan, &collection, 4, "catalog-a").unwrap();
     assert!(first.prepare().unwrap());
-    let other = ServerVectors::new(&plan, 4, "catalog-b").unwrap();
+    let other = server(&plan, &collection, 4, "catalog-b").unwrap();
     let error = other.prepare().expect_err("another catalog's collection is refused").to_string();
     assert!(error.contains("another sluice catalog"), "{error}");
     assert!(other.point_count().is_err(), "nothing is done before prepare succeeds");
@@ -143,7 +151,7 @@ fn a_server_collection_belongs_to_one_catalog() {
 fn an_unreachable_server_is_retryable() {
     let mut plan = test_plan("http://127.0.0.1:9", "nowhere");
     plan.connect_timeout = std::time::Duration::from_secs(1);
-    let index = ServerVectors::new(&plan, 4, "catalog-a").unwrap();
+    let index = server(&plan, "nowhere", 4, "catalog-a").unwrap();
     let error = index.prepare().expect_err("nothing listens on the discard port");
     assert!(error.is_retryable(), "{error}");
     assert!(matches!(error, sluice_store::StoreError::Unavailable(_)), "{error:?}");

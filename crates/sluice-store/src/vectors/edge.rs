@@ -40,10 +40,19 @@ fn payload(value: serde_json::Value) -> Payload {
 impl EdgeVectors {
     /// Opens the shard at `path`, creating it (with its payload indexes) if it does not exist.
     pub fn open(path: &Path, dimension: usize) -> Result<Self> {
-        let exists = path.join("edge_config.json").exists();
-        let shard = if exists {
+        Self::open_or_create(path, Some(dimension))
+    }
+
+    /// Whether a shard exists at `path`.
+    pub fn exists(path: &Path) -> bool {
+        path.join("edge_config.json").exists()
+    }
+
+    /// Opens the shard at `path`; creates it when `dimension` is given, else it must exist.
+    pub fn open_or_create(path: &Path, dimension: Option<usize>) -> Result<Self> {
+        let shard = if Self::exists(path) {
             EdgeShard::load(path, None)?
-        } else {
+        } else if let Some(dimension) = dimension {
             let vectors = EdgeVectorParamsBuilder::new(dimension, qdrant_edge::Distance::Cosine).build();
             let config = EdgeConfigBuilder::new()
                 .vector(VECTOR_NAME, vectors)
@@ -62,11 +71,13 @@ impl EdgeVectors {
             }
             shard.flush()?;
             shard
+        } else {
+            return Err(StoreError::Corrupt(format!("vector index {} is gone", path.display())));
         };
         let stored = shard.config().vectors.get(VECTOR_NAME).map(|params| params.size);
-        if stored != Some(dimension) {
+        if stored.is_none() || dimension.is_some_and(|dimension| stored != Some(dimension)) {
             return Err(StoreError::Invalid(format!(
-                "vector index {} holds {stored:?}-dimensional vectors, the model makes {dimension}",
+                "vector index {} holds {stored:?}-dimensional vectors, the model makes {dimension:?}",
                 path.display()
             )));
         }

@@ -1,5 +1,6 @@
 //! The dense index behind one trait, with two backends: Qdrant Edge (Qdrant's engine
-//! in-process, the embedded default) and a Qdrant server or cluster (through `qdrant-client`).
+//! in-process, the embedded default) and a Qdrant server or cluster (through `qdrant-client`);
+//! one index per embedding model (`by_model`).
 //!
 //! Each point is one appearance of a chunk (id from its `PointKey`), with its validity interval
 //! and readers in the payload. Every query carries the version filter, so points of a version
@@ -7,6 +8,7 @@
 //! idempotent (deterministic point ids; payload updates by id or by filter), which is what lets
 //! the commit protocol re-apply or roll back a version after a crash on either backend.
 
+mod by_model;
 mod edge;
 mod server;
 
@@ -17,8 +19,9 @@ use sluice_core::{ChunkId, PointKey, ReadAccess, Version};
 use crate::error::Result;
 use crate::time_travel::Readable;
 
+pub use by_model::ModelIndexes;
 pub use edge::EdgeVectors;
-pub use server::ServerVectors;
+pub use server::{ServerConnection, ServerVectors};
 
 /// The named vector points carry.
 const VECTOR_NAME: &str = "dense";

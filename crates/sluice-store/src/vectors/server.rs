@@ -1,6 +1,6 @@
-//! A Qdrant server or cluster, through `qdrant-client` (gRPC): one collection per pipeline,
-//! whose points carry the whole [`PointPayload`](super::PointPayload), so retrieval services can
-//! query it with any Qdrant client.
+//! A Qdrant server or cluster, through `qdrant-client` (gRPC): one collection per pipeline and
+//! model (see `by_model`), whose points carry the whole [`PointPayload`](super::PointPayload), so
+//! retrieval services can query it with any Qdrant client.
 //!
 //! Every write waits until the server has applied it (`wait`), with strong write ordering
 //! across replicas, so what a commit relies on is on the server before the catalog commits.
@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use qdrant_client::qdrant::{
     BinaryQuantizationBuilder, Condition, CountPointsBuilder, CreateCollectionBuilder,
@@ -37,27 +37,21 @@ const WRITE_BATCH: usize = 256;
 /// The metadata key naming the catalog a collection belongs to.
 const OWNER_KEY: &str = "sluice_catalog";
 
-pub struct ServerVectors {
+/// One connection to a Qdrant server, shared by the collections of a pipeline's models.
+pub struct ServerConnection {
     client: Qdrant,
     /// The client's own runtime: the store is synchronous and may be called from inside the
     /// daemon's runtime, where blocking on a future of that runtime would deadlock or panic.
     runtime: tokio::runtime::Runtime,
     plan: QdrantPlan,
-    dimension: usize,
-    /// The catalog's identity, written into the collection's metadata when sluice creates it.
+    /// The catalog's identity, written into the metadata of the collections sluice creates.
     catalog_id: String,
-    /// Whether the collection is known to exist and belong to this catalog. Only
-    /// [`VectorIndex::prepare`] creates it, so that a collection lost under a running daemon is
-    /// refilled by the store rather than silently recreated empty.
-    ready: AtomicBool,
-    /// Serialises checking and creating the collection.
-    preparing: Mutex<()>,
 }
 
-impl ServerVectors {
+impl ServerConnection {
     /// A client for the plan's server. Connects lazily: nothing is asked of the server until
-    /// [`VectorIndex::prepare`].
-    pub fn new(plan: &QdrantPlan, dimension: usize, catalog_id: &str) -> Result<Self> {
+    /// a collection is prepared.
+    pub fn new(plan: &QdrantPlan, catalog_id: &str) -> Result<Self> {
         let api_key = match &plan.api_key_env {
             Some(name) => Some(std::env::var(name).map_err(|_| {
                 StoreError::Invalid(format!("store.qdrant.api_key_env names {name}, which is not set"))
@@ -77,25 +71,110 @@ impl ServerVectors {
             .enable_all()
             .build()
             .map_err(|source| StoreError::Io { path: "qdrant-client runtime".into(), source })?;
-        Ok(Self {
-            client,
-            runtime,
-            plan: plan.clone(),
-            dimension,
-            catalog_id: catalog_id.to_owned(),
-            ready: AtomicBool::new(false),
-            preparing: Mutex::new(()),
-        })
+        Ok(Self { client, runtime, plan: plan.clone(), catalog_id: catalog_id.to_owned() })
+    }
+
+    pub fn describe(&self) -> String {
+        format!("Qdrant server {} collection alias {}", self.plan.url, self.plan.collection)
+    }
+
+    /// The collection of the model whose fingerprint starts with `label`.
+    pub fn model_collection(&self, label: &str) -> String {
+        format!("{}-{label}", self.plan.collection)
+    }
+
+    /// The labels of the model collections on the server, whatever the catalog says.
+    pub fn model_labels(&self) -> Result<Vec<String>> {
+        let client = self.client.clone();
+        let collections = self.call(&self.plan.collection, async move { client.list_collections().await })?;
+        let prefix = format!("{}-", self.plan.collection);
+        Ok(collections
+            .collections
+            .into_iter()
+            .filter_map(|description| description.name.strip_prefix(&prefix).map(str::to_owned))
+            .filter(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect())
+    }
+
+    /// Whether the server answers.
+    pub fn health(&self) -> Result<()> {
+        let client = self.client.clone();
+        self.call(&self.plan.collection, async move { client.health_check().await }).map(drop)
+    }
+
+    /// Points the alias named `store.qdrant.collection` at `collection` (one atomic change on
+    /// the server, so a client never sees the alias missing). A collection of that name left by
+    /// an earlier sluice, which kept every model in one collection, is deleted first: the
+    /// per-model collections were refilled from the catalog before this is called.
+    pub fn point_alias(&self, collection: &str) -> Result<()> {
+        let alias = self.plan.collection.clone();
+        let client = self.client.clone();
+        let collections = self.call(&alias, async move { client.list_collections().await })?;
+        if collections.collections.iter().any(|description| description.name == alias) {
+            let info = collection_info(self, &alias)?;
+            check_owner(self, &alias, &info)?;
+            tracing::warn!(collection = %alias, "deleting the single collection an earlier sluice kept; the per-model collections and an alias replace it");
+            let client = self.client.clone();
+            let name = alias.clone();
+            self.call(&alias, async move { client.delete_collection(name).await })?;
+        }
+        let request = qdrant_client::qdrant::CreateAliasBuilder::new(collection, &alias);
+        let client = self.client.clone();
+        self.call(&alias, async move { client.create_alias(request).await })?;
+        Ok(())
+    }
+
+    /// Runs a client call on the client's runtime and waits for it, from any thread.
+    fn call<T, F>(&self, collection: &str, request: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, QdrantError>> + Send + 'static,
+    {
+        let (answer, receive) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = answer.send(request.await);
+        });
+        let result = receive.recv().map_err(|_| StoreError::Unavailable("the Qdrant client stopped".into()))?;
+        result.map_err(|err| classify(&self.plan.url, collection, err))
+    }
+}
+
+/// One model's collection on a Qdrant server.
+pub struct ServerVectors {
+    server: Arc<ServerConnection>,
+    collection: String,
+    /// The model's dimension; `None` for a collection found on the server whose model the
+    /// catalog no longer knows (it takes the collection's).
+    dimension: Option<usize>,
+    /// Whether the collection is known to exist and belong to this catalog. Only
+    /// [`VectorIndex::prepare`] creates it, so that a collection lost under a running daemon is
+    /// refilled by the store rather than silently recreated empty.
+    ready: AtomicBool,
+    /// Serialises checking and creating the collection.
+    preparing: Mutex<()>,
+}
+
+impl ServerVectors {
+    /// The collection `collection` of `dimension`-dimensional vectors (created if missing only
+    /// when the dimension is known). Nothing is asked of the server until
+    /// [`VectorIndex::prepare`].
+    pub fn new(server: Arc<ServerConnection>, collection: String, dimension: Option<usize>) -> Self {
+        Self { server, collection, dimension, ready: AtomicBool::new(false), preparing: Mutex::new(()) }
     }
 
     fn create_collection(&self) -> Result<()> {
-        let plan = &self.plan;
-        let vector = VectorParamsBuilder::new(self.dimension as u64, Distance::Cosine).on_disk(plan.on_disk_vectors);
+        let plan = &self.server.plan;
+        let Some(dimension) = self.dimension else {
+            return Err(StoreError::Corrupt(format!("Qdrant collection {} is gone", self.collection)));
+        };
+        let vector = VectorParamsBuilder::new(dimension as u64, Distance::Cosine).on_disk(plan.on_disk_vectors);
         let mut vectors = VectorsConfigBuilder::default();
         vectors.add_named_vector_params(VECTOR_NAME, vector);
-        let metadata =
-            HashMap::from([(OWNER_KEY.to_owned(), json!(self.catalog_id)), ("created_by".to_owned(), json!("sluice"))]);
-        let mut request = CreateCollectionBuilder::new(&plan.collection)
+        let metadata = HashMap::from([
+            (OWNER_KEY.to_owned(), json!(self.server.catalog_id)),
+            ("created_by".to_owned(), json!("sluice")),
+        ]);
+        let mut request = CreateCollectionBuilder::new(&self.collection)
             .vectors_config(vectors)
             .shard_number(plan.shards)
             .replication_factor(plan.replication_factor)
@@ -111,7 +190,7 @@ impl ServerVectors {
             ),
             Quantization::Binary => request.quantization_config(BinaryQuantizationBuilder::new(true)),
         };
-        let client = self.client.clone();
+        let client = self.server.client.clone();
         self.call(async move { client.create_collection(request).await })?;
         Ok(())
     }
@@ -127,18 +206,11 @@ impl ServerVectors {
                 FieldKind::Integer => FieldType::Integer,
                 FieldKind::Keyword => FieldType::Keyword,
             };
-            let request = CreateFieldIndexCollectionBuilder::new(&self.plan.collection, field, kind).wait(true);
-            let client = self.client.clone();
+            let request = CreateFieldIndexCollectionBuilder::new(&self.collection, field, kind).wait(true);
+            let client = self.server.client.clone();
             self.call(async move { client.create_field_index(request).await })?;
         }
         Ok(())
-    }
-
-    fn collection_info(&self) -> Result<qdrant_client::qdrant::CollectionInfo> {
-        let client = self.client.clone();
-        let request = GetCollectionInfoRequest { collection_name: self.plan.collection.clone() };
-        let info = self.call(async move { client.collection_info(request).await })?;
-        info.result.ok_or_else(|| StoreError::Corrupt(format!("Qdrant gave no info on {}", self.plan.collection)))
     }
 
     /// Refuses a collection another catalog (or someone else) created, or one whose vectors have
@@ -152,57 +224,38 @@ impl ServerVectors {
             }
             _ => None,
         };
-        if size != Some(self.dimension as u64) {
+        if size.is_none() || self.dimension.is_some_and(|dimension| size != Some(dimension as u64)) {
             return Err(StoreError::Invalid(format!(
-                "Qdrant collection {} holds {size:?}-dimensional `{VECTOR_NAME}` vectors, the model makes {}",
-                self.plan.collection, self.dimension
+                "Qdrant collection {} holds {size:?}-dimensional `{VECTOR_NAME}` vectors, the model makes {:?}",
+                self.collection, self.dimension
             )));
         }
-        let owner = config.and_then(|config| config.metadata.get(OWNER_KEY).cloned()).map(serde_json::Value::from);
-        match owner {
-            Some(serde_json::Value::String(owner)) if owner == self.catalog_id => Ok(()),
-            Some(owner) => Err(StoreError::Invalid(format!(
-                "Qdrant collection {} belongs to another sluice catalog ({owner}); set store.qdrant.collection to \
-                 another name",
-                self.plan.collection
-            ))),
-            None => Err(StoreError::Invalid(format!(
-                "Qdrant collection {} was not created by sluice; set store.qdrant.collection to another name",
-                self.plan.collection
-            ))),
-        }
+        check_owner(&self.server, &self.collection, info)
     }
 
-    /// Runs a client call on the client's runtime and waits for it, from any thread.
+    /// Runs a client call; a missing collection makes this one unready (to be prepared, and
+    /// refilled, again).
     fn call<T, F>(&self, request: F) -> Result<T>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, QdrantError>> + Send + 'static,
     {
-        let (answer, receive) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
-            let _ = answer.send(request.await);
-        });
-        let result = receive.recv().map_err(|_| StoreError::Unavailable("the Qdrant client stopped".into()))?;
-        result.map_err(|err| {
-            let err = classify(&self.plan, err);
+        self.server.call(&self.collection, request).inspect_err(|err| {
             if matches!(err, StoreError::Corrupt(_)) {
-                // The collection is gone: it must be prepared (and refilled) again.
                 self.ready.store(false, Ordering::SeqCst);
             }
-            err
         })
     }
 
     /// The collection, once [`VectorIndex::prepare`] found or made it.
     fn collection(&self) -> Result<String> {
         if self.ready.load(Ordering::SeqCst) {
-            return Ok(self.plan.collection.clone());
+            return Ok(self.collection.clone());
         }
         Err(StoreError::Unavailable(format!(
             "Qdrant collection {} at {} is not ready (the server was unreachable, or the collection is being \
              refilled)",
-            self.plan.collection, self.plan.url
+            self.collection, self.server.plan.url
         )))
     }
 
@@ -213,7 +266,7 @@ impl ServerVectors {
             .points_selector(selector)
             .wait(true)
             .ordering(strong());
-        let client = self.client.clone();
+        let client = self.server.client.clone();
         self.call(async move { client.set_payload(request).await })?;
         Ok(())
     }
@@ -221,7 +274,7 @@ impl ServerVectors {
 
 impl VectorIndex for ServerVectors {
     fn describe(&self) -> String {
-        format!("Qdrant server {} collection {}", self.plan.url, self.plan.collection)
+        format!("Qdrant server {} collection {}", self.server.plan.url, self.collection)
     }
 
     /// Makes sure the collection exists and is this catalog's, creating it (with its payload
@@ -231,12 +284,16 @@ impl VectorIndex for ServerVectors {
         if self.ready.load(Ordering::SeqCst) {
             return Ok(false);
         }
-        let name = self.plan.collection.clone();
-        let client = self.client.clone();
+        let name = self.collection.clone();
+        let client = self.server.client.clone();
         if !self.call(async move { client.collection_exists(name).await })? {
             self.create_collection()?;
         }
-        let info = self.collection_info()?;
+        let info = collection_info(&self.server, &self.collection).inspect_err(|err| {
+            if matches!(err, StoreError::Corrupt(_)) {
+                self.ready.store(false, Ordering::SeqCst)
+            }
+        })?;
         self.check_collection(&info)?;
         self.ensure_indexes(&info.payload_schema)?;
         self.ready.store(true, Ordering::SeqCst);
@@ -244,8 +301,7 @@ impl VectorIndex for ServerVectors {
     }
 
     fn health(&self) -> Result<()> {
-        let client = self.client.clone();
-        self.call(async move { client.health_check().await })?;
+        self.server.health()?;
         self.collection().map(drop)
     }
 
@@ -260,7 +316,7 @@ impl VectorIndex for ServerVectors {
                 })
                 .collect();
             let request = UpsertPointsBuilder::new(&collection, batch).wait(true).ordering(strong());
-            let client = self.client.clone();
+            let client = self.server.client.clone();
             self.call(async move { client.upsert_points(request).await })?;
         }
         Ok(())
@@ -276,7 +332,7 @@ impl VectorIndex for ServerVectors {
     fn roll_back(&self, version: Version) -> Result<()> {
         let added = Filter::must([Condition::matches("valid_from", version)]);
         let request = DeletePointsBuilder::new(self.collection()?).points(added).wait(true).ordering(strong());
-        let client = self.client.clone();
+        let client = self.server.client.clone();
         self.call(async move { client.delete_points(request).await })?;
         self.set_valid_to_where(Filter::must([Condition::matches("valid_to", version)]), VERSION_OPEN)
     }
@@ -285,7 +341,7 @@ impl VectorIndex for ServerVectors {
         let collection = self.collection()?;
         for batch in keys.chunks(4096) {
             let request = DeletePointsBuilder::new(&collection).points(ids(batch)).wait(true).ordering(strong());
-            let client = self.client.clone();
+            let client = self.server.client.clone();
             self.call(async move { client.delete_points(request).await })?;
         }
         Ok(())
@@ -305,7 +361,7 @@ impl VectorIndex for ServerVectors {
             .limit(query.limit as u64)
             .params(SearchParamsBuilder::default().hnsw_ef(query.hnsw_ef as u64).exact(query.exact))
             .with_payload(true);
-        let client = self.client.clone();
+        let client = self.server.client.clone();
         let answer = self.call(async move { client.query(request).await })?;
         answer
             .result
@@ -330,7 +386,7 @@ impl VectorIndex for ServerVectors {
             if let Some(offset) = offset.take() {
                 request = request.offset(offset);
             }
-            let client = self.client.clone();
+            let client = self.server.client.clone();
             let page = self.call(async move { client.scroll(request).await })?;
             for point in page.result {
                 let vector = match point.vectors.as_ref().and_then(|v| v.get_vector_by_name(VECTOR_NAME)) {
@@ -349,7 +405,7 @@ impl VectorIndex for ServerVectors {
 
     fn point_count(&self) -> Result<usize> {
         let request = CountPointsBuilder::new(self.collection()?).exact(true);
-        let client = self.client.clone();
+        let client = self.server.client.clone();
         let answer = self.call(async move { client.count(request).await })?;
         Ok(answer.result.map_or(0, |count| count.count as usize))
     }
@@ -382,6 +438,33 @@ fn ids(keys: &[PointKey]) -> PointsIdsList {
     PointsIdsList { ids: keys.iter().map(point_id).collect() }
 }
 
+fn collection_info(server: &ServerConnection, collection: &str) -> Result<qdrant_client::qdrant::CollectionInfo> {
+    let client = server.client.clone();
+    let request = GetCollectionInfoRequest { collection_name: collection.to_owned() };
+    let info = server.call(collection, async move { client.collection_info(request).await })?;
+    info.result.ok_or_else(|| StoreError::Corrupt(format!("Qdrant gave no info on {collection}")))
+}
+
+/// Refuses a collection another catalog (or someone else) created.
+fn check_owner(
+    server: &ServerConnection,
+    collection: &str,
+    info: &qdrant_client::qdrant::CollectionInfo,
+) -> Result<()> {
+    let owner =
+        info.config.as_ref().and_then(|config| config.metadata.get(OWNER_KEY).cloned()).map(serde_json::Value::from);
+    match owner {
+        Some(serde_json::Value::String(owner)) if owner == server.catalog_id => Ok(()),
+        Some(owner) => Err(StoreError::Invalid(format!(
+            "Qdrant collection {collection} belongs to another sluice catalog ({owner}); set store.qdrant.collection \
+             to another name"
+        ))),
+        None => Err(StoreError::Invalid(format!(
+            "Qdrant collection {collection} was not created by sluice; set store.qdrant.collection to another name"
+        ))),
+    }
+}
+
 /// Writes go through each shard's leader, so replicas apply them in one order.
 fn strong() -> WriteOrdering {
     WriteOrdering { r#type: WriteOrderingType::Strong.into() }
@@ -389,13 +472,13 @@ fn strong() -> WriteOrdering {
 
 /// Sorts the client's errors into the store's kinds: a server that cannot be reached, is
 /// overloaded or timed out is worth retrying; a missing collection or a refused request is not.
-fn classify(plan: &QdrantPlan, err: QdrantError) -> StoreError {
+fn classify(url: &str, collection: &str, err: QdrantError) -> StoreError {
     use tonic::Code;
     let status = match &err {
         QdrantError::ResponseError { status } | QdrantError::ResourceExhaustedError { status, .. } => status,
         _ => return StoreError::Vectors { backend: "Qdrant server", message: err.to_string(), transient: false },
     };
-    let message = format!("{} ({}): {}", plan.url, plan.collection, status.message());
+    let message = format!("{url} ({collection}): {}", status.message());
     match status.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted | Code::Cancelled => {
             StoreError::Unavailable(message)

@@ -1,6 +1,6 @@
-//! The lexical index: Tantivy BM25 over chunk text, document titles and the headings above each
-//! chunk, one index per pipeline, analysed for English prose (lower case, Lucene's English stop
-//! words, Snowball stemming).
+//! Tantivy: BM25 over chunk text, document titles and the headings above each chunk, one index
+//! per pipeline, analysed for English prose (lower case, Lucene's English stop words, Snowball
+//! stemming).
 //!
 //! Each Tantivy document is one appearance of a chunk, keyed by its point key. Tantivy cannot
 //! update a field in place, so retiring a chunk deletes its document and adds it again with the
@@ -21,6 +21,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
+use super::{LexicalAppearance, LexicalDoc, LexicalHit, LexicalIndex};
 use crate::error::{Result, StoreError};
 use crate::time_travel::Readable;
 
@@ -37,20 +38,6 @@ fn merge_policy() -> Box<tantivy::indexer::LogMergePolicy> {
     Box::new(policy)
 }
 
-/// What the lexical index holds for one chunk appearance.
-pub struct LexicalDoc<'a> {
-    pub key: PointKey,
-    pub valid_to: Version,
-    pub doc_id: String,
-    pub path: &'a str,
-    pub title: Option<&'a str>,
-    pub text: &'a str,
-    /// The headings the chunk sits under, outermost first.
-    pub headings: &'a [String],
-    /// Principal keys that may read it (see `sluice_core::access`).
-    pub readers: &'a [String],
-}
-
 #[derive(Clone, Copy)]
 struct Fields {
     point_key: Field,
@@ -65,27 +52,11 @@ struct Fields {
     readers: Field,
 }
 
-pub struct LexicalIndex {
+pub struct TantivyIndex {
     index: Index,
     fields: Fields,
     writer: Mutex<IndexWriter>,
     reader: IndexReader,
-}
-
-/// A chunk appearance as the lexical index holds it.
-pub struct LexicalAppearance {
-    pub chunk_id: ChunkId,
-    pub valid_from: Version,
-    pub valid_to: Version,
-    pub readers: Vec<String>,
-}
-
-/// A lexical hit.
-#[derive(Clone, Debug)]
-pub struct LexicalHit {
-    pub chunk_id: ChunkId,
-    pub valid_from: Version,
-    pub score: f32,
 }
 
 /// The analyzer of every prose field, registered on each index at open.
@@ -120,7 +91,7 @@ fn schema() -> Schema {
     builder.build()
 }
 
-impl LexicalIndex {
+impl TantivyIndex {
     /// Opens (or creates) the index at `path`. An index written with an older schema is
     /// emptied and `true` is returned: the caller rebuilds it from the catalog.
     pub fn open(path: &Path) -> Result<(Self, bool)> {
@@ -167,8 +138,31 @@ impl LexicalIndex {
         Term::from_field_text(self.fields.point_key, &key.uuid().to_string())
     }
 
+    fn version_filter(&self, query: Box<dyn Query>, version: Version) -> BooleanQuery {
+        let from =
+            RangeQuery::new(Bound::Unbounded, Bound::Included(Term::from_field_i64(self.fields.valid_from, version)));
+        let to =
+            RangeQuery::new(Bound::Excluded(Term::from_field_i64(self.fields.valid_to, version)), Bound::Unbounded);
+        BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, Box::new(from)), (Occur::Must, Box::new(to))])
+    }
+
+    fn key_of(&self, document: &TantivyDocument) -> Result<(ChunkId, Version)> {
+        let chunk_id = document
+            .get_first(self.fields.chunk_id)
+            .and_then(|value| value.as_str())
+            .and_then(ChunkId::parse)
+            .ok_or_else(|| StoreError::Corrupt("a lexical document has no chunk_id".into()))?;
+        let valid_from = document
+            .get_first(self.fields.valid_from)
+            .and_then(|value| value.as_i64())
+            .ok_or_else(|| StoreError::Corrupt("a lexical document has no valid_from".into()))?;
+        Ok((chunk_id, valid_from))
+    }
+}
+
+impl LexicalIndex for TantivyIndex {
     /// Writes these chunk appearances, replacing any earlier copy of the same key. Idempotent.
-    pub fn put(&self, docs: &[LexicalDoc<'_>]) -> Result<()> {
+    fn put(&self, docs: &[LexicalDoc<'_>]) -> Result<()> {
         let writer = self.writer.lock().expect("lexical writer lock");
         for doc in docs {
             writer.delete_term(self.key_term(&doc.key));
@@ -195,7 +189,7 @@ impl LexicalIndex {
     }
 
     /// Deletes these chunk appearances (retention). Idempotent; takes effect at `commit`.
-    pub fn delete(&self, keys: &[PointKey]) {
+    fn delete(&self, keys: &[PointKey]) {
         let writer = self.writer.lock().expect("lexical writer lock");
         for key in keys {
             writer.delete_term(self.key_term(key));
@@ -203,14 +197,14 @@ impl LexicalIndex {
     }
 
     /// Deletes every chunk appearance that became visible at `version` (rollback).
-    pub fn delete_added_at(&self, version: Version) {
+    fn delete_added_at(&self, version: Version) {
         let writer = self.writer.lock().expect("lexical writer lock");
         writer.delete_term(Term::from_field_i64(self.fields.valid_from, version));
     }
 
     /// Drops every write since the last commit. A commit that failed (a full disk) can leave
     /// the writer with half-flushed work, or stopped: this gives it a fresh start.
-    pub fn discard_uncommitted(&self) -> Result<()> {
+    fn discard_uncommitted(&self) -> Result<()> {
         let mut writer = self.writer.lock().expect("lexical writer lock");
         writer.rollback()?;
         writer.set_merge_policy(merge_policy());
@@ -218,30 +212,16 @@ impl LexicalIndex {
     }
 
     /// Makes every write so far durable and visible to new searches.
-    pub fn commit(&self) -> Result<()> {
+    fn commit(&self) -> Result<()> {
         self.writer.lock().expect("lexical writer lock").commit()?;
         self.reader.reload()?;
         Ok(())
     }
 
-    fn version_filter(&self, query: Box<dyn Query>, version: Version) -> BooleanQuery {
-        let from =
-            RangeQuery::new(Bound::Unbounded, Bound::Included(Term::from_field_i64(self.fields.valid_from, version)));
-        let to =
-            RangeQuery::new(Bound::Excluded(Term::from_field_i64(self.fields.valid_to, version)), Bound::Unbounded);
-        BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, Box::new(from)), (Occur::Must, Box::new(to))])
-    }
-
     /// BM25 search over text and title, restricted to chunks visible at `version` that
     /// `access` may read. Both restrictions are clauses of the query itself (scoring zero), so
     /// the top `limit` are the best *readable* chunks, not what is left of the best ones.
-    pub fn search(
-        &self,
-        query: &str,
-        version: Version,
-        readable: Readable<'_>,
-        limit: usize,
-    ) -> Result<Vec<LexicalHit>> {
+    fn search(&self, query: &str, version: Version, readable: Readable<'_>, limit: usize) -> Result<Vec<LexicalHit>> {
         let (access, hidden_docs) = (readable.access, readable.hidden_docs);
         let parser =
             QueryParser::for_index(&self.index, vec![self.fields.text, self.fields.title, self.fields.headings]);
@@ -270,7 +250,7 @@ impl LexicalIndex {
     }
 
     /// Chunk ids of every document visible at `version`, sorted.
-    pub fn chunk_ids_visible_at(&self, version: Version) -> Result<Vec<ChunkId>> {
+    fn chunk_ids_visible_at(&self, version: Version) -> Result<Vec<ChunkId>> {
         let searcher = self.reader.searcher();
         let addresses = searcher.search(&self.version_filter(Box::new(AllQuery), version), &DocSetCollector)?;
         let mut ids = Vec::with_capacity(addresses.len());
@@ -283,7 +263,7 @@ impl LexicalIndex {
     }
 
     /// Every document, sorted by (chunk id, valid_from); for `verify`.
-    pub fn appearances(&self) -> Result<Vec<LexicalAppearance>> {
+    fn appearances(&self) -> Result<Vec<LexicalAppearance>> {
         let searcher = self.reader.searcher();
         let mut all = Vec::new();
         for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
@@ -307,20 +287,7 @@ impl LexicalIndex {
     }
 
     /// Documents in the index, whatever their versions.
-    pub fn doc_count(&self) -> u64 {
+    fn doc_count(&self) -> u64 {
         self.reader.searcher().num_docs()
-    }
-
-    fn key_of(&self, document: &TantivyDocument) -> Result<(ChunkId, Version)> {
-        let chunk_id = document
-            .get_first(self.fields.chunk_id)
-            .and_then(|value| value.as_str())
-            .and_then(ChunkId::parse)
-            .ok_or_else(|| StoreError::Corrupt("a lexical document has no chunk_id".into()))?;
-        let valid_from = document
-            .get_first(self.fields.valid_from)
-            .and_then(|value| value.as_i64())
-            .ok_or_else(|| StoreError::Corrupt("a lexical document has no valid_from".into()))?;
-        Ok((chunk_id, valid_from))
     }
 }
