@@ -38,11 +38,11 @@ pub(crate) struct Rotation {
 }
 
 impl AuditQueue {
-    pub(crate) fn start(catalog: Arc<Catalog>, rotation: Rotation) -> Result<Self, PipelineError> {
+    pub(crate) fn start(catalog: Arc<dyn Catalog>, rotation: Rotation) -> Result<Self, PipelineError> {
         let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
         let writer = std::thread::Builder::new()
             .name("sluice-audit".into())
-            .spawn(move || write_batches(&catalog, &receiver, rotation))
+            .spawn(move || write_batches(catalog.as_ref(), &receiver, rotation))
             .map_err(|err| PipelineError::Invalid(format!("cannot start the audit writer: {err}")))?;
         Ok(Self { sender: Some(sender), writer: Some(writer) })
     }
@@ -80,7 +80,7 @@ impl Drop for AuditQueue {
     }
 }
 
-fn write_batches(catalog: &Catalog, receiver: &Receiver<AuditEvent>, rotation: Rotation) {
+fn write_batches(catalog: &dyn Catalog, receiver: &Receiver<AuditEvent>, rotation: Rotation) {
     let mut since_rotation = 0usize;
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];

@@ -110,7 +110,7 @@ impl Charged for Prepared {
 
 pub struct PrepareContext<'a> {
     pub pipeline: &'a str,
-    pub catalog: &'a Catalog,
+    pub catalog: &'a dyn Catalog,
     pub fingerprints: &'a StageFingerprints,
     pub max_file_bytes: u64,
     pub parsers: &'a Parsers,

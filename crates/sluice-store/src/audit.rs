@@ -20,8 +20,9 @@ use std::path::Path;
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, now_ms};
+use crate::catalog::{SqliteCatalog, now_ms};
 use crate::error::{Result, StoreError};
+use crate::prelude::*;
 
 /// The previous hash of the first entry.
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -358,13 +359,7 @@ pub(crate) fn check_entry(entry: &StoredEntry, last: (i64, &str), key: Option<&A
     None
 }
 
-impl Catalog {
-    /// Appends events in a transaction of their own.
-    pub fn audit(&self, events: &[AuditEvent]) -> Result<()> {
-        let key = self.audit_key();
-        self.write(|t| append(t, events, key.as_ref()).map(drop))
-    }
-
+impl SqliteCatalog {
     /// Runs `f` in one write transaction and appends the events it returns in the same one: an
     /// action and its audit entry take effect together or not at all.
     pub(crate) fn write_audited<T>(
@@ -379,9 +374,43 @@ impl Catalog {
         })
     }
 
-    /// Entries from `since` (Unix milliseconds, inclusive) on, oldest first, at most `limit`
-    /// (rotated entries are read from their segment files by [`Catalog::audit_export`]).
-    pub fn audit_entries(&self, since: Option<i64>, after_seq: i64, limit: usize) -> Result<Vec<AuditEntry>> {
+    /// Whether the entry a witness recorded (`seq:hash`) is still in the chain, unchanged.
+    fn check_witnessed_head(&self, expected: &str) -> Result<Option<AuditProblem>> {
+        let Some((seq, hash)) = expected.split_once(':').and_then(|(s, h)| Some((s.parse::<i64>().ok()?, h))) else {
+            return Err(StoreError::Invalid(format!(
+                "{expected:?} is not a head (SEQ:HASH, as `sluice audit head` prints)"
+            )));
+        };
+        let found = self.audit_hash_at(seq)?;
+        Ok(match found {
+            Some(found) if found == hash => None,
+            Some(_) => {
+                Some(AuditProblem { seq, problem: "it differs from the witnessed head (the log was rewritten)".into() })
+            }
+            None if seq <= self.audit_expired_up_to()? => Some(AuditProblem {
+                seq,
+                problem: "the witnessed head was in a rotated segment that retention removed: witness a newer head"
+                    .into(),
+            }),
+            None => Some(AuditProblem {
+                seq,
+                problem: "the witnessed head is not in the log any more (the log was wiped or cut back)".into(),
+            }),
+        })
+    }
+}
+
+impl AuditLog for SqliteCatalog {
+    fn set_audit_key(&self, key: Option<AuditKey>) {
+        *self.audit_key.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = key;
+    }
+
+    fn audit(&self, events: &[AuditEvent]) -> Result<()> {
+        let key = self.audit_key();
+        self.write(|t| append(t, events, key.as_ref()).map(drop))
+    }
+
+    fn audit_entries(&self, since: Option<i64>, after_seq: i64, limit: usize) -> Result<Vec<AuditEntry>> {
         self.read(|c| {
             let mut statement = c.prepare(&format!(
                 "SELECT {ENTRY_COLUMNS} FROM audit WHERE at >= ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
@@ -393,25 +422,18 @@ impl Catalog {
         })
     }
 
-    /// Whether the newest entry is keyed (`None`: the log is empty).
-    pub fn audit_is_keyed(&self) -> Result<Option<bool>> {
+    fn audit_is_keyed(&self) -> Result<Option<bool>> {
         self.read(|c| Ok(chain_tail(c)?.2))
     }
 
-    /// `seq:hash` of the newest entry (for an external witness to keep).
-    pub fn audit_head(&self) -> Result<Option<String>> {
+    fn audit_head(&self) -> Result<Option<String>> {
         self.read(|c| {
             let (seq, hash, _) = chain_tail(c)?;
             Ok((seq > 0).then(|| format!("{seq}:{hash}")))
         })
     }
 
-    /// Walks the whole chain: sequence numbers without gaps (from the last rotated segment's
-    /// anchor on), each previous hash equal to the entry before's hash, each hash recomputed
-    /// (as an HMAC when the catalog has the audit key), the newest entry equal to the recorded
-    /// head, every committed version's commit entry present, the segment files intact, and,
-    /// with `expect_head` (`seq:hash` kept elsewhere), that head still in the chain.
-    pub fn verify_audit(&self, expect_head: Option<&str>) -> Result<AuditVerification> {
+    fn verify_audit(&self, expect_head: Option<&str>) -> Result<AuditVerification> {
         let key = self.audit_key();
         let segments = crate::audit_segments::verify_segments(self, key.as_ref())?;
         let mut report = self.read(|c| {
@@ -457,34 +479,7 @@ impl Catalog {
         Ok(report)
     }
 
-    /// Whether the entry a witness recorded (`seq:hash`) is still in the chain, unchanged.
-    fn check_witnessed_head(&self, expected: &str) -> Result<Option<AuditProblem>> {
-        let Some((seq, hash)) = expected.split_once(':').and_then(|(s, h)| Some((s.parse::<i64>().ok()?, h))) else {
-            return Err(StoreError::Invalid(format!(
-                "{expected:?} is not a head (SEQ:HASH, as `sluice audit head` prints)"
-            )));
-        };
-        let found = self.audit_hash_at(seq)?;
-        Ok(match found {
-            Some(found) if found == hash => None,
-            Some(_) => {
-                Some(AuditProblem { seq, problem: "it differs from the witnessed head (the log was rewritten)".into() })
-            }
-            None if seq <= self.audit_expired_up_to()? => Some(AuditProblem {
-                seq,
-                problem: "the witnessed head was in a rotated segment that retention removed: witness a newer head"
-                    .into(),
-            }),
-            None => Some(AuditProblem {
-                seq,
-                problem: "the witnessed head is not in the log any more (the log was wiped or cut back)".into(),
-            }),
-        })
-    }
-
-    /// Turns every entry into a keyed one (after checking the chain as it stands, unkeyed
-    /// entries by their plain hash): for a log started before the audit key was configured.
-    pub fn rekey_audit(&self, key: &AuditKey, principal: &str, pipeline: &str) -> Result<u64> {
+    fn rekey_audit(&self, key: &AuditKey, principal: &str, pipeline: &str) -> Result<u64> {
         let rotated = self.read(|c| c.query_row("SELECT COUNT(*) FROM audit_segments", [], |r| r.get::<_, i64>(0)))?;
         if rotated > 0 {
             return Err(StoreError::Invalid(
@@ -573,8 +568,8 @@ fn check_versions(
 mod tests {
     use super::*;
 
-    fn catalog_with_entries(dir: &std::path::Path, count: usize, key: Option<AuditKey>) -> Catalog {
-        let catalog = Catalog::open(&dir.join("catalog.sqlite")).unwrap();
+    fn catalog_with_entries(dir: &std::path::Path, count: usize, key: Option<AuditKey>) -> SqliteCatalog {
+        let catalog = SqliteCatalog::open(&dir.join("catalog.sqlite")).unwrap();
         catalog.set_audit_key(key);
         let events: Vec<AuditEvent> = (0..count)
             .map(|i| AuditEvent::new("p", "alice", "search", format!("query {i}"), serde_json::json!({"k": i})))
@@ -588,7 +583,7 @@ mod tests {
         rusqlite::Connection::open(dir.join("catalog.sqlite")).unwrap().execute_batch(sql).unwrap();
     }
 
-    fn first_bad(catalog: &Catalog) -> Option<i64> {
+    fn first_bad(catalog: &SqliteCatalog) -> Option<i64> {
         catalog.verify_audit(None).unwrap().first_bad.map(|bad| bad.seq)
     }
 

@@ -15,8 +15,9 @@ use std::path::PathBuf;
 use rusqlite::{OptionalExtension, params};
 
 use crate::audit::{AuditEntry, AuditKey, AuditProblem, ENTRY_COLUMNS, GENESIS, StoredEntry, check_entry, entry_row};
-use crate::catalog::{Catalog, now_ms};
+use crate::catalog::{SqliteCatalog, now_ms};
 use crate::error::{Result, StoreError};
+use crate::prelude::*;
 
 /// One rotated range, as `audit_segments` records it.
 struct Segment {
@@ -37,7 +38,7 @@ pub(crate) struct SegmentCheck {
     pub first_bad: Option<AuditProblem>,
 }
 
-impl Catalog {
+impl SqliteCatalog {
     fn audit_dir(&self) -> PathBuf {
         self.path().parent().map_or_else(|| PathBuf::from("audit"), |dir| dir.join("audit"))
     }
@@ -59,42 +60,6 @@ impl Catalog {
                 })?
                 .collect()
         })
-    }
-
-    /// Moves the oldest half of the entries to a segment file when there are more than
-    /// `rotate_after`, and deletes segment files older than `keep_days` (0: never). Returns the
-    /// rotated range, if any.
-    pub fn rotate_audit(&self, rotate_after: u64, keep_days: u64) -> Result<Option<(i64, i64)>> {
-        let _one_at_a_time = self.rotation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.expire_segments(keep_days)?;
-        // Sequence numbers in the table have no gaps, so this counts without a scan.
-        let (first, last): (Option<i64>, Option<i64>) =
-            self.read(|c| c.query_row("SELECT MIN(seq), MAX(seq) FROM audit", [], |r| Ok((r.get(0)?, r.get(1)?))))?;
-        let (Some(first), Some(last)) = (first, last) else { return Ok(None) };
-        let count = last - first + 1;
-        if (count as u64) <= rotate_after {
-            return Ok(None);
-        }
-        let last = first + (count / 2) - 1;
-        let entries = self.read(|c| {
-            let mut statement =
-                c.prepare(&format!("SELECT {ENTRY_COLUMNS} FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"))?;
-            statement.query_map(params![first, last], entry_row)?.collect::<rusqlite::Result<Vec<_>>>()
-        })?;
-        let Some(last_entry) = entries.last() else { return Ok(None) };
-        let name = format!("segment-{first:012}-{last:012}.jsonl");
-        let file_hash = self.write_segment(&name, &entries)?;
-        let last_hash = last_entry.hash.clone();
-        self.write(|t| {
-            t.execute(
-                "INSERT OR REPLACE INTO audit_segments (first_seq, last_seq, last_hash, file, file_hash, rotated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![first, last, last_hash, name, file_hash, now_ms()],
-            )?;
-            t.execute("DELETE FROM audit WHERE seq BETWEEN ?1 AND ?2", params![first, last])?;
-            Ok(())
-        })?;
-        Ok(Some((first, last)))
     }
 
     /// Writes a segment durably (to a temporary name first); returns its blake3.
@@ -189,14 +154,43 @@ impl Catalog {
         }
         Ok(None)
     }
+}
 
-    /// Calls `visit` on every entry from `since` on, oldest first: rotated segment files that
-    /// are still there, then the catalog. Returns how many were visited.
-    pub fn visit_audit_entries(
-        &self,
-        since: Option<i64>,
-        mut visit: impl FnMut(&AuditEntry) -> Result<()>,
-    ) -> Result<u64> {
+impl AuditArchive for SqliteCatalog {
+    fn rotate_audit(&self, rotate_after: u64, keep_days: u64) -> Result<Option<(i64, i64)>> {
+        let _one_at_a_time = self.rotation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.expire_segments(keep_days)?;
+        // Sequence numbers in the table have no gaps, so this counts without a scan.
+        let (first, last): (Option<i64>, Option<i64>) =
+            self.read(|c| c.query_row("SELECT MIN(seq), MAX(seq) FROM audit", [], |r| Ok((r.get(0)?, r.get(1)?))))?;
+        let (Some(first), Some(last)) = (first, last) else { return Ok(None) };
+        let count = last - first + 1;
+        if (count as u64) <= rotate_after {
+            return Ok(None);
+        }
+        let last = first + (count / 2) - 1;
+        let entries = self.read(|c| {
+            let mut statement =
+                c.prepare(&format!("SELECT {ENTRY_COLUMNS} FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"))?;
+            statement.query_map(params![first, last], entry_row)?.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let Some(last_entry) = entries.last() else { return Ok(None) };
+        let name = format!("segment-{first:012}-{last:012}.jsonl");
+        let file_hash = self.write_segment(&name, &entries)?;
+        let last_hash = last_entry.hash.clone();
+        self.write(|t| {
+            t.execute(
+                "INSERT OR REPLACE INTO audit_segments (first_seq, last_seq, last_hash, file, file_hash, rotated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![first, last, last_hash, name, file_hash, now_ms()],
+            )?;
+            t.execute("DELETE FROM audit WHERE seq BETWEEN ?1 AND ?2", params![first, last])?;
+            Ok(())
+        })?;
+        Ok(Some((first, last)))
+    }
+
+    fn visit_audit_entries(&self, since: Option<i64>, visit: &mut dyn FnMut(&AuditEntry) -> Result<()>) -> Result<u64> {
         let since = since.unwrap_or(i64::MIN);
         let mut visited = 0;
         for segment in self.segments()? {
@@ -222,7 +216,7 @@ impl Catalog {
 
 /// Checks the rotated segments: ranges without gaps, files (those still there) matching their
 /// hash and chaining from the segment before, each ending on its recorded anchor.
-pub(crate) fn verify_segments(catalog: &Catalog, key: Option<&AuditKey>) -> Result<SegmentCheck> {
+pub(crate) fn verify_segments(catalog: &SqliteCatalog, key: Option<&AuditKey>) -> Result<SegmentCheck> {
     let mut check = SegmentCheck { anchor: (0, GENESIS.to_owned()), rotated: 0, checked: 0, first_bad: None };
     for segment in catalog.segments()? {
         let (last_seq, last_hash) = check.anchor.clone();
@@ -245,7 +239,7 @@ pub(crate) fn verify_segments(catalog: &Catalog, key: Option<&AuditKey>) -> Resu
 }
 
 fn check_segment_file(
-    catalog: &Catalog,
+    catalog: &SqliteCatalog,
     segment: &Segment,
     file: &str,
     before: (i64, &str),
@@ -285,7 +279,7 @@ mod tests {
     #[test]
     fn a_rotated_log_still_verifies_and_exports_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let catalog = SqliteCatalog::open(&dir.path().join("catalog.sqlite")).unwrap();
         for i in 0..30 {
             catalog.audit(&[AuditEvent::new("p", "a", "search", format!("q{i}"), serde_json::json!({}))]).unwrap();
         }
@@ -305,7 +299,7 @@ mod tests {
         );
         let mut seqs = Vec::new();
         catalog
-            .visit_audit_entries(None, |entry| {
+            .visit_audit_entries(None, &mut |entry: &AuditEntry| {
                 seqs.push(entry.seq);
                 Ok(())
             })

@@ -11,8 +11,9 @@ use rusqlite::{Transaction, params};
 use serde::{Deserialize, Serialize};
 use sluice_core::{DocumentId, Version};
 
-use crate::catalog::Catalog;
+use crate::catalog::SqliteCatalog;
 use crate::error::Result;
+use crate::prelude::*;
 
 /// Resources one file used in one stage, in seconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -161,9 +162,8 @@ pub struct CostReport {
     pub versions: Vec<VersionCost>,
 }
 
-impl Catalog {
-    /// The cost report of one version, or of every version that recorded costs.
-    pub fn cost_report(&self, pipeline: &str, version: Option<Version>) -> Result<CostReport> {
+impl CostLedger for SqliteCatalog {
+    fn cost_report(&self, pipeline: &str, version: Option<Version>) -> Result<CostReport> {
         let rows = self.read(|c| {
             let mut statement = c.prepare(
                 "SELECT d.version, d.doc_id, d.root, d.outcome, d.bytes, d.pages, d.tokens,
@@ -276,7 +276,7 @@ mod tests {
     #[test]
     fn a_report_sums_its_files_per_version_stage_and_source() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let catalog = SqliteCatalog::open(&dir.path().join("catalog.sqlite")).unwrap();
         let cost = |path: &str, root: &str, wall: f64| DocumentCost {
             doc_id: DocumentId::new("p", root, path),
             root: root.into(),

@@ -10,8 +10,9 @@ use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use sluice_core::{ChunkId, Version};
 
-use crate::catalog::{Catalog, parse_id, parse_reason};
+use crate::catalog::{SqliteCatalog, parse_id, parse_reason};
 use crate::error::{Result, StoreError};
+use crate::prelude::*;
 use crate::types::{ChangeReason, join_path};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -49,9 +50,33 @@ struct Visible {
     retired_reason: Option<ChangeReason>,
 }
 
-impl Catalog {
-    /// What changed from version `from` to the later version `to`; both must be committed.
-    pub fn diff(&self, pipeline: &str, from: Version, to: Version) -> Result<VersionDiff> {
+impl SqliteCatalog {
+    fn visible_for_diff(&self, pipeline: &str, version: Version) -> Result<Vec<Visible>> {
+        self.read(|c| {
+            let mut statement = c.prepare(
+                "SELECT c.chunk_id, d.model_fingerprint, d.root, d.rel_path, d.member, c.ordinal, d.added_reason,
+                        d.retired_reason
+                 FROM chunks c JOIN documents d ON d.id = c.document
+                 WHERE c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to
+                 ORDER BY d.root, d.rel_path, d.member, c.ordinal",
+            )?;
+            statement
+                .query_map(params![pipeline, version], |r| {
+                    Ok(Visible {
+                        key: (parse_id(r.get(0)?, ChunkId::parse)?, r.get(1)?),
+                        path: join_path(&r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, String>(4)?),
+                        ordinal: r.get(5)?,
+                        added_reason: parse_reason(r.get(6)?)?,
+                        retired_reason: r.get::<_, Option<String>>(7)?.map(parse_reason).transpose()?,
+                    })
+                })?
+                .collect()
+        })
+    }
+}
+
+impl VersionDiffs for SqliteCatalog {
+    fn diff(&self, pipeline: &str, from: Version, to: Version) -> Result<VersionDiff> {
         if from > to {
             return Err(StoreError::Invalid(format!("diff goes forward: {from} is later than {to}")));
         }
@@ -77,29 +102,6 @@ impl Catalog {
             retired.push(entry(visible, reason));
         }
         Ok(VersionDiff { from, to, added, retired, counts })
-    }
-
-    fn visible_for_diff(&self, pipeline: &str, version: Version) -> Result<Vec<Visible>> {
-        self.read(|c| {
-            let mut statement = c.prepare(
-                "SELECT c.chunk_id, d.model_fingerprint, d.root, d.rel_path, d.member, c.ordinal, d.added_reason,
-                        d.retired_reason
-                 FROM chunks c JOIN documents d ON d.id = c.document
-                 WHERE c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to
-                 ORDER BY d.root, d.rel_path, d.member, c.ordinal",
-            )?;
-            statement
-                .query_map(params![pipeline, version], |r| {
-                    Ok(Visible {
-                        key: (parse_id(r.get(0)?, ChunkId::parse)?, r.get(1)?),
-                        path: join_path(&r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, String>(4)?),
-                        ordinal: r.get(5)?,
-                        added_reason: parse_reason(r.get(6)?)?,
-                        retired_reason: r.get::<_, Option<String>>(7)?.map(parse_reason).transpose()?,
-                    })
-                })?
-                .collect()
-        })
     }
 }
 

@@ -20,9 +20,10 @@ use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use sluice_core::{Acl, ChunkId, DocumentId, ReadAccess, TextHash, Version};
 
-use crate::catalog::{Catalog, opt_u32, parse_acl, parse_id, parse_strings};
+use crate::catalog::{SqliteCatalog, opt_u32, parse_acl, parse_id, parse_strings};
 use crate::error::{Result, StoreError};
 use crate::lineage::file_uri;
+use crate::prelude::*;
 use crate::types::join_path;
 
 /// Rows per Parquet row group and per vector lookup.
@@ -72,80 +73,7 @@ pub struct ExportSummary {
     pub bytes: u64,
 }
 
-impl Catalog {
-    /// Writes the chunks of `pipeline` visible at committed version N that `access` may read
-    /// (less `hidden_docs`, see `time_travel.rs`) to `out`, readable by its owner only. Reads
-    /// only the catalog, so it runs beside a daemon.
-    #[allow(clippy::too_many_arguments)]
-    pub fn export(
-        &self,
-        pipeline: &str,
-        version: Version,
-        access: &ReadAccess,
-        hidden_docs: &[String],
-        format: ExportFormat,
-        with_vectors: bool,
-        out: &Path,
-    ) -> Result<ExportSummary> {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.require_committed(pipeline, version)?;
-        let readable = |row: &ExportRow| {
-            access.may_read(&Acl::new(row.readers.iter().cloned())) && !hidden_docs.contains(&row.doc_id.to_hex())
-        };
-        let partial = out.with_extension(match out.extension() {
-            Some(ext) => format!("{}.partial", ext.to_string_lossy()),
-            None => "partial".to_owned(),
-        });
-        let io = |source| StoreError::Io { path: partial.clone(), source };
-        // Every chunk's text is in there: the owner alone may read it, whatever the umask (a
-        // leftover from an interrupted export goes first, with whatever mode it had).
-        let _ = std::fs::remove_file(&partial);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&partial)
-            .map_err(io)?;
-        // Rows are read and written a batch at a time: an export of any size holds one batch.
-        let chunks = match format {
-            ExportFormat::Jsonl => {
-                let mut writer = BufWriter::new(file);
-                let chunks = self.visit_export_rows(pipeline, version, &readable, |batch| {
-                    if with_vectors {
-                        self.attach_vectors(batch)?;
-                    }
-                    for row in batch.iter() {
-                        serde_json::to_writer(&mut writer, &row).map_err(|err| io(err.into()))?;
-                        writer.write_all(b"\n").map_err(io)?;
-                    }
-                    Ok(())
-                })?;
-                writer.into_inner().map_err(|err| io(err.into_error()))?.sync_all().map_err(io)?;
-                chunks
-            }
-            ExportFormat::Parquet => {
-                let schema = Arc::new(parquet_schema(with_vectors));
-                let properties = WriterProperties::builder()
-                    .set_compression(Compression::SNAPPY)
-                    .set_max_row_group_row_count(Some(BATCH_ROWS))
-                    .build();
-                let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(parquet_error)?;
-                let chunks = self.visit_export_rows(pipeline, version, &readable, |batch| {
-                    if with_vectors {
-                        self.attach_vectors(batch)?;
-                    }
-                    writer.write(&record_batch(&schema, batch, with_vectors)?).map_err(parquet_error)
-                })?;
-                writer.into_inner().map_err(parquet_error)?.sync_all().map_err(io)?;
-                chunks
-            }
-        };
-        std::fs::rename(&partial, out).map_err(|source| StoreError::Io { path: out.to_owned(), source })?;
-        let bytes = std::fs::metadata(out).map_err(|source| StoreError::Io { path: out.to_owned(), source })?.len();
-        Ok(ExportSummary { version, chunks, bytes })
-    }
-
+impl SqliteCatalog {
     /// Calls `write` on batches of the chunks visible at `version` that pass `keep`, by path and
     /// position, without vectors; returns how many there were.
     fn visit_export_rows(
@@ -214,8 +142,9 @@ impl Catalog {
 
     /// Fills in each row's vector from the embedding cache.
     fn attach_vectors(&self, rows: &mut [ExportRow]) -> Result<()> {
-        let vectors =
-            self.cached_embeddings_by_model(rows.iter().map(|row| (row.model_fingerprint.as_str(), row.text_hash)))?;
+        let vectors = self.cached_embeddings_by_model(
+            &rows.iter().map(|row| (row.model_fingerprint.as_str(), row.text_hash)).collect::<Vec<_>>(),
+        )?;
         for row in rows {
             let vector = vectors.get(&(row.model_fingerprint.clone(), row.text_hash)).ok_or_else(|| {
                 StoreError::Corrupt(format!("no stored vector for chunk {} (text {})", row.chunk_id, row.text_hash))
@@ -223,6 +152,77 @@ impl Catalog {
             row.vector = Some(vector.clone());
         }
         Ok(())
+    }
+}
+
+impl Exports for SqliteCatalog {
+    fn export(
+        &self,
+        pipeline: &str,
+        version: Version,
+        access: &ReadAccess,
+        hidden_docs: &[String],
+        format: ExportFormat,
+        with_vectors: bool,
+        out: &Path,
+    ) -> Result<ExportSummary> {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.require_committed(pipeline, version)?;
+        let readable = |row: &ExportRow| {
+            access.may_read(&Acl::new(row.readers.iter().cloned())) && !hidden_docs.contains(&row.doc_id.to_hex())
+        };
+        let partial = out.with_extension(match out.extension() {
+            Some(ext) => format!("{}.partial", ext.to_string_lossy()),
+            None => "partial".to_owned(),
+        });
+        let io = |source| StoreError::Io { path: partial.clone(), source };
+        // Every chunk's text is in there: the owner alone may read it, whatever the umask (a
+        // leftover from an interrupted export goes first, with whatever mode it had).
+        let _ = std::fs::remove_file(&partial);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(io)?;
+        // Rows are read and written a batch at a time: an export of any size holds one batch.
+        let chunks = match format {
+            ExportFormat::Jsonl => {
+                let mut writer = BufWriter::new(file);
+                let chunks = self.visit_export_rows(pipeline, version, &readable, |batch| {
+                    if with_vectors {
+                        self.attach_vectors(batch)?;
+                    }
+                    for row in batch.iter() {
+                        serde_json::to_writer(&mut writer, &row).map_err(|err| io(err.into()))?;
+                        writer.write_all(b"\n").map_err(io)?;
+                    }
+                    Ok(())
+                })?;
+                writer.into_inner().map_err(|err| io(err.into_error()))?.sync_all().map_err(io)?;
+                chunks
+            }
+            ExportFormat::Parquet => {
+                let schema = Arc::new(parquet_schema(with_vectors));
+                let properties = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .set_max_row_group_row_count(Some(BATCH_ROWS))
+                    .build();
+                let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(parquet_error)?;
+                let chunks = self.visit_export_rows(pipeline, version, &readable, |batch| {
+                    if with_vectors {
+                        self.attach_vectors(batch)?;
+                    }
+                    writer.write(&record_batch(&schema, batch, with_vectors)?).map_err(parquet_error)
+                })?;
+                writer.into_inner().map_err(parquet_error)?.sync_all().map_err(io)?;
+                chunks
+            }
+        };
+        std::fs::rename(&partial, out).map_err(|source| StoreError::Io { path: out.to_owned(), source })?;
+        let bytes = std::fs::metadata(out).map_err(|source| StoreError::Io { path: out.to_owned(), source })?.len();
+        Ok(ExportSummary { version, chunks, bytes })
     }
 }
 

@@ -11,8 +11,9 @@
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, now_ms};
+use crate::catalog::{SqliteCatalog, now_ms};
 use crate::error::Result;
+use crate::prelude::*;
 
 /// A file taken on by a run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,9 +30,8 @@ pub struct InFlight {
     pub started_at: i64,
 }
 
-impl Catalog {
-    /// Records (durably) that a run is taking on this file.
-    pub fn record_in_flight(&self, pipeline: &str, entry: &InFlight) -> Result<()> {
+impl InFlightLog for SqliteCatalog {
+    fn record_in_flight(&self, pipeline: &str, entry: &InFlight) -> Result<()> {
         self.write(|t| {
             t.execute(
                 "INSERT OR REPLACE INTO in_flight (pipeline, root, rel_path, size, mtime_ns, run_id, answer_bytes, chunks,
@@ -52,8 +52,7 @@ impl Catalog {
         })
     }
 
-    /// The file is written (or failed harmlessly): its record goes.
-    pub fn clear_in_flight(&self, pipeline: &str, root: &str, rel_path: &str) -> Result<()> {
+    fn clear_in_flight(&self, pipeline: &str, root: &str, rel_path: &str) -> Result<()> {
         self.write(|t| {
             t.execute(
                 "DELETE FROM in_flight WHERE pipeline = ?1 AND root = ?2 AND rel_path = ?3",
@@ -63,16 +62,14 @@ impl Catalog {
         })
     }
 
-    /// A run that ended without a crash drops the records it wrote.
-    pub fn clear_in_flight_of_run(&self, pipeline: &str, run_id: &str) -> Result<()> {
+    fn clear_in_flight_of_run(&self, pipeline: &str, run_id: &str) -> Result<()> {
         self.write(|t| {
             t.execute("DELETE FROM in_flight WHERE pipeline = ?1 AND run_id = ?2", params![pipeline, run_id])?;
             Ok(())
         })
     }
 
-    /// Every record: files a stopped daemon had in hand.
-    pub fn in_flight(&self, pipeline: &str) -> Result<Vec<InFlight>> {
+    fn in_flight(&self, pipeline: &str) -> Result<Vec<InFlight>> {
         self.read(|c| {
             let mut statement = c.prepare(
                 "SELECT root, rel_path, size, mtime_ns, run_id, answer_bytes, chunks, started_at FROM in_flight

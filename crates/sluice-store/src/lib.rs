@@ -1,5 +1,7 @@
-//! Storage for one pipeline: the SQLite catalog (source of truth), Qdrant Edge (dense) and
-//! Tantivy (lexical), kept consistent by the versioned commit protocol of DESIGN.md §3.
+//! Storage for one pipeline: the catalog (source of truth; SQLite), a dense index per
+//! embedding model (Qdrant Edge or a Qdrant server) and the lexical index (Tantivy), each
+//! behind a trait (`catalog/`, `vectors/`, `lexical/`), kept consistent by the versioned commit
+//! protocol of DESIGN.md §3.
 //!
 //! Protocol for version N: (1) `begin` records N as pending; (2) every retirement and addition
 //! is written to the catalog and applied to both indexes, each step idempotent; (3) `commit`
@@ -28,6 +30,16 @@ mod types;
 mod vectors;
 mod verify;
 
+/// The storage traits, for calling their methods on `&dyn Catalog` and the indexes.
+pub mod prelude {
+    pub use crate::catalog::{
+        AccessHistory, Aliases, AuditArchive, AuditLog, Catalog, ChunkLineage, CostLedger, Documents, EmbeddingCache,
+        Exports, InFlightLog, QuarantineLog, Retention, TokenStore, VersionDiffs, VersionLog,
+    };
+    pub use crate::lexical::LexicalIndex;
+    pub use crate::vectors::VectorIndex;
+}
+
 use std::path::{Path, PathBuf};
 
 use sluice_config::VectorsPlan;
@@ -35,7 +47,11 @@ use sluice_core::{ChunkId, Fingerprint, VERSION_OPEN, Version};
 use tracing::{info, warn};
 
 pub use audit::{Actor, AuditEntry, AuditEvent, AuditKey, AuditProblem, AuditVerification};
-pub use catalog::{Catalog, now_ms};
+pub use catalog::{
+    AccessHistory, Aliases, AuditArchive, AuditLog, CATALOG_FILE, Catalog, ChunkLineage, CostLedger, Documents,
+    EmbeddingCache, Exports, InFlightLog, QuarantineLog, Retention, SqliteCatalog, TokenStore, VersionDiffs,
+    VersionLog, now_ms, open_catalog,
+};
 pub use cost::{CostReport, DocumentCost, Quantiles, SourceCost, StageCost, StageReport, VersionCost};
 pub use diff::{DiffCount, DiffEntry, VersionDiff};
 pub use error::{Result, StoreError};
@@ -59,14 +75,14 @@ pub use verify::VerifyReport;
 pub struct Store {
     pipeline: String,
     /// Shared with the search audit writer (`sluice-pipeline`), which outlives no store.
-    catalog: std::sync::Arc<Catalog>,
+    catalog: std::sync::Arc<dyn Catalog>,
     vectors: ModelIndexes,
     lexical: Box<dyn LexicalIndex>,
 }
 
 /// Where each store of a pipeline lives under the data directory.
 pub fn store_paths(data_dir: &Path, pipeline: &str) -> (PathBuf, PathBuf, PathBuf) {
-    (data_dir.join("catalog.sqlite"), data_dir.join("qdrant").join(pipeline), data_dir.join("tantivy").join(pipeline))
+    (data_dir.join(CATALOG_FILE), data_dir.join("qdrant").join(pipeline), data_dir.join("tantivy").join(pipeline))
 }
 
 impl Store {
@@ -80,7 +96,7 @@ impl Store {
         let (catalog_path, vectors_path, lexical_path) = store_paths(data_dir, pipeline);
         let (lexical, lexical_outdated) = TantivyIndex::open(&lexical_path)?;
         let lexical: Box<dyn LexicalIndex> = Box::new(lexical);
-        let catalog = std::sync::Arc::new(Catalog::open(&catalog_path)?);
+        let catalog: std::sync::Arc<dyn Catalog> = std::sync::Arc::new(SqliteCatalog::open(&catalog_path)?);
         let vectors = ModelIndexes::new(&vectors_path, vectors, catalog.clone(), pipeline)?;
         let store = Self { pipeline: pipeline.to_owned(), catalog, vectors, lexical };
         if lexical_outdated {
@@ -184,12 +200,12 @@ impl Store {
         &self.pipeline
     }
 
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    pub fn catalog(&self) -> &dyn Catalog {
+        self.catalog.as_ref()
     }
 
     /// The catalog, for a thread of its own (the search audit writer).
-    pub fn shared_catalog(&self) -> std::sync::Arc<Catalog> {
+    pub fn shared_catalog(&self) -> std::sync::Arc<dyn Catalog> {
         self.catalog.clone()
     }
 
@@ -249,9 +265,9 @@ impl Store {
         chunks.retain(|chunk| chunk.model == model);
         let mut written = 0;
         for batch in chunks.chunks(1024) {
-            let cached = self
-                .catalog
-                .cached_embeddings_by_model(batch.iter().map(|chunk| (chunk.model.as_str(), chunk.text_hash)))?;
+            let cached = self.catalog.cached_embeddings_by_model(
+                &batch.iter().map(|chunk| (chunk.model.as_str(), chunk.text_hash)).collect::<Vec<_>>(),
+            )?;
             let uris: Vec<String> = batch.iter().map(|chunk| file_uri(&chunk.path)).collect();
             let mut points = Vec::with_capacity(batch.len());
             for (chunk, uri) in batch.iter().zip(uris) {

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use sluice_core::{Acl, ChunkId, ContentHash, DocumentId, ReadAccess, TextHash, VERSION_OPEN, Version};
 
-use crate::catalog::{Catalog, opt_u32, parse_acl, parse_id, parse_reason, parse_strings};
+use crate::catalog::{SqliteCatalog, opt_u32, parse_acl, parse_id, parse_reason, parse_strings};
 use crate::error::Result;
+use crate::prelude::*;
 use crate::time_travel::PastAccess;
 use crate::types::{ChangeReason, join_path};
 
@@ -109,12 +110,8 @@ pub struct Appearance {
     pub valid_to: Option<Version>,
 }
 
-impl Catalog {
-    /// The lineage of `chunk_id`, from its latest appearance; `None` if no committed version
-    /// ever held it (or retention removed it).
-    /// `None` too when `access` may not read it: a reader learns nothing of chunks it cannot see.
-    /// A chunk no longer live is shown as `past` says (`time_travel.rs`).
-    pub fn lineage(
+impl ChunkLineage for SqliteCatalog {
+    fn lineage(
         &self,
         pipeline: &str,
         chunk_id: ChunkId,

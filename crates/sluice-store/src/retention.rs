@@ -14,8 +14,9 @@ use tracing::info;
 
 use crate::Store;
 use crate::audit::Actor;
-use crate::catalog::{Catalog, alias_in, now_ms, parse_id, set_alias};
+use crate::catalog::{SqliteCatalog, alias_in, now_ms, parse_id, set_alias};
 use crate::error::{Result, StoreError};
+use crate::prelude::*;
 
 /// What one garbage collection did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,10 +33,8 @@ pub struct GcReport {
 const UNREACHABLE: &str =
     "NOT EXISTS (SELECT 1 FROM json_each(?2) r WHERE r.value >= valid_from AND r.value < valid_to)";
 
-impl Catalog {
-    /// Points `live` at committed version N, audited in the same transaction. A version the
-    /// evaluation gate held needs `force`, and is then marked `forced`.
-    pub fn promote(&self, version: Version, force: bool, by: &Actor<'_>) -> Result<()> {
+impl Aliases for SqliteCatalog {
+    fn promote(&self, version: Version, force: bool, by: &Actor<'_>) -> Result<()> {
         let pipeline = by.pipeline;
         self.require_committed(pipeline, version)?;
         let gate = self.gate(pipeline, version)?;
@@ -59,8 +58,7 @@ impl Catalog {
         })
     }
 
-    /// The evaluation gate's verdict on a version, if it was evaluated.
-    pub fn gate(&self, pipeline: &str, version: Version) -> Result<Option<String>> {
+    fn gate(&self, pipeline: &str, version: Version) -> Result<Option<String>> {
         self.read(|c| {
             c.query_row(
                 "SELECT gate FROM versions WHERE pipeline = ?1 AND version = ?2",
@@ -72,9 +70,7 @@ impl Catalog {
         })
     }
 
-    /// Records the gate's verdict and report on committed version N with its audit entry;
-    /// `passed` also points `live` at it, all in one transaction.
-    pub fn record_gate(
+    fn record_gate(
         &self,
         pipeline: &str,
         version: Version,
@@ -95,9 +91,7 @@ impl Catalog {
         })
     }
 
-    /// Committed versions newer than `live` the gate has not judged yet (a crash came between
-    /// commit and evaluation), oldest first.
-    pub fn ungated_versions(&self, pipeline: &str) -> Result<Vec<Version>> {
+    fn ungated_versions(&self, pipeline: &str) -> Result<Vec<Version>> {
         self.read(|c| {
             let mut statement = c.prepare(
                 "SELECT version FROM versions WHERE pipeline = ?1 AND state = 'committed' AND gate IS NULL
@@ -108,9 +102,7 @@ impl Catalog {
         })
     }
 
-    /// Moves `live` back to the newest committed version older than it, audited in the same
-    /// transaction; returns that version.
-    pub fn roll_back_live(&self, by: &Actor<'_>) -> Result<Version> {
+    fn roll_back_live(&self, by: &Actor<'_>) -> Result<Version> {
         let pipeline = by.pipeline;
         let live = self.alias(pipeline, "live")?.ok_or_else(|| StoreError::Conflict("nothing is live yet".into()))?;
         let previous: Option<Version> = self.read(|c| {
@@ -132,9 +124,7 @@ impl Catalog {
         Ok(previous)
     }
 
-    /// Pins (or unpins) committed version N, audited in the same transaction: retention keeps
-    /// a pinned version whatever its age.
-    pub fn set_pinned(&self, version: Version, pinned: bool, by: &Actor<'_>) -> Result<()> {
+    fn set_pinned(&self, version: Version, pinned: bool, by: &Actor<'_>) -> Result<()> {
         let pipeline = by.pipeline;
         self.require_committed(pipeline, version)?;
         self.write_audited(|t| {
@@ -146,10 +136,9 @@ impl Catalog {
             Ok(((), vec![by.event(action, format!("version {version}"), serde_json::json!({"version": version}))]))
         })
     }
+}
 
-    /// Marks committed versions expired unless they are among the `keep` newest, pinned, or
-    /// an alias target, audited in the same transaction when anything expires. Returns
-    /// (expired now, retained).
+impl Retention for SqliteCatalog {
     fn expire_versions(&self, keep: usize, by: &Actor<'_>) -> Result<(Vec<Version>, Vec<Version>)> {
         let pipeline = by.pipeline;
         self.write_audited(|t| {
@@ -190,7 +179,6 @@ impl Catalog {
         })
     }
 
-    /// Committed versions, oldest first.
     fn committed_versions(&self, pipeline: &str) -> Result<Vec<Version>> {
         self.read(|c| {
             let mut statement =
@@ -199,8 +187,6 @@ impl Catalog {
         })
     }
 
-    /// Chunk appearances no version in `retained` can see.
-    /// The (model, point) of every chunk appearance no version in `retained` can see.
     fn unreachable_chunks(&self, pipeline: &str, retained: &[Version]) -> Result<Vec<(String, PointKey)>> {
         let retained = serde_json::to_string(retained).expect("numbers serialise");
         self.read(|c| {
@@ -217,7 +203,6 @@ impl Catalog {
         })
     }
 
-    /// Deletes the chunk appearances and document versions no version in `retained` can see.
     fn delete_unreachable(&self, pipeline: &str, retained: &[Version]) -> Result<(usize, usize)> {
         let retained = serde_json::to_string(retained).expect("numbers serialise");
         self.write(|t| {

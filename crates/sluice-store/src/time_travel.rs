@@ -11,8 +11,9 @@
 use rusqlite::params;
 use sluice_core::{Acl, ReadAccess, Version};
 
-use crate::catalog::Catalog;
+use crate::catalog::SqliteCatalog;
 use crate::error::Result;
+use crate::prelude::*;
 
 /// Who is reading, for an index query: the reader's keys, less the documents it may no longer
 /// see at the version asked for.
@@ -39,10 +40,8 @@ pub enum PastAccess {
     Hidden,
 }
 
-impl Catalog {
-    /// Document ids (hex) visible at `version` that `access` may read as committed but not
-    /// today. Empty for an unrestricted reader.
-    pub fn revoked_documents(&self, pipeline: &str, version: Version, access: &ReadAccess) -> Result<Vec<String>> {
+impl AccessHistory for SqliteCatalog {
+    fn revoked_documents(&self, pipeline: &str, version: Version, access: &ReadAccess) -> Result<Vec<String>> {
         if matches!(access, ReadAccess::Unrestricted) {
             return Ok(Vec::new());
         }
@@ -67,8 +66,7 @@ impl Catalog {
             .collect())
     }
 
-    /// Whether `access` may read the file at `root`/`rel_path` today (its ledger readers).
-    pub fn may_read_today(&self, pipeline: &str, root: &str, rel_path: &str, access: &ReadAccess) -> Result<bool> {
+    fn may_read_today(&self, pipeline: &str, root: &str, rel_path: &str, access: &ReadAccess) -> Result<bool> {
         if matches!(access, ReadAccess::Unrestricted) {
             return Ok(true);
         }

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use sluice_core::Principal;
 
 use crate::audit::Actor;
-use crate::catalog::{Catalog, now_ms};
+use crate::catalog::{SqliteCatalog, now_ms};
 use crate::error::{Result, StoreError};
+use crate::prelude::*;
 
 const PREFIX: &str = "sluice_";
 
@@ -82,16 +83,8 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
 
 const TOKEN_COLUMNS: &str = "id, user, groups, role, created_at, revoked_at";
 
-impl Catalog {
-    /// Creates a token (audited with it); returns it with the secret, which is shown once and
-    /// never stored.
-    pub fn create_token(
-        &self,
-        user: &str,
-        groups: &[String],
-        role: Role,
-        by: &Actor<'_>,
-    ) -> Result<(TokenInfo, String)> {
+impl TokenStore for SqliteCatalog {
+    fn create_token(&self, user: &str, groups: &[String], role: Role, by: &Actor<'_>) -> Result<(TokenInfo, String)> {
         if user.is_empty() || user.contains(':') {
             return Err(StoreError::Invalid(format!(
                 "a token's user must be a non-empty name without ':', got {user:?}"
@@ -125,15 +118,14 @@ impl Catalog {
         Ok((info, format!("{PREFIX}{id}_{secret}")))
     }
 
-    pub fn tokens(&self) -> Result<Vec<TokenInfo>> {
+    fn tokens(&self) -> Result<Vec<TokenInfo>> {
         self.read(|c| {
             let mut statement = c.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"))?;
             statement.query_map([], token_row)?.collect()
         })
     }
 
-    /// Revokes a token by id (audited with it); `false` if there is no such live token.
-    pub fn revoke_token(&self, id: &str, by: &Actor<'_>) -> Result<bool> {
+    fn revoke_token(&self, id: &str, by: &Actor<'_>) -> Result<bool> {
         self.write_audited(|t| {
             let changed = t.execute(
                 "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
@@ -144,8 +136,7 @@ impl Catalog {
         })
     }
 
-    /// The live token `presented` stands for, or `None` (malformed, unknown, wrong secret, revoked).
-    pub fn authenticate(&self, presented: &str) -> Result<Option<TokenInfo>> {
+    fn authenticate(&self, presented: &str) -> Result<Option<TokenInfo>> {
         let Some((id, secret)) = presented.strip_prefix(PREFIX).and_then(|rest| rest.split_once('_')) else {
             return Ok(None);
         };
@@ -171,7 +162,7 @@ mod tests {
     #[test]
     fn tokens_authenticate_until_revoked_and_only_with_their_secret() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let catalog = SqliteCatalog::open(&dir.path().join("catalog.sqlite")).unwrap();
         let (info, token) = catalog.create_token("alice", &["eng".into()], Role::Operator, &BY).unwrap();
         assert_eq!(catalog.authenticate(&token).unwrap().as_ref(), Some(&info));
         assert_eq!(info.principal().keys()[..2], ["user:alice", "group:eng"]);

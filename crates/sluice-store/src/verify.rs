@@ -11,13 +11,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use sluice_core::{Acl, ChunkId, TextHash, Version};
 
 use crate::Store;
-use crate::catalog::{parse_acl, parse_id};
 use crate::error::Result;
+use crate::types::{StoredChunk, VersionState};
 
 /// Problems listed in full; beyond this many, only counted.
 const MAX_LISTED: usize = 50;
@@ -52,16 +51,6 @@ impl VerifyReport {
     }
 }
 
-/// One chunk appearance as the catalog has it.
-struct CatalogRow {
-    chunk_id: ChunkId,
-    valid_from: Version,
-    valid_to: Version,
-    text_hash: TextHash,
-    readers: Acl,
-    model: String,
-}
-
 impl Store {
     /// Compares the three stores; with `version`, checks that version (else every committed
     /// one, and the index filters at `live`). Run it between runs: a version being written is
@@ -73,7 +62,7 @@ impl Store {
         for pending in catalog.pending_versions(pipeline)? {
             report.problem(format!("version {pending} is pending (a run is writing it, or recovery did not run)"));
         }
-        let rows = self.catalog_rows()?;
+        let rows = catalog.all_chunk_appearances(pipeline)?;
         report.catalog_chunks = rows.len();
 
         // Appearances: the catalog's against each index's, interval included.
@@ -90,7 +79,7 @@ impl Store {
         compare("Tantivy", &expected, documents.iter().map(|d| (d.chunk_id, d.valid_from, d.valid_to)), &mut report);
 
         // Readers: each index must filter on the ACL the catalog holds.
-        let by_key: HashMap<(ChunkId, Version), &CatalogRow> =
+        let by_key: HashMap<(ChunkId, Version), &StoredChunk> =
             rows.iter().map(|row| ((row.chunk_id, row.valid_from), row)).collect();
         let stored_readers = points
             .iter()
@@ -107,7 +96,8 @@ impl Store {
         }
 
         // Vectors against the embedding cache.
-        let cached = catalog.cached_embeddings_by_model(rows.iter().map(|row| (row.model.as_str(), row.text_hash)))?;
+        let wanted: Vec<(&str, TextHash)> = rows.iter().map(|row| (row.model.as_str(), row.text_hash)).collect();
+        let cached = catalog.cached_embeddings_by_model(&wanted)?;
         for (label, point) in &points {
             let (chunk_id, valid_from, vector) = (point.chunk_id, point.valid_from, &point.vector);
             let Some(row) = by_key.get(&(chunk_id, valid_from)) else { continue };
@@ -129,12 +119,12 @@ impl Store {
         }
 
         // Each version whole: nothing visible twice, the count it committed with.
-        let committed: Vec<(Version, Option<i64>)> = catalog.read(|c| {
-            let mut statement = c.prepare(
-                "SELECT version, chunks FROM versions WHERE pipeline = ?1 AND state = 'committed' ORDER BY version",
-            )?;
-            statement.query_map([pipeline], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
-        })?;
+        let committed: Vec<(Version, Option<i64>)> = catalog
+            .versions(pipeline)?
+            .into_iter()
+            .filter(|info| info.state == VersionState::Committed)
+            .map(|info| (info.version, info.chunks.map(|chunks| chunks as i64)))
+            .collect();
         let recorded: HashMap<Version, Option<i64>> = committed.iter().copied().collect();
         let versions: Vec<Version> = match version {
             Some(version) => {
@@ -144,7 +134,7 @@ impl Store {
             None => committed.iter().map(|(version, _)| *version).collect(),
         };
         for &v in &versions {
-            let visible: Vec<&CatalogRow> = rows.iter().filter(|r| r.valid_from <= v && v < r.valid_to).collect();
+            let visible: Vec<&StoredChunk> = rows.iter().filter(|r| r.valid_from <= v && v < r.valid_to).collect();
             let mut chunks = HashSet::new();
             for row in &visible {
                 if !chunks.insert(row.chunk_id) {
@@ -156,7 +146,7 @@ impl Store {
             {
                 report.problem(format!("version {v}: {} chunks visible, {count} when it committed", visible.len()));
             }
-            for (doc_id, rows) in self.documents_visible_twice(v)? {
+            for (doc_id, rows) in catalog.documents_visible_twice(pipeline, v)? {
                 report.problem(format!("version {v}: document {doc_id} is visible {rows} times"));
             }
         }
@@ -176,38 +166,6 @@ impl Store {
         }
         report.versions_checked = versions;
         Ok(report)
-    }
-
-    fn catalog_rows(&self) -> Result<Vec<CatalogRow>> {
-        self.catalog().read(|c| {
-            let mut statement = c.prepare(
-                "SELECT c.chunk_id, c.valid_from, c.valid_to, c.text_hash, d.model_fingerprint, d.readers
-                 FROM chunks c JOIN documents d ON d.id = c.document WHERE c.pipeline = ?1",
-            )?;
-            statement
-                .query_map([self.pipeline()], |r| {
-                    Ok(CatalogRow {
-                        chunk_id: parse_id(r.get(0)?, ChunkId::parse)?,
-                        valid_from: r.get(1)?,
-                        valid_to: r.get(2)?,
-                        text_hash: parse_id(r.get(3)?, TextHash::parse)?,
-                        model: r.get(4)?,
-                        readers: parse_acl(r.get(5)?)?,
-                    })
-                })?
-                .collect()
-        })
-    }
-
-    /// Document ids with more than one row visible at `version`, and how many.
-    fn documents_visible_twice(&self, version: Version) -> Result<Vec<(String, i64)>> {
-        self.catalog().read(|c| {
-            let mut statement = c.prepare(
-                "SELECT doc_id, COUNT(*) FROM documents WHERE pipeline = ?1 AND valid_from <= ?2 AND ?2 < valid_to
-                 GROUP BY doc_id HAVING COUNT(*) > 1",
-            )?;
-            statement.query_map(params![self.pipeline(), version], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
-        })
     }
 }
 

@@ -7,7 +7,7 @@ use anyhow::Context;
 use sluice_config::{PipelinePlan, SourcePlan};
 use sluice_core::{ReadAccess, Version};
 use sluice_pipeline::{Engine, RunSummary, Scope, SearchResponse};
-use sluice_store::{Catalog, DataDirLock, QuarantineEntry, SearchMode, VersionInfo, store_paths};
+use sluice_store::{DataDirLock, QuarantineEntry, SearchMode, VersionInfo, store_paths};
 
 use crate::auth::local_principal;
 use crate::client;
@@ -187,7 +187,7 @@ pub fn versions(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::Res
     let plan = load_plan(pipeline)?;
     let (catalog_path, _, _) = store_paths(data, &plan.name);
     let versions: Vec<VersionInfo> =
-        if catalog_path.exists() { Catalog::open(&catalog_path)?.versions(&plan.name)? } else { Vec::new() };
+        if catalog_path.exists() { sluice_store::open_catalog(data)?.versions(&plan.name)? } else { Vec::new() };
     if json {
         println!("{}", serde_json::to_string_pretty(&versions)?);
         return Ok(ExitCode::SUCCESS);
@@ -222,7 +222,7 @@ pub fn quarantine_list(data: &Path, pipeline: Option<&Path>, json: bool) -> anyh
     } else {
         let plan = load_plan(pipeline)?;
         let (catalog_path, _, _) = store_paths(data, &plan.name);
-        if catalog_path.exists() { Catalog::open(&catalog_path)?.quarantine(&plan.name)? } else { Vec::new() }
+        if catalog_path.exists() { sluice_store::open_catalog(data)?.quarantine(&plan.name)? } else { Vec::new() }
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
@@ -262,7 +262,7 @@ pub fn quarantine_retry(data: &Path, models: &Path, pipeline: Option<&Path>, pat
     let mut plan = load_plan(pipeline)?;
     let (catalog_path, _, _) = store_paths(data, &plan.name);
     let entry = if catalog_path.exists() {
-        Catalog::open(&catalog_path)?.quarantine(&plan.name)?.into_iter().find(|entry| entry.matches(&path))
+        sluice_store::open_catalog(data)?.quarantine(&plan.name)?.into_iter().find(|entry| entry.matches(&path))
     } else {
         None
     };

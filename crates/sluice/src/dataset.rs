@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -22,11 +23,11 @@ use crate::commands::{load_plan, open_engine};
 
 /// The catalog of the pipeline named by `pipeline` (or the default one), with its audit key,
 /// and the plan.
-fn open_catalog(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<(Catalog, PipelinePlan)> {
+fn open_catalog(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<(Arc<dyn Catalog>, PipelinePlan)> {
     let plan = load_plan(pipeline)?;
     let (catalog_path, _, _) = sluice_store::store_paths(data, &plan.name);
     anyhow::ensure!(catalog_path.exists(), "no catalog at {}: nothing ingested yet", catalog_path.display());
-    let catalog = Catalog::open(&catalog_path)?;
+    let catalog = sluice_store::open_catalog(data)?;
     catalog.set_audit_key(sluice_pipeline::audit_key(&plan, data)?);
     Ok((catalog, plan))
 }
@@ -162,7 +163,7 @@ fn change<T: for<'de> Deserialize<'de>>(
     pipeline: Option<&Path>,
     method: &str,
     api_path: &str,
-    here: impl FnOnce(&Catalog, &Actor<'_>) -> anyhow::Result<T>,
+    here: impl FnOnce(&dyn Catalog, &Actor<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     if DataDirLock::is_held(data) {
         return client::send(data, method, api_path);
@@ -170,7 +171,7 @@ fn change<T: for<'de> Deserialize<'de>>(
     let _lock = DataDirLock::acquire(data)?;
     let (catalog, plan) = open_catalog(data, pipeline)?;
     let principal = local_principal();
-    here(&catalog, &Actor { pipeline: &plan.name, principal: &principal })
+    here(catalog.as_ref(), &Actor { pipeline: &plan.name, principal: &principal })
 }
 
 #[derive(Deserialize)]

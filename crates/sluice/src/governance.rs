@@ -7,20 +7,19 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use sluice_store::{Actor, Catalog, Role, store_paths};
+use sluice_store::{Actor, Catalog, Role};
 
 use crate::auth::local_principal;
 use crate::commands::load_plan;
 
 /// The data directory's catalog (created if needed: tokens may come before any ingest), with
 /// the pipeline's audit key, so what is appended here is keyed like the daemon's entries.
-pub fn catalog(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<(Catalog, String)> {
+pub fn catalog(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<(Arc<dyn Catalog>, String)> {
     let plan = load_plan(pipeline)?;
-    sluice_store::create_private_dir(data).with_context(|| format!("cannot create {}", data.display()))?;
-    let (catalog_path, _, _) = store_paths(data, &plan.name);
-    let catalog = Catalog::open(&catalog_path)?;
+    let catalog = sluice_store::open_catalog(data)?;
     catalog.set_audit_key(sluice_pipeline::audit_key(&plan, data)?);
     Ok((catalog, plan.name))
 }
@@ -144,7 +143,7 @@ pub fn audit_export(
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     // Rotated segments first, then the catalog: the whole log, oldest first.
-    let written = catalog.visit_audit_entries(since, |entry| {
+    let written = catalog.visit_audit_entries(since, &mut |entry| {
         let io = |err: std::io::Error| sluice_store::StoreError::Io { path: "audit export".into(), source: err };
         serde_json::to_writer(&mut sink, entry).map_err(|err| io(err.into()))?;
         sink.write_all(b"\n").map_err(io)

@@ -20,12 +20,13 @@ use tracing::warn;
 use super::{
     DenseHit, DenseQuery, EdgeVectors, ServerConnection, ServerVectors, StoredPoint, VectorIndex, VectorPoint,
 };
-use crate::catalog::Catalog;
+
 use crate::error::{Result, StoreError};
+use crate::prelude::*;
 
 pub struct ModelIndexes {
     backend: Backend,
-    catalog: Arc<Catalog>,
+    catalog: Arc<dyn Catalog>,
     pipeline: String,
     /// Model label → its index, once opened.
     open: RwLock<BTreeMap<String, Arc<dyn VectorIndex>>>,
@@ -51,7 +52,7 @@ pub(crate) fn label(model: &str) -> Result<&str> {
 impl ModelIndexes {
     /// The indexes of `pipeline`'s models: Edge shards under `edge_root`, or collections on
     /// the plan's server. Opens nothing yet.
-    pub(crate) fn new(edge_root: &Path, plan: &VectorsPlan, catalog: Arc<Catalog>, pipeline: &str) -> Result<Self> {
+    pub(crate) fn new(edge_root: &Path, plan: &VectorsPlan, catalog: Arc<dyn Catalog>, pipeline: &str) -> Result<Self> {
         let backend = match plan {
             VectorsPlan::Edge => {
                 remove_single_shard(edge_root)?;

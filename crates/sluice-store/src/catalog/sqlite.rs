@@ -16,6 +16,7 @@ use sluice_core::{Acl, Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, Tex
 
 use crate::audit::Actor;
 use crate::error::{Result, StoreError};
+use crate::prelude::*;
 use crate::types::{
     ChangeReason, CommitRecord, DocumentWrite, FileStatus, LedgerChange, LedgerEntry, LiveDocument, QuarantineEntry,
     Reusable, ReusableDocument, StageFingerprints, StoredChunk, VersionInfo, VersionState, join_path,
@@ -291,10 +292,11 @@ const MIGRATE_4_TO_5_AUDIT: &str = r#"
 ALTER TABLE audit ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0;
 "#;
 
-pub struct Catalog {
+/// The catalog in one SQLite file (WAL): one writer connection, a pool of readers.
+pub struct SqliteCatalog {
     path: std::path::PathBuf,
     /// Keys the audit chain (`audit.rs`); set by whoever opened the catalog with a pipeline.
-    audit_key: std::sync::RwLock<Option<crate::audit::AuditKey>>,
+    pub(crate) audit_key: std::sync::RwLock<Option<crate::audit::AuditKey>>,
     /// One audit rotation at a time (the search audit writer and a run's commit both rotate).
     pub(crate) rotation: Mutex<()>,
     // Fields drop in order: the read-only connections close first, so the writer is the last
@@ -334,7 +336,7 @@ pub(crate) fn opt_u32(value: Option<i64>) -> Option<u32> {
     value.and_then(|v| u32::try_from(v).ok())
 }
 
-impl Catalog {
+impl SqliteCatalog {
     pub fn open(path: &Path) -> Result<Self> {
         let writer = Connection::open(path)?;
         writer.execute_batch(
@@ -395,11 +397,6 @@ impl Catalog {
         &self.path
     }
 
-    /// Keys the audit chain from now on: entries are appended and verified as HMACs under it.
-    pub fn set_audit_key(&self, key: Option<crate::audit::AuditKey>) {
-        *self.audit_key.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = key;
-    }
-
     pub(crate) fn audit_key(&self) -> Option<crate::audit::AuditKey> {
         self.audit_key.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
@@ -441,13 +438,20 @@ impl Catalog {
         Ok(value)
     }
 
-    // ---- versions and aliases -------------------------------------------------------------
+    fn chunks_where(&self, condition: &str, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
+        self.read(|c| {
+            let mut statement = c.prepare(&format!("{STORED_CHUNK_SELECT} WHERE {condition} ORDER BY c.chunk_id"))?;
+            statement.query_map(params![pipeline, version], stored_chunk_row)?.collect()
+        })
+    }
+}
 
-    /// The number the next version gets: one more than any version ever started, aborted ones
-    /// included, so a number is never reused.
-    /// This catalog's identity: random, made once. A Qdrant collection sluice creates names it,
-    /// so that another catalog does not take the collection for its own.
-    pub fn identity(&self) -> Result<String> {
+impl Catalog for SqliteCatalog {
+    fn describe(&self) -> String {
+        format!("SQLite catalog {}", self.path().display())
+    }
+
+    fn identity(&self) -> Result<String> {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).map_err(|err| StoreError::Invalid(format!("no randomness for an id: {err}")))?;
         let fresh = hex::encode(bytes);
@@ -458,12 +462,11 @@ impl Catalog {
         Ok(self.meta("catalog_id")?.unwrap_or(fresh))
     }
 
-    /// A value from the `meta` table.
-    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+    fn meta(&self, key: &str) -> Result<Option<String>> {
         self.read(|c| c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional())
     }
 
-    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.write(|t| {
             t.execute(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -472,8 +475,10 @@ impl Catalog {
             Ok(())
         })
     }
+}
 
-    pub fn next_version(&self, pipeline: &str) -> Result<Version> {
+impl VersionLog for SqliteCatalog {
+    fn next_version(&self, pipeline: &str) -> Result<Version> {
         self.read(|c| {
             c.query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE pipeline = ?1", [pipeline], |r| {
                 r.get(0)
@@ -481,13 +486,7 @@ impl Catalog {
         })
     }
 
-    pub fn begin_version(
-        &self,
-        pipeline: &str,
-        version: Version,
-        fingerprint: Fingerprint,
-        run_id: &str,
-    ) -> Result<()> {
+    fn begin_version(&self, pipeline: &str, version: Version, fingerprint: Fingerprint, run_id: &str) -> Result<()> {
         self.write(|t| {
             t.execute(
                 "INSERT INTO versions (pipeline, version, state, pipeline_fingerprint, started_at, run_id)
@@ -498,8 +497,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// Records what a stage fingerprint stands for (lineage shows it). Idempotent.
-    pub fn put_fingerprint(&self, fingerprint: Fingerprint, stage: &str, settings: &str) -> Result<()> {
+    fn put_fingerprint(&self, fingerprint: Fingerprint, stage: &str, settings: &str) -> Result<()> {
         self.write(|t| {
             t.execute(
                 "INSERT OR IGNORE INTO fingerprints (fingerprint, stage, settings) VALUES (?1, ?2, ?3)",
@@ -509,7 +507,7 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn pending_versions(&self, pipeline: &str) -> Result<Vec<Version>> {
+    fn pending_versions(&self, pipeline: &str) -> Result<Vec<Version>> {
         self.read(|c| {
             let mut statement =
                 c.prepare("SELECT version FROM versions WHERE pipeline = ?1 AND state = 'pending' ORDER BY version")?;
@@ -517,14 +515,14 @@ impl Catalog {
         })
     }
 
-    pub fn alias(&self, pipeline: &str, name: &str) -> Result<Option<Version>> {
+    fn alias(&self, pipeline: &str, name: &str) -> Result<Option<Version>> {
         self.read(|c| {
             c.query_row("SELECT version FROM aliases WHERE pipeline = ?1 AND name = ?2", [pipeline, name], |r| r.get(0))
                 .optional()
         })
     }
 
-    pub fn version_state(&self, pipeline: &str, version: Version) -> Result<Option<VersionState>> {
+    fn version_state(&self, pipeline: &str, version: Version) -> Result<Option<VersionState>> {
         let state: Option<String> = self.read(|c| {
             c.query_row(
                 "SELECT state FROM versions WHERE pipeline = ?1 AND version = ?2",
@@ -536,8 +534,7 @@ impl Catalog {
         Ok(state.and_then(|s| VersionState::parse(&s)))
     }
 
-    /// Fails unless version N exists and is committed (not pending, aborted or expired).
-    pub(crate) fn require_committed(&self, pipeline: &str, version: Version) -> Result<()> {
+    fn require_committed(&self, pipeline: &str, version: Version) -> Result<()> {
         match self.version_state(pipeline, version)? {
             Some(VersionState::Committed) => Ok(()),
             Some(state) => Err(StoreError::Conflict(format!("version {version} is {}, not committed", state.as_str()))),
@@ -545,9 +542,7 @@ impl Catalog {
         }
     }
 
-    /// Commits version N in one transaction: its state, the ledger and quarantine changes of
-    /// the run, its audit entries and costs, and the `live` alias.
-    pub fn commit_version(&self, pipeline: &str, version: Version, record: &CommitRecord<'_>) -> Result<()> {
+    fn commit_version(&self, pipeline: &str, version: Version, record: &CommitRecord<'_>) -> Result<()> {
         let CommitRecord {
             ledger,
             quarantined,
@@ -639,28 +634,7 @@ impl Catalog {
         })
     }
 
-    /// Applies ledger changes that need no new version (a file touched but not changed).
-    pub fn update_ledger(&self, pipeline: &str, ledger: &[LedgerChange]) -> Result<()> {
-        let version = self.alias(pipeline, "live")?.unwrap_or(0);
-        self.write(|t| apply_ledger(t, pipeline, version, ledger))
-    }
-
-    /// Makes the next run take a quarantined file as new (its ledger entry goes; its live
-    /// documents stay until that run replaces them), audited in the same transaction.
-    pub fn forget_quarantined(&self, entry: &QuarantineEntry, by: &Actor<'_>) -> Result<()> {
-        let version = self.alias(by.pipeline, "live")?.unwrap_or(0);
-        let forget = LedgerChange::Remove { root: entry.root.clone(), rel_path: entry.rel_path.clone() };
-        self.write_audited(|t| {
-            apply_ledger(t, by.pipeline, version, std::slice::from_ref(&forget))?;
-            Ok((
-                (),
-                vec![by.event("quarantine_retry", entry.path.clone(), serde_json::json!({"reason": entry.reason}))],
-            ))
-        })
-    }
-
-    /// Undoes everything version N wrote to the catalog and marks it aborted.
-    pub fn abort_version(&self, pipeline: &str, version: Version) -> Result<()> {
+    fn abort_version(&self, pipeline: &str, version: Version) -> Result<()> {
         self.write(|t| {
             t.execute("DELETE FROM chunks WHERE pipeline = ?1 AND valid_from = ?2", params![pipeline, version])?;
             t.execute("DELETE FROM documents WHERE pipeline = ?1 AND valid_from = ?2", params![pipeline, version])?;
@@ -680,7 +654,7 @@ impl Catalog {
         })
     }
 
-    pub fn versions(&self, pipeline: &str) -> Result<Vec<VersionInfo>> {
+    fn versions(&self, pipeline: &str) -> Result<Vec<VersionInfo>> {
         self.read(|c| {
             let mut aliases: HashMap<Version, Vec<String>> = HashMap::new();
             let mut statement = c.prepare("SELECT name, version FROM aliases WHERE pipeline = ?1 ORDER BY name")?;
@@ -718,10 +692,28 @@ impl Catalog {
         })
     }
 
-    // ---- ledger ---------------------------------------------------------------------------
+    fn stage_settings(&self, fingerprint: &str) -> Result<Option<serde_json::Value>> {
+        self.read(|c| stage_settings_in(c, fingerprint))
+    }
+}
 
-    /// Every ledger entry under `root`, by relative path.
-    pub fn ledger(&self, pipeline: &str, root: &str) -> Result<HashMap<String, LedgerEntry>> {
+impl Documents for SqliteCatalog {
+    fn documents_visible_twice(&self, pipeline: &str, version: Version) -> Result<Vec<(String, i64)>> {
+        self.read(|c| {
+            let mut statement = c.prepare(
+                "SELECT doc_id, COUNT(*) FROM documents WHERE pipeline = ?1 AND valid_from <= ?2 AND ?2 < valid_to
+                 GROUP BY doc_id HAVING COUNT(*) > 1",
+            )?;
+            statement.query_map(params![pipeline, version], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        })
+    }
+
+    fn update_ledger(&self, pipeline: &str, ledger: &[LedgerChange]) -> Result<()> {
+        let version = self.alias(pipeline, "live")?.unwrap_or(0);
+        self.write(|t| apply_ledger(t, pipeline, version, ledger))
+    }
+
+    fn ledger(&self, pipeline: &str, root: &str) -> Result<HashMap<String, LedgerEntry>> {
         self.read(|c| {
             let mut statement = c.prepare(
                 "SELECT root, rel_path, size, mtime_ns, content_hash, status, readers FROM files
@@ -732,12 +724,7 @@ impl Catalog {
         })
     }
 
-    // ---- documents ------------------------------------------------------------------------
-
-    /// A live, indexed (not itself a duplicate) document with this normalised text and these
-    /// readers: a copy readable by others is not a duplicate (skipping it would hide the text
-    /// from readers of the copy).
-    pub fn live_document_with_text(
+    fn live_document_with_text(
         &self,
         pipeline: &str,
         text_hash: TextHash,
@@ -757,8 +744,7 @@ impl Catalog {
         })
     }
 
-    /// Every source root the pipeline's documents came from, longest first.
-    pub fn document_roots(&self, pipeline: &str) -> Result<Vec<String>> {
+    fn document_roots(&self, pipeline: &str) -> Result<Vec<String>> {
         self.read(|c| {
             let mut statement =
                 c.prepare("SELECT DISTINCT root FROM documents WHERE pipeline = ?1 ORDER BY length(root) DESC")?;
@@ -766,8 +752,7 @@ impl Catalog {
         })
     }
 
-    /// Live documents that were skipped as duplicates of `original`.
-    pub fn live_duplicates_of(&self, pipeline: &str, original: DocumentId) -> Result<Vec<LiveDocument>> {
+    fn live_duplicates_of(&self, pipeline: &str, original: DocumentId) -> Result<Vec<LiveDocument>> {
         self.read(|c| {
             let mut statement = c.prepare(&format!(
                 "SELECT {LIVE_DOCUMENT_COLUMNS} FROM documents
@@ -777,8 +762,7 @@ impl Catalog {
         })
     }
 
-    /// The live documents of one source file: the file's own and those of its embedded files.
-    pub fn live_documents_of_file(&self, pipeline: &str, root: &str, rel_path: &str) -> Result<Vec<LiveDocument>> {
+    fn live_documents_of_file(&self, pipeline: &str, root: &str, rel_path: &str) -> Result<Vec<LiveDocument>> {
         self.read(|c| {
             let mut statement = c.prepare(&format!(
                 "SELECT {LIVE_DOCUMENT_COLUMNS} FROM documents
@@ -788,9 +772,7 @@ impl Catalog {
         })
     }
 
-    /// Files under `root` with a live document written under other stage fingerprints, each
-    /// with the first stage that differs (extraction, then chunking, then the model).
-    pub fn stale_files(
+    fn stale_files(
         &self,
         pipeline: &str,
         root: &str,
@@ -826,10 +808,7 @@ impl Catalog {
         })
     }
 
-    /// A document already made from these bytes with these extraction and chunking
-    /// fingerprints, from any path and any version, and how much its chunks weigh (so the
-    /// caller can make room before loading them with [`Catalog::reusable_chunks`]).
-    pub fn reusable_document(
+    fn reusable_document(
         &self,
         pipeline: &str,
         content_hash: ContentHash,
@@ -856,8 +835,7 @@ impl Catalog {
         })
     }
 
-    /// The chunks and metadata of a document [`Catalog::reusable_document`] found.
-    pub fn reusable_chunks(&self, reusable: &Reusable) -> Result<ReusableDocument> {
+    fn reusable_chunks(&self, reusable: &Reusable) -> Result<ReusableDocument> {
         self.read(|c| {
             let (text_hash, format, title, page_count, pii) = c.query_row(
                 "SELECT text_hash, format, title, page_count, pii FROM documents WHERE id = ?1",
@@ -895,8 +873,7 @@ impl Catalog {
         })
     }
 
-    /// Writes documents and their chunks as part of pending version N, in one transaction.
-    pub fn insert_documents(&self, pipeline: &str, version: Version, writes: &[DocumentWrite]) -> Result<()> {
+    fn insert_documents(&self, pipeline: &str, version: Version, writes: &[DocumentWrite]) -> Result<()> {
         self.write(|t| {
             let mut insert_document = t.prepare_cached(
                 "INSERT INTO documents (pipeline, doc_id, root, rel_path, member, parent, embedded_files, content_hash,
@@ -963,8 +940,7 @@ impl Catalog {
         })
     }
 
-    /// Retires a live document and its chunks at version N; returns the retired chunks.
-    pub fn retire_document(
+    fn retire_document(
         &self,
         pipeline: &str,
         doc_id: DocumentId,
@@ -995,11 +971,7 @@ impl Catalog {
         })
     }
 
-    // ---- chunks ---------------------------------------------------------------------------
-
-    /// The stored appearances for these (chunk id, valid_from) keys, in the given order;
-    /// unknown keys are skipped.
-    pub fn chunks_by_key(&self, pipeline: &str, keys: &[(ChunkId, Version)]) -> Result<Vec<StoredChunk>> {
+    fn chunks_by_key(&self, pipeline: &str, keys: &[(ChunkId, Version)]) -> Result<Vec<StoredChunk>> {
         self.read(|c| {
             let mut statement = c.prepare_cached(&format!(
                 "{STORED_CHUNK_SELECT} WHERE c.chunk_id = ?1 AND c.valid_from = ?2 AND c.pipeline = ?3"
@@ -1017,24 +989,19 @@ impl Catalog {
         })
     }
 
-    /// Chunks that became visible at exactly `version` (what a rollback deletes).
-    pub fn chunks_added_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
+    fn chunks_added_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
         self.chunks_where("c.pipeline = ?1 AND c.valid_from = ?2", pipeline, version)
     }
 
-    /// Chunks that stopped being visible at exactly `version` (what a rollback reopens).
-    pub fn chunks_retired_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
+    fn chunks_retired_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
         self.chunks_where("c.pipeline = ?1 AND c.valid_to = ?2", pipeline, version)
     }
 
-    /// Every chunk visible at `version`, ordered by chunk id.
-    pub fn chunks_visible_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
+    fn chunks_visible_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
         self.chunks_where("c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to", pipeline, version)
     }
 
-    /// Fingerprints of the models that embedded the chunks visible at `version`: one, unless
-    /// the version mixes models; none for a version without chunks.
-    pub fn models_at(&self, pipeline: &str, version: Version) -> Result<Vec<String>> {
+    fn models_at(&self, pipeline: &str, version: Version) -> Result<Vec<String>> {
         self.read(|c| {
             let mut statement = c.prepare_cached(
                 "SELECT d.model_fingerprint FROM documents d JOIN chunks c ON c.document = d.id
@@ -1045,8 +1012,7 @@ impl Catalog {
         })
     }
 
-    /// Whether a live document with chunks was embedded by a model other than `model`.
-    pub fn has_live_documents_of_other_models(&self, pipeline: &str, model: Fingerprint) -> Result<bool> {
+    fn has_live_documents_of_other_models(&self, pipeline: &str, model: Fingerprint) -> Result<bool> {
         self.read(|c| {
             c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM documents d WHERE d.pipeline = ?1 AND d.valid_to = ?2
@@ -1057,13 +1023,7 @@ impl Catalog {
         })
     }
 
-    /// The settings a stage fingerprint stands for, as recorded (`put_fingerprint`).
-    pub fn stage_settings(&self, fingerprint: &str) -> Result<Option<serde_json::Value>> {
-        self.read(|c| stage_settings_in(c, fingerprint))
-    }
-
-    /// How many chunk appearances each model embedded, whatever their versions.
-    pub fn appearance_counts_by_model(&self, pipeline: &str) -> Result<Vec<(String, usize)>> {
+    fn appearance_counts_by_model(&self, pipeline: &str) -> Result<Vec<(String, usize)>> {
         self.read(|c| {
             let mut statement = c.prepare_cached(
                 "SELECT d.model_fingerprint, COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document
@@ -1075,8 +1035,19 @@ impl Catalog {
         })
     }
 
-    /// The dimension of the vectors cached for `model` (`None`: it has none).
-    pub fn model_dimension(&self, model: &str) -> Result<Option<usize>> {
+    fn appearance_count(&self, pipeline: &str) -> Result<usize> {
+        let count: i64 =
+            self.read(|c| c.query_row("SELECT COUNT(*) FROM chunks WHERE pipeline = ?1", [pipeline], |r| r.get(0)))?;
+        Ok(usize::try_from(count).unwrap_or_default())
+    }
+
+    fn all_chunk_appearances(&self, pipeline: &str) -> Result<Vec<StoredChunk>> {
+        self.chunks_where("c.pipeline = ?1 AND c.valid_to >= ?2", pipeline, 0)
+    }
+}
+
+impl EmbeddingCache for SqliteCatalog {
+    fn model_dimension(&self, model: &str) -> Result<Option<usize>> {
         let bytes: Option<i64> = self.read(|c| {
             c.query_row("SELECT length(vector) FROM embeddings WHERE model = ?1 LIMIT 1", [model], |r| r.get(0))
                 .optional()
@@ -1084,32 +1055,7 @@ impl Catalog {
         Ok(bytes.map(|bytes| usize::try_from(bytes).unwrap_or_default() / std::mem::size_of::<f32>()))
     }
 
-    /// How many chunk appearances the pipeline has, whatever their versions.
-    pub fn appearance_count(&self, pipeline: &str) -> Result<usize> {
-        let count: i64 =
-            self.read(|c| c.query_row("SELECT COUNT(*) FROM chunks WHERE pipeline = ?1", [pipeline], |r| r.get(0)))?;
-        Ok(usize::try_from(count).unwrap_or_default())
-    }
-
-    /// Every chunk appearance of the pipeline, whatever its interval (to rebuild an index).
-    pub fn all_chunk_appearances(&self, pipeline: &str) -> Result<Vec<StoredChunk>> {
-        self.chunks_where("c.pipeline = ?1 AND c.valid_to >= ?2", pipeline, 0)
-    }
-
-    fn chunks_where(&self, condition: &str, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
-        self.read(|c| {
-            let mut statement = c.prepare(&format!("{STORED_CHUNK_SELECT} WHERE {condition} ORDER BY c.chunk_id"))?;
-            statement.query_map(params![pipeline, version], stored_chunk_row)?.collect()
-        })
-    }
-
-    // ---- embedding cache ------------------------------------------------------------------
-
-    pub fn cached_embeddings(
-        &self,
-        model: Fingerprint,
-        text_hashes: &[TextHash],
-    ) -> Result<HashMap<TextHash, Vec<f32>>> {
+    fn cached_embeddings(&self, model: Fingerprint, text_hashes: &[TextHash]) -> Result<HashMap<TextHash, Vec<f32>>> {
         self.read(|c| {
             let mut statement =
                 c.prepare_cached("SELECT vector FROM embeddings WHERE model = ?1 AND text_hash = ?2")?;
@@ -1129,14 +1075,9 @@ impl Catalog {
         })
     }
 
-    /// Cached vectors for (model fingerprint as stored, text hash) pairs. Pairs not cached, or
-    /// under a malformed fingerprint (documents from before schema 3 have none), are absent.
-    pub fn cached_embeddings_by_model<'a>(
-        &self,
-        keys: impl IntoIterator<Item = (&'a str, TextHash)>,
-    ) -> Result<HashMap<(String, TextHash), Vec<f32>>> {
+    fn cached_embeddings_by_model(&self, keys: &[(&str, TextHash)]) -> Result<HashMap<(String, TextHash), Vec<f32>>> {
         let mut by_model: HashMap<&str, Vec<TextHash>> = HashMap::new();
-        for (model, hash) in keys {
+        for &(model, hash) in keys {
             by_model.entry(model).or_default().push(hash);
         }
         let mut found = HashMap::new();
@@ -1149,13 +1090,12 @@ impl Catalog {
         Ok(found)
     }
 
-    /// Vectors in the embedding cache, all models together.
-    pub fn embedding_count(&self) -> Result<usize> {
+    fn embedding_count(&self) -> Result<usize> {
         let count: i64 = self.read(|c| c.query_row("SELECT COUNT(*) FROM embeddings", [], |r| r.get(0)))?;
         Ok(usize::try_from(count).unwrap_or_default())
     }
 
-    pub fn put_embeddings(&self, model: Fingerprint, vectors: &[(TextHash, &[f32])]) -> Result<()> {
+    fn put_embeddings(&self, model: Fingerprint, vectors: &[(TextHash, &[f32])]) -> Result<()> {
         self.write(|t| {
             let mut statement =
                 t.prepare_cached("INSERT OR IGNORE INTO embeddings (model, text_hash, vector) VALUES (?1, ?2, ?3)")?;
@@ -1166,10 +1106,22 @@ impl Catalog {
             Ok(())
         })
     }
+}
 
-    // ---- quarantine -----------------------------------------------------------------------
+impl QuarantineLog for SqliteCatalog {
+    fn forget_quarantined(&self, entry: &QuarantineEntry, by: &Actor<'_>) -> Result<()> {
+        let version = self.alias(by.pipeline, "live")?.unwrap_or(0);
+        let forget = LedgerChange::Remove { root: entry.root.clone(), rel_path: entry.rel_path.clone() };
+        self.write_audited(|t| {
+            apply_ledger(t, by.pipeline, version, std::slice::from_ref(&forget))?;
+            Ok((
+                (),
+                vec![by.event("quarantine_retry", entry.path.clone(), serde_json::json!({"reason": entry.reason}))],
+            ))
+        })
+    }
 
-    pub fn quarantine(&self, pipeline: &str) -> Result<Vec<QuarantineEntry>> {
+    fn quarantine(&self, pipeline: &str) -> Result<Vec<QuarantineEntry>> {
         self.read(|c| {
             let mut statement = c.prepare(
                 "SELECT root, rel_path, member, content_hash, stage, reason, detail, version, at FROM quarantine
@@ -1375,7 +1327,7 @@ mod tests {
     #[test]
     fn a_document_is_stale_from_the_first_stage_whose_fingerprint_differs() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let catalog = SqliteCatalog::open(&dir.path().join("catalog.sqlite")).unwrap();
         let fingerprint = |stage: &str, v: &str| Fingerprint::of(stage, v);
         let written = StageFingerprints {
             extract: fingerprint("e", "1"),
@@ -1434,7 +1386,7 @@ mod tests {
             )
             .unwrap();
         }
-        let catalog = Catalog::open(&path).unwrap();
+        let catalog = SqliteCatalog::open(&path).unwrap();
         let live = catalog.live_documents_of_file("p", "/share", "a.txt").unwrap();
         assert_eq!(live.len(), 1);
         assert_eq!((live[0].doc_id, live[0].member.as_str()), (doc_id, ""));
@@ -1451,7 +1403,7 @@ mod tests {
         assert_eq!(stale, [("a.txt".to_owned(), ChangeReason::ExtractorChanged)]);
         drop(catalog);
         // Opening again finds version 2 and changes nothing.
-        let catalog = Catalog::open(&path).unwrap();
+        let catalog = SqliteCatalog::open(&path).unwrap();
         assert_eq!(catalog.quarantine("p").unwrap().len(), 1);
     }
 }
