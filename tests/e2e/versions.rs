@@ -209,6 +209,12 @@ fn version_commands_work_through_the_cli_and_the_daemon() {
     assert_eq!(gc["retained"], serde_json::json!([1, 2]), "{gc}");
     let verify = workspace.json(&["verify"]);
     assert_eq!(verify["problem_count"], 0, "{verify}");
+    // They act through the operations library here, which needs the stores, not the model.
+    let no_models = workspace.folder("no-models");
+    for args in [&["rollback"][..], &["promote", "2"], &["unpin", "1"], &["pin", "1"], &["verify"]] {
+        let output = workspace.command(args).env("SLUICE_MODELS_DIR", &no_models).output().unwrap();
+        assert!(output.status.success(), "{args:?} without a model: {}", String::from_utf8_lossy(&output.stderr));
+    }
 
     // With a daemon holding the data directory, the same through its API.
     let pipeline = workspace.pipeline("default", &[&inbox], "");

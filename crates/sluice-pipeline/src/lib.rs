@@ -15,6 +15,7 @@ mod meter;
 mod models;
 mod names;
 mod observer;
+mod operations;
 mod parsers;
 mod prepare;
 mod run;
@@ -29,11 +30,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sluice_config::{HistoryAccess, PiiPolicyPlan, PipelinePlan};
-use sluice_core::{ChunkId, Fingerprint, ReadAccess, Version};
+use sluice_core::{Fingerprint, ReadAccess, Version};
 use sluice_embed::{EmbedOptions, Embedder};
 use sluice_store::{
-    Actor, AuditEvent, ExportFormat, ExportSummary, GcReport, Lineage, PastAccess, QuarantineEntry, SearchHit,
-    SearchMode, SearchRequest, StageFingerprints, Store, VerifyReport, VersionDiff, VersionInfo, VersionState,
+    AuditEvent, Catalog, PastAccess, SearchHit, SearchMode, SearchRequest, StageFingerprints, Store, VersionState,
 };
 use tracing::info;
 
@@ -44,6 +44,7 @@ pub use access::{
 pub use error::PipelineError;
 pub use evaluate::{DocumentKey, EvalOptions, EvalReport};
 pub use observer::{Observer, Outcome, Quiet};
+pub use operations::{Admin, Operations};
 pub use parsers::serve_worker;
 pub use scan::{Root, is_ignored_name};
 pub use summary::RunSummary;
@@ -114,7 +115,7 @@ impl Engine {
             .collect::<Result<Vec<_>, _>>()?;
         let store = Store::open(data_dir, &plan.name, &plan.store.vectors)?;
         store.catalog().set_audit_key(audit_key(&plan, data_dir)?);
-        check_audit_keying(&store, &plan)?;
+        check_audit_keying(store.catalog(), &plan)?;
         let stages = StageFingerprints {
             extract: Fingerprint::of(
                 "extract",
@@ -226,141 +227,19 @@ impl Engine {
         self.plan.embed.batch_tokens.unwrap_or_else(|| self.embedder.default_batch_tokens())
     }
 
-    pub fn versions(&self) -> Result<Vec<VersionInfo>, PipelineError> {
-        Ok(self.store.catalog().versions(&self.plan.name)?)
-    }
-
-    /// Documents that failed a stage, files and embedded files, by path.
-    pub fn quarantine(&self) -> Result<Vec<QuarantineEntry>, PipelineError> {
-        Ok(self.store.catalog().quarantine(&self.plan.name)?)
-    }
-
-    /// The quarantine entry at `path`: its own path, or that of the file holding it (the first
-    /// such entry, for a file with several quarantined embedded files).
-    pub fn quarantine_entry(&self, path: &str) -> Result<Option<QuarantineEntry>, PipelineError> {
-        Ok(self.quarantine()?.into_iter().find(|entry| entry.matches(path)))
-    }
-
-    /// Makes the next run that covers the quarantined file at `path` process it again, as if
-    /// new (a fixed parser, a raised limit); returns its on-disk path. Only the ledger entry is
-    /// dropped: the file's live documents stay until that run replaces them, so a crash in
-    /// between loses nothing.
-    pub fn requeue_quarantined(&self, path: &str, principal: &str) -> Result<PathBuf, PipelineError> {
-        let _between_runs = self.run_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = self
-            .quarantine_entry(path)?
-            .ok_or_else(|| PipelineError::NotFound(format!("{path} is not in quarantine")))?;
-        let file = Path::new(&entry.root).join(names::decode_path(&entry.rel_path));
-        if std::fs::symlink_metadata(&file).is_err() {
-            return Err(PipelineError::NotFound(format!("{} no longer exists", file.display())));
-        }
-        self.store.catalog().forget_quarantined(&entry, &self.actor(principal))?;
-        Ok(file)
-    }
-
-    /// `principal` acting on this pipeline, for audited actions.
-    fn actor<'a>(&'a self, principal: &'a str) -> Actor<'a> {
-        Actor { pipeline: &self.plan.name, principal }
+    /// The operator actions on this pipeline, with its stores open.
+    pub fn operations(&self) -> Operations<'_> {
+        Operations::new(&self.plan, self.store.catalog(), Some(&self.store), &self.run_lock)
     }
 
     /// Documents `access` may not see at the `requested` version although that version's
-    /// readers allowed them: with `[access] history = "current"`, those its file no longer
-    /// lets it read. `live` (also what `None` asks for) is as current as the last reconcile
-    /// already, so the common request costs no query.
+    /// readers allowed them (`Operations::hidden_at`; the HTTP layer refused earlier versions
+    /// to readers under `history = "operators"` already). `live`, also what `None` asks for,
+    /// hides nothing.
     fn revoked_at(&self, requested: Option<Version>, access: &ReadAccess) -> Result<Vec<String>, PipelineError> {
-        let Some(version) = requested else { return Ok(Vec::new()) };
-        let today = self.plan.access.history == HistoryAccess::Current;
-        if !today || self.store.live_version()? == Some(version) {
-            return Ok(Vec::new());
-        }
-        Ok(self.store.catalog().revoked_documents(&self.plan.name, version, access)?)
-    }
-
-    /// Where a chunk came from and what made it; `None` also when `access` may not read it.
-    /// `operator`: the caller has the operator role (earlier versions under `history =
-    /// "operators"`).
-    pub fn lineage(
-        &self,
-        chunk_id: ChunkId,
-        access: &ReadAccess,
-        operator: bool,
-    ) -> Result<Option<Lineage>, PipelineError> {
-        let past = past_access(self.plan.access.history, operator);
-        Ok(self.store.catalog().lineage(&self.plan.name, chunk_id, access, past)?)
-    }
-
-    /// Chunks added and retired from version `from` to `to`, with reasons.
-    pub fn diff(&self, from: Version, to: Version) -> Result<VersionDiff, PipelineError> {
-        Ok(self.store.catalog().diff(&self.plan.name, from, to)?)
-    }
-
-    /// Writes the chunks visible at `version` (default: live) to `out`.
-    pub fn export(
-        &self,
-        version: Option<Version>,
-        access: &ReadAccess,
-        format: ExportFormat,
-        with_vectors: bool,
-        out: &Path,
-    ) -> Result<ExportSummary, PipelineError> {
-        let hidden = self.revoked_at(version, access)?;
-        let version = self.version_or_live(version)?;
-        Ok(self.store.catalog().export(&self.plan.name, version, access, &hidden, format, with_vectors, out)?)
-    }
-
-    /// Records an action taken on this pipeline by `principal` (a token's user, or
-    /// `local:<user>` for the command line).
-    pub fn audit(
-        &self,
-        principal: &str,
-        action: &str,
-        subject: impl Into<String>,
-        detail: serde_json::Value,
-    ) -> Result<(), PipelineError> {
-        let event = AuditEvent::new(&self.plan.name, principal, action, subject, detail);
-        Ok(self.store.catalog().audit(&[event])?)
-    }
-
-    /// Points `live` at committed version N (audited in the same transaction); `force`
-    /// overrides a hold by the evaluation gate.
-    pub fn promote(&self, version: Version, principal: &str, force: bool) -> Result<(), PipelineError> {
-        self.store.promote(version, force, principal)?;
-        info!(pipeline = %self.plan.name, version, force, "promoted to live");
-        Ok(())
-    }
-
-    /// Moves `live` back to the newest committed version before it (audited in the same
-    /// transaction); returns that version.
-    pub fn roll_back_live(&self, principal: &str) -> Result<Version, PipelineError> {
-        let version = self.store.roll_back_live(principal)?;
-        info!(pipeline = %self.plan.name, version, "live rolled back");
-        Ok(version)
-    }
-
-    /// Pins or unpins a version (audited in the same transaction): a pinned version is kept
-    /// by retention whatever its age.
-    pub fn pin(&self, version: Version, pinned: bool, principal: &str) -> Result<(), PipelineError> {
-        Ok(self.store.catalog().set_pinned(version, pinned, &self.actor(principal))?)
-    }
-
-    /// Applies retention now (it also runs after every committed run), between runs; the
-    /// expiry is audited in its own transaction.
-    pub fn collect_garbage(&self, principal: &str) -> Result<GcReport, PipelineError> {
-        let _between_runs = self.run_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Ok(self.store.collect_garbage(self.plan.retention.keep_versions, principal)?)
-    }
-
-    /// Compares catalog, Qdrant and Tantivy (between runs, so no version is half written).
-    pub fn verify(&self, version: Option<Version>) -> Result<VerifyReport, PipelineError> {
-        let _between_runs = self.run_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Ok(self.store.verify(version)?)
-    }
-
-    /// `version` if given, else the one `live` points at.
-    fn version_or_live(&self, version: Option<Version>) -> Result<Version, PipelineError> {
-        match version {
-            Some(version) => Ok(version),
-            None => self.store.live_version()?.ok_or_else(|| PipelineError::Conflict("nothing is live yet".into())),
+        match requested {
+            Some(version) => self.operations().hidden_at(version, access, true),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -557,8 +436,8 @@ pub fn audit_key(plan: &PipelinePlan, data_dir: &Path) -> Result<Option<sluice_s
 
 /// A keyed log needs its key, and a key needs a keyed log: the engine refuses to open on a
 /// mismatch rather than write entries nobody can verify.
-fn check_audit_keying(store: &Store, plan: &PipelinePlan) -> Result<(), PipelineError> {
-    let keyed = store.catalog().audit_is_keyed()?;
+fn check_audit_keying(catalog: &dyn Catalog, plan: &PipelinePlan) -> Result<(), PipelineError> {
+    let keyed = catalog.audit_is_keyed()?;
     match (keyed, plan.audit.key.is_some()) {
         (Some(false), true) => Err(PipelineError::Invalid(
             "the audit log was written without a key and [audit] now names one: check it with `sluice audit verify`, \

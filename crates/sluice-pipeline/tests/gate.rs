@@ -65,7 +65,7 @@ fn a_broken_version_is_held_until_forced_and_the_audit_says_who() {
     let second = engine.run(&Scope::All, &Quiet).unwrap();
     assert_eq!((second.version, second.gate.as_deref()), (Some(2), Some("held")), "{second:?}");
     assert_eq!(engine.store().live_version().unwrap(), Some(1), "live stays on the version that passed");
-    let versions = engine.versions().unwrap();
+    let versions = engine.operations().versions().unwrap();
     let held = versions.iter().find(|v| v.version == 2).unwrap();
     assert_eq!(held.gate.as_deref(), Some("held"));
     let evaluation = held.evaluation.as_ref().unwrap();
@@ -78,13 +78,13 @@ fn a_broken_version_is_held_until_forced_and_the_audit_says_who() {
     assert!(hits.hits[0].path.ends_with("lighthouse.txt"));
 
     // Promoting it needs --force; then it is live, marked forced, and the audit names who.
-    let refused = engine.promote(2, "olga", false).unwrap_err();
+    let refused = engine.operations().promote(2, "olga", false).unwrap_err();
     assert_eq!(refused.kind(), sluice_core::ErrorKind::Conflict, "the HTTP API answers 409");
     let refused = refused.to_string();
     assert!(refused.contains("held by the evaluation gate"), "{refused}");
-    engine.promote(2, "olga", true).unwrap();
+    engine.operations().promote(2, "olga", true).unwrap();
     assert_eq!(engine.store().live_version().unwrap(), Some(2));
-    let forced = engine.versions().unwrap().into_iter().find(|v| v.version == 2).unwrap();
+    let forced = engine.operations().versions().unwrap().into_iter().find(|v| v.version == 2).unwrap();
     assert_eq!(forced.gate.as_deref(), Some("forced"));
     let audit = engine.store().catalog().audit_entries(None, 0, 10_000).unwrap();
     assert!(audit.iter().any(|e| e.action == "gate_passed" && e.subject == "version 1"));
@@ -94,7 +94,7 @@ fn a_broken_version_is_held_until_forced_and_the_audit_says_who() {
     assert_eq!(promoted.detail["gate"], "held");
 
     // Rollback never lands on a held version: from 2 it goes back to 1.
-    assert_eq!(engine.roll_back_live("olga").unwrap(), 1);
+    assert_eq!(engine.operations().roll_back_live("olga").unwrap(), 1);
 }
 
 /// A daemon asked to stop does not wait for a whole evaluation: the gate stops too, records

@@ -239,12 +239,12 @@ fn the_permission_matrix_leaks_nothing_and_hides_nothing() {
             assert_eq!(dense.len(), usize::from(!allowed.is_empty()), "{name}: one dense hit for {query}");
         }
         for hit in &all {
-            let lineage = engine.lineage(hit.chunk_id, &access, false).unwrap();
+            let lineage = engine.operations().lineage(hit.chunk_id, &access, false).unwrap();
             let may = allowed.contains(relative(&hit.path, &inbox).as_str());
             assert_eq!(lineage.is_some(), may, "{name}: lineage of {}", hit.path);
         }
         let out = dir.path().join(format!("export-{name}.jsonl"));
-        engine.export(None, &access, ExportFormat::Jsonl, false, &out).unwrap();
+        engine.operations().export(None, &access, false, ExportFormat::Jsonl, false, &out, "test").unwrap();
         let exported: BTreeSet<String> = std::fs::read_to_string(&out)
             .unwrap()
             .lines()
@@ -353,7 +353,8 @@ fn pii_is_tagged_or_masked_as_configured_and_never_reaches_the_audit_log() {
             assert!(stored.contains("[EMAIL]") && stored.contains("[IBAN]") && stored.contains("[CARD]"));
         }
         // Counts go to lineage and the audit log; values go nowhere else.
-        let lineage = engine.lineage(chunks[0].chunk_id, &ReadAccess::Unrestricted, true).unwrap().unwrap();
+        let lineage =
+            engine.operations().lineage(chunks[0].chunk_id, &ReadAccess::Unrestricted, true).unwrap().unwrap();
         let counted: usize = lineage.pii.document.values().sum();
         assert_eq!(counted, flagged.len(), "{:?}", lineage.pii.document);
         let audit = engine.store().catalog().audit_entries(None, 0, 10_000).unwrap();
@@ -406,7 +407,7 @@ fn a_run_is_audited_and_its_costs_add_up() {
     assert!(audit.iter().all(|entry| entry.principal == "pipeline"));
     std::fs::remove_file(inbox.join("doc-4.txt")).unwrap();
     engine.run(&Scope::All, &Quiet).unwrap();
-    engine.promote(1, "carol", false).unwrap();
+    engine.operations().promote(1, "carol", false).unwrap();
     let audit = engine.store().catalog().audit_entries(None, 0, 10_000).unwrap();
     assert!(audit.iter().any(|entry| entry.action == "retired" && entry.subject.ends_with("doc-4.txt")));
     assert!(audit.iter().any(|entry| entry.action == "promoted" && entry.principal == "carol"));

@@ -109,16 +109,16 @@ fn live_answers_with_the_old_model_until_the_new_one_is_promoted() {
     // embedding computed on the way.
     let cached = new.store().catalog().embedding_count().unwrap();
     assert_alias_follows(&data, &old_model);
-    new.promote(2, "olga", true).unwrap();
+    new.operations().promote(2, "olga", true).unwrap();
     assert_eq!(dense(&new, QUERIES[0], None).model.as_deref(), Some(new_model.as_str()));
     assert_alias_follows(&data, &new_model);
-    assert_eq!(new.roll_back_live("olga").unwrap(), 1);
+    assert_eq!(new.operations().roll_back_live("olga").unwrap(), 1);
     assert_alias_follows(&data, &old_model);
     let rolled_back = dense(&new, QUERIES[0], None);
     assert_eq!((rolled_back.version, rolled_back.model.as_deref()), (Some(1), Some(old_model.as_str())));
     assert_eq!(ranking(&rolled_back), ranking(&before[0]));
     assert_eq!(new.store().catalog().embedding_count().unwrap(), cached, "nothing was embedded again");
-    let report = new.verify(None).unwrap();
+    let report = new.operations().verify(None).unwrap();
     assert_eq!(report.problems, Vec::<String>::new());
 }
 

@@ -34,7 +34,7 @@ fn prose(seed: usize, sentences: usize) -> String {
 
 fn export_bytes(engine: &Engine, version: i64, format: ExportFormat, dir: &Path) -> Vec<u8> {
     let out = dir.join(format!("export-{version}-{format:?}"));
-    engine.export(Some(version), &ReadAccess::Unrestricted, format, true, &out).unwrap();
+    engine.operations().export(Some(version), &ReadAccess::Unrestricted, true, format, true, &out, "test").unwrap();
     std::fs::read(out).unwrap()
 }
 
@@ -65,16 +65,19 @@ fn an_export_stays_byte_identical_across_versions_restarts_and_retention() {
     // A restart, then retention keeping only the newest version, plus 1 because it is pinned.
     let engine = engine_with(&inbox, &data, |plan| plan.retention.keep_versions = 1);
     assert_eq!(export_bytes(&engine, 1, ExportFormat::Jsonl, dir.path()), jsonl);
-    engine.pin(1, true, "test").unwrap();
-    let report = engine.collect_garbage("test").unwrap();
+    engine.operations().pin(1, true, "test").unwrap();
+    let report = engine.operations().collect_garbage("test").unwrap();
     assert_eq!((report.expired.clone(), report.retained.clone()), (vec![2, 3], vec![1, 4]), "{report:?}");
     assert_eq!(export_bytes(&engine, 1, ExportFormat::Jsonl, dir.path()), jsonl);
     assert_eq!(export_bytes(&engine, 1, ExportFormat::Parquet, dir.path()), parquet);
     assert!(
-        engine.export(Some(2), &ReadAccess::Unrestricted, ExportFormat::Jsonl, false, &dir.path().join("x")).is_err(),
+        engine
+            .operations()
+            .export(Some(2), &ReadAccess::Unrestricted, true, ExportFormat::Jsonl, false, &dir.path().join("x"), "test")
+            .is_err(),
         "2 expired"
     );
-    let verify = engine.verify(None).unwrap();
+    let verify = engine.operations().verify(None).unwrap();
     assert!(verify.is_consistent(), "{verify:?}");
 
     // The Parquet file reads back with the same rows as the JSONL.
@@ -114,7 +117,7 @@ fn a_chunker_change_rechunks_into_a_new_version_and_embeds_only_new_texts() {
     assert_eq!(summary.embedding_cache_hits, new_chunks.len() - unseen);
     assert!(summary.embedding_cache_hit_ratio > 0.0);
 
-    let diff = after.diff(1, 2).unwrap();
+    let diff = after.operations().diff(1, 2).unwrap();
     assert!(diff.added.iter().chain(&diff.retired).all(|entry| entry.reason == ChangeReason::ChunkerChanged));
     assert_eq!(diff.added.len(), new_chunks.len());
     // Nothing stale is left: the next run has nothing to do.
@@ -137,7 +140,7 @@ fn diff_names_why_chunks_came_and_went() {
     std::fs::write(inbox.join("fresh.txt"), prose(88, 3)).unwrap();
     engine.run(&Scope::All, &Quiet).unwrap();
 
-    let diff = engine.diff(1, 2).unwrap();
+    let diff = engine.operations().diff(1, 2).unwrap();
     let reasons = |entries: &[sluice_store::DiffEntry]| -> Vec<(String, ChangeReason)> {
         entries.iter().map(|e| (e.path.rsplit('/').next().unwrap().to_owned(), e.reason)).collect()
     };
@@ -160,7 +163,7 @@ fn diff_names_why_chunks_came_and_went() {
 
     // Lineage of the renamed file's chunk: its source, stages, run and reasons.
     let chunk = &diff.added[2];
-    let lineage = engine.lineage(chunk.chunk_id, &ReadAccess::Unrestricted, true).unwrap().unwrap();
+    let lineage = engine.operations().lineage(chunk.chunk_id, &ReadAccess::Unrestricted, true).unwrap().unwrap();
     assert!(lineage.source.uri.starts_with("file://") && lineage.source.uri.ends_with("/moved.txt"));
     assert_eq!((lineage.run.version, lineage.added_reason), (2, ChangeReason::Renamed));
     assert_eq!(lineage.stages.embed.settings["model"], "all-minilm-l6-v2");
@@ -190,12 +193,12 @@ fn rollback_moves_search_back_and_retention_removes_old_chunks_physically() {
         (response.version, response.hits.first().map(|hit| hit.text.clone()))
     };
     assert_eq!(top(&engine), (Some(2), None));
-    assert_eq!(engine.roll_back_live("test").unwrap(), 1);
+    assert_eq!(engine.operations().roll_back_live("test").unwrap(), 1);
     let (version, text) = top(&engine);
     assert_eq!(version, Some(1));
     assert!(text.unwrap().contains("apples"));
-    assert!(engine.roll_back_live("test").is_err(), "nothing before version 1");
-    engine.promote(2, "test", false).unwrap();
+    assert!(engine.operations().roll_back_live("test").is_err(), "nothing before version 1");
+    engine.operations().promote(2, "test", false).unwrap();
     assert_eq!(top(&engine).0, Some(2));
 
     // Ten more versions of the file; every one retires the previous text.
@@ -208,7 +211,7 @@ fn rollback_moves_search_back_and_retention_removes_old_chunks_physically() {
     assert_eq!((points, docs), (12, 12), "every version's chunk is still stored");
     drop(engine);
     let engine = engine_with(&inbox, &data, |plan| plan.retention.keep_versions = 3);
-    let report = engine.collect_garbage("test").unwrap();
+    let report = engine.operations().collect_garbage("test").unwrap();
     assert_eq!(report.retained, vec![10, 11, 12]);
     assert_eq!(report.chunks_removed, 9);
     let store = engine.store();
@@ -217,13 +220,13 @@ fn rollback_moves_search_back_and_retention_removes_old_chunks_physically() {
         engine.search("apples", Some(1), 1, SearchMode::Lexical, &ReadAccess::Unrestricted, "test").is_err(),
         "version 1 expired"
     );
-    let verify = engine.verify(None).unwrap();
+    let verify = engine.operations().verify(None).unwrap();
     assert!(verify.is_consistent(), "{verify:?}");
 
     // Damage: a point missing from Qdrant is found.
     let live = store.catalog().chunks_visible_at("default", 12).unwrap();
     store.vectors().delete(&[(live[0].model.as_str(), live[0].key())]).unwrap();
-    let verify = engine.verify(Some(12)).unwrap();
+    let verify = engine.operations().verify(Some(12)).unwrap();
     assert!(!verify.is_consistent());
     assert!(verify.problems.iter().any(|p| p.contains("Qdrant lacks chunk")), "{verify:?}");
 }

@@ -29,7 +29,8 @@ use crate::types::join_path;
 /// Rows per Parquet row group and per vector lookup.
 const BATCH_ROWS: usize = 4096;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     Jsonl,
     Parquet,

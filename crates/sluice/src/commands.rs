@@ -59,7 +59,7 @@ pub fn ingest(
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_summary(&summary, engine.store().live_version()?);
-        let quarantined = engine.store().catalog().quarantine(engine.store().pipeline())?;
+        let quarantined = engine.operations().quarantine()?;
         for entry in quarantined.iter().filter(|entry| Some(entry.version) == summary.version) {
             println!("quarantined {} ({} / {}): {}", entry.path, entry.stage, entry.reason, entry.detail);
         }
@@ -271,10 +271,11 @@ pub fn quarantine_retry(data: &Path, models: &Path, pipeline: Option<&Path>, pat
     plan.sources = vec![SourcePlan { path: PathBuf::from(&entry.root) }];
     let _lock = DataDirLock::acquire(data)?;
     let engine = open_engine(plan, data, models)?;
-    let file = engine.requeue_quarantined(&path, &local_principal())?;
+    let file = engine.operations().requeue_quarantined(&path, &local_principal())?;
     let summary = engine.run(&Scope::Paths(vec![file]), &sluice_pipeline::Quiet)?;
     print_summary(&summary, engine.store().live_version()?);
     let still: Vec<QuarantineEntry> = engine
+        .operations()
         .quarantine()?
         .into_iter()
         .filter(|quarantined| quarantined.root == entry.root && quarantined.rel_path == entry.rel_path)

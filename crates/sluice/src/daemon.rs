@@ -243,7 +243,7 @@ async fn schedule(
             }
             Some((path, principal)) = requeued.recv() => {
                 let requeue = engine.clone();
-                match tokio::task::spawn_blocking(move || requeue.requeue_quarantined(&path, &principal)).await? {
+                match tokio::task::spawn_blocking(move || requeue.operations().requeue_quarantined(&path, &principal)).await? {
                     Ok(file) => {
                         info!(path = %file.display(), "quarantined file queued again");
                         pending.insert(file);

@@ -1,35 +1,29 @@
 //! Commands on dataset versions: lineage, diff, export, promote, rollback, pin, gc, verify.
 //!
-//! Reads (lineage, diff, export) go to the catalog directly: SQLite serves them beside a
-//! running daemon. Changes go through the daemon when one holds the data directory (one
-//! writer per data directory), else they take the lock and act here.
+//! Reads and exports use the catalog alone (it serves a running daemon and this process at
+//! once). Changes, and checks of the indexes, go through an [`Operator`]: the daemon when one
+//! holds the data directory (one writer per data directory), else the library here, under the
+//! lock. Either way `sluice_pipeline::Operations` acts and audits.
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
-use serde::Deserialize;
-use sluice_config::{HistoryAccess, PipelinePlan};
 use sluice_core::{ChunkId, ReadAccess, Version};
-use sluice_store::{
-    Actor, AuditEvent, Catalog, DataDirLock, ExportFormat, GcReport, Lineage, VerifyReport, VersionDiff,
-};
+use sluice_pipeline::Admin;
+use sluice_store::{ExportFormat, Lineage, VersionDiff};
 
 use crate::auth::local_principal;
+use crate::commands::load_plan;
+use crate::operator::operator;
 
-use crate::client;
-use crate::commands::{load_plan, open_engine};
-
-/// The catalog of the pipeline named by `pipeline` (or the default one), with its audit key,
-/// and the plan.
-fn open_catalog(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<(Arc<dyn Catalog>, PipelinePlan)> {
+/// The pipeline named by `pipeline` (or the default one) with its catalog open, and its audit
+/// key, beside a daemon if one runs.
+fn catalog_admin(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<Admin> {
     let plan = load_plan(pipeline)?;
     let (catalog_path, _, _) = sluice_store::store_paths(data, &plan.name);
     anyhow::ensure!(catalog_path.exists(), "no catalog at {}: nothing ingested yet", catalog_path.display());
-    let catalog = sluice_store::open_catalog(data)?;
-    catalog.set_audit_key(sluice_pipeline::audit_key(&plan, data)?);
-    Ok((catalog, plan))
+    Ok(Admin::open_catalog(plan, data)?)
 }
 
 pub fn lineage(
@@ -40,12 +34,12 @@ pub fn lineage(
     access: &ReadAccess,
 ) -> anyhow::Result<ExitCode> {
     let id = ChunkId::parse(chunk_id).with_context(|| format!("{chunk_id:?} is not a chunk id (64 hex digits)"))?;
-    let (catalog, plan) = open_catalog(data, pipeline)?;
-    let name = &plan.name;
+    let admin = catalog_admin(data, pipeline)?;
     // `--as-user` reads as that reader would (a reader, not an operator).
-    let past = sluice_pipeline::past_access(plan.access.history, false);
-    let lineage =
-        catalog.lineage(name, id, access, past)?.with_context(|| format!("no chunk {chunk_id} in pipeline {name}"))?;
+    let lineage = admin
+        .operations()
+        .lineage(id, access, false)?
+        .with_context(|| format!("no chunk {chunk_id} in pipeline {}", admin.plan().name))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&lineage)?);
     } else {
@@ -92,8 +86,7 @@ fn print_lineage(l: &Lineage) {
 }
 
 pub fn diff(data: &Path, pipeline: Option<&Path>, from: Version, to: Version, json: bool) -> anyhow::Result<ExitCode> {
-    let (catalog, plan) = open_catalog(data, pipeline)?;
-    let diff = catalog.diff(&plan.name, from, to)?;
+    let diff = catalog_admin(data, pipeline)?.operations().diff(from, to)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&diff)?);
     } else {
@@ -135,86 +128,35 @@ pub fn export(
     with_vectors: bool,
     out: &Path,
 ) -> anyhow::Result<ExitCode> {
-    let (catalog, plan) = open_catalog(data, pipeline)?;
-    let name = &plan.name;
-    let live = catalog.alias(name, "live")?;
-    let version = match version {
-        Some(version) => version,
-        None => live.context("nothing is live yet")?,
-    };
-    let hidden = match plan.access.history {
-        HistoryAccess::Current if Some(version) != live => catalog.revoked_documents(name, version, access)?,
-        HistoryAccess::Operators if Some(version) != live && *access != ReadAccess::Unrestricted => {
-            anyhow::bail!("earlier versions are exported by operators only ([access] history = \"operators\")")
-        }
-        _ => Vec::new(),
-    };
-    let summary = catalog.export(name, version, access, &hidden, format, with_vectors, out)?;
-    let detail = serde_json::json!({"version": version, "chunks": summary.chunks, "out": out.display().to_string()});
-    catalog.audit(&[AuditEvent::new(name, &local_principal(), "exported", format!("version {version}"), detail)])?;
+    let admin = catalog_admin(data, pipeline)?;
+    // Without `--as-user`, the operator at the keyboard; with it, that reader.
+    let operator = *access == ReadAccess::Unrestricted;
+    let summary =
+        admin.operations().export(version, access, operator, format, with_vectors, out, &local_principal())?;
     eprintln!("version {}: {} chunks, {} bytes → {}", summary.version, summary.chunks, summary.bytes, out.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// A change to aliases or pins: through the daemon, or here under the data directory lock,
-/// audited (as `local:<user>`) in the transaction of the change.
-fn change<T: for<'de> Deserialize<'de>>(
-    data: &Path,
-    pipeline: Option<&Path>,
-    method: &str,
-    api_path: &str,
-    here: impl FnOnce(&dyn Catalog, &Actor<'_>) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    if DataDirLock::is_held(data) {
-        return client::send(data, method, api_path);
-    }
-    let _lock = DataDirLock::acquire(data)?;
-    let (catalog, plan) = open_catalog(data, pipeline)?;
-    let principal = local_principal();
-    here(catalog.as_ref(), &Actor { pipeline: &plan.name, principal: &principal })
-}
-
-#[derive(Deserialize)]
-struct Live {
-    live: Version,
-}
-
 pub fn promote(data: &Path, pipeline: Option<&Path>, version: Version, force: bool) -> anyhow::Result<ExitCode> {
-    let api = format!("/v1/versions/{version}/promote?force={force}");
-    let live = change(data, pipeline, "POST", &api, |catalog, by| {
-        catalog.promote(version, force, by)?;
-        Ok(Live { live: version })
-    })?;
-    println!("live → version {}", live.live);
+    let live = operator(data, pipeline)?.promote(version, force)?;
+    println!("live → version {live}");
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn rollback(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let live =
-        change(data, pipeline, "POST", "/v1/rollback", |catalog, by| Ok(Live { live: catalog.roll_back_live(by)? }))?;
-    println!("live → version {}", live.live);
+    let live = operator(data, pipeline)?.roll_back()?;
+    println!("live → version {live}");
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn pin(data: &Path, pipeline: Option<&Path>, version: Version, pinned: bool) -> anyhow::Result<ExitCode> {
-    let method = if pinned { "POST" } else { "DELETE" };
-    change(data, pipeline, method, &format!("/v1/versions/{version}/pin"), |catalog, by| {
-        catalog.set_pinned(version, pinned, by)?;
-        Ok(serde_json::Value::Null)
-    })?;
+    operator(data, pipeline)?.pin(version, pinned)?;
     println!("version {version} {}", if pinned { "pinned" } else { "unpinned" });
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn gc(data: &Path, models: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
-    let report: GcReport = if DataDirLock::is_held(data) {
-        client::send(data, "POST", "/v1/gc")?
-    } else {
-        let mut plan = load_plan(pipeline)?;
-        plan.sources.clear();
-        let _lock = DataDirLock::acquire(data)?;
-        open_engine(plan, data, models)?.collect_garbage(&local_principal())?
-    };
+pub fn gc(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let report = operator(data, pipeline)?.collect_garbage()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -227,22 +169,8 @@ pub fn gc(data: &Path, models: &Path, pipeline: Option<&Path>, json: bool) -> an
 }
 
 /// Exit status 0 when the stores agree, 1 when they do not.
-pub fn verify(
-    data: &Path,
-    models: &Path,
-    pipeline: Option<&Path>,
-    version: Option<Version>,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let report: VerifyReport = if DataDirLock::is_held(data) {
-        let query = version.map(|v| format!("?version={v}")).unwrap_or_default();
-        client::get(data, &format!("/v1/verify{query}"))?
-    } else {
-        let mut plan = load_plan(pipeline)?;
-        plan.sources.clear();
-        let _lock = DataDirLock::acquire(data)?;
-        open_engine(plan, data, models)?.verify(version)?
-    };
+pub fn verify(data: &Path, pipeline: Option<&Path>, version: Option<Version>, json: bool) -> anyhow::Result<ExitCode> {
+    let report = operator(data, pipeline)?.verify(version)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -46,7 +46,7 @@ pub fn eval(data: &Path, models: &Path, pipeline: Option<&Path>, args: &EvalArgs
         "queries": report.queries,
         "summaries": report.summaries,
     });
-    engine.audit(&local_principal(), "evaluated", format!("version {}", report.version), detail)?;
+    engine.operations().audit(&local_principal(), "evaluated", format!("version {}", report.version), detail)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

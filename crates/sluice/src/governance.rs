@@ -9,8 +9,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use sluice_store::{Actor, Catalog, Role};
+use anyhow::Context;
+use sluice_pipeline::Admin;
+use sluice_store::{Catalog, Role};
 
 use crate::auth::local_principal;
 use crate::commands::load_plan;
@@ -18,10 +19,13 @@ use crate::commands::load_plan;
 /// The data directory's catalog (created if needed: tokens may come before any ingest), with
 /// the pipeline's audit key, so what is appended here is keyed like the daemon's entries.
 pub fn catalog(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<(Arc<dyn Catalog>, String)> {
-    let plan = load_plan(pipeline)?;
-    let catalog = sluice_store::open_catalog(data)?;
-    catalog.set_audit_key(sluice_pipeline::audit_key(&plan, data)?);
-    Ok((catalog, plan.name))
+    let admin = admin(data, pipeline)?;
+    Ok((admin.shared_catalog(), admin.plan().name.clone()))
+}
+
+/// The pipeline's operations on the data directory's catalog (created if needed).
+fn admin(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<Admin> {
+    Ok(Admin::open_catalog(load_plan(pipeline)?, data)?)
 }
 
 pub fn token_create(
@@ -32,17 +36,15 @@ pub fn token_create(
     role: &str,
 ) -> anyhow::Result<ExitCode> {
     let role = Role::parse(role).with_context(|| format!("unknown role {role:?} (reader, operator, admin)"))?;
-    let (catalog, name) = catalog(data, pipeline)?;
-    let principal = local_principal();
-    let (info, token) = catalog.create_token(user, groups, role, &Actor { pipeline: &name, principal: &principal })?;
+    let admin = admin(data, pipeline)?;
+    let (info, token) = admin.operations().create_token(user, groups, role, &local_principal())?;
     eprintln!("token {} for {} ({}); it is shown once:", info.id, info.user, role.as_str());
     println!("{token}");
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn token_list(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
-    let (catalog, _) = catalog(data, pipeline)?;
-    let tokens = catalog.tokens()?;
+    let tokens = admin(data, pipeline)?.operations().tokens()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&tokens)?);
         return Ok(ExitCode::SUCCESS);
@@ -63,10 +65,8 @@ pub fn token_list(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::R
 }
 
 pub fn token_revoke(data: &Path, pipeline: Option<&Path>, id: &str) -> anyhow::Result<ExitCode> {
-    let (catalog, name) = catalog(data, pipeline)?;
-    let principal = local_principal();
-    if !catalog.revoke_token(id, &Actor { pipeline: &name, principal: &principal })? {
-        bail!("no active token {id} (see `sluice token list`)");
+    if let Err(err) = admin(data, pipeline)?.operations().revoke_token(id, &local_principal()) {
+        anyhow::bail!("{err} (see `sluice token list`)");
     }
     println!("revoked {id}");
     Ok(ExitCode::SUCCESS)

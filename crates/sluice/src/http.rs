@@ -211,13 +211,13 @@ async fn may_time_travel(state: &AppState, caller: &Caller, version: Option<Vers
 
 async fn versions(State(state): State<AppState>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
-    let versions = blocking(move || engine.versions()).await?;
+    let versions = blocking(move || engine.operations().versions()).await?;
     Ok(Json(json!({ "pipeline": state.engine.plan().name, "versions": versions })).into_response())
 }
 
 async fn version_info(State(state): State<AppState>, Path(version): Path<Version>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
-    let info = blocking(move || engine.versions()).await?.into_iter().find(|info| info.version == version);
+    let info = blocking(move || engine.operations().versions()).await?.into_iter().find(|info| info.version == version);
     match info {
         Some(info) => Ok(Json(info).into_response()),
         None => Err(Problem::not_found(format!("version {version} does not exist"))),
@@ -238,13 +238,13 @@ async fn promote(
     Query(params): Query<PromoteParams>,
 ) -> Result<Response, Problem> {
     let engine = state.engine.clone();
-    blocking(move || engine.promote(version, &caller.principal, params.force)).await?;
+    blocking(move || engine.operations().promote(version, &caller.principal, params.force)).await?;
     Ok(Json(json!({ "live": version })).into_response())
 }
 
 async fn rollback(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
-    let live = blocking(move || engine.roll_back_live(&caller.principal)).await?;
+    let live = blocking(move || engine.operations().roll_back_live(&caller.principal)).await?;
     Ok(Json(json!({ "live": live })).into_response())
 }
 
@@ -266,7 +266,7 @@ async fn unpin(
 
 async fn set_pinned(state: AppState, caller: Caller, version: Version, pinned: bool) -> Result<Response, Problem> {
     let engine = state.engine.clone();
-    blocking(move || engine.pin(version, pinned, &caller.principal)).await?;
+    blocking(move || engine.operations().pin(version, pinned, &caller.principal)).await?;
     Ok(Json(json!({ "version": version, "pinned": pinned })).into_response())
 }
 
@@ -275,7 +275,7 @@ async fn collect_garbage(
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, Problem> {
     let engine = state.engine.clone();
-    Ok(Json(blocking(move || engine.collect_garbage(&caller.principal)).await?).into_response())
+    Ok(Json(blocking(move || engine.operations().collect_garbage(&caller.principal)).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -285,7 +285,7 @@ struct VerifyParams {
 
 async fn verify(State(state): State<AppState>, Query(params): Query<VerifyParams>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
-    Ok(Json(blocking(move || engine.verify(params.version)).await?).into_response())
+    Ok(Json(blocking(move || engine.operations().verify(params.version)).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -296,7 +296,7 @@ struct DiffParams {
 
 async fn diff(State(state): State<AppState>, Query(params): Query<DiffParams>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
-    Ok(Json(blocking(move || engine.diff(params.from, params.to)).await?).into_response())
+    Ok(Json(blocking(move || engine.operations().diff(params.from, params.to)).await?).into_response())
 }
 
 async fn lineage(
@@ -309,7 +309,7 @@ async fn lineage(
     };
     let engine = state.engine.clone();
     let operator = caller.role >= Role::Operator;
-    match blocking(move || engine.lineage(id, &caller.access, operator)).await? {
+    match blocking(move || engine.operations().lineage(id, &caller.access, operator)).await? {
         Some(lineage) => Ok(Json(lineage).into_response()),
         None => Err(Problem::not_found(format!("no chunk {chunk_id}"))),
     }
@@ -317,7 +317,7 @@ async fn lineage(
 
 async fn quarantine(State(state): State<AppState>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
-    let entries = blocking(move || engine.quarantine()).await?;
+    let entries = blocking(move || engine.operations().quarantine()).await?;
     Ok(Json(json!({ "pipeline": state.engine.plan().name, "quarantined": entries })).into_response())
 }
 
@@ -334,7 +334,7 @@ async fn retry_quarantined(
 ) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     let path = request.path.clone();
-    let entry = blocking(move || engine.quarantine_entry(&path)).await?;
+    let entry = blocking(move || engine.operations().quarantine_entry(&path)).await?;
     if entry.is_none() {
         return Err(Problem::not_found(format!("{} is not in quarantine", request.path)));
     }
@@ -390,7 +390,7 @@ async fn audit_head(State(state): State<AppState>) -> Result<Response, Problem> 
 
 async fn list_tokens(State(state): State<AppState>) -> Result<Response, Problem> {
     let engine = state.engine.clone();
-    let tokens = blocking(move || Ok(engine.store().catalog().tokens()?)).await?;
+    let tokens = blocking(move || engine.operations().tokens()).await?;
     Ok(Json(json!({ "tokens": tokens })).into_response())
 }
 
@@ -410,8 +410,7 @@ async fn create_token(
 ) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     let (info, token) = blocking(move || {
-        let by = sluice_store::Actor { pipeline: &engine.plan().name, principal: &caller.principal };
-        Ok(engine.store().catalog().create_token(&request.user, &request.groups, request.role, &by)?)
+        engine.operations().create_token(&request.user, &request.groups, request.role, &caller.principal)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(json!({ "token": token, "info": info }))).into_response())
@@ -424,14 +423,7 @@ async fn revoke_token(
 ) -> Result<Response, Problem> {
     let engine = state.engine.clone();
     let token_id = id.clone();
-    let revoked = blocking(move || {
-        let by = sluice_store::Actor { pipeline: &engine.plan().name, principal: &caller.principal };
-        Ok(engine.store().catalog().revoke_token(&token_id, &by)?)
-    })
-    .await?;
-    if !revoked {
-        return Err(Problem::not_found(format!("no live token {id}")));
-    }
+    blocking(move || engine.operations().revoke_token(&token_id, &caller.principal)).await?;
     Ok(Json(json!({ "revoked": id })).into_response())
 }
 
@@ -460,14 +452,14 @@ async fn export(
     let data_dir = state.data_dir.clone();
     let file = blocking(move || {
         let path = export_path(&data_dir, &engine)?;
-        let summary = engine.export(params.version, &caller.access, format, params.vectors, &path);
+        let operator = caller.role >= Role::Operator;
+        let (access, principal) = (&caller.access, &caller.principal);
+        let exported =
+            engine.operations().export(params.version, access, operator, format, params.vectors, &path, principal);
         let opened = std::fs::File::open(&path);
         let _ = std::fs::remove_file(&path);
-        let summary = summary?;
-        let file = opened.map_err(PipelineError::io(&path))?;
-        let detail = json!({"version": summary.version, "chunks": summary.chunks, "format": params.format});
-        engine.audit(&caller.principal, "exported", format!("version {}", summary.version), detail)?;
-        Ok(file)
+        exported?;
+        opened.map_err(PipelineError::io(&path))
     })
     .await?;
     let content_type =

@@ -10,6 +10,7 @@ mod evaluation;
 mod governance;
 mod http;
 mod metrics;
+mod operator;
 mod problem;
 mod progress;
 mod report;
@@ -463,10 +464,8 @@ fn main() -> ExitCode {
         Command::Rollback { pipeline } => dataset::rollback(&cli.data, pipeline.as_deref()),
         Command::Pin { version, pipeline } => dataset::pin(&cli.data, pipeline.as_deref(), version, true),
         Command::Unpin { version, pipeline } => dataset::pin(&cli.data, pipeline.as_deref(), version, false),
-        Command::Gc { json, pipeline } => dataset::gc(&cli.data, &cli.models, pipeline.as_deref(), json),
-        Command::Verify { version, json, pipeline } => {
-            dataset::verify(&cli.data, &cli.models, pipeline.as_deref(), version, json)
-        }
+        Command::Gc { json, pipeline } => dataset::gc(&cli.data, pipeline.as_deref(), json),
+        Command::Verify { version, json, pipeline } => dataset::verify(&cli.data, pipeline.as_deref(), version, json),
         Command::Quarantine { command: QuarantineCommand::List { json, pipeline } } => {
             commands::quarantine_list(&cli.data, pipeline.as_deref(), json)
         }
