@@ -218,7 +218,8 @@ pub struct ReusableDocument {
     pub pii: BTreeMap<String, usize>,
 }
 
-/// One stored appearance of a chunk, with what a search hit or an export needs.
+/// One stored appearance of a chunk: the one chunk record that storage keeps and that search
+/// hits, exports and lineage are made from.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StoredChunk {
     pub chunk_id: ChunkId,
@@ -241,13 +242,39 @@ pub struct StoredChunk {
     pub pii: Vec<String>,
     /// The document version (blake3 of its bytes).
     pub content_hash: ContentHash,
-    /// Fingerprint of the model that embedded it, as stored (empty before schema 3).
+    /// The document's format (`pdf`, `docx`, ...).
+    pub format: String,
+    /// Fingerprints of the stages that made it: extraction, chunking, and the model that
+    /// embedded it (as stored; empty before schema 3).
+    pub extract_fingerprint: String,
+    pub chunk_fingerprint: String,
     pub model: String,
 }
 
 impl StoredChunk {
     pub fn key(&self) -> PointKey {
         PointKey { chunk: self.chunk_id, valid_from: self.valid_from }
+    }
+}
+
+impl SearchHit {
+    /// A hit on `chunk`, with its fused score and each retriever's rank.
+    pub fn new(chunk: &StoredChunk, score: f64, lexical_rank: Option<usize>, dense_rank: Option<usize>) -> Self {
+        SearchHit {
+            chunk_id: chunk.chunk_id,
+            score,
+            text: chunk.text.clone(),
+            path: chunk.path.clone(),
+            title: chunk.title.clone(),
+            page: chunk.page,
+            char_start: chunk.char_start,
+            char_end: chunk.char_end,
+            heading_path: chunk.heading_path.clone(),
+            valid_from: chunk.valid_from,
+            valid_to: (chunk.valid_to != crate::VERSION_OPEN).then_some(chunk.valid_to),
+            lexical_rank,
+            dense_rank,
+        }
     }
 }
 

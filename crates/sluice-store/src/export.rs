@@ -20,11 +20,11 @@ use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use sluice_core::{Acl, ChunkId, DocumentId, ReadAccess, TextHash, Version};
 
-use crate::catalog::{SqliteCatalog, opt_u32, parse_acl, parse_id, parse_strings};
+use crate::catalog::{STORED_CHUNK_SELECT, SqliteCatalog, stored_chunk_row};
 use crate::error::{Result, StoreError};
 use crate::lineage::file_uri;
 use crate::prelude::*;
-use crate::types::join_path;
+use crate::types::StoredChunk;
 
 /// Rows per Parquet row group and per vector lookup.
 const BATCH_ROWS: usize = 4096;
@@ -67,6 +67,36 @@ pub struct ExportRow {
     pub vector: Option<Vec<f32>>,
 }
 
+impl From<StoredChunk> for ExportRow {
+    /// The exported form of the one chunk record (without its vector).
+    fn from(chunk: StoredChunk) -> Self {
+        ExportRow {
+            chunk_id: chunk.chunk_id,
+            doc_id: chunk.doc_id,
+            source_uri: file_uri(&chunk.path),
+            path: chunk.path,
+            content_hash: chunk.content_hash.to_hex(),
+            format: chunk.format,
+            title: chunk.title,
+            ordinal: chunk.ordinal,
+            page: chunk.page,
+            char_start: chunk.char_start,
+            char_end: chunk.char_end,
+            token_count: chunk.token_count,
+            heading_path: chunk.heading_path,
+            text: chunk.text,
+            text_hash: chunk.text_hash,
+            valid_from: chunk.valid_from,
+            extract_fingerprint: chunk.extract_fingerprint,
+            chunk_fingerprint: chunk.chunk_fingerprint,
+            model_fingerprint: chunk.model,
+            readers: chunk.readers.keys().to_vec(),
+            pii: chunk.pii,
+            vector: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExportSummary {
     pub version: Version,
@@ -85,42 +115,11 @@ impl SqliteCatalog {
         mut write: impl FnMut(&mut [ExportRow]) -> Result<()>,
     ) -> Result<usize> {
         self.read_with(|c| {
-            let mut statement = c.prepare(
-                "SELECT c.chunk_id, d.doc_id, d.root, d.rel_path, d.member, d.content_hash, d.format, d.title,
-                        c.ordinal, c.page, c.char_start, c.char_end, c.token_count, c.heading_path, c.text,
-                        c.text_hash, c.valid_from, d.extract_fingerprint, d.chunk_fingerprint, d.model_fingerprint,
-                        d.readers, c.pii
-                 FROM chunks c JOIN documents d ON d.id = c.document
-                 WHERE c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to
-                 ORDER BY d.root, d.rel_path, d.member, c.ordinal, c.chunk_id",
-            )?;
-            let rows = statement.query_map(params![pipeline, version], |r| {
-                let path = join_path(&r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, String>(4)?);
-                Ok(ExportRow {
-                    chunk_id: parse_id(r.get(0)?, ChunkId::parse)?,
-                    doc_id: parse_id(r.get(1)?, DocumentId::parse)?,
-                    source_uri: file_uri(&path),
-                    path,
-                    content_hash: r.get(5)?,
-                    format: r.get(6)?,
-                    title: r.get(7)?,
-                    ordinal: r.get(8)?,
-                    page: opt_u32(r.get(9)?),
-                    char_start: r.get(10)?,
-                    char_end: r.get(11)?,
-                    token_count: r.get(12)?,
-                    heading_path: parse_strings(r.get(13)?)?,
-                    text: r.get(14)?,
-                    text_hash: parse_id(r.get(15)?, TextHash::parse)?,
-                    valid_from: r.get(16)?,
-                    extract_fingerprint: r.get(17)?,
-                    chunk_fingerprint: r.get(18)?,
-                    model_fingerprint: r.get(19)?,
-                    readers: parse_acl(r.get(20)?)?.keys().to_vec(),
-                    pii: parse_strings(r.get(21)?)?,
-                    vector: None,
-                })
-            })?;
+            let mut statement = c.prepare(&format!(
+                "{STORED_CHUNK_SELECT} WHERE c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to
+                 ORDER BY d.root, d.rel_path, d.member, c.ordinal, c.chunk_id"
+            ))?;
+            let rows = statement.query_map(params![pipeline, version], |r| stored_chunk_row(r).map(ExportRow::from))?;
             let (mut batch, mut written) = (Vec::with_capacity(BATCH_ROWS), 0);
             for row in rows {
                 let row = row?;

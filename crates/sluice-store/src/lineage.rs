@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use sluice_core::{Acl, ChunkId, ContentHash, DocumentId, ReadAccess, TextHash, VERSION_OPEN, Version};
 
-use crate::catalog::{SqliteCatalog, opt_u32, parse_acl, parse_id, parse_reason, parse_strings};
+use crate::catalog::{STORED_CHUNK_SELECT, SqliteCatalog, opt_u32, parse_id, parse_reason, stored_chunk_row};
 use crate::error::Result;
 use crate::prelude::*;
 use crate::time_travel::PastAccess;
@@ -131,77 +131,71 @@ impl ChunkLineage for SqliteCatalog {
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let Some(latest) = appearances.last().copied() else { return Ok(None) };
-            let row = c.query_row(
-                "SELECT d.id, d.doc_id, d.root, d.rel_path, d.member, d.parent, d.content_hash, d.format, d.title,
-                        d.page_count, d.byte_size, c.ordinal, c.page, c.char_start, c.char_end, c.token_count,
-                        c.heading_path, c.text_hash, d.extract_fingerprint, d.chunk_fingerprint, d.model_fingerprint,
-                        d.added_reason, d.retired_reason, d.created_at, v.pipeline_fingerprint, v.run_id,
-                        v.started_at, v.finished_at, d.readers, d.pii, c.pii
-                 FROM chunks c JOIN documents d ON d.id = c.document
-                      JOIN versions v ON v.pipeline = c.pipeline AND v.version = c.valid_from
-                 WHERE c.pipeline = ?1 AND c.chunk_id = ?2 AND c.valid_from = ?3",
+            // The one chunk record, then the provenance around it: its document and version.
+            let chunk = c.query_row(
+                &format!("{STORED_CHUNK_SELECT} WHERE c.pipeline = ?1 AND c.chunk_id = ?2 AND c.valid_from = ?3"),
                 params![pipeline, chunk_id.to_hex(), latest.valid_from],
-                |r| {
-                    let root: String = r.get(2)?;
-                    let rel_path: String = r.get(3)?;
-                    let member: String = r.get(4)?;
-                    let path = join_path(&root, &rel_path, &member);
-                    Ok((
-                        LineageSource {
-                            uri: file_uri(&path),
-                            path,
-                            doc_id: parse_id(r.get(1)?, DocumentId::parse)?,
-                            content_hash: parse_id(r.get(6)?, ContentHash::parse)?,
-                            parent: r
-                                .get::<_, Option<String>>(5)?
-                                .map(|id| parse_id(id, DocumentId::parse))
-                                .transpose()?,
-                            format: r.get(7)?,
-                            title: r.get(8)?,
-                            page_count: opt_u32(r.get(9)?),
-                            byte_size: r.get::<_, i64>(10)? as u64,
-                        },
-                        LineageSpan {
-                            ordinal: r.get(11)?,
-                            page: opt_u32(r.get(12)?),
-                            char_start: r.get(13)?,
-                            char_end: r.get(14)?,
-                            token_count: r.get(15)?,
-                            heading_path: parse_strings(r.get(16)?)?,
-                        },
-                        parse_id(r.get(17)?, TextHash::parse)?,
-                        [r.get::<_, String>(18)?, r.get::<_, String>(19)?, r.get::<_, String>(20)?],
-                        parse_reason(r.get(21)?)?,
-                        r.get::<_, Option<String>>(22)?.map(parse_reason).transpose()?,
-                        r.get::<_, i64>(23)?,
-                        r.get::<_, String>(24)?,
-                        LineageRun {
-                            run_id: r.get(25)?,
-                            version: latest.valid_from,
-                            started_at: r.get(26)?,
-                            committed_at: r.get(27)?,
-                        },
-                        parse_acl(r.get(28)?)?,
-                        LineagePii {
-                            document: serde_json::from_str(&r.get::<_, String>(29)?).unwrap_or_default(),
-                            chunk: parse_strings(r.get(30)?)?,
-                        },
-                    ))
-                },
+                stored_chunk_row,
             )?;
             let (
-                source,
-                span,
-                text_hash,
-                fingerprints,
+                parent,
+                page_count,
+                byte_size,
                 added_reason,
                 retired_reason,
                 written_at,
                 pipeline_fp,
                 run,
-                readers,
-                pii,
-            ) = row;
+                document_pii,
+            ) = c.query_row(
+                "SELECT d.parent, d.page_count, d.byte_size, d.added_reason, d.retired_reason, d.created_at,
+                            v.pipeline_fingerprint, v.run_id, v.started_at, v.finished_at, d.pii
+                     FROM chunks c JOIN documents d ON d.id = c.document
+                          JOIN versions v ON v.pipeline = c.pipeline AND v.version = c.valid_from
+                     WHERE c.pipeline = ?1 AND c.chunk_id = ?2 AND c.valid_from = ?3",
+                params![pipeline, chunk_id.to_hex(), latest.valid_from],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?.map(|id| parse_id(id, DocumentId::parse)).transpose()?,
+                        opt_u32(r.get(1)?),
+                        r.get::<_, i64>(2)? as u64,
+                        parse_reason(r.get(3)?)?,
+                        r.get::<_, Option<String>>(4)?.map(parse_reason).transpose()?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, String>(6)?,
+                        LineageRun {
+                            run_id: r.get(7)?,
+                            version: latest.valid_from,
+                            started_at: r.get(8)?,
+                            committed_at: r.get(9)?,
+                        },
+                        serde_json::from_str::<BTreeMap<String, usize>>(&r.get::<_, String>(10)?).unwrap_or_default(),
+                    ))
+                },
+            )?;
+            let source = LineageSource {
+                uri: file_uri(&chunk.path),
+                path: chunk.path.clone(),
+                doc_id: chunk.doc_id,
+                content_hash: chunk.content_hash,
+                parent,
+                format: chunk.format.clone(),
+                title: chunk.title.clone(),
+                page_count,
+                byte_size,
+            };
+            let span = LineageSpan {
+                ordinal: chunk.ordinal,
+                page: chunk.page,
+                char_start: chunk.char_start,
+                char_end: chunk.char_end,
+                token_count: chunk.token_count,
+                heading_path: chunk.heading_path.clone(),
+            };
+            let (text_hash, readers) = (chunk.text_hash, chunk.readers.clone());
+            let fingerprints =
+                [chunk.extract_fingerprint.clone(), chunk.chunk_fingerprint.clone(), chunk.model.clone()];
+            let pii = LineagePii { document: document_pii, chunk: chunk.pii.clone() };
             if !access.may_read(&readers) {
                 return Ok(None);
             }
@@ -232,7 +226,7 @@ impl ChunkLineage for SqliteCatalog {
                     Ok(join_path(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            let [extract, chunk, embed] = fingerprints;
+            let [extract, chunking, embed] = fingerprints;
             let stage = |fingerprint: String| -> rusqlite::Result<StageRecord> {
                 let settings = crate::catalog::stage_settings_in(c, &fingerprint)?.unwrap_or(serde_json::Value::Null);
                 Ok(StageRecord { fingerprint, settings })
@@ -244,7 +238,7 @@ impl ChunkLineage for SqliteCatalog {
                 span,
                 text_hash,
                 dedup: DedupVerdict { verdict: "unique".to_owned(), duplicates },
-                stages: LineageStages { extract: stage(extract)?, chunk: stage(chunk)?, embed: stage(embed)? },
+                stages: LineageStages { extract: stage(extract)?, chunk: stage(chunking)?, embed: stage(embed)? },
                 pipeline_fingerprint: pipeline_fp,
                 run,
                 added_reason,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use sluice_core::{ChunkId, ReadAccess, VERSION_OPEN, Version};
+use sluice_core::{ChunkId, ReadAccess, Version};
 
 use crate::Store;
 use crate::error::Result;
@@ -125,21 +125,7 @@ impl Store {
                 let chunk = by_key.get(&fused.key).filter(|chunk| {
                     request.access.may_read(&chunk.readers) && !request.hidden_docs.contains(&chunk.doc_id.to_hex())
                 })?;
-                Some(SearchHit {
-                    chunk_id: chunk.chunk_id,
-                    score: fused.score,
-                    text: chunk.text.clone(),
-                    path: chunk.path.clone(),
-                    title: chunk.title.clone(),
-                    page: chunk.page,
-                    char_start: chunk.char_start,
-                    char_end: chunk.char_end,
-                    heading_path: chunk.heading_path.clone(),
-                    valid_from: chunk.valid_from,
-                    valid_to: (chunk.valid_to != VERSION_OPEN).then_some(chunk.valid_to),
-                    lexical_rank: fused.lexical_rank,
-                    dense_rank: fused.dense_rank,
-                })
+                Some(SearchHit::new(chunk, fused.score, fused.lexical_rank, fused.dense_rank))
             })
             .collect())
     }

@@ -1243,12 +1243,14 @@ fn live_document_row(r: &Row<'_>) -> rusqlite::Result<LiveDocument> {
     })
 }
 
-const STORED_CHUNK_SELECT: &str = "SELECT c.chunk_id, c.valid_from, c.valid_to, d.doc_id, d.root, d.rel_path, d.member,
+/// Selects the columns of a [`StoredChunk`] (read by [`stored_chunk_row`]).
+pub(crate) const STORED_CHUNK_SELECT: &str =
+    "SELECT c.chunk_id, c.valid_from, c.valid_to, d.doc_id, d.root, d.rel_path, d.member,
         d.title, c.ordinal, c.text, c.text_hash, c.char_start, c.char_end, c.page, c.token_count, c.heading_path,
-        d.readers, c.pii, d.content_hash, d.model_fingerprint
+        d.readers, c.pii, d.content_hash, d.format, d.extract_fingerprint, d.chunk_fingerprint, d.model_fingerprint
     FROM chunks c JOIN documents d ON d.id = c.document";
 
-fn stored_chunk_row(r: &Row<'_>) -> rusqlite::Result<StoredChunk> {
+pub(crate) fn stored_chunk_row(r: &Row<'_>) -> rusqlite::Result<StoredChunk> {
     let root: String = r.get(4)?;
     let rel_path: String = r.get(5)?;
     let member: String = r.get(6)?;
@@ -1270,7 +1272,10 @@ fn stored_chunk_row(r: &Row<'_>) -> rusqlite::Result<StoredChunk> {
         readers: parse_acl(r.get(16)?)?,
         pii: parse_strings(r.get(17)?)?,
         content_hash: parse_id(r.get(18)?, ContentHash::parse)?,
-        model: r.get(19)?,
+        format: r.get(19)?,
+        extract_fingerprint: r.get(20)?,
+        chunk_fingerprint: r.get(21)?,
+        model: r.get(22)?,
     })
 }
 
