@@ -41,6 +41,11 @@ enum Backend {
 /// Hex digits of a model fingerprint that name its index: 64 bits tell models apart.
 const LABEL_LEN: usize = 16;
 
+/// Whether `text` has the form of an index label (a folder or collection name's suffix).
+pub(super) fn is_label(text: &str) -> bool {
+    text.len() == LABEL_LEN && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// The part of a model fingerprint that names its index.
 pub(crate) fn label(model: &str) -> Result<&str> {
     match Fingerprint::parse(model) {
@@ -126,6 +131,7 @@ impl ModelIndexes {
                     .filter_map(|entry| entry.ok())
                     .filter(|entry| EdgeVectors::exists(&entry.path()))
                     .filter_map(|entry| entry.file_name().into_string().ok())
+                    .filter(|name| is_label(name))
                     .collect())
             }
             Backend::Server(server) => server.model_labels(),
@@ -282,4 +288,21 @@ fn remove_single_shard(root: &Path) -> Result<()> {
     }
     warn!(path = %root.display(), "replacing the single Qdrant Edge shard of an earlier sluice with one shard per model");
     std::fs::remove_dir_all(root).map_err(|source| StoreError::Io { path: root.to_owned(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_fingerprint_prefix_names_a_model_index() {
+        let model = Fingerprint::of("embed", "a model").to_hex();
+        let own = label(&model).unwrap();
+        assert!(is_label(own));
+        // Another pipeline's collections share the prefix: `sluice-a-2024`, `sluice-a-b-<label>`.
+        for suffix in ["2024", &format!("b-{own}"), "", "segments"] {
+            assert!(!is_label(suffix), "{suffix:?}");
+        }
+        assert!(label("not a fingerprint").is_err());
+    }
 }

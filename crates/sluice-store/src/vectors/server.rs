@@ -92,7 +92,8 @@ impl ServerConnection {
             .collections
             .into_iter()
             .filter_map(|description| description.name.strip_prefix(&prefix).map(str::to_owned))
-            .filter(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_hexdigit()))
+            // Another pipeline's collection may share the prefix (`sluice-a` and `sluice-a-b`).
+            .filter(|label| super::by_model::is_label(label))
             .collect())
     }
 
