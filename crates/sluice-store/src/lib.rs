@@ -125,7 +125,7 @@ impl Store {
     /// cache, without re-embedding; a version left pending is rolled back afterwards as usual.
     /// Then the server's alias is pointed at `live`'s model.
     fn prepare_vectors(&self) -> Result<()> {
-        for (model, expected) in self.catalog.appearance_counts_by_model(&self.pipeline)? {
+        for model in self.catalog.models_with_chunks(&self.pipeline)? {
             let Some((index, _)) = self.vectors.index(&model, None)? else {
                 // Neither cached vectors nor an index: only a version a crash left pending
                 // can hold such chunks (vectors are cached before points are written), and
@@ -136,7 +136,8 @@ impl Store {
             if !index.prepare()? {
                 continue;
             }
-            let held = index.point_count()?;
+            // Counted only for an index that became ready just now: not on every run.
+            let (held, expected) = (index.point_count()?, self.catalog.appearance_count(&self.pipeline, &model)?);
             if held < expected {
                 warn!(pipeline = %self.pipeline, held, expected, index = %index.describe(),
                     "vector index holds fewer points than the catalog; refilling it from the catalog");

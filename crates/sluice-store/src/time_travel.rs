@@ -65,20 +65,4 @@ impl AccessHistory for SqliteCatalog {
             .map(|(doc_id, _, _)| doc_id)
             .collect())
     }
-
-    fn may_read_today(&self, pipeline: &str, root: &str, rel_path: &str, access: &ReadAccess) -> Result<bool> {
-        if matches!(access, ReadAccess::Unrestricted) {
-            return Ok(true);
-        }
-        let readers: Option<String> = self.read(|c| {
-            use rusqlite::OptionalExtension;
-            c.query_row(
-                "SELECT readers FROM files WHERE pipeline = ?1 AND root = ?2 AND rel_path = ?3",
-                params![pipeline, root, rel_path],
-                |r| r.get(0),
-            )
-            .optional()
-        })?;
-        Ok(access.may_read(&readers.as_deref().and_then(Acl::from_json).unwrap_or_default()))
-    }
 }

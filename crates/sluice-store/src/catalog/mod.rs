@@ -66,9 +66,6 @@ pub trait Catalog:
     + Send
     + Sync
 {
-    /// Which catalog and where, for messages.
-    fn describe(&self) -> String;
-
     /// This catalog's identity: random, made once. A Qdrant collection sluice creates names it,
     /// so that another catalog does not take the collection for its own.
     fn identity(&self) -> Result<String>;
@@ -235,9 +232,6 @@ pub trait Documents {
     /// unknown keys are skipped.
     fn chunks_by_key(&self, pipeline: &str, keys: &[(ChunkId, Version)]) -> Result<Vec<StoredChunk>>;
 
-    /// Chunks that became visible at exactly `version` (what a rollback deletes).
-    fn chunks_added_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>>;
-
     /// Chunks that stopped being visible at exactly `version` (what a rollback reopens).
     fn chunks_retired_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>>;
 
@@ -251,11 +245,11 @@ pub trait Documents {
     /// Whether a live document with chunks was embedded by a model other than `model`.
     fn has_live_documents_of_other_models(&self, pipeline: &str, model: Fingerprint) -> Result<bool>;
 
-    /// How many chunk appearances each model embedded, whatever their versions.
-    fn appearance_counts_by_model(&self, pipeline: &str) -> Result<Vec<(String, usize)>>;
+    /// The models that embedded the pipeline's chunks, whatever their versions.
+    fn models_with_chunks(&self, pipeline: &str) -> Result<Vec<String>>;
 
-    /// How many chunk appearances the pipeline has, whatever their versions.
-    fn appearance_count(&self, pipeline: &str) -> Result<usize>;
+    /// How many chunk appearances `model` embedded, whatever their versions.
+    fn appearance_count(&self, pipeline: &str, model: &str) -> Result<usize>;
 
     /// Every chunk appearance of the pipeline, whatever its interval (to rebuild an index).
     fn all_chunk_appearances(&self, pipeline: &str) -> Result<Vec<StoredChunk>>;
@@ -355,9 +349,6 @@ pub trait AccessHistory {
     /// Document ids (hex) visible at `version` that `access` may read as committed but not
     /// today. Empty for an unrestricted reader.
     fn revoked_documents(&self, pipeline: &str, version: Version, access: &ReadAccess) -> Result<Vec<String>>;
-
-    /// Whether `access` may read the file at `root`/`rel_path` today (its ledger readers).
-    fn may_read_today(&self, pipeline: &str, root: &str, rel_path: &str, access: &ReadAccess) -> Result<bool>;
 }
 
 /// API tokens and their roles (`tokens.rs`).

@@ -447,10 +447,6 @@ impl SqliteCatalog {
 }
 
 impl Catalog for SqliteCatalog {
-    fn describe(&self) -> String {
-        format!("SQLite catalog {}", self.path().display())
-    }
-
     fn identity(&self) -> Result<String> {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).map_err(|err| StoreError::Invalid(format!("no randomness for an id: {err}")))?;
@@ -989,10 +985,6 @@ impl Documents for SqliteCatalog {
         })
     }
 
-    fn chunks_added_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
-        self.chunks_where("c.pipeline = ?1 AND c.valid_from = ?2", pipeline, version)
-    }
-
     fn chunks_retired_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
         self.chunks_where("c.pipeline = ?1 AND c.valid_to = ?2", pipeline, version)
     }
@@ -1023,21 +1015,26 @@ impl Documents for SqliteCatalog {
         })
     }
 
-    fn appearance_counts_by_model(&self, pipeline: &str) -> Result<Vec<(String, usize)>> {
+    fn models_with_chunks(&self, pipeline: &str) -> Result<Vec<String>> {
         self.read(|c| {
             let mut statement = c.prepare_cached(
-                "SELECT d.model_fingerprint, COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document
-                 WHERE c.pipeline = ?1 GROUP BY d.model_fingerprint ORDER BY d.model_fingerprint",
+                "SELECT DISTINCT d.model_fingerprint FROM documents d
+                 WHERE d.pipeline = ?1 AND EXISTS (SELECT 1 FROM chunks c WHERE c.document = d.id)
+                 ORDER BY d.model_fingerprint",
             )?;
-            statement
-                .query_map([pipeline], |r| Ok((r.get(0)?, usize::try_from(r.get::<_, i64>(1)?).unwrap_or_default())))?
-                .collect()
+            statement.query_map([pipeline], |r| r.get(0))?.collect()
         })
     }
 
-    fn appearance_count(&self, pipeline: &str) -> Result<usize> {
-        let count: i64 =
-            self.read(|c| c.query_row("SELECT COUNT(*) FROM chunks WHERE pipeline = ?1", [pipeline], |r| r.get(0)))?;
+    fn appearance_count(&self, pipeline: &str, model: &str) -> Result<usize> {
+        let count: i64 = self.read(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document
+                 WHERE c.pipeline = ?1 AND d.model_fingerprint = ?2",
+                [pipeline, model],
+                |r| r.get(0),
+            )
+        })?;
         Ok(usize::try_from(count).unwrap_or_default())
     }
 

@@ -78,10 +78,12 @@ impl ModelIndexes {
 
     /// Whether every open index answers now; the error says why not.
     pub fn health(&self) -> Result<()> {
-        if let Backend::Server(server) = &self.backend {
-            server.health()?;
+        let opened = self.opened();
+        match &self.backend {
+            // Each open collection's health asks the server too.
+            Backend::Server(server) if opened.is_empty() => server.health(),
+            _ => opened.iter().try_for_each(|(_, index)| index.health()),
         }
-        self.opened().iter().try_for_each(|(_, index)| index.health())
     }
 
     /// The index of `model`, and whether this call opened it. An index not open yet is opened,
@@ -155,7 +157,7 @@ impl ModelIndexes {
     /// any other the backend holds (a crash can leave points of a model the catalog has
     /// forgotten: rollback and `verify` must see them).
     fn all(&self) -> Result<Vec<(String, Arc<dyn VectorIndex>)>> {
-        for (model, _) in self.catalog.appearance_counts_by_model(&self.pipeline)? {
+        for model in self.catalog.models_with_chunks(&self.pipeline)? {
             self.index(&model, None)?;
         }
         for label in self.stored_labels()? {
@@ -171,21 +173,13 @@ impl ModelIndexes {
 
     /// Writes points, each into its model's index (created on its model's first point).
     pub(crate) fn upsert(&self, points: &[VectorPoint<'_>]) -> Result<()> {
-        let mut by_model: BTreeMap<&str, Vec<&VectorPoint<'_>>> = BTreeMap::new();
-        for point in points {
-            by_model.entry(point.payload.model.as_str()).or_default().push(point);
-        }
-        for (model, points) in by_model {
-            let dimension = points[0].vector.len();
-            let (index, _) = self.open_label(label(model)?, Some(dimension))?;
+        // A run's points share one model: in practice one slice, passed on as it is.
+        for run in points.chunk_by(|a, b| a.payload.model == b.payload.model) {
+            let (index, _) = self.open_label(label(&run[0].payload.model)?, Some(run[0].vector.len()))?;
             // A no-op once ready. A collection lost meanwhile failed the write that found it
             // missing, and so the run: the next `begin` refills it before anything is written.
             index.prepare()?;
-            let points: Vec<VectorPoint<'_>> = points
-                .into_iter()
-                .map(|point| VectorPoint { key: point.key, vector: point.vector, payload: point.payload.clone() })
-                .collect();
-            index.upsert(&points)?;
+            index.upsert(run)?;
         }
         Ok(())
     }

@@ -290,11 +290,7 @@ impl VectorIndex for ServerVectors {
         if !self.call(async move { client.collection_exists(name).await })? {
             self.create_collection()?;
         }
-        let info = collection_info(&self.server, &self.collection).inspect_err(|err| {
-            if matches!(err, StoreError::Corrupt(_)) {
-                self.ready.store(false, Ordering::SeqCst)
-            }
-        })?;
+        let info = collection_info(&self.server, &self.collection)?;
         self.check_collection(&info)?;
         self.ensure_indexes(&info.payload_schema)?;
         self.ready.store(true, Ordering::SeqCst);
