@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sluice_core::{ChunkId, PointKey, Principal, ReadAccess, VERSION_OPEN};
 use sluice_store::{
-    AuditEvent, AuditLog, DenseQuery, EdgeVectors, LexicalDoc, LexicalIndex, PointPayload, Readable, SqliteCatalog,
+    AuditEvent, AuditLog, DenseQuery, EdgeVectors, LexicalDoc, LexicalIndex, PointPayload, Readable, SqlCatalog,
     TantivyIndex, VectorIndex, VectorPoint,
 };
 
@@ -76,7 +76,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let vectors = EdgeVectors::open(&dir.path().join("qdrant"), DIMENSION).expect("qdrant");
     let (lexical, _) = TantivyIndex::open(&dir.path().join("tantivy")).expect("tantivy");
-    let catalog = SqliteCatalog::open(&dir.path().join("catalog.sqlite")).expect("catalog");
+    let catalog = SqlCatalog::sqlite(&dir.path().join("catalog.sqlite")).expect("catalog");
     let mut random = Random(0x5eed);
     let centres: Vec<Vec<f32>> = (0..50).map(|_| (0..DIMENSION).map(|_| random.unit()).collect()).collect();
     let mut keys = Vec::with_capacity(POINTS);

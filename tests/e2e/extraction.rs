@@ -35,7 +35,7 @@ fn office_and_email_are_indexed_and_a_memory_hog_costs_only_its_worker() {
         let paths = workspace.search_paths(phrase, &["-k", "3", "--pipeline", pipeline.to_str().unwrap()]);
         assert!(paths.iter().any(|path| path.ends_with(&format!("/{name}"))), "{phrase:?} → {paths:?}");
     }
-    let catalog = sluice_store::open_catalog(&workspace.data()).unwrap();
+    let catalog = workspace.open_catalog("default");
     let quarantine = catalog.quarantine("default").unwrap();
     assert_eq!(quarantine.len(), 1, "{quarantine:?}");
     assert!(quarantine[0].path.ends_with("/huge.txt"));

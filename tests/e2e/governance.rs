@@ -152,19 +152,33 @@ fn audit_verify_names_the_first_tampered_entry_and_report_adds_up() {
     let files: Vec<u64> = costs["versions"].as_array().unwrap().iter().map(|v| v["files"].as_u64().unwrap()).collect();
     assert_eq!(files, [4, 1]);
 
-    let catalog = workspace.data().join("catalog.sqlite");
+    // Changes the catalog behind sluice's back, runs `audit verify`, then puts the catalog back.
     let tamper = |sql: &str| {
-        let copy = workspace.path("catalog-backup.sqlite");
-        let connection = rusqlite::Connection::open(&catalog).unwrap();
-        connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
-        std::fs::copy(&catalog, &copy).unwrap();
-        connection.execute_batch(sql).unwrap();
-        drop(connection);
-        let output = workspace.command(&["audit", "verify", "--json"]).output().unwrap();
-        for leftover in ["catalog.sqlite-wal", "catalog.sqlite-shm"] {
-            let _ = std::fs::remove_file(workspace.data().join(leftover));
-        }
-        std::fs::copy(&copy, &catalog).unwrap();
+        let output = if crate::support::postgres_catalog() {
+            let backup =
+                "CREATE TABLE audit_copy AS SELECT * FROM audit; CREATE TABLE meta_copy AS SELECT * FROM meta;";
+            workspace.postgres_sql(&format!("BEGIN; {backup} {sql}; COMMIT;"));
+            let output = workspace.command(&["audit", "verify", "--json"]).output().unwrap();
+            workspace.postgres_sql(
+                "BEGIN; DELETE FROM audit; INSERT INTO audit SELECT * FROM audit_copy; DROP TABLE audit_copy;
+                 DELETE FROM meta; INSERT INTO meta SELECT * FROM meta_copy; DROP TABLE meta_copy; COMMIT;",
+            );
+            output
+        } else {
+            let catalog = workspace.data().join("catalog.sqlite");
+            let copy = workspace.path("catalog-backup.sqlite");
+            let connection = rusqlite::Connection::open(&catalog).unwrap();
+            connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+            std::fs::copy(&catalog, &copy).unwrap();
+            connection.execute_batch(sql).unwrap();
+            drop(connection);
+            let output = workspace.command(&["audit", "verify", "--json"]).output().unwrap();
+            for leftover in ["catalog.sqlite-wal", "catalog.sqlite-shm"] {
+                let _ = std::fs::remove_file(workspace.data().join(leftover));
+            }
+            std::fs::copy(&copy, &catalog).unwrap();
+            output
+        };
         assert_eq!(output.status.code(), Some(1), "{sql}");
         let report: Value = serde_json::from_slice(&output.stdout).unwrap();
         report["first_bad"]["seq"].as_i64().unwrap()

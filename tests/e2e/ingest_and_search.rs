@@ -52,7 +52,7 @@ fn every_document_is_found_by_its_own_phrase_via_cli_and_http() {
     }
 
     // The broken file is in quarantine with its stage and reason; the others were indexed.
-    let catalog = sluice_store::open_catalog(&workspace.data()).unwrap();
+    let catalog = workspace.open_catalog("default");
     let quarantine = catalog.quarantine("default").unwrap();
     assert_eq!(quarantine.len(), 1, "{quarantine:?}");
     assert!(quarantine[0].path.ends_with("/broken.pdf"));

@@ -54,6 +54,12 @@ pub fn qdrant_url() -> Option<String> {
     std::env::var("SLUICE_TEST_QDRANT_URL").ok().filter(|url| !url.is_empty())
 }
 
+/// Whether the suites keep their catalogs in the PostgreSQL database `SLUICE_TEST_POSTGRES_URL`
+/// names instead of SQLite (each workspace in a schema of its own).
+pub fn postgres_catalog() -> bool {
+    std::env::var("SLUICE_TEST_POSTGRES_URL").is_ok_and(|url| !url.is_empty())
+}
+
 /// A scratch workspace: a data directory and room for source folders and pipeline files.
 /// Against a Qdrant server it also holds `pipelines/default.toml` (the built-in default with
 /// the server as its vector store), which commands without `--pipeline` read from the
@@ -65,12 +71,17 @@ pub struct Workspace {
 impl Workspace {
     pub fn new() -> Self {
         let workspace = Self { dir: tempfile::tempdir().expect("temp dir") };
-        if let Some(url) = qdrant_url() {
-            let default = sluice_config::DEFAULT_PIPELINE_TOML.replace("vectors = \"edge\"", "vectors = \"qdrant\"");
-            let table =
-                format!("\n[store.qdrant]\nurl = {url:?}\ncollection = {:?}\n", workspace.collection("default"));
+        if qdrant_url().is_some() || postgres_catalog() {
+            let mut default = sluice_config::DEFAULT_PIPELINE_TOML.to_owned();
+            if qdrant_url().is_some() {
+                default = default.replace("vectors = \"edge\"", "vectors = \"qdrant\"");
+            }
+            if postgres_catalog() {
+                default = default.replace("\nvectors = ", "\ncatalog = \"postgres\"\nvectors = ");
+            }
+            default.push_str(&workspace.store_subtables("default"));
             std::fs::create_dir_all(workspace.path("pipelines")).unwrap();
-            std::fs::write(workspace.path("pipelines/default.toml"), default + &table).unwrap();
+            std::fs::write(workspace.path("pipelines/default.toml"), default).unwrap();
         }
         workspace
     }
@@ -81,26 +92,69 @@ impl Workspace {
         format!("sluice-test-{dir}-{pipeline}")
     }
 
-    /// The `[store]` tables of a pipeline file for the backend under test (none for Edge).
+    /// A PostgreSQL schema no other workspace uses.
+    pub fn schema(&self) -> String {
+        let dir = self.dir.path().file_name().unwrap().to_string_lossy().to_lowercase();
+        format!("t_{}", dir.replace(|c: char| !c.is_ascii_alphanumeric(), ""))
+    }
+
+    /// The `[store]` tables of a pipeline file for the stores under test (none for the
+    /// embedded default).
     pub fn store_tables(&self, pipeline: &str) -> String {
-        match qdrant_url() {
-            Some(url) => format!(
-                "\n[store]\nvectors = \"qdrant\"\n\n[store.qdrant]\nurl = {url:?}\ncollection = {:?}\n",
-                self.collection(pipeline)
-            ),
-            None => String::new(),
+        let mut store = String::new();
+        if qdrant_url().is_some() {
+            store.push_str("vectors = \"qdrant\"\n");
         }
+        if postgres_catalog() {
+            store.push_str("catalog = \"postgres\"\n");
+        }
+        if store.is_empty() {
+            return store;
+        }
+        format!("\n[store]\n{store}{}", self.store_subtables(pipeline))
     }
 
-    /// The vector store `pipeline` uses here, for tests that open the stores themselves.
-    pub fn vectors_plan(&self, pipeline: &str) -> sluice_config::VectorsPlan {
+    /// Runs `sql` with `psql` on this workspace's PostgreSQL catalog (its schema).
+    pub fn postgres_sql(&self, sql: &str) {
+        let url = std::env::var("SLUICE_TEST_POSTGRES_URL").expect("a PostgreSQL catalog under test");
+        let output = Command::new("psql")
+            .args([url.as_str(), "-v", "ON_ERROR_STOP=1", "-q", "-c"])
+            .arg(format!("SET search_path TO {}; {sql}", self.schema()))
+            .output()
+            .expect("psql runs");
+        assert!(output.status.success(), "psql: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// `[store.qdrant]` and `[store.postgres]` for the stores under test.
+    fn store_subtables(&self, pipeline: &str) -> String {
+        let mut tables = String::new();
+        if let Some(url) = qdrant_url() {
+            tables
+                .push_str(&format!("\n[store.qdrant]\nurl = {url:?}\ncollection = {:?}\n", self.collection(pipeline)));
+        }
+        if postgres_catalog() {
+            tables.push_str(&format!(
+                "\n[store.postgres]\nurl_env = \"SLUICE_TEST_POSTGRES_URL\"\nschema = {:?}\n",
+                self.schema()
+            ));
+        }
+        tables
+    }
+
+    /// The stores `pipeline` uses here, for tests that open them themselves.
+    pub fn store_plan(&self, pipeline: &str) -> sluice_config::StorePlan {
         let text = format!("version = 1\nname = {pipeline:?}\n{}", self.store_tables(pipeline));
-        sluice_config::parse_pipeline("test", &text).expect("store tables parse").store.vectors
+        sluice_config::parse_pipeline("test", &text).expect("store tables parse").store
     }
 
-    /// Opens the stores of `pipeline` in the data directory, with its vector backend.
+    /// Opens the stores of `pipeline` in the data directory.
     pub fn open_store(&self, pipeline: &str) -> sluice_store::Store {
-        sluice_store::Store::open(&self.data(), pipeline, &self.vectors_plan(pipeline)).unwrap()
+        sluice_store::Store::open(&self.data(), pipeline, &self.store_plan(pipeline)).unwrap()
+    }
+
+    /// Opens the catalog of `pipeline` (the default one's settings for `default`).
+    pub fn open_catalog(&self, pipeline: &str) -> std::sync::Arc<dyn sluice_store::Catalog> {
+        sluice_store::open_catalog(&self.data(), &self.store_plan(pipeline).catalog).unwrap()
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {

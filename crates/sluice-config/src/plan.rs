@@ -277,10 +277,33 @@ pub enum AuditKeySource {
     Env(String),
 }
 
-/// Where the pipeline's indexes live besides the catalog.
+/// Where the pipeline's catalog and vectors live (the lexical index is always on the node).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StorePlan {
     pub vectors: VectorsPlan,
+    pub catalog: CatalogPlan,
+}
+
+/// The catalog: a SQLite file in the data directory (the default) or a PostgreSQL database
+/// that several nodes share.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum CatalogPlan {
+    #[default]
+    Sqlite,
+    Postgres(PostgresPlan),
+}
+
+/// `[store.postgres]`: how to reach the catalog's database.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostgresPlan {
+    /// The environment variable holding the connection string (it may carry a password, so
+    /// it is never written in the pipeline file).
+    pub url_env: String,
+    /// The schema of the catalog's tables (created if missing).
+    pub schema: String,
+    /// Connections this node keeps open at most.
+    pub pool_size: u32,
+    pub connect_timeout: Duration,
 }
 
 /// The vector index: Qdrant's engine in-process (the default) or a Qdrant server or cluster.
@@ -802,10 +825,11 @@ fn read_server(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> ServerPlan
     plan
 }
 
-/// `[store]`: where the vectors live (the catalog and the lexical index stay in the data
+/// `[store]`: where the vectors and the catalog live (the lexical index stays in the data
 /// directory).
 fn read_store(diag: &mut Diagnostics<'_>, root: &mut Section<'_>, pipeline: &str) -> StorePlan {
     let mut store = root.table(diag, "store");
+    let catalog = read_catalog(diag, &mut store);
     let backend = store.as_mut().and_then(|s| s.string(diag, "vectors"));
     let store_span = store.as_ref().and_then(|s| s.span.clone());
     let mut qdrant = store.as_mut().and_then(|s| s.table(diag, "qdrant"));
@@ -827,7 +851,69 @@ fn read_store(diag: &mut Diagnostics<'_>, root: &mut Section<'_>, pipeline: &str
     }
     finish(diag, qdrant);
     finish(diag, store);
-    StorePlan { vectors }
+    StorePlan { vectors, catalog }
+}
+
+/// `[store] catalog` and `[store.postgres]`.
+fn read_catalog(diag: &mut Diagnostics<'_>, store: &mut Option<Section<'_>>) -> CatalogPlan {
+    let engine = store.as_mut().and_then(|s| s.string(diag, "catalog"));
+    let mut postgres = store.as_mut().and_then(|s| s.table(diag, "postgres"));
+    let wants_postgres = engine.as_ref().is_some_and(|(name, _)| name == "postgres");
+    let plan = match engine {
+        None => CatalogPlan::Sqlite,
+        Some((name, _)) if name == "sqlite" => CatalogPlan::Sqlite,
+        Some((name, _)) if name == "postgres" => {
+            let mut section = postgres.take();
+            let plan = read_postgres(diag, &mut section);
+            postgres = section;
+            CatalogPlan::Postgres(plan)
+        }
+        Some((name, span)) => {
+            diag.error(span, format!("`store.catalog` must be \"sqlite\" or \"postgres\", got {name:?}"));
+            CatalogPlan::Sqlite
+        }
+    };
+    if !wants_postgres && let Some(section) = &postgres {
+        diag.error(section.span.clone(), "[store.postgres] is read only with `store.catalog = \"postgres\"`");
+    }
+    finish(diag, postgres);
+    plan
+}
+
+/// `[store.postgres]`; every key has a default.
+fn read_postgres(diag: &mut Diagnostics<'_>, section: &mut Option<Section<'_>>) -> PostgresPlan {
+    let mut plan = PostgresPlan {
+        url_env: "SLUICE_POSTGRES_URL".into(),
+        schema: "sluice".into(),
+        pool_size: 16,
+        connect_timeout: Duration::from_secs(10),
+    };
+    let Some(postgres) = section.as_mut() else { return plan };
+    match postgres.string(diag, "url_env") {
+        Some((name, span)) if name.is_empty() || name.contains('=') => {
+            diag.error(span, format!("`store.postgres.url_env` must name an environment variable, got {name:?}"));
+        }
+        Some((name, _)) => plan.url_env = name,
+        None => {}
+    }
+    match postgres.string(diag, "schema") {
+        Some((name, span))
+            if name.is_empty()
+                || name.len() > 63
+                || !name.starts_with(|c: char| c.is_ascii_lowercase())
+                || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+        {
+            diag.error(
+                span,
+                format!("`store.postgres.schema` must be 1-63 of a-z, 0-9, '_', starting with a letter, got {name:?}"),
+            );
+        }
+        Some((name, _)) => plan.schema = name,
+        None => {}
+    }
+    plan.pool_size = postgres.integer(diag, "pool_size", 16, 2, 1_000) as u32;
+    plan.connect_timeout = Duration::from_secs(postgres.integer(diag, "connect_timeout_secs", 10, 1, 600) as u64);
+    plan
 }
 
 /// `[store.qdrant]`; `None` (with an error) without a usable `url`.

@@ -113,7 +113,7 @@ impl Engine {
             .iter()
             .map(|source| Root::new(&source.path).map_err(PipelineError::io(&source.path)))
             .collect::<Result<Vec<_>, _>>()?;
-        let store = Store::open(data_dir, &plan.name, &plan.store.vectors)?;
+        let store = Store::open(data_dir, &plan.name, &plan.store)?;
         store.catalog().set_audit_key(audit_key(&plan, data_dir)?);
         check_audit_keying(store.catalog(), &plan)?;
         let stages = StageFingerprints {

@@ -261,7 +261,7 @@ impl Admin {
     /// Opens the pipeline's stores (rolling back a version a crash left pending). The caller
     /// holds the data directory's lock.
     pub fn open(plan: PipelinePlan, data_dir: &Path) -> Result<Self, PipelineError> {
-        let store = Store::open(data_dir, &plan.name, &plan.store.vectors)?;
+        let store = Store::open(data_dir, &plan.name, &plan.store)?;
         store.catalog().set_audit_key(crate::audit_key(&plan, data_dir)?);
         crate::check_audit_keying(store.catalog(), &plan)?;
         Ok(Self { catalog: store.shared_catalog(), plan, store: Some(store), between_runs: Mutex::new(()) })
@@ -270,7 +270,7 @@ impl Admin {
     /// Opens the catalog only: reads, exports, tokens and pins, which are safe beside a running
     /// daemon (the catalog serves several processes).
     pub fn open_catalog(plan: PipelinePlan, data_dir: &Path) -> Result<Self, PipelineError> {
-        let catalog = sluice_store::open_catalog(data_dir)?;
+        let catalog = sluice_store::open_catalog(data_dir, &plan.store.catalog)?;
         catalog.set_audit_key(crate::audit_key(&plan, data_dir)?);
         Ok(Self { catalog, plan, store: None, between_runs: Mutex::new(()) })
     }

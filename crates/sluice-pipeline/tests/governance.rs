@@ -258,10 +258,10 @@ fn the_permission_matrix_leaks_nothing_and_hides_nothing() {
 
     // Verify checks that both indexes filter on the catalog's readers.
     assert_eq!(engine.store().verify(None).unwrap().problem_count, 0);
-    let widened = rusqlite::Connection::open(data.join("catalog.sqlite"))
-        .unwrap()
-        .execute("UPDATE documents SET readers = '[\"everyone\"]' WHERE rel_path = 'alice-private.txt'", [])
-        .unwrap();
+    let widened = common::tamper_catalog(
+        &data,
+        "UPDATE documents SET readers = '[\"everyone\"]' WHERE rel_path = 'alice-private.txt'",
+    );
     assert_eq!(widened, 1);
     let report = engine.store().verify(None).unwrap();
     assert_eq!(report.problem_count, 2, "{:?}", report.problems);

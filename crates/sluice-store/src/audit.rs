@@ -17,10 +17,9 @@
 
 use std::path::Path;
 
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{SqliteCatalog, now_ms};
+use crate::catalog::{Row, Sql, SqlCatalog, now_ms, params};
 use crate::error::{Result, StoreError};
 use crate::prelude::*;
 
@@ -197,35 +196,29 @@ pub(crate) fn entry_hash(key: Option<&AuditKey>, prev_hash: &str, seq: i64, at: 
 
 /// The newest (seq, hash, keyed) of the chain: the table's newest entry, else the last rotated
 /// segment's anchor, else the genesis.
-fn chain_tail(t: &rusqlite::Connection) -> rusqlite::Result<(i64, String, Option<bool>)> {
-    let last: Option<(i64, String, bool)> = t
-        .query_row("SELECT seq, hash, keyed FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
+fn chain_tail(t: &dyn Sql) -> Result<(i64, String, Option<bool>)> {
+    let last: Option<(i64, String, bool)> =
+        t.query_opt("SELECT seq, hash, keyed FROM audit ORDER BY seq DESC LIMIT 1", params![], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .optional()?;
+        })?;
     if let Some((seq, hash, keyed)) = last {
         return Ok((seq, hash, Some(keyed)));
     }
-    let anchor: Option<(i64, String)> = t
-        .query_row("SELECT last_seq, last_hash FROM audit_segments ORDER BY last_seq DESC LIMIT 1", [], |r| {
+    let anchor: Option<(i64, String)> =
+        t.query_opt("SELECT last_seq, last_hash FROM audit_segments ORDER BY last_seq DESC LIMIT 1", params![], |r| {
             Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
+        })?;
     Ok(anchor.map_or((0, GENESIS.to_owned(), None), |(seq, hash)| (seq, hash, None)))
 }
 
-fn refuse(message: String) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(message.into())
+fn refuse(message: String) -> StoreError {
+    StoreError::Invalid(message)
 }
 
 /// Appends events inside the caller's transaction (a version's decisions commit with it);
 /// returns the sequence number of the last one. With `key`, the newest entry must already be
 /// keyed (or the log empty), and without, it must not be: a chain is never mixed by accident.
-pub(crate) fn append(
-    t: &Transaction<'_>,
-    events: &[AuditEvent],
-    key: Option<&AuditKey>,
-) -> rusqlite::Result<Option<i64>> {
+pub(crate) fn append(t: &dyn Sql, events: &[AuditEvent], key: Option<&AuditKey>) -> Result<Option<i64>> {
     if events.is_empty() {
         return Ok(None);
     }
@@ -245,34 +238,34 @@ pub(crate) fn append(
         }
         _ => {}
     }
-    let mut insert = t.prepare_cached(
-        "INSERT INTO audit (seq, at, pipeline, principal, action, subject, detail, prev_hash, hash, keyed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
     let at = now_ms();
     for event in events {
         seq += 1;
         let detail = event.detail.to_string();
         let fields = [&*event.pipeline, &*event.principal, &*event.action, &*event.subject, &*detail];
         let hash = entry_hash(key, &prev_hash, seq, at, fields);
-        insert.execute(params![
-            seq,
-            at,
-            event.pipeline,
-            event.principal,
-            event.action,
-            event.subject,
-            detail,
-            prev_hash,
-            hash,
-            key.is_some()
-        ])?;
+        t.execute(
+            "INSERT INTO audit (seq, at, pipeline, principal, action, subject, detail, prev_hash, hash, keyed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                seq,
+                at,
+                event.pipeline,
+                event.principal,
+                event.action,
+                event.subject,
+                detail,
+                prev_hash,
+                hash,
+                key.is_some()
+            ],
+        )?;
         prev_hash = hash;
     }
     t.execute(
         "INSERT INTO meta (key, value) VALUES ('audit_head', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [format!("{seq}:{prev_hash}")],
+        params![format!("{seq}:{prev_hash}")],
     )?;
     Ok(Some(seq))
 }
@@ -317,7 +310,7 @@ impl StoredEntry {
     }
 }
 
-pub(crate) fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
+pub(crate) fn entry_row(r: &Row) -> Result<StoredEntry> {
     Ok(StoredEntry {
         seq: r.get(0)?,
         at: r.get(1)?,
@@ -359,13 +352,10 @@ pub(crate) fn check_entry(entry: &StoredEntry, last: (i64, &str), key: Option<&A
     None
 }
 
-impl SqliteCatalog {
+impl SqlCatalog {
     /// Runs `f` in one write transaction and appends the events it returns in the same one: an
     /// action and its audit entry take effect together or not at all.
-    pub(crate) fn write_audited<T>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<(T, Vec<AuditEvent>)>,
-    ) -> Result<T> {
+    pub(crate) fn write_audited<T>(&self, f: impl FnOnce(&dyn Sql) -> Result<(T, Vec<AuditEvent>)>) -> Result<T> {
         let key = self.audit_key();
         self.write(|t| {
             let (value, events) = f(t)?;
@@ -400,7 +390,7 @@ impl SqliteCatalog {
     }
 }
 
-impl AuditLog for SqliteCatalog {
+impl AuditLog for SqlCatalog {
     fn set_audit_key(&self, key: Option<AuditKey>) {
         *self.audit_key.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = key;
     }
@@ -411,14 +401,13 @@ impl AuditLog for SqliteCatalog {
     }
 
     fn audit_entries(&self, since: Option<i64>, after_seq: i64, limit: usize) -> Result<Vec<AuditEntry>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(|c| {
-            let mut statement = c.prepare(&format!(
-                "SELECT {ENTRY_COLUMNS} FROM audit WHERE at >= ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
-            ))?;
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            statement
-                .query_map(params![since.unwrap_or(i64::MIN), after_seq, limit], |r| Ok(entry_row(r)?.to_entry()))?
-                .collect()
+            c.query_map(
+                &format!("SELECT {ENTRY_COLUMNS} FROM audit WHERE at >= ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"),
+                params![since.unwrap_or(i64::MIN), after_seq, limit],
+                |r| Ok(entry_row(r)?.to_entry()),
+            )
         })
     }
 
@@ -438,21 +427,24 @@ impl AuditLog for SqliteCatalog {
         let segments = crate::audit_segments::verify_segments(self, key.as_ref())?;
         let mut report = self.read(|c| {
             let (mut last_seq, mut last_hash) = (segments.anchor.0, segments.anchor.1.clone());
-            let mut statement = c.prepare(&format!("SELECT {ENTRY_COLUMNS} FROM audit ORDER BY seq"))?;
-            let mut rows = statement.query([])?;
             let mut entries = 0u64;
             let mut first_bad = None;
-            while let Some(row) = rows.next()? {
+            // A broken chain is read to its end but checked only up to its first bad entry.
+            c.for_each_row(&format!("SELECT {ENTRY_COLUMNS} FROM audit ORDER BY seq"), params![], &mut |row| {
+                if first_bad.is_some() {
+                    return Ok(());
+                }
                 let entry = entry_row(row)?;
                 entries += 1;
                 if let Some(problem) = check_entry(&entry, (last_seq, &last_hash), key.as_ref()) {
                     first_bad = Some(problem);
-                    break;
+                } else {
+                    (last_seq, last_hash) = (entry.seq, entry.hash);
                 }
-                (last_seq, last_hash) = (entry.seq, entry.hash);
-            }
+                Ok(())
+            })?;
             let head: Option<String> =
-                c.query_row("SELECT value FROM meta WHERE key = 'audit_head'", [], |r| r.get(0)).optional()?;
+                c.query_value_opt("SELECT value FROM meta WHERE key = 'audit_head'", params![])?;
             if first_bad.is_none() {
                 first_bad = check_head(head.as_deref(), last_seq, &last_hash, entries);
             }
@@ -480,16 +472,15 @@ impl AuditLog for SqliteCatalog {
     }
 
     fn rekey_audit(&self, key: &AuditKey, principal: &str, pipeline: &str) -> Result<u64> {
-        let rotated = self.read(|c| c.query_row("SELECT COUNT(*) FROM audit_segments", [], |r| r.get::<_, i64>(0)))?;
+        let rotated: i64 = self.read(|c| c.query_value("SELECT COUNT(*) FROM audit_segments", params![]))?;
         if rotated > 0 {
             return Err(StoreError::Invalid(
                 "rotated segments cannot be rekeyed; rekey before the first rotation".into(),
             ));
         }
         self.write(|t| {
-            let mut statement = t.prepare(&format!("SELECT {ENTRY_COLUMNS} FROM audit ORDER BY seq"))?;
-            let entries: Vec<StoredEntry> = statement.query_map([], entry_row)?.collect::<rusqlite::Result<_>>()?;
-            drop(statement);
+            let entries =
+                t.query_map(&format!("SELECT {ENTRY_COLUMNS} FROM audit ORDER BY seq"), params![], entry_row)?;
             let (mut last_seq, mut last_hash) = (0i64, GENESIS.to_owned());
             for entry in &entries {
                 let check_with = entry.keyed.then_some(key);
@@ -499,18 +490,19 @@ impl AuditLog for SqliteCatalog {
                 (last_seq, last_hash) = (entry.seq, entry.hash.clone());
             }
             let mut prev_hash = GENESIS.to_owned();
-            let mut update = t.prepare("UPDATE audit SET prev_hash = ?2, hash = ?3, keyed = 1 WHERE seq = ?1")?;
             for entry in &entries {
                 let hash = entry.hash_with(Some(key), &prev_hash);
-                update.execute(params![entry.seq, prev_hash, hash])?;
+                t.execute(
+                    "UPDATE audit SET prev_hash = ?2, hash = ?3, keyed = 1 WHERE seq = ?1",
+                    params![entry.seq, prev_hash, hash],
+                )?;
                 prev_hash = hash;
             }
-            drop(update);
             if let Some(last) = entries.last() {
                 t.execute(
                     "INSERT INTO meta (key, value) VALUES ('audit_head', ?1)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    [format!("{}:{prev_hash}", last.seq)],
+                    params![format!("{}:{prev_hash}", last.seq)],
                 )?;
             }
             let detail = serde_json::json!({"entries": entries.len(), "key_id": key.id()});
@@ -539,21 +531,15 @@ fn check_head(head: Option<&str>, last_seq: i64, last_hash: &str, entries: u64) 
 
 /// Every committed version's commit entry must still be where it was written: in the table,
 /// or in a rotated range. A wiped log (entries and head deleted together) fails here.
-fn check_versions(
-    c: &rusqlite::Connection,
-    rotated_up_to: i64,
-    last_seq: i64,
-) -> rusqlite::Result<Option<AuditProblem>> {
-    let missing: Option<(i64, i64)> = c
-        .query_row(
-            "SELECT v.version, v.audit_seq FROM versions v
-             WHERE v.audit_seq IS NOT NULL AND v.audit_seq > ?1
-               AND NOT EXISTS (SELECT 1 FROM audit a WHERE a.seq = v.audit_seq AND a.action = 'version_committed')
-             ORDER BY v.audit_seq LIMIT 1",
-            [rotated_up_to],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+fn check_versions(c: &dyn Sql, rotated_up_to: i64, last_seq: i64) -> Result<Option<AuditProblem>> {
+    let missing: Option<(i64, i64)> = c.query_opt(
+        "SELECT v.version, v.audit_seq FROM versions v
+         WHERE v.audit_seq IS NOT NULL AND v.audit_seq > ?1
+           AND NOT EXISTS (SELECT 1 FROM audit a WHERE a.seq = v.audit_seq AND a.action = 'version_committed')
+         ORDER BY v.audit_seq LIMIT 1",
+        params![rotated_up_to],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if let Some((version, seq)) = missing {
         let beyond = if seq > last_seq { " (beyond the end of the log: it was cut back or wiped)" } else { "" };
         return Ok(Some(AuditProblem {
@@ -568,8 +554,8 @@ fn check_versions(
 mod tests {
     use super::*;
 
-    fn catalog_with_entries(dir: &std::path::Path, count: usize, key: Option<AuditKey>) -> SqliteCatalog {
-        let catalog = SqliteCatalog::open(&dir.join("catalog.sqlite")).unwrap();
+    fn catalog_with_entries(dir: &std::path::Path, count: usize, key: Option<AuditKey>) -> SqlCatalog {
+        let catalog = SqlCatalog::sqlite(&dir.join("catalog.sqlite")).unwrap();
         catalog.set_audit_key(key);
         let events: Vec<AuditEvent> = (0..count)
             .map(|i| AuditEvent::new("p", "alice", "search", format!("query {i}"), serde_json::json!({"k": i})))
@@ -583,7 +569,7 @@ mod tests {
         rusqlite::Connection::open(dir.join("catalog.sqlite")).unwrap().execute_batch(sql).unwrap();
     }
 
-    fn first_bad(catalog: &SqliteCatalog) -> Option<i64> {
+    fn first_bad(catalog: &SqlCatalog) -> Option<i64> {
         catalog.verify_audit(None).unwrap().first_bad.map(|bad| bad.seq)
     }
 
@@ -639,19 +625,15 @@ mod tests {
         let connection = rusqlite::Connection::open(dir.join("catalog.sqlite")).unwrap();
         connection.execute("UPDATE audit SET subject = 'nothing to see' WHERE seq = 3", []).unwrap();
         let mut prev = GENESIS.to_owned();
-        let entries: Vec<StoredEntry> = connection
-            .prepare(&format!("SELECT {ENTRY_COLUMNS} FROM audit ORDER BY seq"))
-            .unwrap()
-            .query_map([], entry_row)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let entries: Vec<StoredEntry> = (&connection as &dyn Sql)
+            .query_map(&format!("SELECT {ENTRY_COLUMNS} FROM audit ORDER BY seq"), params![], entry_row)
+            .unwrap();
         for entry in entries {
             let hash = entry.hash_with(None, &prev);
             connection
                 .execute(
                     "UPDATE audit SET prev_hash = ?2, hash = ?3, keyed = 0 WHERE seq = ?1",
-                    params![entry.seq, prev, hash],
+                    rusqlite::params![entry.seq, prev, hash],
                 )
                 .unwrap();
             prev = hash;

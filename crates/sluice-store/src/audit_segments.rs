@@ -12,10 +12,8 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use rusqlite::{OptionalExtension, params};
-
 use crate::audit::{AuditEntry, AuditKey, AuditProblem, ENTRY_COLUMNS, GENESIS, StoredEntry, check_entry, entry_row};
-use crate::catalog::{SqliteCatalog, now_ms};
+use crate::catalog::{SqlCatalog, now_ms, params};
 use crate::error::{Result, StoreError};
 use crate::prelude::*;
 
@@ -38,18 +36,17 @@ pub(crate) struct SegmentCheck {
     pub first_bad: Option<AuditProblem>,
 }
 
-impl SqliteCatalog {
+impl SqlCatalog {
     fn audit_dir(&self) -> PathBuf {
-        self.path().parent().map_or_else(|| PathBuf::from("audit"), |dir| dir.join("audit"))
+        self.files_dir().join("audit")
     }
 
     fn segments(&self) -> Result<Vec<Segment>> {
         self.read(|c| {
-            let mut statement = c.prepare(
+            c.query_map(
                 "SELECT first_seq, last_seq, last_hash, file, file_hash FROM audit_segments ORDER BY first_seq",
-            )?;
-            statement
-                .query_map([], |r| {
+                params![],
+                |r| {
                     Ok(Segment {
                         first_seq: r.get(0)?,
                         last_seq: r.get(1)?,
@@ -57,8 +54,8 @@ impl SqliteCatalog {
                         file: r.get(3)?,
                         file_hash: r.get(4)?,
                     })
-                })?
-                .collect()
+                },
+            )
         })
     }
 
@@ -97,9 +94,11 @@ impl SqliteCatalog {
         }
         let cutoff = now_ms() - i64::try_from(keep_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
         let expired: Vec<(i64, String)> = self.read(|c| {
-            let mut statement =
-                c.prepare("SELECT first_seq, file FROM audit_segments WHERE file IS NOT NULL AND rotated_at < ?1")?;
-            statement.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+            c.query_map(
+                "SELECT first_seq, file FROM audit_segments WHERE file IS NOT NULL AND rotated_at < ?1",
+                params![cutoff],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
         })?;
         for (first_seq, file) in expired {
             let path = self.audit_dir().join(&file);
@@ -108,7 +107,9 @@ impl SqliteCatalog {
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => return Err(StoreError::Io { path, source }),
             }
-            self.write(|t| t.execute("UPDATE audit_segments SET file = NULL WHERE first_seq = ?1", [first_seq]))?;
+            self.write(|t| {
+                t.execute("UPDATE audit_segments SET file = NULL WHERE first_seq = ?1", params![first_seq])
+            })?;
         }
         Ok(())
     }
@@ -129,7 +130,7 @@ impl SqliteCatalog {
     /// The last entry rotated out whose segment file retention removed (0: none).
     pub(crate) fn audit_expired_up_to(&self) -> Result<i64> {
         self.read(|c| {
-            c.query_row("SELECT COALESCE(MAX(last_seq), 0) FROM audit_segments WHERE file IS NULL", [], |r| r.get(0))
+            c.query_value("SELECT COALESCE(MAX(last_seq), 0) FROM audit_segments WHERE file IS NULL", params![])
         })
     }
 
@@ -137,7 +138,7 @@ impl SqliteCatalog {
     /// nowhere (never written, cut, or in a segment file retention removed).
     pub(crate) fn audit_hash_at(&self, seq: i64) -> Result<Option<String>> {
         let in_table: Option<String> =
-            self.read(|c| c.query_row("SELECT hash FROM audit WHERE seq = ?1", [seq], |r| r.get(0)).optional())?;
+            self.read(|c| c.query_value_opt("SELECT hash FROM audit WHERE seq = ?1", params![seq]))?;
         if in_table.is_some() {
             return Ok(in_table);
         }
@@ -156,13 +157,13 @@ impl SqliteCatalog {
     }
 }
 
-impl AuditArchive for SqliteCatalog {
+impl AuditArchive for SqlCatalog {
     fn rotate_audit(&self, rotate_after: u64, keep_days: u64) -> Result<Option<(i64, i64)>> {
         let _one_at_a_time = self.rotation.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.expire_segments(keep_days)?;
         // Sequence numbers in the table have no gaps, so this counts without a scan.
-        let (first, last): (Option<i64>, Option<i64>) =
-            self.read(|c| c.query_row("SELECT MIN(seq), MAX(seq) FROM audit", [], |r| Ok((r.get(0)?, r.get(1)?))))?;
+        let (first, last): (Option<i64>, Option<i64>) = self
+            .read(|c| c.query_row("SELECT MIN(seq), MAX(seq) FROM audit", params![], |r| Ok((r.get(0)?, r.get(1)?))))?;
         let (Some(first), Some(last)) = (first, last) else { return Ok(None) };
         let count = last - first + 1;
         if (count as u64) <= rotate_after {
@@ -170,9 +171,11 @@ impl AuditArchive for SqliteCatalog {
         }
         let last = first + (count / 2) - 1;
         let entries = self.read(|c| {
-            let mut statement =
-                c.prepare(&format!("SELECT {ENTRY_COLUMNS} FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"))?;
-            statement.query_map(params![first, last], entry_row)?.collect::<rusqlite::Result<Vec<_>>>()
+            c.query_map(
+                &format!("SELECT {ENTRY_COLUMNS} FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"),
+                params![first, last],
+                entry_row,
+            )
         })?;
         let Some(last_entry) = entries.last() else { return Ok(None) };
         let name = format!("segment-{first:012}-{last:012}.jsonl");
@@ -180,8 +183,10 @@ impl AuditArchive for SqliteCatalog {
         let last_hash = last_entry.hash.clone();
         self.write(|t| {
             t.execute(
-                "INSERT OR REPLACE INTO audit_segments (first_seq, last_seq, last_hash, file, file_hash, rotated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO audit_segments (first_seq, last_seq, last_hash, file, file_hash, rotated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (first_seq) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash,
+                     file = excluded.file, file_hash = excluded.file_hash, rotated_at = excluded.rotated_at",
                 params![first, last, last_hash, name, file_hash, now_ms()],
             )?;
             t.execute("DELETE FROM audit WHERE seq BETWEEN ?1 AND ?2", params![first, last])?;
@@ -216,7 +221,7 @@ impl AuditArchive for SqliteCatalog {
 
 /// Checks the rotated segments: ranges without gaps, files (those still there) matching their
 /// hash and chaining from the segment before, each ending on its recorded anchor.
-pub(crate) fn verify_segments(catalog: &SqliteCatalog, key: Option<&AuditKey>) -> Result<SegmentCheck> {
+pub(crate) fn verify_segments(catalog: &SqlCatalog, key: Option<&AuditKey>) -> Result<SegmentCheck> {
     let mut check = SegmentCheck { anchor: (0, GENESIS.to_owned()), rotated: 0, checked: 0, first_bad: None };
     for segment in catalog.segments()? {
         let (last_seq, last_hash) = check.anchor.clone();
@@ -239,7 +244,7 @@ pub(crate) fn verify_segments(catalog: &SqliteCatalog, key: Option<&AuditKey>) -
 }
 
 fn check_segment_file(
-    catalog: &SqliteCatalog,
+    catalog: &SqlCatalog,
     segment: &Segment,
     file: &str,
     before: (i64, &str),
@@ -279,7 +284,7 @@ mod tests {
     #[test]
     fn a_rotated_log_still_verifies_and_exports_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = SqliteCatalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let catalog = SqlCatalog::sqlite(&dir.path().join("catalog.sqlite")).unwrap();
         for i in 0..30 {
             catalog.audit(&[AuditEvent::new("p", "a", "search", format!("q{i}"), serde_json::json!({}))]).unwrap();
         }

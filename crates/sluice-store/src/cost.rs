@@ -7,11 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Transaction, params};
 use serde::{Deserialize, Serialize};
 use sluice_core::{DocumentId, Version};
 
-use crate::catalog::SqliteCatalog;
+use crate::catalog::{Sql, SqlCatalog, params};
 use crate::error::Result;
 use crate::prelude::*;
 
@@ -57,43 +56,35 @@ fn micros(seconds: f64) -> i64 {
 }
 
 /// Stores a version's costs in its commit transaction.
-pub(crate) fn insert(
-    t: &Transaction<'_>,
-    pipeline: &str,
-    version: Version,
-    costs: &[DocumentCost],
-) -> rusqlite::Result<()> {
-    let mut document = t.prepare_cached(
-        "INSERT OR REPLACE INTO document_costs (pipeline, version, doc_id, root, rel_path, outcome, bytes, pages, tokens)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    let mut stage = t.prepare_cached(
-        "INSERT OR REPLACE INTO stage_costs (pipeline, version, doc_id, stage, wall_us, cpu_us, gpu_us)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
+pub(crate) fn insert(t: &dyn Sql, pipeline: &str, version: Version, costs: &[DocumentCost]) -> Result<()> {
     for cost in costs {
         let doc_id = cost.doc_id.to_hex();
-        document.execute(params![
-            pipeline,
-            version,
-            doc_id,
-            cost.root,
-            cost.rel_path,
-            cost.outcome,
-            cost.bytes as i64,
-            cost.pages as i64,
-            cost.tokens as i64
-        ])?;
-        for (name, spent) in &cost.stages {
-            stage.execute(params![
+        t.execute(
+            "INSERT INTO document_costs (pipeline, version, doc_id, root, rel_path, outcome, bytes, pages, tokens)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (pipeline, version, doc_id) DO UPDATE SET root = excluded.root,
+                 rel_path = excluded.rel_path, outcome = excluded.outcome, bytes = excluded.bytes,
+                 pages = excluded.pages, tokens = excluded.tokens",
+            params![
                 pipeline,
                 version,
                 doc_id,
-                name,
-                micros(spent.wall),
-                micros(spent.cpu),
-                micros(spent.gpu)
-            ])?;
+                cost.root,
+                cost.rel_path,
+                cost.outcome,
+                cost.bytes as i64,
+                cost.pages as i64,
+                cost.tokens as i64
+            ],
+        )?;
+        for (name, spent) in &cost.stages {
+            t.execute(
+                "INSERT INTO stage_costs (pipeline, version, doc_id, stage, wall_us, cpu_us, gpu_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (pipeline, version, doc_id, stage) DO UPDATE SET wall_us = excluded.wall_us,
+                     cpu_us = excluded.cpu_us, gpu_us = excluded.gpu_us",
+                params![pipeline, version, doc_id, name, micros(spent.wall), micros(spent.cpu), micros(spent.gpu)],
+            )?;
         }
     }
     Ok(())
@@ -162,36 +153,35 @@ pub struct CostReport {
     pub versions: Vec<VersionCost>,
 }
 
-impl CostLedger for SqliteCatalog {
+impl CostLedger for SqlCatalog {
     fn cost_report(&self, pipeline: &str, version: Option<Version>) -> Result<CostReport> {
         let rows = self.read(|c| {
-            let mut statement = c.prepare(
+            c.query_map(
                 "SELECT d.version, d.doc_id, d.root, d.outcome, d.bytes, d.pages, d.tokens,
                         s.stage, s.wall_us, s.cpu_us, s.gpu_us
                  FROM document_costs d LEFT JOIN stage_costs s
                      ON s.pipeline = d.pipeline AND s.version = d.version AND s.doc_id = d.doc_id
-                 WHERE d.pipeline = ?1 AND (?2 IS NULL OR d.version = ?2)
+                 WHERE d.pipeline = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR d.version = ?2)
                  ORDER BY d.version, d.doc_id, s.stage",
-            )?;
-            statement
-                .query_map(params![pipeline, version], |r| {
+                params![pipeline, version],
+                |r| {
                     Ok(CostRow {
                         version: r.get(0)?,
                         doc_id: r.get(1)?,
                         root: r.get(2)?,
                         outcome: r.get(3)?,
-                        bytes: r.get::<_, i64>(4)? as u64,
-                        pages: r.get::<_, i64>(5)? as u64,
-                        tokens: r.get::<_, i64>(6)? as u64,
+                        bytes: r.get::<i64>(4)? as u64,
+                        pages: r.get::<i64>(5)? as u64,
+                        tokens: r.get::<i64>(6)? as u64,
                         stage: r.get(7)?,
                         cost: StageCost {
-                            wall: r.get::<_, Option<i64>>(8)?.unwrap_or(0) as f64 / 1e6,
-                            cpu: r.get::<_, Option<i64>>(9)?.unwrap_or(0) as f64 / 1e6,
-                            gpu: r.get::<_, Option<i64>>(10)?.unwrap_or(0) as f64 / 1e6,
+                            wall: r.get::<Option<i64>>(8)?.unwrap_or(0) as f64 / 1e6,
+                            cpu: r.get::<Option<i64>>(9)?.unwrap_or(0) as f64 / 1e6,
+                            gpu: r.get::<Option<i64>>(10)?.unwrap_or(0) as f64 / 1e6,
                         },
                     })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()
+                },
+            )
         })?;
         Ok(CostReport { pipeline: pipeline.to_owned(), versions: summarise(&rows) })
     }
@@ -276,7 +266,7 @@ mod tests {
     #[test]
     fn a_report_sums_its_files_per_version_stage_and_source() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = SqliteCatalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let catalog = SqlCatalog::sqlite(&dir.path().join("catalog.sqlite")).unwrap();
         let cost = |path: &str, root: &str, wall: f64| DocumentCost {
             doc_id: DocumentId::new("p", root, path),
             root: root.into(),

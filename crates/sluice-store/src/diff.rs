@@ -6,11 +6,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use sluice_core::{ChunkId, Version};
 
-use crate::catalog::{SqliteCatalog, parse_id, parse_reason};
+use crate::catalog::{SqlCatalog, params, parse_id, parse_reason};
 use crate::error::{Result, StoreError};
 use crate::prelude::*;
 use crate::types::{ChangeReason, join_path};
@@ -50,32 +49,31 @@ struct Visible {
     retired_reason: Option<ChangeReason>,
 }
 
-impl SqliteCatalog {
+impl SqlCatalog {
     fn visible_for_diff(&self, pipeline: &str, version: Version) -> Result<Vec<Visible>> {
         self.read(|c| {
-            let mut statement = c.prepare(
+            c.query_map(
                 "SELECT c.chunk_id, d.model_fingerprint, d.root, d.rel_path, d.member, c.ordinal, d.added_reason,
                         d.retired_reason
                  FROM chunks c JOIN documents d ON d.id = c.document
                  WHERE c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to
                  ORDER BY d.root, d.rel_path, d.member, c.ordinal",
-            )?;
-            statement
-                .query_map(params![pipeline, version], |r| {
+                params![pipeline, version],
+                |r| {
                     Ok(Visible {
                         key: (parse_id(r.get(0)?, ChunkId::parse)?, r.get(1)?),
-                        path: join_path(&r.get::<_, String>(2)?, &r.get::<_, String>(3)?, &r.get::<_, String>(4)?),
+                        path: join_path(&r.get::<String>(2)?, &r.get::<String>(3)?, &r.get::<String>(4)?),
                         ordinal: r.get(5)?,
                         added_reason: parse_reason(r.get(6)?)?,
-                        retired_reason: r.get::<_, Option<String>>(7)?.map(parse_reason).transpose()?,
+                        retired_reason: r.get::<Option<String>>(7)?.map(parse_reason).transpose()?,
                     })
-                })?
-                .collect()
+                },
+            )
         })
     }
 }
 
-impl VersionDiffs for SqliteCatalog {
+impl VersionDiffs for SqlCatalog {
     fn diff(&self, pipeline: &str, from: Version, to: Version) -> Result<VersionDiff> {
         if from > to {
             return Err(StoreError::Invalid(format!("diff goes forward: {from} is later than {to}")));

@@ -3,6 +3,9 @@
 pub enum StoreError {
     #[error("catalog (SQLite): {0}")]
     Catalog(#[from] rusqlite::Error),
+    /// A statement PostgreSQL refused (connection failures are `Unavailable`).
+    #[error("catalog (PostgreSQL): {0}")]
+    Postgres(String),
     #[error("lexical index (Tantivy): {0}")]
     Lexical(#[from] tantivy::TantivyError),
     #[error("lexical index (Tantivy): {0}")]

@@ -16,11 +16,10 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 use sluice_core::{Acl, ChunkId, DocumentId, ReadAccess, TextHash, Version};
 
-use crate::catalog::{STORED_CHUNK_SELECT, SqliteCatalog, stored_chunk_row};
+use crate::catalog::{STORED_CHUNK_SELECT, SqlCatalog, params, stored_chunk_row};
 use crate::error::{Result, StoreError};
 use crate::lineage::file_uri;
 use crate::prelude::*;
@@ -104,7 +103,7 @@ pub struct ExportSummary {
     pub bytes: u64,
 }
 
-impl SqliteCatalog {
+impl SqlCatalog {
     /// Calls `write` on batches of the chunks visible at `version` that pass `keep`, by path and
     /// position, without vectors; returns how many there were.
     fn visit_export_rows(
@@ -114,24 +113,27 @@ impl SqliteCatalog {
         keep: &dyn Fn(&ExportRow) -> bool,
         mut write: impl FnMut(&mut [ExportRow]) -> Result<()>,
     ) -> Result<usize> {
-        self.read_with(|c| {
-            let mut statement = c.prepare(&format!(
-                "{STORED_CHUNK_SELECT} WHERE c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to
-                 ORDER BY d.root, d.rel_path, d.member, c.ordinal, c.chunk_id"
-            ))?;
-            let rows = statement.query_map(params![pipeline, version], |r| stored_chunk_row(r).map(ExportRow::from))?;
+        self.read(|c| {
             let (mut batch, mut written) = (Vec::with_capacity(BATCH_ROWS), 0);
-            for row in rows {
-                let row = row?;
-                if keep(&row) {
-                    batch.push(row);
-                }
-                if batch.len() == BATCH_ROWS {
-                    write(&mut batch)?;
-                    written += batch.len();
-                    batch.clear();
-                }
-            }
+            c.for_each_row(
+                &format!(
+                    "{STORED_CHUNK_SELECT} WHERE c.pipeline = ?1 AND c.valid_from <= ?2 AND ?2 < c.valid_to
+                     ORDER BY d.root, d.rel_path, d.member, c.ordinal, c.chunk_id"
+                ),
+                params![pipeline, version],
+                &mut |r| {
+                    let row = ExportRow::from(stored_chunk_row(r)?);
+                    if keep(&row) {
+                        batch.push(row);
+                    }
+                    if batch.len() == BATCH_ROWS {
+                        write(&mut batch)?;
+                        written += batch.len();
+                        batch.clear();
+                    }
+                    Ok(())
+                },
+            )?;
             if !batch.is_empty() {
                 write(&mut batch)?;
                 written += batch.len();
@@ -155,7 +157,7 @@ impl SqliteCatalog {
     }
 }
 
-impl Exports for SqliteCatalog {
+impl Exports for SqlCatalog {
     fn export(
         &self,
         pipeline: &str,

@@ -8,10 +8,9 @@
 //! the daemon at every restart. Small documents get no record: their share of the daemon's
 //! memory and time is too small to be the cause, and a `kill -9` must not quarantine them.
 
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{SqliteCatalog, now_ms};
+use crate::catalog::{SqlCatalog, now_ms, params};
 use crate::error::Result;
 use crate::prelude::*;
 
@@ -30,12 +29,15 @@ pub struct InFlight {
     pub started_at: i64,
 }
 
-impl InFlightLog for SqliteCatalog {
+impl InFlightLog for SqlCatalog {
     fn record_in_flight(&self, pipeline: &str, entry: &InFlight) -> Result<()> {
         self.write(|t| {
             t.execute(
-                "INSERT OR REPLACE INTO in_flight (pipeline, root, rel_path, size, mtime_ns, run_id, answer_bytes, chunks,
-                     started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO in_flight (pipeline, root, rel_path, size, mtime_ns, run_id, answer_bytes, chunks,
+                     started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (pipeline, root, rel_path) DO UPDATE SET size = excluded.size,
+                     mtime_ns = excluded.mtime_ns, run_id = excluded.run_id, answer_bytes = excluded.answer_bytes,
+                     chunks = excluded.chunks, started_at = excluded.started_at",
                 params![
                     pipeline,
                     entry.root,
@@ -71,24 +73,23 @@ impl InFlightLog for SqliteCatalog {
 
     fn in_flight(&self, pipeline: &str) -> Result<Vec<InFlight>> {
         self.read(|c| {
-            let mut statement = c.prepare(
+            c.query_map(
                 "SELECT root, rel_path, size, mtime_ns, run_id, answer_bytes, chunks, started_at FROM in_flight
                  WHERE pipeline = ?1 ORDER BY root, rel_path",
-            )?;
-            statement
-                .query_map([pipeline], |r| {
+                params![pipeline],
+                |r| {
                     Ok(InFlight {
                         root: r.get(0)?,
                         rel_path: r.get(1)?,
-                        size: r.get::<_, i64>(2)? as u64,
+                        size: r.get::<i64>(2)? as u64,
                         mtime_ns: r.get(3)?,
                         run_id: r.get(4)?,
-                        answer_bytes: r.get::<_, i64>(5)? as u64,
-                        chunks: r.get::<_, i64>(6)? as u64,
+                        answer_bytes: r.get::<i64>(5)? as u64,
+                        chunks: r.get::<i64>(6)? as u64,
                         started_at: r.get(7)?,
                     })
-                })?
-                .collect()
+                },
+            )
         })
     }
 }

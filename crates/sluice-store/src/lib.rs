@@ -42,15 +42,15 @@ pub mod prelude {
 
 use std::path::{Path, PathBuf};
 
-use sluice_config::VectorsPlan;
+use sluice_config::StorePlan;
 use sluice_core::{ChunkId, Fingerprint, VERSION_OPEN, Version};
 use tracing::{info, warn};
 
 pub use audit::{Actor, AuditEntry, AuditEvent, AuditKey, AuditProblem, AuditVerification};
 pub use catalog::{
     AccessHistory, Aliases, AuditArchive, AuditLog, CATALOG_FILE, Catalog, ChunkLineage, CostLedger, Documents,
-    EmbeddingCache, Exports, InFlightLog, QuarantineLog, Retention, SqliteCatalog, TokenStore, VersionDiffs,
-    VersionLog, now_ms, open_catalog,
+    EmbeddingCache, Exports, InFlightLog, QuarantineLog, Retention, SqlCatalog, TokenStore, VersionDiffs, VersionLog,
+    catalog_exists, now_ms, open_catalog,
 };
 pub use cost::{CostReport, DocumentCost, Quantiles, SourceCost, StageCost, StageReport, VersionCost};
 pub use diff::{DiffCount, DiffEntry, VersionDiff};
@@ -86,18 +86,18 @@ pub fn store_paths(data_dir: &Path, pipeline: &str) -> (PathBuf, PathBuf, PathBu
 }
 
 impl Store {
-    /// Opens (or creates) the stores of `pipeline`, with its vectors where `vectors` says, and
+    /// Opens (or creates) the stores of `pipeline`, with its catalog and vectors where `plan` says, and
     /// rolls back any version a crash left pending. The caller holds the data directory's
     /// [`DataDirLock`]. A vector store on another machine that cannot be reached does not stop
     /// the open: the store serves what it can, and the next run waits for the server.
-    pub fn open(data_dir: &Path, pipeline: &str, vectors: &VectorsPlan) -> Result<Self> {
+    pub fn open(data_dir: &Path, pipeline: &str, plan: &StorePlan) -> Result<Self> {
         crate::lock::create_private_dir(data_dir)
             .map_err(|source| StoreError::Io { path: data_dir.to_owned(), source })?;
-        let (catalog_path, vectors_path, lexical_path) = store_paths(data_dir, pipeline);
+        let (_, vectors_path, lexical_path) = store_paths(data_dir, pipeline);
         let (lexical, lexical_outdated) = TantivyIndex::open(&lexical_path)?;
         let lexical: Box<dyn LexicalIndex> = Box::new(lexical);
-        let catalog: std::sync::Arc<dyn Catalog> = std::sync::Arc::new(SqliteCatalog::open(&catalog_path)?);
-        let vectors = ModelIndexes::new(&vectors_path, vectors, catalog.clone(), pipeline)?;
+        let catalog = open_catalog(data_dir, &plan.catalog)?;
+        let vectors = ModelIndexes::new(&vectors_path, &plan.vectors, catalog.clone(), pipeline)?;
         let store = Self { pipeline: pipeline.to_owned(), catalog, vectors, lexical };
         if lexical_outdated {
             let rebuilt = store.rebuild_lexical()?;

@@ -1,13 +1,12 @@
 //! Lineage of a chunk (DESIGN.md §4): where it came from and everything that made it, from
 //! the catalog alone.
 
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use sluice_core::{Acl, ChunkId, ContentHash, DocumentId, ReadAccess, TextHash, VERSION_OPEN, Version};
 
-use crate::catalog::{STORED_CHUNK_SELECT, SqliteCatalog, opt_u32, parse_id, parse_reason, stored_chunk_row};
+use crate::catalog::{STORED_CHUNK_SELECT, SqlCatalog, opt_u32, params, parse_id, parse_reason, stored_chunk_row};
 use crate::error::Result;
 use crate::prelude::*;
 use crate::time_travel::PastAccess;
@@ -110,7 +109,7 @@ pub struct Appearance {
     pub valid_to: Option<Version>,
 }
 
-impl ChunkLineage for SqliteCatalog {
+impl ChunkLineage for SqlCatalog {
     fn lineage(
         &self,
         pipeline: &str,
@@ -119,17 +118,16 @@ impl ChunkLineage for SqliteCatalog {
         past: PastAccess,
     ) -> Result<Option<Lineage>> {
         self.read(|c| {
-            let mut statement = c.prepare(
+            let appearances: Vec<Appearance> = c.query_map(
                 "SELECT c.valid_from, c.valid_to FROM chunks c JOIN versions v
                      ON v.pipeline = c.pipeline AND v.version = c.valid_from AND v.state IN ('committed', 'expired')
                  WHERE c.pipeline = ?1 AND c.chunk_id = ?2 ORDER BY c.valid_from",
-            )?;
-            let appearances: Vec<Appearance> = statement
-                .query_map(params![pipeline, chunk_id.to_hex()], |r| {
+                params![pipeline, chunk_id.to_hex()],
+                |r| {
                     let valid_to: Version = r.get(1)?;
                     Ok(Appearance { valid_from: r.get(0)?, valid_to: (valid_to != VERSION_OPEN).then_some(valid_to) })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+                },
+            )?;
             let Some(latest) = appearances.last().copied() else { return Ok(None) };
             // The one chunk record, then the provenance around it: its document and version.
             let chunk = c.query_row(
@@ -156,20 +154,20 @@ impl ChunkLineage for SqliteCatalog {
                 params![pipeline, chunk_id.to_hex(), latest.valid_from],
                 |r| {
                     Ok((
-                        r.get::<_, Option<String>>(0)?.map(|id| parse_id(id, DocumentId::parse)).transpose()?,
+                        r.get::<Option<String>>(0)?.map(|id| parse_id(id, DocumentId::parse)).transpose()?,
                         opt_u32(r.get(1)?),
-                        r.get::<_, i64>(2)? as u64,
+                        r.get::<i64>(2)? as u64,
                         parse_reason(r.get(3)?)?,
-                        r.get::<_, Option<String>>(4)?.map(parse_reason).transpose()?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, String>(6)?,
+                        r.get::<Option<String>>(4)?.map(parse_reason).transpose()?,
+                        r.get::<i64>(5)?,
+                        r.get::<String>(6)?,
                         LineageRun {
                             run_id: r.get(7)?,
                             version: latest.valid_from,
                             started_at: r.get(8)?,
                             committed_at: r.get(9)?,
                         },
-                        serde_json::from_str::<BTreeMap<String, usize>>(&r.get::<_, String>(10)?).unwrap_or_default(),
+                        serde_json::from_str::<BTreeMap<String, usize>>(&r.get::<String>(10)?).unwrap_or_default(),
                     ))
                 },
             )?;
@@ -204,30 +202,24 @@ impl ChunkLineage for SqliteCatalog {
                 return Ok(None);
             }
             if retired && past == PastAccess::Today {
-                let today_readers: Option<String> = c
-                    .query_row(
-                        "SELECT f.readers FROM documents d JOIN files f
-                             ON f.pipeline = d.pipeline AND f.root = d.root AND f.rel_path = d.rel_path
-                         WHERE d.pipeline = ?1 AND d.doc_id = ?2 LIMIT 1",
-                        params![pipeline, source.doc_id.to_hex()],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
+                let today_readers: Option<String> = c.query_value_opt(
+                    "SELECT f.readers FROM documents d JOIN files f
+                         ON f.pipeline = d.pipeline AND f.root = d.root AND f.rel_path = d.rel_path
+                     WHERE d.pipeline = ?1 AND d.doc_id = ?2 LIMIT 1",
+                    params![pipeline, source.doc_id.to_hex()],
+                )?;
                 if !access.may_read(&today_readers.as_deref().and_then(Acl::from_json).unwrap_or_default()) {
                     return Ok(None);
                 }
             }
-            let mut statement = c.prepare(
+            let duplicates = c.query_map(
                 "SELECT root, rel_path, member FROM documents
                  WHERE pipeline = ?1 AND duplicate_of = ?2 AND valid_to = ?3 ORDER BY root, rel_path, member",
+                params![pipeline, source.doc_id.to_hex(), VERSION_OPEN],
+                |r| Ok(join_path(&r.get::<String>(0)?, &r.get::<String>(1)?, &r.get::<String>(2)?)),
             )?;
-            let duplicates = statement
-                .query_map(params![pipeline, source.doc_id.to_hex(), VERSION_OPEN], |r| {
-                    Ok(join_path(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, &r.get::<_, String>(2)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
             let [extract, chunking, embed] = fingerprints;
-            let stage = |fingerprint: String| -> rusqlite::Result<StageRecord> {
+            let stage = |fingerprint: String| -> Result<StageRecord> {
                 let settings = crate::catalog::stage_settings_in(c, &fingerprint)?.unwrap_or(serde_json::Value::Null);
                 Ok(StageRecord { fingerprint, settings })
             };

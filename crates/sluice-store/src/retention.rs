@@ -7,14 +7,13 @@
 //! Tantivy first and from the catalog last. A crash in between leaves rows the catalog still
 //! lists but no retained version can see; the next open removes them again, idempotently.
 
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sluice_core::{ChunkId, PointKey, Version};
 use tracing::info;
 
 use crate::Store;
 use crate::audit::Actor;
-use crate::catalog::{SqliteCatalog, alias_in, now_ms, parse_id, set_alias};
+use crate::catalog::{Dialect, Sql, SqlCatalog, alias_in, now_ms, params, parse_id, set_alias};
 use crate::error::{Result, StoreError};
 use crate::prelude::*;
 
@@ -29,11 +28,21 @@ pub struct GcReport {
     pub documents_removed: usize,
 }
 
-/// Appearances visible at none of the versions in `?2` (a JSON array).
-const UNREACHABLE: &str =
-    "NOT EXISTS (SELECT 1 FROM json_each(?2) r WHERE r.value >= valid_from AND r.value < valid_to)";
+/// Appearances visible at none of the versions in `?2` (a JSON array of numbers), in the
+/// engine's own way of reading a JSON array as rows.
+fn unreachable(sql: &dyn Sql) -> &'static str {
+    match sql.dialect() {
+        Dialect::Sqlite => {
+            "NOT EXISTS (SELECT 1 FROM json_each(?2) r WHERE r.value >= valid_from AND r.value < valid_to)"
+        }
+        Dialect::Postgres => {
+            "NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(CAST(?2 AS jsonb)) r(value)
+                 WHERE CAST(r.value AS BIGINT) >= valid_from AND CAST(r.value AS BIGINT) < valid_to)"
+        }
+    }
+}
 
-impl Aliases for SqliteCatalog {
+impl Aliases for SqlCatalog {
     fn promote(&self, version: Version, force: bool, by: &Actor<'_>) -> Result<()> {
         let pipeline = by.pipeline;
         self.require_committed(pipeline, version)?;
@@ -60,12 +69,10 @@ impl Aliases for SqliteCatalog {
 
     fn gate(&self, pipeline: &str, version: Version) -> Result<Option<String>> {
         self.read(|c| {
-            c.query_row(
+            c.query_value_opt::<Option<String>>(
                 "SELECT gate FROM versions WHERE pipeline = ?1 AND version = ?2",
                 params![pipeline, version],
-                |r| r.get::<_, Option<String>>(0),
             )
-            .optional()
             .map(Option::flatten)
         })
     }
@@ -93,12 +100,12 @@ impl Aliases for SqliteCatalog {
 
     fn ungated_versions(&self, pipeline: &str) -> Result<Vec<Version>> {
         self.read(|c| {
-            let mut statement = c.prepare(
+            c.query_column(
                 "SELECT version FROM versions WHERE pipeline = ?1 AND state = 'committed' AND gate IS NULL
                    AND version > COALESCE((SELECT version FROM aliases WHERE pipeline = ?1 AND name = 'live'), 0)
                  ORDER BY version",
-            )?;
-            statement.query_map([pipeline], |r| r.get(0))?.collect()
+                params![pipeline],
+            )
         })
     }
 
@@ -106,11 +113,10 @@ impl Aliases for SqliteCatalog {
         let pipeline = by.pipeline;
         let live = self.alias(pipeline, "live")?.ok_or_else(|| StoreError::Conflict("nothing is live yet".into()))?;
         let previous: Option<Version> = self.read(|c| {
-            c.query_row(
+            c.query_value(
                 "SELECT MAX(version) FROM versions WHERE pipeline = ?1 AND state = 'committed' AND version < ?2
                    AND COALESCE(gate, '') != 'held'",
                 params![pipeline, live],
-                |r| r.get(0),
             )
         })?;
         let previous = previous.ok_or_else(|| {
@@ -138,18 +144,17 @@ impl Aliases for SqliteCatalog {
     }
 }
 
-impl Retention for SqliteCatalog {
+impl Retention for SqlCatalog {
     fn expire_versions(&self, keep: usize, by: &Actor<'_>) -> Result<(Vec<Version>, Vec<Version>)> {
         let pipeline = by.pipeline;
         self.write_audited(|t| {
-            let mut statement = t.prepare(
+            let rows: Vec<(Version, bool, bool)> = t.query_map(
                 "SELECT v.version, v.pinned, EXISTS (SELECT 1 FROM aliases a WHERE a.pipeline = v.pipeline
                      AND a.version = v.version)
                  FROM versions v WHERE v.pipeline = ?1 AND v.state = 'committed' ORDER BY v.version DESC",
+                params![pipeline],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
-            let rows: Vec<(Version, bool, bool)> = statement
-                .query_map([pipeline], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<rusqlite::Result<_>>()?;
             let (mut retained, mut expired) = (Vec::new(), Vec::new());
             for (index, (version, pinned, aliased)) in rows.into_iter().enumerate() {
                 if index < keep || pinned || aliased {
@@ -158,15 +163,13 @@ impl Retention for SqliteCatalog {
                     expired.push(version);
                 }
             }
-            let mut expire = t.prepare(
-                "UPDATE versions SET state = 'expired', finished_at = COALESCE(finished_at, ?3)
-                 WHERE pipeline = ?1 AND version = ?2",
-            )?;
             for version in &expired {
-                expire.execute(params![pipeline, version, now_ms()])?;
+                t.execute(
+                    "UPDATE versions SET state = 'expired', finished_at = COALESCE(finished_at, ?3)
+                     WHERE pipeline = ?1 AND version = ?2",
+                    params![pipeline, version, now_ms()],
+                )?;
             }
-            drop(expire);
-            drop(statement);
             retained.reverse();
             expired.reverse();
             let events = if expired.is_empty() {
@@ -181,25 +184,29 @@ impl Retention for SqliteCatalog {
 
     fn committed_versions(&self, pipeline: &str) -> Result<Vec<Version>> {
         self.read(|c| {
-            let mut statement =
-                c.prepare("SELECT version FROM versions WHERE pipeline = ?1 AND state = 'committed' ORDER BY version")?;
-            statement.query_map([pipeline], |r| r.get(0))?.collect()
+            c.query_column(
+                "SELECT version FROM versions WHERE pipeline = ?1 AND state = 'committed' ORDER BY version",
+                params![pipeline],
+            )
         })
     }
 
     fn unreachable_chunks(&self, pipeline: &str, retained: &[Version]) -> Result<Vec<(String, PointKey)>> {
         let retained = serde_json::to_string(retained).expect("numbers serialise");
         self.read(|c| {
-            let mut statement = c.prepare(&format!(
-                "SELECT c.chunk_id, c.valid_from, (SELECT d.model_fingerprint FROM documents d WHERE d.id = c.document)
-                 FROM chunks c WHERE c.pipeline = ?1 AND {UNREACHABLE}"
-            ))?;
-            statement
-                .query_map(params![pipeline, retained], |r| {
+            c.query_map(
+                &format!(
+                    "SELECT c.chunk_id, c.valid_from,
+                            (SELECT d.model_fingerprint FROM documents d WHERE d.id = c.document)
+                     FROM chunks c WHERE c.pipeline = ?1 AND {}",
+                    unreachable(c)
+                ),
+                params![pipeline, retained],
+                |r| {
                     let key = PointKey { chunk: parse_id(r.get(0)?, ChunkId::parse)?, valid_from: r.get(1)? };
                     Ok((r.get(2)?, key))
-                })?
-                .collect()
+                },
+            )
         })
     }
 
@@ -207,17 +214,18 @@ impl Retention for SqliteCatalog {
         let retained = serde_json::to_string(retained).expect("numbers serialise");
         self.write(|t| {
             let chunks = t.execute(
-                &format!("DELETE FROM chunks WHERE pipeline = ?1 AND {UNREACHABLE}"),
+                &format!("DELETE FROM chunks WHERE pipeline = ?1 AND {}", unreachable(t)),
                 params![pipeline, retained],
             )?;
             let documents = t.execute(
                 &format!(
-                    "DELETE FROM documents WHERE pipeline = ?1 AND {UNREACHABLE}
-                       AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.document = documents.id)"
+                    "DELETE FROM documents WHERE pipeline = ?1 AND {}
+                       AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.document = documents.id)",
+                    unreachable(t)
                 ),
                 params![pipeline, retained],
             )?;
-            Ok((chunks, documents))
+            Ok((chunks as usize, documents as usize))
         })
     }
 }

@@ -8,10 +8,9 @@
 //! has no readers today. The documents a reader must not see are few (those whose readers
 //! changed since), so they are excluded by id inside both indexes' queries, before ranking.
 
-use rusqlite::params;
 use sluice_core::{Acl, ReadAccess, Version};
 
-use crate::catalog::SqliteCatalog;
+use crate::catalog::{SqlCatalog, params};
 use crate::error::Result;
 use crate::prelude::*;
 
@@ -40,20 +39,21 @@ pub enum PastAccess {
     Hidden,
 }
 
-impl AccessHistory for SqliteCatalog {
+impl AccessHistory for SqlCatalog {
     fn revoked_documents(&self, pipeline: &str, version: Version, access: &ReadAccess) -> Result<Vec<String>> {
         if matches!(access, ReadAccess::Unrestricted) {
             return Ok(Vec::new());
         }
         let candidates: Vec<(String, String, Option<String>)> = self.read(|c| {
             // Only documents whose readers differ from their file's today can be revoked.
-            let mut statement = c.prepare(
+            c.query_map(
                 "SELECT d.doc_id, d.readers, f.readers FROM documents d
                  LEFT JOIN files f ON f.pipeline = d.pipeline AND f.root = d.root AND f.rel_path = d.rel_path
                  WHERE d.pipeline = ?1 AND d.valid_from <= ?2 AND ?2 < d.valid_to
                    AND (f.readers IS NULL OR f.readers != d.readers)",
-            )?;
-            statement.query_map(params![pipeline, version], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect()
+                params![pipeline, version],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
         })?;
         Ok(candidates
             .into_iter()

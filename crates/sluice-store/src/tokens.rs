@@ -5,12 +5,11 @@
 //! is compared by its blake3 hash in constant time. A fast hash is enough for secrets this
 //! long; a password hash only matters for guessable ones.
 
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sluice_core::Principal;
 
 use crate::audit::Actor;
-use crate::catalog::{SqliteCatalog, now_ms};
+use crate::catalog::{Row, SqlCatalog, now_ms, params};
 use crate::error::{Result, StoreError};
 use crate::prelude::*;
 
@@ -64,13 +63,11 @@ fn random_hex(bytes: usize) -> Result<String> {
     Ok(hex::encode(buffer))
 }
 
-fn parse_role(text: String) -> rusqlite::Result<Role> {
-    Role::parse(&text).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("bad role {text:?}").into())
-    })
+fn parse_role(text: String) -> Result<Role> {
+    Role::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("bad role {text:?}")))
 }
 
-fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
+fn token_row(r: &Row) -> Result<TokenInfo> {
     Ok(TokenInfo {
         id: r.get(0)?,
         user: r.get(1)?,
@@ -81,9 +78,10 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
     })
 }
 
-const TOKEN_COLUMNS: &str = "id, user, groups, role, created_at, revoked_at";
+// `user` is a reserved word in PostgreSQL: quoted, as both engines accept.
+const TOKEN_COLUMNS: &str = r#"id, "user", groups, role, created_at, revoked_at"#;
 
-impl TokenStore for SqliteCatalog {
+impl TokenStore for SqlCatalog {
     fn create_token(&self, user: &str, groups: &[String], role: Role, by: &Actor<'_>) -> Result<(TokenInfo, String)> {
         if user.is_empty() || user.contains(':') {
             return Err(StoreError::Invalid(format!(
@@ -103,7 +101,7 @@ impl TokenStore for SqliteCatalog {
         let detail = serde_json::json!({"id": info.id, "user": info.user, "groups": info.groups, "role": info.role});
         self.write_audited(|t| {
             t.execute(
-                "INSERT INTO tokens (id, secret_hash, user, groups, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                r#"INSERT INTO tokens (id, secret_hash, "user", groups, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"#,
                 params![
                     id,
                     blake3::hash(secret.as_bytes()).to_hex().to_string(),
@@ -120,8 +118,7 @@ impl TokenStore for SqliteCatalog {
 
     fn tokens(&self) -> Result<Vec<TokenInfo>> {
         self.read(|c| {
-            let mut statement = c.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"))?;
-            statement.query_map([], token_row)?.collect()
+            c.query_map(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, id"), params![], token_row)
         })
     }
 
@@ -141,10 +138,9 @@ impl TokenStore for SqliteCatalog {
             return Ok(None);
         };
         let found = self.read(|c| {
-            c.query_row(&format!("SELECT {TOKEN_COLUMNS}, secret_hash FROM tokens WHERE id = ?1"), [id], |r| {
-                Ok((token_row(r)?, r.get::<_, String>(6)?))
+            c.query_opt(&format!("SELECT {TOKEN_COLUMNS}, secret_hash FROM tokens WHERE id = ?1"), params![id], |r| {
+                Ok((token_row(r)?, r.get::<String>(6)?))
             })
-            .optional()
         })?;
         let Some((info, stored)) = found else { return Ok(None) };
         // blake3::Hash compares in constant time.
@@ -162,7 +158,7 @@ mod tests {
     #[test]
     fn tokens_authenticate_until_revoked_and_only_with_their_secret() {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = SqliteCatalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let catalog = SqlCatalog::sqlite(&dir.path().join("catalog.sqlite")).unwrap();
         let (info, token) = catalog.create_token("alice", &["eng".into()], Role::Operator, &BY).unwrap();
         assert_eq!(catalog.authenticate(&token).unwrap().as_ref(), Some(&info));
         assert_eq!(info.principal().keys()[..2], ["user:alice", "group:eng"]);

@@ -7,7 +7,7 @@ use anyhow::Context;
 use sluice_config::{PipelinePlan, SourcePlan};
 use sluice_core::{ReadAccess, Version};
 use sluice_pipeline::{Engine, RunSummary, Scope, SearchResponse};
-use sluice_store::{DataDirLock, QuarantineEntry, SearchMode, VersionInfo, store_paths};
+use sluice_store::{DataDirLock, QuarantineEntry, SearchMode, VersionInfo};
 
 use crate::auth::local_principal;
 use crate::client;
@@ -183,11 +183,24 @@ fn print_hits(response: &SearchResponse) {
     }
 }
 
+/// Fails unless the pipeline has a catalog to read (the first ingest makes a SQLite one).
+pub fn ensure_catalog(data: &Path, plan: &sluice_config::PipelinePlan) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        sluice_store::catalog_exists(data, &plan.store.catalog),
+        "no catalog in {}: nothing ingested yet",
+        data.display()
+    );
+    Ok(())
+}
+
 pub fn versions(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
     let plan = load_plan(pipeline)?;
-    let (catalog_path, _, _) = store_paths(data, &plan.name);
-    let versions: Vec<VersionInfo> =
-        if catalog_path.exists() { sluice_store::open_catalog(data)?.versions(&plan.name)? } else { Vec::new() };
+    let has_catalog = sluice_store::catalog_exists(data, &plan.store.catalog);
+    let versions: Vec<VersionInfo> = if has_catalog {
+        sluice_store::open_catalog(data, &plan.store.catalog)?.versions(&plan.name)?
+    } else {
+        Vec::new()
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&versions)?);
         return Ok(ExitCode::SUCCESS);
@@ -221,8 +234,12 @@ pub fn quarantine_list(data: &Path, pipeline: Option<&Path>, json: bool) -> anyh
         client::quarantine(data)?
     } else {
         let plan = load_plan(pipeline)?;
-        let (catalog_path, _, _) = store_paths(data, &plan.name);
-        if catalog_path.exists() { sluice_store::open_catalog(data)?.quarantine(&plan.name)? } else { Vec::new() }
+        let has_catalog = sluice_store::catalog_exists(data, &plan.store.catalog);
+        if has_catalog {
+            sluice_store::open_catalog(data, &plan.store.catalog)?.quarantine(&plan.name)?
+        } else {
+            Vec::new()
+        }
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
@@ -260,9 +277,12 @@ pub fn quarantine_retry(data: &Path, models: &Path, pipeline: Option<&Path>, pat
         return Ok(ExitCode::SUCCESS);
     }
     let mut plan = load_plan(pipeline)?;
-    let (catalog_path, _, _) = store_paths(data, &plan.name);
-    let entry = if catalog_path.exists() {
-        sluice_store::open_catalog(data)?.quarantine(&plan.name)?.into_iter().find(|entry| entry.matches(&path))
+    let has_catalog = sluice_store::catalog_exists(data, &plan.store.catalog);
+    let entry = if has_catalog {
+        sluice_store::open_catalog(data, &plan.store.catalog)?
+            .quarantine(&plan.name)?
+            .into_iter()
+            .find(|entry| entry.matches(&path))
     } else {
         None
     };

@@ -21,8 +21,7 @@ use crate::operator::operator;
 /// key, beside a daemon if one runs.
 fn catalog_admin(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<Admin> {
     let plan = load_plan(pipeline)?;
-    let (catalog_path, _, _) = sluice_store::store_paths(data, &plan.name);
-    anyhow::ensure!(catalog_path.exists(), "no catalog at {}: nothing ingested yet", catalog_path.display());
+    crate::commands::ensure_catalog(data, &plan)?;
     Ok(Admin::open_catalog(plan, data)?)
 }
 

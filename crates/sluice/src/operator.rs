@@ -32,8 +32,7 @@ pub fn operator(data: &Path, pipeline: Option<&Path>) -> anyhow::Result<Box<dyn 
     let lock = DataDirLock::acquire(data)?;
     let mut plan = load_plan(pipeline)?;
     plan.sources.clear();
-    let (catalog_path, _, _) = sluice_store::store_paths(data, &plan.name);
-    anyhow::ensure!(catalog_path.exists(), "no catalog at {}: nothing ingested yet", catalog_path.display());
+    crate::commands::ensure_catalog(data, &plan)?;
     Ok(Box::new(Here { admin: Admin::open(plan, data)?, principal: local_principal(), _lock: lock }))
 }
 

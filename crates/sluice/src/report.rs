@@ -4,15 +4,14 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use sluice_core::Version;
-use sluice_store::{StageCost, VersionCost, store_paths};
+use sluice_store::{StageCost, VersionCost};
 
 use crate::commands::load_plan;
 
 pub fn report(data: &Path, pipeline: Option<&Path>, version: Option<Version>, json: bool) -> anyhow::Result<ExitCode> {
     let plan = load_plan(pipeline)?;
-    let (catalog_path, _, _) = store_paths(data, &plan.name);
-    anyhow::ensure!(catalog_path.exists(), "no catalog at {}: nothing ingested yet", catalog_path.display());
-    let report = sluice_store::open_catalog(data)?.cost_report(&plan.name, version)?;
+    crate::commands::ensure_catalog(data, &plan)?;
+    let report = sluice_store::open_catalog(data, &plan.store.catalog)?.cost_report(&plan.name, version)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);

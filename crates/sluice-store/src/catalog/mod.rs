@@ -1,27 +1,34 @@
 //! The catalog: the source of truth of every pipeline in a data directory (versions and their
 //! aliases, the ledger of source files, documents and chunk appearances, the embedding cache,
 //! quarantine, the audit chain, tokens, costs, evaluations), behind traits, one per concern,
-//! that [`Catalog`] bundles, in the manner of Quickwit's `Metastore`. SQLite is the
-//! implementation: `sqlite.rs` (connections, schema, migrations, versions, documents, chunks,
+//! that [`Catalog`] bundles, in the manner of Quickwit's `Metastore`. [`SqlCatalog`] implements
+//! them once over portable SQL (`sql.rs`): `sql_catalog.rs` (versions, documents, chunks,
 //! embeddings, quarantine) and the `impl`s beside each concern's records (`audit.rs`,
-//! `cost.rs`, `retention.rs`, ...). The store, the pipeline and the binary use the traits only,
-//! as `&dyn Catalog` or `Arc<dyn Catalog>` (`sluice_store::prelude` brings them into scope).
+//! `cost.rs`, `retention.rs`, ...), on SQLite (`sqlite.rs`, the embedded default) or PostgreSQL
+//! (`postgres.rs`, for several nodes). The store, the pipeline and the binary use the traits
+//! only, as `&dyn Catalog` or `Arc<dyn Catalog>` (`sluice_store::prelude` brings them into scope).
 //!
 //! Every method is synchronous and atomic on its own: what one call writes commits together or
 //! not at all (a version with its ledger, audit entries and costs; a move of `live` with its
 //! audit entry). Errors carry their kind (`StoreError::kind`): not found, conflict,
 //! unavailable (retryable), corrupt, invalid.
 
+mod postgres;
+pub(crate) mod sql;
+mod sql_catalog;
 mod sqlite;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use sluice_config::CatalogPlan;
+
 use sluice_core::{Acl, ChunkId, ContentHash, DocumentId, Fingerprint, PointKey, ReadAccess, TextHash, Version};
 
-pub(crate) use sqlite::*;
-pub use sqlite::{SqliteCatalog, now_ms};
+pub(crate) use sql::{Dialect, Row, Sql, params};
+pub(crate) use sql_catalog::*;
+pub use sql_catalog::{SqlCatalog, now_ms};
 
 use crate::audit::{Actor, AuditEntry, AuditEvent, AuditKey, AuditVerification};
 use crate::cost::CostReport;
@@ -40,10 +47,23 @@ use crate::types::{
 /// The SQLite catalog's file under the data directory.
 pub const CATALOG_FILE: &str = "catalog.sqlite";
 
-/// Opens (or creates) the catalog of a data directory.
-pub fn open_catalog(data_dir: &Path) -> Result<Arc<dyn Catalog>> {
+/// Opens (or creates) the catalog `plan` names: SQLite in the data directory, or a PostgreSQL
+/// database (the data directory then keeps only this node's files).
+pub fn open_catalog(data_dir: &Path, plan: &CatalogPlan) -> Result<Arc<dyn Catalog>> {
     crate::lock::create_private_dir(data_dir).map_err(|source| StoreError::Io { path: data_dir.to_owned(), source })?;
-    Ok(Arc::new(SqliteCatalog::open(&data_dir.join(CATALOG_FILE))?))
+    Ok(Arc::new(match plan {
+        CatalogPlan::Sqlite => SqlCatalog::sqlite(&data_dir.join(CATALOG_FILE))?,
+        CatalogPlan::Postgres(postgres) => SqlCatalog::postgres(postgres, data_dir)?,
+    }))
+}
+
+/// Whether there is a catalog to read: a SQLite file exists once something was ingested; a
+/// PostgreSQL database is shared and always asked.
+pub fn catalog_exists(data_dir: &Path, plan: &CatalogPlan) -> bool {
+    match plan {
+        CatalogPlan::Sqlite => data_dir.join(CATALOG_FILE).exists(),
+        CatalogPlan::Postgres(_) => true,
+    }
 }
 
 /// Everything a catalog does.
