@@ -15,6 +15,7 @@ mod evaluation;
 mod extraction;
 mod governance;
 mod ingest_and_search;
+mod nodes;
 mod qdrant_collection;
 mod restart;
 mod versions;

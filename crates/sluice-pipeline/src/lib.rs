@@ -14,6 +14,7 @@ mod failpoint;
 mod meter;
 mod models;
 mod names;
+mod node;
 mod observer;
 mod operations;
 mod parsers;
@@ -43,6 +44,7 @@ pub use access::{
 };
 pub use error::PipelineError;
 pub use evaluate::{DocumentKey, EvalOptions, EvalReport};
+pub use node::{HEARTBEAT, LEASE, Membership, Report};
 pub use observer::{Observer, Outcome, Quiet};
 pub use operations::{Admin, Operations};
 pub use parsers::serve_worker;

@@ -103,6 +103,11 @@ impl<'a> Operations<'a> {
         Ok(self.catalog.quarantine(self.name())?)
     }
 
+    /// The nodes working on the pipeline's catalog: role, claims, applied version, heartbeat.
+    pub fn nodes(&self) -> Result<Vec<sluice_store::NodeStatus>, PipelineError> {
+        Ok(self.catalog.nodes(self.name())?)
+    }
+
     /// The quarantine entry at `path`: its own path, or that of the file holding it (the first
     /// such entry, for a file with several quarantined embedded files).
     pub fn quarantine_entry(&self, path: &str) -> Result<Option<QuarantineEntry>, PipelineError> {

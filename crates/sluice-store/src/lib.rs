@@ -14,6 +14,7 @@
 mod audit;
 mod audit_segments;
 mod catalog;
+mod cluster;
 mod cost;
 mod diff;
 mod error;
@@ -33,8 +34,8 @@ mod verify;
 /// The storage traits, for calling their methods on `&dyn Catalog` and the indexes.
 pub mod prelude {
     pub use crate::catalog::{
-        AccessHistory, Aliases, AuditArchive, AuditLog, Catalog, ChunkLineage, CostLedger, Documents, EmbeddingCache,
-        Exports, InFlightLog, QuarantineLog, Retention, TokenStore, VersionDiffs, VersionLog,
+        AccessHistory, Aliases, AuditArchive, AuditLog, Catalog, ChunkLineage, Cluster, CostLedger, Documents,
+        EmbeddingCache, Exports, InFlightLog, QuarantineLog, Retention, TokenStore, VersionDiffs, VersionLog,
     };
     pub use crate::lexical::LexicalIndex;
     pub use crate::vectors::VectorIndex;
@@ -48,10 +49,11 @@ use tracing::{info, warn};
 
 pub use audit::{Actor, AuditEntry, AuditEvent, AuditKey, AuditProblem, AuditVerification};
 pub use catalog::{
-    AccessHistory, Aliases, AuditArchive, AuditLog, CATALOG_FILE, Catalog, ChunkLineage, CostLedger, Documents,
-    EmbeddingCache, Exports, InFlightLog, QuarantineLog, Retention, SqlCatalog, TokenStore, VersionDiffs, VersionLog,
-    catalog_exists, now_ms, open_catalog,
+    AccessHistory, Aliases, AuditArchive, AuditLog, CATALOG_FILE, Catalog, ChunkLineage, Cluster, CostLedger,
+    Documents, EmbeddingCache, Exports, InFlightLog, QuarantineLog, Retention, SqlCatalog, TokenStore, VersionDiffs,
+    VersionLog, catalog_exists, now_ms, open_catalog,
 };
+pub use cluster::{FileKey, NODE_SILENT_MS, NodeRecord, NodeRole, NodeStatus, PipelineLock};
 pub use cost::{CostReport, DocumentCost, Quantiles, SourceCost, StageCost, StageReport, VersionCost};
 pub use diff::{DiffCount, DiffEntry, VersionDiff};
 pub use error::{Result, StoreError};
@@ -78,6 +80,8 @@ pub struct Store {
     catalog: std::sync::Arc<dyn Catalog>,
     vectors: ModelIndexes,
     lexical: Box<dyn LexicalIndex>,
+    /// The newest committed version this node's indexes hold: found at open, then each commit.
+    applied: std::sync::atomic::AtomicI64,
 }
 
 /// Where each store of a pipeline lives under the data directory.
@@ -98,7 +102,13 @@ impl Store {
         let lexical: Box<dyn LexicalIndex> = Box::new(lexical);
         let catalog = open_catalog(data_dir, &plan.catalog)?;
         let vectors = ModelIndexes::new(&vectors_path, &plan.vectors, catalog.clone(), pipeline)?;
-        let store = Self { pipeline: pipeline.to_owned(), catalog, vectors, lexical };
+        let store = Self {
+            pipeline: pipeline.to_owned(),
+            catalog,
+            vectors,
+            lexical,
+            applied: std::sync::atomic::AtomicI64::new(0),
+        };
         if lexical_outdated {
             let rebuilt = store.rebuild_lexical()?;
             warn!(pipeline, chunks = rebuilt, "lexical index had an older schema; rebuilt it from the catalog");
@@ -116,7 +126,14 @@ impl Store {
             }
             Err(err) => return Err(err),
         }
+        let newest = store.catalog.committed_versions(pipeline)?.last().copied().unwrap_or(0);
+        store.applied.store(newest, std::sync::atomic::Ordering::Relaxed);
         Ok(store)
+    }
+
+    /// The newest committed version this node's indexes hold.
+    pub fn applied_version(&self) -> Version {
+        self.applied.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Makes the index of every model with chunks ready. An index found holding fewer points
@@ -476,6 +493,7 @@ impl VersionWriter<'_> {
         };
         store.catalog.commit_version(&store.pipeline, self.version, &record)?;
         self.finished = true;
+        store.applied.fetch_max(self.version, std::sync::atomic::Ordering::Relaxed);
         info!(pipeline = %store.pipeline, version = self.version, "version committed");
         if promote {
             store.republish_live();

@@ -330,3 +330,47 @@ fn postgres_serialises_writers_from_several_nodes() {
     assert!(report.first_bad.is_none(), "{:?}", report.first_bad);
     assert_eq!(report.entries, 160);
 }
+
+/// Two nodes claim from the same files concurrently: every file is claimed by exactly one, and
+/// a pipeline's write lock is held by one node at a time.
+#[test]
+fn postgres_claims_and_the_pipeline_lock_exclude_other_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(plan) = postgres_plan() else { return };
+    let nodes: Vec<Arc<SqlCatalog>> =
+        (0..2).map(|_| Arc::new(SqlCatalog::postgres(&plan, dir.path()).expect("a node opens"))).collect();
+    let files: Vec<sluice_store::FileKey> = (0..200).map(|i| ("/share".to_owned(), format!("{i:03}.txt"))).collect();
+    let claimers: Vec<_> = nodes
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(node, catalog)| {
+            let files = files.clone();
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                for batch in files.chunks(10) {
+                    mine.extend(catalog.claim_files(PIPELINE, &format!("node{node}"), batch, 60_000, 10).unwrap());
+                }
+                mine
+            })
+        })
+        .collect();
+    let claimed: Vec<Vec<sluice_store::FileKey>> = claimers.into_iter().map(|t| t.join().unwrap()).collect();
+    let mut all: Vec<_> = claimed.concat();
+    all.sort();
+    assert_eq!(all, files, "each file claimed exactly once");
+
+    let held = nodes[0].lock_pipeline(PIPELINE).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let other = nodes[1].clone();
+    let waiter = std::thread::spawn(move || {
+        let _lock = other.lock_pipeline(PIPELINE).unwrap();
+        tx.send(()).unwrap();
+    });
+    assert!(rx.recv_timeout(std::time::Duration::from_millis(500)).is_err(), "the second node waits");
+    // Another pipeline's lock is free meanwhile.
+    drop(nodes[1].lock_pipeline("another").unwrap());
+    drop(held);
+    rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the second node gets the lock once it is free");
+    waiter.join().unwrap();
+}

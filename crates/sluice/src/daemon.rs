@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -114,6 +114,8 @@ async fn serve(
     };
     write_private(&data.join(DAEMON_FILE), &serde_json::to_vec_pretty(&info)?)?;
     info!(%address, pipeline = %engine.plan().name, "HTTP API listening");
+    let stats = Arc::new(NodeStats::default());
+    let _membership = join_catalog(&engine, &address.to_string(), stats.clone()).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (retries, retry_requests) = mpsc::channel(RETRY_BUFFER);
@@ -157,12 +159,54 @@ async fn serve(
         std::process::exit(130);
     });
 
-    let result = schedule(engine, metrics, retry_requests, stop_rx.clone()).await;
+    let result = schedule(engine, metrics, stats, retry_requests, stop_rx.clone()).await;
     let _ = std::fs::remove_file(data.join(DAEMON_FILE));
     server.await??;
     drop(stop_rx);
     info!("stopped");
     result
+}
+
+/// What this node did since it started, reported with its heartbeat (`sluice nodes`).
+#[derive(Default)]
+struct NodeStats {
+    runs: AtomicU64,
+    documents_indexed: AtomicU64,
+    chunks_added: AtomicU64,
+    last_commit_at: AtomicI64,
+}
+
+impl NodeStats {
+    fn record(&self, summary: &sluice_pipeline::RunSummary) {
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        self.documents_indexed.fetch_add(summary.indexed as u64, Ordering::Relaxed);
+        self.chunks_added.fetch_add(summary.chunks_added as u64, Ordering::Relaxed);
+        if summary.version.is_some() {
+            self.last_commit_at.store(sluice_store::now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "runs": self.runs.load(Ordering::Relaxed),
+            "documents_indexed": self.documents_indexed.load(Ordering::Relaxed),
+            "chunks_added": self.chunks_added.load(Ordering::Relaxed),
+            "last_commit_at": self.last_commit_at.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Registers this daemon as a writer node of its catalog, heartbeating until dropped.
+async fn join_catalog(
+    engine: &Arc<Engine>,
+    address: &str,
+    stats: Arc<NodeStats>,
+) -> anyhow::Result<sluice_pipeline::Membership> {
+    let node = sluice_store::NodeRecord::this_process(&engine.plan().name, sluice_store::NodeRole::Writer, address)?;
+    let reporter = engine.clone();
+    let report: Arc<sluice_pipeline::Report> = Arc::new(move || (reporter.store().applied_version(), stats.to_json()));
+    let catalog = engine.store().shared_catalog();
+    Ok(tokio::task::spawn_blocking(move || sluice_pipeline::Membership::join(catalog, node, report)).await??)
 }
 
 /// Removes HTTP exports a crash left behind (they hold chunk text; nobody will read them).
@@ -195,6 +239,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 async fn schedule(
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
+    stats: Arc<NodeStats>,
     mut requeued: mpsc::Receiver<(String, String)>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -213,7 +258,7 @@ async fn schedule(
     let mut backoff = Backoff::default();
     // Start-up: resume from the ledger (only what changed while stopped is processed).
     let mut retry = false;
-    let outcome = execute(&engine, &metrics, Scope::All).await;
+    let outcome = execute(&engine, &metrics, &stats, Scope::All).await;
     follow_up(&outcome, &mut backoff, &mut retry, &mut pending, &mut deadline, watch_plan.debounce);
     loop {
         let sleep_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -238,7 +283,7 @@ async fn schedule(
                 pending.clear(); // already empty unless a full rescan replaced it
                 first_event = None;
                 deadline = None;
-                let outcome = execute(&engine, &metrics, scope).await;
+                let outcome = execute(&engine, &metrics, &stats, scope).await;
                 follow_up(&outcome, &mut backoff, &mut retry, &mut pending, &mut deadline, watch_plan.debounce);
             }
             Some((path, principal)) = requeued.recv() => {
@@ -259,7 +304,7 @@ async fn schedule(
                 pending.clear();
                 first_event = None;
                 overflowed.store(false, Ordering::SeqCst);
-                let outcome = execute(&engine, &metrics, Scope::All).await;
+                let outcome = execute(&engine, &metrics, &stats, Scope::All).await;
                 follow_up(&outcome, &mut backoff, &mut retry, &mut pending, &mut deadline, watch_plan.debounce);
             }
         }
@@ -324,7 +369,7 @@ enum RunOutcome {
 }
 
 /// Runs the pipeline on a blocking thread, then builds the vector index if it grew enough.
-async fn execute(engine: &Arc<Engine>, metrics: &Arc<Metrics>, scope: Scope) -> RunOutcome {
+async fn execute(engine: &Arc<Engine>, metrics: &Arc<Metrics>, stats: &NodeStats, scope: Scope) -> RunOutcome {
     let (engine, observer) = (engine.clone(), metrics.clone());
     let outcome = tokio::task::spawn_blocking(move || {
         let summary = engine.run(&scope, &*observer)?;
@@ -349,6 +394,7 @@ async fn execute(engine: &Arc<Engine>, metrics: &Arc<Metrics>, scope: Scope) -> 
     }
     let (label, result) = match outcome {
         Ok(Ok(summary)) => {
+            stats.record(&summary);
             let label = if summary.version.is_some() { "committed" } else { "unchanged" };
             (label, RunOutcome::Done { requeued: summary.requeued_paths })
         }

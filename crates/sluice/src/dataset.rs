@@ -191,3 +191,33 @@ pub fn verify(data: &Path, pipeline: Option<&Path>, version: Option<Version>, js
     }
     Ok(if report.is_consistent() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
+
+/// `sluice nodes`: the nodes sharing the pipeline's catalog, read from the catalog.
+pub fn nodes(data: &Path, pipeline: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let admin = catalog_admin(data, pipeline)?;
+    let nodes = admin.operations().nodes()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if nodes.is_empty() {
+        println!("no nodes: no sluice process works on this catalog now");
+    }
+    let now = sluice_store::now_ms();
+    for status in &nodes {
+        let node = &status.node;
+        let heard = (now - status.heartbeat_at).max(0) as f64 / 1000.0;
+        let state = if status.alive { "alive" } else { "silent" };
+        println!(
+            "{}  {:<6} {state:<6} {}@{} pid {}  claims {}  applied version {}  heartbeat {heard:.0} s ago",
+            node.id,
+            node.role.as_str(),
+            node.host,
+            if node.address.is_empty() { "-" } else { &node.address },
+            node.pid,
+            status.claims,
+            status.applied_version,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rollback", post(rollback))
         .route("/v1/diff", get(diff))
         .route("/v1/quarantine", get(quarantine))
+        .route("/v1/nodes", get(nodes))
         .route("/v1/quarantine/retry", post(retry_quarantined))
         .layer(requiring(Role::Operator, false));
     let operator_long = Router::new()
@@ -319,6 +320,13 @@ async fn quarantine(State(state): State<AppState>) -> Result<Response, Problem> 
     let engine = state.engine.clone();
     let entries = blocking(move || engine.operations().quarantine()).await?;
     Ok(Json(json!({ "pipeline": state.engine.plan().name, "quarantined": entries })).into_response())
+}
+
+/// The nodes sharing the pipeline's catalog (`sluice nodes`).
+async fn nodes(State(state): State<AppState>) -> Result<Response, Problem> {
+    let engine = state.engine.clone();
+    let nodes = blocking(move || engine.operations().nodes()).await?;
+    Ok(Json(json!({ "pipeline": state.engine.plan().name, "nodes": nodes })).into_response())
 }
 
 #[derive(Deserialize)]

@@ -85,6 +85,13 @@ enum Command {
         #[arg(long)]
         pipeline: Option<PathBuf>,
     },
+    /// List the nodes sharing the pipeline's catalog: role, claims, applied version, heartbeat.
+    Nodes {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+    },
     /// List dataset versions.
     Versions {
         #[arg(long)]
@@ -448,6 +455,7 @@ fn main() -> ExitCode {
         }
         Command::Embed { text, pipeline } => commands::embed(&cli.models, pipeline.as_deref(), &text),
         Command::Versions { json, pipeline } => commands::versions(&cli.data, pipeline.as_deref(), json),
+        Command::Nodes { json, pipeline } => dataset::nodes(&cli.data, pipeline.as_deref(), json),
         Command::Lineage { chunk_id, json, pipeline, reader } => {
             dataset::lineage(&cli.data, pipeline.as_deref(), &chunk_id, json, &reader.access())
         }

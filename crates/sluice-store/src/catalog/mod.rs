@@ -31,6 +31,7 @@ pub(crate) use sql_catalog::*;
 pub use sql_catalog::{SqlCatalog, now_ms};
 
 use crate::audit::{Actor, AuditEntry, AuditEvent, AuditKey, AuditVerification};
+use crate::cluster::{FileKey, NodeRecord, NodeStatus, PipelineLock};
 use crate::cost::CostReport;
 use crate::diff::VersionDiff;
 use crate::error::{Result, StoreError};
@@ -83,6 +84,7 @@ pub trait Catalog:
     + ChunkLineage
     + VersionDiffs
     + Exports
+    + Cluster
     + Send
     + Sync
 {
@@ -430,4 +432,39 @@ pub trait Exports {
         with_vectors: bool,
         out: &Path,
     ) -> Result<ExportSummary>;
+}
+
+/// The nodes that share the catalog, the files each has claimed, and the lock that lets one
+/// at a time write a pipeline's versions (`cluster.rs`).
+pub trait Cluster {
+    /// Records a node as it starts.
+    fn register_node(&self, node: &NodeRecord) -> Result<()>;
+
+    /// Refreshes a node's heartbeat, the version its lexical index has applied and its
+    /// counters, and extends its claims to `lease_ms` from now.
+    fn heartbeat(&self, node: &str, applied: Version, stats: &serde_json::Value, lease_ms: i64) -> Result<()>;
+
+    /// The pipeline's nodes, writers first, each with its live claims.
+    fn nodes(&self, pipeline: &str) -> Result<Vec<NodeStatus>>;
+
+    /// Forgets a node that stops cleanly; its claims return to the pool at once.
+    fn remove_node(&self, node: &str) -> Result<()>;
+
+    /// Claims up to `max` of `files`, in order, for `lease_ms`: each one no other node holds a
+    /// live claim on. Returns the files claimed (a node's own claims are renewed).
+    fn claim_files(
+        &self,
+        pipeline: &str,
+        node: &str,
+        files: &[FileKey],
+        lease_ms: i64,
+        max: usize,
+    ) -> Result<Vec<FileKey>>;
+
+    /// Gives claims back (their files are written or given up).
+    fn release_claims(&self, pipeline: &str, node: &str, files: &[FileKey]) -> Result<()>;
+
+    /// Waits until no other node writes the pipeline's versions, and keeps it so until the
+    /// lock drops (a node that dies holding it lets it go).
+    fn lock_pipeline(&self, pipeline: &str) -> Result<PipelineLock>;
 }

@@ -25,7 +25,8 @@ use crate::error::{Result, StoreError};
 /// Schema versions, each applied once, in order, in one transaction (the `meta` table records
 /// the version reached). Version 5 is where the SQLite catalog's history had arrived when
 /// PostgreSQL came: both engines number their schemas alike from there on.
-const MIGRATIONS: &[(i64, &str)] = &[(5, include_str!("postgres/0005_catalog.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(5, include_str!("postgres/0005_catalog.sql")), (6, include_str!("postgres/0006_cluster.sql"))];
 
 /// Rows a streamed query may hold between the database and the code reading them.
 const STREAM_ROWS: usize = 256;
@@ -49,6 +50,7 @@ pub struct PostgresDatabase {
     /// The advisory lock every write of this catalog (this schema) takes first.
     write_lock: i64,
     files_dir: PathBuf,
+    schema: String,
     /// The database, as errors name it (no password).
     describe: String,
 }
@@ -88,7 +90,14 @@ impl PostgresDatabase {
                 .map_err(|err| StoreError::Invalid(format!("PostgreSQL pool: {err}")))?
         };
         let write_lock = lock_key("catalog writes", &settings.schema);
-        let database = Self { pool, runtime, write_lock, files_dir: files_dir.to_owned(), describe };
+        let database = Self {
+            pool,
+            runtime,
+            write_lock,
+            files_dir: files_dir.to_owned(),
+            schema: settings.schema.clone(),
+            describe,
+        };
         database.migrate(&settings.schema)?;
         Ok(database)
     }
@@ -167,8 +176,41 @@ impl Database for PostgresDatabase {
         session.finish(result)
     }
 
+    fn hold_lock(&self, name: &str) -> Result<Box<dyn Send>> {
+        let key = lock_key(name, &self.schema);
+        let session = self.session()?;
+        // Waits up to the connection's lock_timeout, then fails as retryable.
+        session.batch(&format!("SELECT pg_advisory_lock({key})"))?;
+        let client = session.take_client()?;
+        Ok(Box::new(HeldLock { client: Some(client), key, runtime: self.runtime.handle().clone() }))
+    }
+
     fn files_dir(&self) -> &Path {
         &self.files_dir
+    }
+}
+
+/// A session-level advisory lock and the connection that holds it.
+struct HeldLock {
+    client: Option<Object>,
+    key: i64,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else { return };
+        let key = self.key;
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let unlocked = client.batch_execute(&format!("SELECT pg_advisory_unlock({key})")).await;
+            // A connection that could not unlock is closed, which unlocks.
+            if unlocked.is_err() {
+                drop(Object::take(client));
+            }
+            let _ = done.send(());
+        });
+        let _ = wait.recv();
     }
 }
 

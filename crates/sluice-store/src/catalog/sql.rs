@@ -281,6 +281,9 @@ pub fn placeholders(first: usize, count: usize) -> String {
 pub trait Database: Send + Sync {
     fn read(&self, work: &mut dyn FnMut(&dyn Sql) -> Result<()>) -> Result<()>;
     fn write(&self, work: &mut dyn FnMut(&dyn Sql) -> Result<()>) -> Result<()>;
+    /// Waits for the lock called `name`, held (across transactions) until the returned guard
+    /// drops; a process that dies holding it lets it go.
+    fn hold_lock(&self, name: &str) -> Result<Box<dyn Send>>;
     /// Where files that belong with the catalog live (rotated audit segments).
     fn files_dir(&self) -> &std::path::Path;
 }

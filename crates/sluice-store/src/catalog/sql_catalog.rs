@@ -100,6 +100,11 @@ impl SqlCatalog {
         self.statements.load(Ordering::Relaxed)
     }
 
+    /// Waits for the lock called `name` and holds it until the guard drops.
+    pub(crate) fn hold_lock(&self, name: &str) -> Result<Box<dyn Send>> {
+        self.db.hold_lock(name)
+    }
+
     /// Runs `f` on a consistent view of the catalog.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
         self.db.read_with(|sql| f(&Counted { sql, statements: &self.statements }))

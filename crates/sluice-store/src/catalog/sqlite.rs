@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use super::sql::{Database, Dialect, Row, Sql, Value};
 use crate::error::{Result, StoreError};
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const META: &str = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
@@ -218,6 +218,31 @@ CREATE TABLE IF NOT EXISTS stage_costs (
     gpu_us   INTEGER NOT NULL,
     PRIMARY KEY (pipeline, version, doc_id, stage)
 );
+-- The sluice processes that work on the catalog's pipelines (see cluster.rs): each refreshes
+-- its heartbeat; one silent for a while is shown as gone.
+CREATE TABLE IF NOT EXISTS nodes (
+    id              TEXT PRIMARY KEY,
+    pipeline        TEXT NOT NULL,
+    role            TEXT NOT NULL,
+    host            TEXT NOT NULL,
+    address         TEXT NOT NULL,
+    pid             INTEGER NOT NULL,
+    started_at      INTEGER NOT NULL,
+    heartbeat_at    INTEGER NOT NULL,
+    applied_version INTEGER NOT NULL DEFAULT 0,
+    -- What the node did since it started (JSON counters), for per-node metrics.
+    stats           TEXT NOT NULL DEFAULT '{}'
+);
+-- Source files a node has taken on, until its lease expires (see cluster.rs).
+CREATE TABLE IF NOT EXISTS claims (
+    pipeline   TEXT NOT NULL,
+    root       TEXT NOT NULL,
+    rel_path   TEXT NOT NULL,
+    node       TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (pipeline, root, rel_path)
+);
+CREATE INDEX IF NOT EXISTS claims_by_node ON claims (node);
 -- API tokens: only a hash of the secret is kept.
 CREATE TABLE IF NOT EXISTS tokens (
     id          TEXT PRIMARY KEY,
@@ -318,7 +343,7 @@ fn migrate(writer: &Connection, path: &Path) -> Result<()> {
             writer
                 .execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
         }
-        Some(old @ ("1" | "2" | "3" | "4")) => {
+        Some(old @ ("1" | "2" | "3" | "4" | "5")) => {
             // One transaction: a crash leaves the old version untouched. Every step's
             // column changes come before `SCHEMA`, whose indexes may name new columns.
             let steps = [
@@ -326,6 +351,8 @@ fn migrate(writer: &Connection, path: &Path) -> Result<()> {
                 MIGRATE_2_TO_3_BEFORE_SCHEMA,
                 MIGRATE_3_TO_4_BEFORE_SCHEMA,
                 MIGRATE_4_TO_5_BEFORE_SCHEMA,
+                // Version 5 to 6: `nodes` and `claims` are new tables that `SCHEMA` creates.
+                "",
             ];
             let first: usize = old.parse::<usize>().unwrap_or(1) - 1;
             let mut before = steps[first..].concat();
@@ -378,6 +405,11 @@ impl Database for SqliteDatabase {
         work(&*transaction)?;
         transaction.commit()?;
         Ok(())
+    }
+
+    fn hold_lock(&self, _name: &str) -> Result<Box<dyn Send>> {
+        // One process owns a SQLite catalog's data directory (`DataDirLock`): nobody to wait for.
+        Ok(Box::new(()))
     }
 
     fn files_dir(&self) -> &Path {

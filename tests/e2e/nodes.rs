@@ -1,0 +1,49 @@
+//! A daemon is a node of its catalog while it runs: `GET /v1/nodes` and `sluice nodes` list it
+//! with its role, applied version and heartbeat; it leaves when it stops cleanly, and a killed
+//! one stays listed as silent.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{Workspace, wait_for};
+
+#[test]
+fn a_daemon_is_listed_as_a_node_while_it_runs_and_leaves_when_it_stops() {
+    let workspace = Workspace::new();
+    let inbox = workspace.folder("inbox");
+    std::fs::write(inbox.join("a.txt"), "Every node reports the version its indexes hold.\n").unwrap();
+    let pipeline = workspace.pipeline("default", &[&inbox], "");
+    let pipeline_arg = pipeline.to_str().unwrap();
+    let daemon = workspace.start_daemon(&pipeline);
+    let live = wait_for(Duration::from_secs(120), || daemon.live_version()).expect("version 1 goes live");
+    // The heartbeat reports the version the node's indexes hold.
+    let node = wait_for(Duration::from_secs(20), || {
+        let (status, body) = daemon.get("/v1/nodes");
+        assert_eq!(status, 200, "{body}");
+        let nodes: Value = serde_json::from_str::<Value>(&body).unwrap()["nodes"].clone();
+        assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
+        (nodes[0]["applied_version"] == live).then(|| nodes[0].clone())
+    })
+    .expect("the heartbeat reports the live version");
+    assert_eq!((node["role"].as_str(), node["alive"].as_bool()), (Some("writer"), Some(true)), "{node}");
+    assert_eq!(node["pid"], daemon.pid());
+    // A reader may not list the nodes.
+    let output = workspace.run(&["token", "create", "--user", "rita", "--role", "reader"]);
+    let reader = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let (status, _) = daemon.call("GET", "/v1/nodes", Some(&reader), None);
+    assert_eq!(status, 403);
+    // The command line reads the same from the catalog, beside the daemon.
+    let listed = workspace.json(&["nodes", "--pipeline", pipeline_arg]);
+    assert_eq!(listed[0]["id"], node["id"]);
+    daemon.stop();
+    let listed = workspace.json(&["nodes", "--pipeline", pipeline_arg]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "a node that stops cleanly leaves: {listed}");
+
+    // A killed node stays, and shows as silent once its heartbeat is old.
+    let daemon = workspace.start_daemon(&pipeline);
+    wait_for(Duration::from_secs(60), || daemon.get("/healthz").0.eq(&200).then_some(())).expect("healthy");
+    daemon.kill_9();
+    let listed = workspace.json(&["nodes", "--pipeline", pipeline_arg]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+}
