@@ -43,5 +43,5 @@ postgres_available || exit 0
 postgres_start
 trap 'qdrant_stop; postgres_stop' EXIT
 echo "PostgreSQL for the tests: $SLUICE_TEST_POSTGRES_URL (log: $POSTGRES_TEST_DIR/server.log)"
-cluster_suites=(--test catalog_engines --test versions --test governance --test e2e --test crash)
+cluster_suites=(--test catalog_engines --test cluster --test versions --test governance --test e2e --test crash)
 cargo test "${cargo_args[@]}" --workspace "${cluster_suites[@]}"

@@ -22,6 +22,7 @@ mod prepare;
 mod run;
 mod sandbox;
 mod scan;
+mod shared;
 mod source;
 mod summary;
 mod text;
@@ -84,6 +85,8 @@ pub struct Engine {
     access: AccessResolver,
     /// Search audit entries on their way to the catalog.
     search_audit: audit_queue::AuditQueue,
+    /// This process as a node of the catalog, once it joined (`Engine::join_catalog`).
+    membership: Mutex<Option<node::Membership>>,
 }
 
 /// A search's answer: the version it ran against, the model that embedded the query, and the
@@ -155,6 +158,7 @@ impl Engine {
             text_settings,
             parsers: parsers::Parsers::InProcess(Box::new(text_stage)),
             access,
+            membership: Mutex::new(None),
             search_audit,
         })
     }
@@ -214,7 +218,40 @@ impl Engine {
     /// Reconciles `scope` and commits what changed as one version.
     pub fn run(&self, scope: &Scope, observer: &dyn Observer) -> Result<RunSummary, PipelineError> {
         let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        run::run(self, scope, observer)
+        if self.shares_catalog() { shared::run(self, scope, observer) } else { run::run(self, scope, observer) }
+    }
+
+    /// Whether other sluice processes may write this pipeline: its catalog is PostgreSQL, so
+    /// runs claim their files and write versions under the pipeline's lock.
+    pub fn shares_catalog(&self) -> bool {
+        matches!(self.plan.store.catalog, sluice_config::CatalogPlan::Postgres(_))
+    }
+
+    /// Registers this process as a node of its catalog (heartbeating until it leaves or the
+    /// engine drops), with its HTTP `address` (empty without one) and `stats`, its counters for
+    /// the heartbeat. Returns its node id; once joined, the same id.
+    pub fn join_catalog(
+        &self,
+        role: sluice_store::NodeRole,
+        address: &str,
+        stats: Arc<dyn Fn() -> serde_json::Value + Send + Sync>,
+    ) -> Result<String, PipelineError> {
+        let mut membership = self.membership.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(joined) = membership.as_ref() {
+            return Ok(joined.id().to_owned());
+        }
+        let node = sluice_store::NodeRecord::this_process(&self.plan.name, role, address)?;
+        let applied = self.store.applied_version_handle();
+        let report: Arc<node::Report> = Arc::new(move || (applied.load(std::sync::atomic::Ordering::Relaxed), stats()));
+        let joined = node::Membership::join(self.store.shared_catalog(), node, report)?;
+        let id = joined.id().to_owned();
+        *membership = Some(joined);
+        Ok(id)
+    }
+
+    /// Leaves the catalog's nodes (a clean stop): its claims return to the pool at once.
+    pub fn leave_catalog(&self) {
+        self.membership.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
     }
 
     /// Builds the vector index after a commit, on half the cores (at least one), so searches

@@ -68,68 +68,13 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
         }
         scope => scope,
     };
-    let mut summary = RunSummary::default();
-    let mut decisions = Decisions::default();
-    let mut tasks = Vec::new();
-    let mut deletions = Vec::new();
     // Versions a crash left between commit and evaluation are judged first.
     if engine.gate_blocks() {
         for version in catalog.ungated_versions(pipeline)? {
             engine.judge(version)?;
         }
     }
-
-    for (root, only) in scoped_roots(&engine.roots, scope) {
-        let ledger = catalog.ledger(pipeline, &root.key)?;
-        let changes = reconcile(&root, &ledger, only.as_deref(), &engine.access);
-        summary.unchanged += changes.unchanged;
-        for (rel_path, change) in changes.changes {
-            match change {
-                FileChange::New { disk } => {
-                    summary.new += 1;
-                    tasks.push(Task::new(&root, rel_path, disk, ChangeReason::New));
-                }
-                FileChange::Changed { disk } => {
-                    summary.changed += 1;
-                    tasks.push(Task::new(&root, rel_path, disk, ChangeReason::DocumentChanged));
-                }
-                FileChange::Touched { disk, content_hash } => {
-                    summary.touched += 1;
-                    let status = ledger.get(&rel_path).map_or(FileStatus::Indexed, |entry| entry.status);
-                    decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
-                        root: root.key.clone(),
-                        rel_path,
-                        size: disk.size(),
-                        mtime_ns: disk.mtime_ns(),
-                        content_hash,
-                        status,
-                        readers: Some(disk.readers),
-                    }));
-                }
-                FileChange::AccessChanged { disk } => {
-                    summary.access_changed += 1;
-                    match ledger.get(&rel_path) {
-                        // No documents to update: the file is read again when its bytes change.
-                        Some(entry) if entry.status == FileStatus::Quarantined => {
-                            decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
-                                size: disk.size(),
-                                mtime_ns: disk.mtime_ns(),
-                                readers: Some(disk.readers),
-                                ..entry.clone()
-                            }));
-                        }
-                        _ => tasks.push(Task::new(&root, rel_path, disk, ChangeReason::AccessChanged)),
-                    }
-                }
-                FileChange::Deleted => {
-                    summary.deleted += 1;
-                    deletions.push((root.clone(), rel_path));
-                }
-            }
-        }
-        tasks.extend(stale_files(engine, &root, only.as_deref(), &tasks, &deletions, &mut summary)?);
-    }
-    summary.files_seen = summary.new + summary.changed + summary.touched + summary.unchanged + summary.access_changed;
+    let Planned { mut summary, mut decisions, mut tasks, deletions } = plan(engine, scope)?;
     judge_crashed_files(engine, &mut tasks, &mut decisions)?;
 
     if tasks.is_empty() && deletions.is_empty() {
@@ -256,6 +201,168 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
         "run committed"
     );
     Ok(summary)
+}
+
+/// What a scan found to do: files to process, files deleted, and ledger-only changes.
+pub(crate) struct Planned {
+    pub summary: RunSummary,
+    decisions: Decisions,
+    tasks: Vec<Task>,
+    deletions: Vec<(Root, String)>,
+}
+
+impl Planned {
+    /// Every file the plan touches, as (root key, relative path), with its absolute path.
+    pub fn files(&self) -> Vec<(sluice_store::FileKey, PathBuf)> {
+        let touched = self.decisions.ledger.iter().filter_map(|change| match change {
+            LedgerChange::Upsert(entry) => Some((entry.root.clone(), entry.rel_path.clone())),
+            LedgerChange::Remove { .. } => None,
+        });
+        self.tasks
+            .iter()
+            .map(|task| (task.root.key.clone(), task.rel_path.clone()))
+            .chain(self.deletions.iter().map(|(root, rel)| (root.key.clone(), rel.clone())))
+            .chain(touched)
+            .map(|(root, rel)| {
+                let path = PathBuf::from(&root).join(&rel);
+                ((root, rel), path)
+            })
+            .collect()
+    }
+}
+
+/// Scans the scope against the ledger: what changed, what is stale, what is gone.
+pub(crate) fn plan(engine: &Engine, scope: &Scope) -> Result<Planned, PipelineError> {
+    let pipeline = engine.plan.name.as_str();
+    let catalog = engine.store.catalog();
+    let mut summary = RunSummary::default();
+    let mut decisions = Decisions::default();
+    let mut tasks = Vec::new();
+    let mut deletions = Vec::new();
+    for (root, only) in scoped_roots(&engine.roots, scope) {
+        let ledger = catalog.ledger(pipeline, &root.key)?;
+        let changes = reconcile(&root, &ledger, only.as_deref(), &engine.access);
+        summary.unchanged += changes.unchanged;
+        for (rel_path, change) in changes.changes {
+            match change {
+                FileChange::New { disk } => {
+                    summary.new += 1;
+                    tasks.push(Task::new(&root, rel_path, disk, ChangeReason::New));
+                }
+                FileChange::Changed { disk } => {
+                    summary.changed += 1;
+                    tasks.push(Task::new(&root, rel_path, disk, ChangeReason::DocumentChanged));
+                }
+                FileChange::Touched { disk, content_hash } => {
+                    summary.touched += 1;
+                    let status = ledger.get(&rel_path).map_or(FileStatus::Indexed, |entry| entry.status);
+                    decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
+                        root: root.key.clone(),
+                        rel_path,
+                        size: disk.size(),
+                        mtime_ns: disk.mtime_ns(),
+                        content_hash,
+                        status,
+                        readers: Some(disk.readers),
+                    }));
+                }
+                FileChange::AccessChanged { disk } => {
+                    summary.access_changed += 1;
+                    match ledger.get(&rel_path) {
+                        // No documents to update: the file is read again when its bytes change.
+                        Some(entry) if entry.status == FileStatus::Quarantined => {
+                            decisions.ledger.push(LedgerChange::Upsert(LedgerEntry {
+                                size: disk.size(),
+                                mtime_ns: disk.mtime_ns(),
+                                readers: Some(disk.readers),
+                                ..entry.clone()
+                            }));
+                        }
+                        _ => tasks.push(Task::new(&root, rel_path, disk, ChangeReason::AccessChanged)),
+                    }
+                }
+                FileChange::Deleted => {
+                    summary.deleted += 1;
+                    deletions.push((root.clone(), rel_path));
+                }
+            }
+        }
+        tasks.extend(stale_files(engine, &root, only.as_deref(), &tasks, &deletions, &mut summary)?);
+    }
+    summary.files_seen = summary.new + summary.changed + summary.touched + summary.unchanged + summary.access_changed;
+    Ok(Planned { summary, decisions, tasks, deletions })
+}
+
+/// Prepares the planned files and embeds the chunk texts the cache lacks, writing no version:
+/// the expensive part of a run, which nodes sharing a catalog do side by side before each
+/// writes its version in turn (`shared.rs`). Returns how many texts it embedded.
+pub(crate) fn warm(engine: &Engine, planned: &Planned) -> Result<usize, PipelineError> {
+    let pipeline = engine.plan.name.as_str();
+    let tasks = &planned.tasks;
+    let run_id = new_run_id(pipeline);
+    let budget = Budget::new(engine.plan.limits.max_buffered_bytes, engine.plan.embed.prepare_ahead);
+    let context = PrepareContext {
+        pipeline,
+        catalog: engine.store.catalog(),
+        fingerprints: &engine.stages,
+        max_file_bytes: engine.plan.limits.max_file_bytes,
+        parsers: &engine.parsers,
+        access: &engine.access,
+        budget: &budget,
+        run_id: &run_id,
+    };
+    let prepare_task = |index: usize| {
+        let task = &tasks[index];
+        let input = PrepareInput {
+            index,
+            root: &task.root,
+            rel_path: &task.rel_path,
+            disk: &task.disk,
+            verdict: task.verdict.as_ref(),
+        };
+        prepare(&context, &input)
+    };
+    let mut embedded = 0;
+    let mut consume = |_: std::ops::Range<usize>, prepared: Vec<Prepared>| -> Result<bool, PipelineError> {
+        let mut chunks = Vec::new();
+        for file in &prepared {
+            if let PrepareOutcome::Ready(document) = &file.outcome {
+                chunks.extend(&document.chunks);
+            }
+            chunks.extend(file.embedded.iter().filter_map(|e| e.result.as_ref().ok()).flat_map(|d| &d.chunks));
+        }
+        embedded += cache_missing(engine, &chunks)?;
+        Ok(true)
+    };
+    let threads = if engine.plan.embed.prepare_ahead { engine.prepare_threads } else { 0 };
+    let stop = || engine.stop_requested();
+    let outcome = prepare_in_order(tasks.len(), threads, BATCH_DOCUMENTS, &budget, &stop, &prepare_task, &mut consume);
+    // Large files were recorded in flight while in hand; the writing run records them again.
+    engine.store.catalog().clear_in_flight_of_run(pipeline, &run_id)?;
+    outcome?;
+    Ok(embedded)
+}
+
+/// Embeds the chunk texts the cache lacks and caches their vectors; returns how many.
+fn cache_missing(engine: &Engine, chunks: &[&sluice_core::Chunk]) -> Result<usize, PipelineError> {
+    let catalog = engine.store.catalog();
+    let model = engine.embedder.fingerprint();
+    let hashes: Vec<TextHash> = chunks.iter().map(|chunk| chunk.text_hash).collect();
+    let cached = catalog.cached_embeddings(model, &hashes)?;
+    let mut queued = HashSet::new();
+    let missing: Vec<&sluice_core::Chunk> = chunks
+        .iter()
+        .filter(|chunk| !cached.contains_key(&chunk.text_hash) && queued.insert(chunk.text_hash))
+        .copied()
+        .collect();
+    for slice in missing.chunks(EMBED_SLICE_TEXTS) {
+        let texts: Vec<&str> = slice.iter().map(|chunk| chunk.text.as_str()).collect();
+        let computed = engine.embedder.embed(&texts, engine.batch_tokens())?;
+        let entries: Vec<(TextHash, &[f32])> =
+            slice.iter().zip(&computed).map(|(chunk, vector)| (chunk.text_hash, vector.as_slice())).collect();
+        catalog.put_embeddings(model, &entries)?;
+    }
+    Ok(missing.len())
 }
 
 /// The roots a scope touches, each with the relative paths to look at (`None`: all).

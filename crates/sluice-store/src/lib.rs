@@ -43,7 +43,7 @@ pub mod prelude {
 
 use std::path::{Path, PathBuf};
 
-use sluice_config::StorePlan;
+use sluice_config::{StorePlan, VectorsPlan};
 use sluice_core::{ChunkId, Fingerprint, VERSION_OPEN, Version};
 use tracing::{info, warn};
 
@@ -80,8 +80,16 @@ pub struct Store {
     catalog: std::sync::Arc<dyn Catalog>,
     vectors: ModelIndexes,
     lexical: Box<dyn LexicalIndex>,
-    /// The newest committed version this node's indexes hold: found at open, then each commit.
-    applied: std::sync::atomic::AtomicI64,
+    /// The newest committed version this node's indexes hold: found at open, then each commit
+    /// and catch-up (shared with the node's heartbeat).
+    applied: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// Other processes write the catalog (PostgreSQL): versions this node did not write are
+    /// applied to its lexical index by [`Store::catch_up`], and the applied version is kept in
+    /// `applied_file` beside the index.
+    shares_catalog: bool,
+    applied_file: PathBuf,
+    /// The vectors are in a Qdrant server every node writes (else in this node's Edge index).
+    shares_vectors: bool,
 }
 
 /// Where each store of a pipeline lives under the data directory.
@@ -107,8 +115,15 @@ impl Store {
             catalog,
             vectors,
             lexical,
-            applied: std::sync::atomic::AtomicI64::new(0),
+            applied: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            shares_catalog: matches!(plan.catalog, sluice_config::CatalogPlan::Postgres(_)),
+            applied_file: lexical_path.join("applied-version"),
+            shares_vectors: matches!(plan.vectors, VectorsPlan::Qdrant(_)),
         };
+        if store.shares_catalog {
+            store.open_shared(lexical_outdated)?;
+            return Ok(store);
+        }
         if lexical_outdated {
             let rebuilt = store.rebuild_lexical()?;
             warn!(pipeline, chunks = rebuilt, "lexical index had an older schema; rebuilt it from the catalog");
@@ -126,14 +141,105 @@ impl Store {
             }
             Err(err) => return Err(err),
         }
+        // One writer: recovery left the index holding every committed version.
         let newest = store.catalog.committed_versions(pipeline)?.last().copied().unwrap_or(0);
         store.applied.store(newest, std::sync::atomic::Ordering::Relaxed);
         Ok(store)
     }
 
+    /// Opening on a catalog other nodes write: recovery and the lexical index's catch-up run
+    /// under the pipeline's lock, when no other node is writing, so a pending version found is
+    /// a dead node's (rolled back) and no half-written version reaches this node's index.
+    fn open_shared(&self, lexical_outdated: bool) -> Result<()> {
+        let pipeline = self.pipeline.as_str();
+        if let Err(err) = self.prepare_vectors() {
+            match err {
+                StoreError::Unavailable(reason) => {
+                    warn!(pipeline, %reason, "vector index unavailable; lexical search works, runs wait for it")
+                }
+                err => return Err(err),
+            }
+        }
+        let held = self.catalog.lock_pipeline(pipeline)?;
+        match self.recover() {
+            Err(StoreError::Unavailable(reason)) => {
+                warn!(pipeline, %reason, "cannot roll back a dead node's version yet; the next run does")
+            }
+            other => other?,
+        }
+        if lexical_outdated {
+            let rebuilt = self.rebuild_lexical()?;
+            warn!(pipeline, chunks = rebuilt, "lexical index had an older schema; rebuilt it from the catalog");
+            self.set_applied(self.catalog.committed_versions(pipeline)?.last().copied().unwrap_or(0))?;
+        } else {
+            self.applied.store(read_applied(&self.applied_file), std::sync::atomic::Ordering::Relaxed);
+            self.catch_up(&held)?;
+        }
+        let leftovers = self.finish_garbage_collection()?;
+        if leftovers > 0 {
+            warn!(pipeline, chunks = leftovers, "finished a garbage collection an interruption left behind");
+        }
+        Ok(())
+    }
+
+    /// Applies to this node's lexical index (and its Edge vectors, when the vectors are not in a
+    /// shared server) the versions other nodes committed since it last looked, in order: each
+    /// version's added and retired chunks as the catalog has them now
+    /// (an upsert by key, so applying one twice changes nothing). The catalog is the log;
+    /// nothing is shipped between nodes. The caller holds the pipeline's lock, so no version
+    /// is being written meanwhile. Returns the versions applied.
+    pub fn catch_up(&self, _no_writer: &PipelineLock) -> Result<usize> {
+        let applied = self.applied_version();
+        let newer: Vec<Version> = self
+            .catalog
+            .versions(&self.pipeline)?
+            .into_iter()
+            .filter(|info| {
+                info.version > applied && matches!(info.state, VersionState::Committed | VersionState::Expired)
+            })
+            .map(|info| info.version)
+            .collect();
+        let Some(&newest) = newer.last() else { return Ok(0) };
+        for &version in &newer {
+            let mut chunks = self.catalog.chunks_added_at(&self.pipeline, version)?;
+            chunks.extend(self.catalog.chunks_retired_at(&self.pipeline, version)?);
+            let docs: Vec<LexicalDoc<'_>> = chunks.iter().map(|chunk| lexical_doc(chunk, chunk.valid_to)).collect();
+            self.lexical.put(&docs)?;
+            // Vectors in this node's own Edge index follow the same way; a Qdrant server is shared.
+            if !self.shares_vectors {
+                for batch in chunks.chunk_by(|a, b| a.model == b.model) {
+                    self.with_cached_points(batch, &mut |points| self.vectors.upsert(points))?;
+                }
+            }
+        }
+        self.lexical.commit()?;
+        self.vectors.flush()?;
+        self.set_applied(newest)?;
+        info!(pipeline = %self.pipeline, versions = newer.len(), newest, "lexical index caught up with the catalog");
+        Ok(newer.len())
+    }
+
+    /// Records that this node's indexes hold every committed version up to `version`.
+    fn set_applied(&self, version: Version) -> Result<()> {
+        self.applied.fetch_max(version, std::sync::atomic::Ordering::Relaxed);
+        if self.shares_catalog {
+            let text = self.applied_version().to_string();
+            let partial = self.applied_file.with_extension("partial");
+            std::fs::write(&partial, text).map_err(|source| StoreError::Io { path: partial.clone(), source })?;
+            std::fs::rename(&partial, &self.applied_file)
+                .map_err(|source| StoreError::Io { path: self.applied_file.clone(), source })?;
+        }
+        Ok(())
+    }
+
     /// The newest committed version this node's indexes hold.
     pub fn applied_version(&self) -> Version {
         self.applied.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// [`Store::applied_version`], as a value that outlives a borrow of the store.
+    pub fn applied_version_handle(&self) -> std::sync::Arc<std::sync::atomic::AtomicI64> {
+        self.applied.clone()
     }
 
     /// Makes the index of every model with chunks ready. An index found holding fewer points
@@ -283,25 +389,35 @@ impl Store {
         chunks.retain(|chunk| chunk.model == model);
         let mut written = 0;
         for batch in chunks.chunks(1024) {
-            let cached = self.catalog.cached_embeddings_by_model(
-                &batch.iter().map(|chunk| (chunk.model.as_str(), chunk.text_hash)).collect::<Vec<_>>(),
-            )?;
-            let uris: Vec<String> = batch.iter().map(|chunk| file_uri(&chunk.path)).collect();
-            let mut points = Vec::with_capacity(batch.len());
-            for (chunk, uri) in batch.iter().zip(uris) {
-                let vector = cached.get(&(chunk.model.clone(), chunk.text_hash)).ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "chunk {} has no cached vector to refill the vector index with",
-                        chunk.chunk_id
-                    ))
-                })?;
-                points.push(VectorPoint { key: chunk.key(), vector, payload: stored_payload(chunk, uri) });
-            }
-            index.upsert(&points)?;
-            written += points.len();
+            written += self.with_cached_points(batch, &mut |points| index.upsert(points))?;
         }
         index.flush()?;
         Ok(written)
+    }
+
+    /// Calls `write` on the points of `chunks` (each one model's), with the embedding cache's
+    /// vectors; returns how many.
+    fn with_cached_points(
+        &self,
+        chunks: &[StoredChunk],
+        write: &mut dyn FnMut(&[VectorPoint<'_>]) -> Result<()>,
+    ) -> Result<usize> {
+        let cached = self.catalog.cached_embeddings_by_model(
+            &chunks.iter().map(|chunk| (chunk.model.as_str(), chunk.text_hash)).collect::<Vec<_>>(),
+        )?;
+        let uris: Vec<String> = chunks.iter().map(|chunk| file_uri(&chunk.path)).collect();
+        let mut points = Vec::with_capacity(chunks.len());
+        for (chunk, uri) in chunks.iter().zip(uris) {
+            let vector = cached.get(&(chunk.model.clone(), chunk.text_hash)).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "chunk {} has no cached vector to write to the vector index",
+                    chunk.chunk_id
+                ))
+            })?;
+            points.push(VectorPoint { key: chunk.key(), vector, payload: stored_payload(chunk, uri) });
+        }
+        write(&points)?;
+        Ok(points.len())
     }
 
     /// Removes every trace of pending version N from the three stores.
@@ -349,6 +465,11 @@ fn stored_payload(chunk: &StoredChunk, uri: String) -> PointPayload<'_> {
         text_hash: chunk.text_hash.to_hex(),
         model: chunk.model.clone(),
     }
+}
+
+/// The version a lexical index last recorded as applied (0: none, or unreadable).
+fn read_applied(file: &Path) -> Version {
+    std::fs::read_to_string(file).ok().and_then(|text| text.trim().parse().ok()).unwrap_or(0)
 }
 
 fn lexical_doc(chunk: &StoredChunk, valid_to: Version) -> LexicalDoc<'_> {
@@ -493,7 +614,7 @@ impl VersionWriter<'_> {
         };
         store.catalog.commit_version(&store.pipeline, self.version, &record)?;
         self.finished = true;
-        store.applied.fetch_max(self.version, std::sync::atomic::Ordering::Relaxed);
+        store.set_applied(self.version)?;
         info!(pipeline = %store.pipeline, version = self.version, "version committed");
         if promote {
             store.republish_live();

@@ -115,7 +115,7 @@ async fn serve(
     write_private(&data.join(DAEMON_FILE), &serde_json::to_vec_pretty(&info)?)?;
     info!(%address, pipeline = %engine.plan().name, "HTTP API listening");
     let stats = Arc::new(NodeStats::default());
-    let _membership = join_catalog(&engine, &address.to_string(), stats.clone()).await?;
+    join_catalog(&engine, &address.to_string(), stats.clone()).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (retries, retry_requests) = mpsc::channel(RETRY_BUFFER);
@@ -159,7 +159,9 @@ async fn serve(
         std::process::exit(130);
     });
 
-    let result = schedule(engine, metrics, stats, retry_requests, stop_rx.clone()).await;
+    let result = schedule(engine.clone(), metrics, stats, retry_requests, stop_rx.clone()).await;
+    let leaving = engine.clone();
+    tokio::task::spawn_blocking(move || leaving.leave_catalog()).await?;
     let _ = std::fs::remove_file(data.join(DAEMON_FILE));
     server.await??;
     drop(stop_rx);
@@ -196,17 +198,13 @@ impl NodeStats {
     }
 }
 
-/// Registers this daemon as a writer node of its catalog, heartbeating until dropped.
-async fn join_catalog(
-    engine: &Arc<Engine>,
-    address: &str,
-    stats: Arc<NodeStats>,
-) -> anyhow::Result<sluice_pipeline::Membership> {
-    let node = sluice_store::NodeRecord::this_process(&engine.plan().name, sluice_store::NodeRole::Writer, address)?;
-    let reporter = engine.clone();
-    let report: Arc<sluice_pipeline::Report> = Arc::new(move || (reporter.store().applied_version(), stats.to_json()));
-    let catalog = engine.store().shared_catalog();
-    Ok(tokio::task::spawn_blocking(move || sluice_pipeline::Membership::join(catalog, node, report)).await??)
+/// Registers this daemon as a writer node of its catalog, heartbeating while the engine lives.
+async fn join_catalog(engine: &Arc<Engine>, address: &str, stats: Arc<NodeStats>) -> anyhow::Result<()> {
+    let (engine, address) = (engine.clone(), address.to_owned());
+    let stats: Arc<dyn Fn() -> serde_json::Value + Send + Sync> = Arc::new(move || stats.to_json());
+    tokio::task::spawn_blocking(move || engine.join_catalog(sluice_store::NodeRole::Writer, &address, stats).map(drop))
+        .await??;
+    Ok(())
 }
 
 /// Removes HTTP exports a crash left behind (they hold chunk text; nobody will read them).

@@ -254,6 +254,9 @@ pub trait Documents {
     /// unknown keys are skipped.
     fn chunks_by_key(&self, pipeline: &str, keys: &[(ChunkId, Version)]) -> Result<Vec<StoredChunk>>;
 
+    /// Chunks that became visible at exactly `version` (what another node's index applies).
+    fn chunks_added_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>>;
+
     /// Chunks that stopped being visible at exactly `version` (what a rollback reopens).
     fn chunks_retired_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>>;
 

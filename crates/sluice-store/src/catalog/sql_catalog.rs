@@ -702,6 +702,10 @@ impl Documents for SqlCatalog {
         })
     }
 
+    fn chunks_added_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
+        self.chunks_where("c.pipeline = ?1 AND c.valid_from = ?2", pipeline, version)
+    }
+
     fn chunks_retired_at(&self, pipeline: &str, version: Version) -> Result<Vec<StoredChunk>> {
         self.chunks_where("c.pipeline = ?1 AND c.valid_to = ?2", pipeline, version)
     }

@@ -1,0 +1,72 @@
+//! A run on a catalog other sluice processes share (`[store] catalog = "postgres"`, DESIGN.md
+//! §9). Every writer node scans the same sources; each claims a share of the changed files
+//! (up to [`CLAIM_BATCH`], leases in the catalog, so no file is processed by two nodes and a
+//! dead node's files return to the pool), then does the expensive part beside the others —
+//! extraction and embedding into the shared cache, no version — and last writes its files as
+//! one version under the pipeline's lock: a normal run of just those paths, whose vectors are
+//! all in the cache by then. Versions stay global, monotonic and atomic, and the gate,
+//! retention and garbage collection run inside that lock, once per version.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sluice_store::{FileKey, NodeRole};
+use tracing::{debug, info};
+
+use crate::node::LEASE;
+use crate::run::{self, plan, warm};
+use crate::{Engine, Observer, PipelineError, RunSummary, Scope};
+
+/// Files one node claims per run: a version's worth, small enough that nodes share the work.
+pub const CLAIM_BATCH: usize = 256;
+
+pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Result<RunSummary, PipelineError> {
+    let pipeline = engine.plan.name.as_str();
+    let catalog = engine.store.catalog();
+    let node = engine.join_catalog(NodeRole::Writer, "", Arc::new(|| serde_json::json!({})))?;
+    let planned = plan(engine, scope)?;
+    let files = planned.files();
+    if files.is_empty() {
+        catch_up(engine)?;
+        return Ok(planned.summary);
+    }
+    let keys: Vec<FileKey> = files.iter().map(|(key, _)| key.clone()).collect();
+    let claimed = catalog.claim_files(pipeline, &node, &keys, LEASE.as_millis() as i64, CLAIM_BATCH)?;
+    if claimed.is_empty() {
+        debug!(pipeline, files = files.len(), "other nodes hold every changed file");
+        catch_up(engine)?;
+        return Ok(planned.summary);
+    }
+    let mine: HashSet<&FileKey> = claimed.iter().collect();
+    let paths: Vec<PathBuf> =
+        files.iter().filter(|(key, _)| mine.contains(key)).map(|(_, path)| path.clone()).collect();
+    let scope = Scope::Paths(paths);
+    let written = warm(engine, &plan(engine, &scope)?).and_then(|embedded| {
+        info!(pipeline, files = claimed.len(), embedded, "claimed files embedded; waiting to write them");
+        let one_writer = catalog.lock_pipeline(pipeline)?;
+        // Versions other nodes wrote meanwhile reach this node's lexical index first.
+        engine.store.catch_up(&one_writer)?;
+        run::run(engine, &scope, observer)
+    });
+    // Written or not (a failed run rolls its version back), the files go back to the pool.
+    catalog.release_claims(pipeline, &node, &claimed)?;
+    let mut summary = written?;
+    // Claiming stopped at a full share: what it did not reach is this node's to take next.
+    if claimed.len() == CLAIM_BATCH {
+        summary.requeued_paths.extend(files.into_iter().filter(|(key, _)| !mine.contains(key)).map(|(_, path)| path));
+    }
+    Ok(summary)
+}
+
+/// Applies the versions other nodes committed to this node's indexes, when there are any (a
+/// read, and the pipeline's lock only then).
+fn catch_up(engine: &Engine) -> Result<(), PipelineError> {
+    let store = &engine.store;
+    let newest = store.catalog().committed_versions(&engine.plan.name)?.last().copied().unwrap_or(0);
+    if newest > store.applied_version() {
+        let no_writer = store.catalog().lock_pipeline(&engine.plan.name)?;
+        store.catch_up(&no_writer)?;
+    }
+    Ok(())
+}
