@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Workspace, wait_for};
+use crate::support::{Workspace, hit_ids, wait_for};
 
 #[test]
 fn a_daemon_is_listed_as_a_node_while_it_runs_and_leaves_when_it_stops() {
@@ -46,4 +46,51 @@ fn a_daemon_is_listed_as_a_node_while_it_runs_and_leaves_when_it_stops() {
     daemon.kill_9();
     let listed = workspace.json(&["nodes", "--pipeline", pipeline_arg]);
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+}
+
+/// A query node (`sluice serve`) started after a writer catches up from empty, then follows:
+/// its search at each version returns what the writer's returns. Needs a PostgreSQL catalog.
+#[test]
+fn a_query_node_catches_up_from_empty_and_answers_as_the_writer_does() {
+    if !crate::support::postgres_catalog() {
+        eprintln!("SKIPPED: a query node needs a shared catalog (SLUICE_TEST_POSTGRES_URL)");
+        return;
+    }
+    let workspace = Workspace::new();
+    let inbox = workspace.folder("inbox");
+    for (name, text) in [
+        ("lighthouse.txt", "The lighthouse keeper trims the lamp wick and logs passing ships at dusk."),
+        ("orchard.txt", "Apple trees in the orchard are pruned in late winter before the buds swell."),
+        ("glacier.txt", "The glacier retreats a few metres each summer, leaving moraines of grey gravel."),
+    ] {
+        std::fs::write(inbox.join(name), format!("{text}\n")).unwrap();
+    }
+    let pipeline = workspace.pipeline("default", &[&inbox], "");
+    let writer = workspace.start_daemon(&pipeline);
+    wait_for(Duration::from_secs(120), || (writer.live_version()? >= 1).then_some(())).expect("version 1 goes live");
+    let query = workspace.start_node(&workspace.path("query-data"), "serve", &pipeline, &[]);
+    let same_answers = |version: i64| {
+        for question in ["who keeps the lamp", "pruning fruit trees", "ice that melts", "grey gravel"] {
+            let extra = format!("&version={version}&k=3");
+            let (mine, theirs) = (writer.search(question, &extra), query.search(question, &extra));
+            assert_eq!(mine["version"], version);
+            assert_eq!(hit_ids(&theirs), hit_ids(&mine), "{question} at version {version}");
+            assert!(!hit_ids(&mine).is_empty(), "{question}");
+        }
+    };
+    same_answers(1);
+    // A version written after the query node started reaches it too.
+    std::fs::write(inbox.join("harbour.txt"), "Tugboats guide the container ship through the harbour entrance.\n")
+        .unwrap();
+    wait_for(Duration::from_secs(120), || (writer.live_version()? >= 2).then_some(())).expect("version 2 goes live");
+    same_answers(2);
+    let roles: Vec<String> = serde_json::from_str::<Value>(&query.get("/v1/nodes").1).unwrap()["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["role"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(roles, ["writer", "query"]);
+    query.stop();
+    writer.stop();
 }

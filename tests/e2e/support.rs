@@ -193,13 +193,18 @@ impl Workspace {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_in(&self.data(), args)
+    }
+
+    /// `sluice ARGS` on the data directory `data` (another node's).
+    pub fn command_in(&self, data: &Path, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
             .current_dir(self.dir.path())
             .env("SLUICE_MODELS_DIR", models_dir())
             .env("RUST_LOG", "warn,qdrant_edge=error")
             .arg("--data")
-            .arg(self.data())
+            .arg(data)
             .args(args);
         command
     }
@@ -248,14 +253,19 @@ impl Workspace {
 
     /// A daemon with these extra environment variables.
     pub fn start_daemon_with(&self, pipeline: &Path, env: &[(&str, &str)]) -> Daemon {
+        self.start_node(&self.data(), "run", pipeline, env)
+    }
+
+    /// `sluice run` or `sluice serve` (a `command`) on the data directory `data`.
+    pub fn start_node(&self, data: &Path, command: &str, pipeline: &Path, env: &[(&str, &str)]) -> Daemon {
         // The log goes to a file: a pipe nobody reads would block the daemon once full.
         let log = self.path(&format!(
             "daemon-{}.log",
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
         ));
         // A daemon killed with SIGKILL leaves its daemon.json behind: wait for the new one.
-        let _ = std::fs::remove_file(self.data().join("daemon.json"));
-        let mut command = self.command(&["run", "--pipeline", pipeline.to_str().unwrap()]);
+        let _ = std::fs::remove_file(data.join("daemon.json"));
+        let mut command = self.command_in(data, &[command, "--pipeline", pipeline.to_str().unwrap()]);
         command
             .env("RUST_LOG", "info,qdrant_edge=error")
             .stdout(Stdio::null())
@@ -265,7 +275,7 @@ impl Workspace {
         }
         let child = command.spawn().expect("daemon starts");
         let mut daemon = Daemon { child, address: String::new(), token: String::new(), log };
-        let info_path = self.data().join("daemon.json");
+        let info_path = data.join("daemon.json");
         let info = wait_for(Duration::from_secs(120), || {
             if let Ok(Some(status)) = daemon.child.try_wait() {
                 panic!("daemon exited early with {status}: {}", daemon.stderr());

@@ -62,6 +62,9 @@ pub enum Scope {
     Paths(Vec<PathBuf>),
 }
 
+/// How long a search at a version this node has not applied yet waits for it.
+pub const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Engine {
     plan: PipelinePlan,
     roots: Vec<Root>,
@@ -249,6 +252,37 @@ impl Engine {
         Ok(id)
     }
 
+    /// Applies the versions other nodes committed to this node's indexes (a node on a shared
+    /// catalog calls it every second; runs do it too). Returns the versions applied.
+    pub fn follow(&self) -> Result<usize, PipelineError> {
+        if !self.shares_catalog() {
+            return Ok(0);
+        }
+        let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        shared::catch_up(self)
+    }
+
+    /// On a shared catalog, a version this node's indexes do not hold yet is waited for (the
+    /// follower applies it within a second or so), up to [`APPLY_WAIT`]; then the search fails
+    /// as unavailable, naming the version this node holds.
+    fn wait_until_applied(&self, version: Version) -> Result<(), PipelineError> {
+        if !self.shares_catalog() {
+            return Ok(());
+        }
+        let deadline = std::time::Instant::now() + APPLY_WAIT;
+        while self.store.applied_version() < version {
+            if std::time::Instant::now() >= deadline {
+                return Err(sluice_store::StoreError::Unavailable(format!(
+                    "version {version} is not on this node yet: it has applied version {}; try again shortly",
+                    self.store.applied_version()
+                ))
+                .into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     /// Leaves the catalog's nodes (a clean stop): its claims return to the pool at once.
     pub fn leave_catalog(&self) {
         self.membership.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
@@ -336,6 +370,7 @@ impl Engine {
                 }
             },
         };
+        self.wait_until_applied(version)?;
         let (vector, model) = match mode {
             SearchMode::Lexical => (None, None),
             SearchMode::Hybrid | SearchMode::Dense => {

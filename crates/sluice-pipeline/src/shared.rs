@@ -61,12 +61,12 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
 
 /// Applies the versions other nodes committed to this node's indexes, when there are any (a
 /// read, and the pipeline's lock only then).
-fn catch_up(engine: &Engine) -> Result<(), PipelineError> {
+pub(crate) fn catch_up(engine: &Engine) -> Result<usize, PipelineError> {
     let store = &engine.store;
     let newest = store.catalog().committed_versions(&engine.plan.name)?.last().copied().unwrap_or(0);
-    if newest > store.applied_version() {
-        let no_writer = store.catalog().lock_pipeline(&engine.plan.name)?;
-        store.catch_up(&no_writer)?;
+    if newest <= store.applied_version() {
+        return Ok(0);
     }
-    Ok(())
+    let no_writer = store.catalog().lock_pipeline(&engine.plan.name)?;
+    Ok(store.catch_up(&no_writer)?)
 }

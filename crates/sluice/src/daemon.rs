@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use notify::{EventKind, RecursiveMode, Watcher};
 use sluice_pipeline::{Engine, Scope, is_ignored_name};
-use sluice_store::DataDirLock;
+use sluice_store::{DataDirLock, NodeRole};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -37,16 +37,21 @@ const RETRY_BUFFER: usize = 64;
 /// `RETRY_MAX`.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(300);
+/// How often a node on a shared catalog looks for versions other nodes committed.
+const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
+/// `sluice run` (a writer: watches the sources and writes versions) or `sluice serve` (a query
+/// node: no sources, answers the HTTP API from the stores it shares with the writers).
 pub fn run(
     data: &Path,
     models: &Path,
     pipeline: Option<&Path>,
     listen: Option<SocketAddr>,
     allow_shared_data_dir: bool,
+    role: NodeRole,
 ) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(data.to_owned(), models.to_owned(), pipeline, listen, allow_shared_data_dir))?;
+    runtime.block_on(serve(data.to_owned(), models.to_owned(), pipeline, listen, allow_shared_data_dir, role))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -77,9 +82,18 @@ async fn serve(
     pipeline: Option<&Path>,
     listen: Option<SocketAddr>,
     allow_shared_data_dir: bool,
+    role: NodeRole,
 ) -> anyhow::Result<()> {
-    let plan = load_plan(pipeline)?;
-    if plan.sources.is_empty() {
+    let mut plan = load_plan(pipeline)?;
+    if role == NodeRole::Query {
+        anyhow::ensure!(
+            matches!(plan.store.catalog, sluice_config::CatalogPlan::Postgres(_)),
+            "`sluice serve` answers from stores it shares with writer nodes: pipeline {:?} needs \
+             `[store] catalog = \"postgres\"` (see README \"Cluster\")",
+            plan.name
+        );
+        plan.sources.clear();
+    } else if plan.sources.is_empty() {
         anyhow::bail!("pipeline {:?} has no [[source]] to watch", plan.name);
     }
     for source in &plan.sources {
@@ -115,7 +129,7 @@ async fn serve(
     write_private(&data.join(DAEMON_FILE), &serde_json::to_vec_pretty(&info)?)?;
     info!(%address, pipeline = %engine.plan().name, "HTTP API listening");
     let stats = Arc::new(NodeStats::default());
-    join_catalog(&engine, &address.to_string(), stats.clone()).await?;
+    join_catalog(&engine, role, &address.to_string(), stats.clone()).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (retries, retry_requests) = mpsc::channel(RETRY_BUFFER);
@@ -159,7 +173,18 @@ async fn serve(
         std::process::exit(130);
     });
 
-    let result = schedule(engine.clone(), metrics, stats, retry_requests, stop_rx.clone()).await;
+    // On a shared catalog, versions other nodes commit reach this node's indexes within a second.
+    let follower = tokio::spawn(follow(engine.clone(), stop_rx.clone()));
+    let result = match role {
+        NodeRole::Writer => schedule(engine.clone(), metrics, stats, retry_requests, stop_rx.clone()).await,
+        NodeRole::Query => {
+            let mut stopped = stop_rx.clone();
+            let _ = stopped.wait_for(|stop| *stop).await;
+            drop(retry_requests);
+            Ok(())
+        }
+    };
+    follower.await?;
     let leaving = engine.clone();
     tokio::task::spawn_blocking(move || leaving.leave_catalog()).await?;
     let _ = std::fs::remove_file(data.join(DAEMON_FILE));
@@ -198,12 +223,39 @@ impl NodeStats {
     }
 }
 
-/// Registers this daemon as a writer node of its catalog, heartbeating while the engine lives.
-async fn join_catalog(engine: &Arc<Engine>, address: &str, stats: Arc<NodeStats>) -> anyhow::Result<()> {
+/// Applies other nodes' versions to this node's indexes every second, until shutdown.
+async fn follow(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+    if !engine.shares_catalog() {
+        return;
+    }
+    let mut tick = tokio::time::interval(FOLLOW_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {
+                let engine = engine.clone();
+                match tokio::task::spawn_blocking(move || engine.follow()).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(versions)) => info!(versions, "applied versions other nodes committed"),
+                    Ok(Err(err)) => warn!(error = %err, "cannot apply other nodes' versions yet; trying again"),
+                    Err(err) => warn!(error = %err, "following the catalog panicked; trying again"),
+                }
+            }
+        }
+    }
+}
+
+/// Registers this daemon as a node of its catalog, heartbeating while the engine lives.
+async fn join_catalog(
+    engine: &Arc<Engine>,
+    role: NodeRole,
+    address: &str,
+    stats: Arc<NodeStats>,
+) -> anyhow::Result<()> {
     let (engine, address) = (engine.clone(), address.to_owned());
     let stats: Arc<dyn Fn() -> serde_json::Value + Send + Sync> = Arc::new(move || stats.to_json());
-    tokio::task::spawn_blocking(move || engine.join_catalog(sluice_store::NodeRole::Writer, &address, stats).map(drop))
-        .await??;
+    tokio::task::spawn_blocking(move || engine.join_catalog(role, &address, stats).map(drop)).await??;
     Ok(())
 }
 

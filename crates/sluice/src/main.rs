@@ -85,6 +85,19 @@ enum Command {
         #[arg(long)]
         pipeline: Option<PathBuf>,
     },
+    /// A query node: answer the HTTP API from the stores the writers share (a PostgreSQL
+    /// catalog), with a lexical index of its own that follows the catalog; no sources.
+    Serve {
+        /// Pipeline file (default: pipelines/default.toml, else the built-in default).
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Address to listen on (default: the pipeline's `[server] listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Start even if the data directory is readable by group or other users.
+        #[arg(long)]
+        allow_shared_data_dir: bool,
+    },
     /// List the nodes sharing the pipeline's catalog: role, claims, applied version, heartbeat.
     Nodes {
         #[arg(long)]
@@ -427,7 +440,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let is_daemon = matches!(cli.command, Command::Run { .. });
+    let is_daemon = matches!(cli.command, Command::Run { .. } | Command::Serve { .. });
     // qdrant-edge warns on every shard open that its (server-only) feature flags and mmap probe
     // were never initialised; the defaults are what an embedded shard wants, so that is noise.
     init_logging(if is_daemon {
@@ -436,9 +449,22 @@ fn main() -> ExitCode {
         "warn,qdrant_edge::common=error"
     });
     let result = match cli.command {
-        Command::Run { pipeline, listen, allow_shared_data_dir } => {
-            daemon::run(&cli.data, &cli.models, pipeline.as_deref(), listen, allow_shared_data_dir)
-        }
+        Command::Run { pipeline, listen, allow_shared_data_dir } => daemon::run(
+            &cli.data,
+            &cli.models,
+            pipeline.as_deref(),
+            listen,
+            allow_shared_data_dir,
+            sluice_store::NodeRole::Writer,
+        ),
+        Command::Serve { pipeline, listen, allow_shared_data_dir } => daemon::run(
+            &cli.data,
+            &cli.models,
+            pipeline.as_deref(),
+            listen,
+            allow_shared_data_dir,
+            sluice_store::NodeRole::Query,
+        ),
         Command::Ingest { paths, pipeline, json } => {
             commands::ingest(&cli.data, &cli.models, &paths, pipeline.as_deref(), json)
         }
