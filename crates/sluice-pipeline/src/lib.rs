@@ -88,6 +88,8 @@ pub struct Engine {
     access: AccessResolver,
     /// Search audit entries on their way to the catalog.
     search_audit: audit_queue::AuditQueue,
+    /// The data directory: the node's identity on a shared catalog.
+    data_dir: PathBuf,
     /// This process as a node of the catalog, once it joined (`Engine::join_catalog`).
     membership: Mutex<Option<node::Membership>>,
 }
@@ -161,6 +163,7 @@ impl Engine {
             text_settings,
             parsers: parsers::Parsers::InProcess(Box::new(text_stage)),
             access,
+            data_dir: data_dir.to_owned(),
             membership: Mutex::new(None),
             search_audit,
         })
@@ -243,7 +246,7 @@ impl Engine {
         if let Some(joined) = membership.as_ref() {
             return Ok(joined.id().to_owned());
         }
-        let node = sluice_store::NodeRecord::this_process(&self.plan.name, role, address)?;
+        let node = sluice_store::NodeRecord::this_process(&self.plan.name, role, address, &self.data_dir)?;
         let applied = self.store.applied_version_handle();
         let report: Arc<node::Report> = Arc::new(move || (applied.load(std::sync::atomic::Ordering::Relaxed), stats()));
         let joined = node::Membership::join(self.store.shared_catalog(), node, report)?;

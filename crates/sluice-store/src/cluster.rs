@@ -63,16 +63,16 @@ pub struct NodeRecord {
 }
 
 impl NodeRecord {
-    /// This process, with a fresh id.
-    pub fn this_process(pipeline: &str, role: NodeRole, address: &str) -> Result<Self> {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes)
-            .map_err(|err| StoreError::Invalid(format!("no randomness for a node id: {err}")))?;
+    /// This process, as the node of the data directory `data_dir`: a node is its data
+    /// directory (one process holds it at a time), so its id is kept there, and a node that
+    /// restarts after a crash takes its own claims back at once instead of waiting for them to
+    /// expire.
+    pub fn this_process(pipeline: &str, role: NodeRole, address: &str, data_dir: &std::path::Path) -> Result<Self> {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|name| name.trim().to_owned())
             .unwrap_or_else(|_| "unknown".into());
         Ok(Self {
-            id: hex::encode(bytes),
+            id: node_id(data_dir)?,
             pipeline: pipeline.to_owned(),
             role,
             host,
@@ -82,6 +82,33 @@ impl NodeRecord {
         })
     }
 }
+
+/// The node id kept in `data_dir` (made at the first start).
+fn node_id(data_dir: &std::path::Path) -> Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(NODE_ID_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let id = text.trim()
+        && id.len() == 16
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Ok(id.to_owned());
+    }
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|err| StoreError::Invalid(format!("no randomness for a node id: {err}")))?;
+    let id = hex::encode(bytes);
+    let partial = path.with_extension("partial");
+    let io = |source| StoreError::Io { path: partial.clone(), source };
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&partial).map_err(io)?;
+    file.write_all(id.as_bytes()).and_then(|()| file.sync_all()).map_err(io)?;
+    std::fs::rename(&partial, &path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+    Ok(id)
+}
+
+/// The file in a data directory that names its node.
+pub const NODE_ID_FILE: &str = "node-id";
 
 /// A node as `sluice nodes` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -121,7 +148,10 @@ impl Cluster for SqlCatalog {
             t.execute("DELETE FROM nodes WHERE heartbeat_at < ?1", params![now - 86_400_000])?;
             t.execute(
                 "INSERT INTO nodes (id, pipeline, role, host, address, pid, started_at, heartbeat_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (id) DO UPDATE SET pipeline = excluded.pipeline, role = excluded.role,
+                     host = excluded.host, address = excluded.address, pid = excluded.pid,
+                     started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
                 params![
                     node.id,
                     node.pipeline,
@@ -254,7 +284,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let catalog = SqlCatalog::sqlite(&dir.path().join("catalog.sqlite")).unwrap();
         for (id, role) in [("a", NodeRole::Writer), ("b", NodeRole::Writer), ("q", NodeRole::Query)] {
-            let node = NodeRecord { id: id.into(), ..NodeRecord::this_process("p", role, "127.0.0.1:1").unwrap() };
+            let node =
+                NodeRecord { id: id.into(), ..NodeRecord::this_process("p", role, "127.0.0.1:1", dir.path()).unwrap() };
             catalog.register_node(&node).unwrap();
         }
         let files: Vec<FileKey> = (0..5).map(|i| ("/r".to_owned(), format!("{i}.txt"))).collect();

@@ -53,7 +53,7 @@ pub use catalog::{
     Documents, EmbeddingCache, Exports, InFlightLog, QuarantineLog, Retention, SqlCatalog, TokenStore, VersionDiffs,
     VersionLog, catalog_exists, now_ms, open_catalog,
 };
-pub use cluster::{FileKey, NODE_SILENT_MS, NodeRecord, NodeRole, NodeStatus, PipelineLock};
+pub use cluster::{FileKey, NODE_ID_FILE, NODE_SILENT_MS, NodeRecord, NodeRole, NodeStatus, PipelineLock};
 pub use cost::{CostReport, DocumentCost, Quantiles, SourceCost, StageCost, StageReport, VersionCost};
 pub use diff::{DiffCount, DiffEntry, VersionDiff};
 pub use error::{Result, StoreError};
