@@ -115,28 +115,8 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
     observer.started(tasks.len());
     let run_id = writer.run_id().to_owned();
     let budget = Budget::new(engine.plan.limits.max_buffered_bytes, engine.plan.embed.prepare_ahead);
-    let context = PrepareContext {
-        pipeline,
-        catalog: engine.store.catalog(),
-        fingerprints: &engine.stages,
-        max_file_bytes: engine.plan.limits.max_file_bytes,
-        parsers: &engine.parsers,
-        access: &engine.access,
-        budget: &budget,
-        run_id: &run_id,
-    };
-    let context = &context;
-    let prepare_task = |index: usize| {
-        let task = &tasks[index];
-        let input = PrepareInput {
-            index,
-            root: &task.root,
-            rel_path: &task.rel_path,
-            disk: &task.disk,
-            verdict: task.verdict.as_ref(),
-        };
-        prepare(context, &input)
-    };
+    let context = prepare_context(engine, &budget, &run_id);
+    let prepare_task = |index: usize| prepare_at(&context, &tasks, index);
     // Preparation (read, extract, clean, chunk) runs on its own threads while this one dedups,
     // embeds and writes what is ready, so the model rarely waits for documents; the budget
     // bounds what waits.
@@ -293,36 +273,26 @@ pub(crate) fn plan(engine: &Engine, scope: &Scope) -> Result<Planned, PipelineEr
     Ok(Planned { summary, decisions, tasks, deletions })
 }
 
+/// What [`warm`] embedded: texts, their tokens, and the seconds it took.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Warmed {
+    pub texts: usize,
+    pub tokens: usize,
+    pub seconds: f64,
+}
+
 /// Prepares the planned files and embeds the chunk texts the cache lacks, writing no version:
 /// the expensive part of a run, which nodes sharing a catalog do side by side before each
-/// writes its version in turn (`shared.rs`). Returns how many texts it embedded.
-pub(crate) fn warm(engine: &Engine, planned: &Planned) -> Result<usize, PipelineError> {
+/// writes its version in turn (`shared.rs`).
+pub(crate) fn warm(engine: &Engine, planned: &Planned) -> Result<Warmed, PipelineError> {
+    let started = Instant::now();
     let pipeline = engine.plan.name.as_str();
     let tasks = &planned.tasks;
     let run_id = new_run_id(pipeline);
     let budget = Budget::new(engine.plan.limits.max_buffered_bytes, engine.plan.embed.prepare_ahead);
-    let context = PrepareContext {
-        pipeline,
-        catalog: engine.store.catalog(),
-        fingerprints: &engine.stages,
-        max_file_bytes: engine.plan.limits.max_file_bytes,
-        parsers: &engine.parsers,
-        access: &engine.access,
-        budget: &budget,
-        run_id: &run_id,
-    };
-    let prepare_task = |index: usize| {
-        let task = &tasks[index];
-        let input = PrepareInput {
-            index,
-            root: &task.root,
-            rel_path: &task.rel_path,
-            disk: &task.disk,
-            verdict: task.verdict.as_ref(),
-        };
-        prepare(&context, &input)
-    };
-    let mut embedded = 0;
+    let context = prepare_context(engine, &budget, &run_id);
+    let prepare_task = |index: usize| prepare_at(&context, tasks, index);
+    let mut warmed = Warmed::default();
     let mut consume = |_: std::ops::Range<usize>, prepared: Vec<Prepared>| -> Result<bool, PipelineError> {
         let mut chunks = Vec::new();
         for file in &prepared {
@@ -331,7 +301,9 @@ pub(crate) fn warm(engine: &Engine, planned: &Planned) -> Result<usize, Pipeline
             }
             chunks.extend(file.embedded.iter().filter_map(|e| e.result.as_ref().ok()).flat_map(|d| &d.chunks));
         }
-        embedded += cache_missing(engine, &chunks)?;
+        let (texts, tokens) = cache_missing(engine, &chunks)?;
+        warmed.texts += texts;
+        warmed.tokens += tokens;
         Ok(true)
     };
     let threads = if engine.plan.embed.prepare_ahead { engine.prepare_threads } else { 0 };
@@ -340,11 +312,40 @@ pub(crate) fn warm(engine: &Engine, planned: &Planned) -> Result<usize, Pipeline
     // Large files were recorded in flight while in hand; the writing run records them again.
     engine.store.catalog().clear_in_flight_of_run(pipeline, &run_id)?;
     outcome?;
-    Ok(embedded)
+    warmed.seconds = started.elapsed().as_secs_f64();
+    Ok(warmed)
 }
 
-/// Embeds the chunk texts the cache lacks and caches their vectors; returns how many.
-fn cache_missing(engine: &Engine, chunks: &[&sluice_core::Chunk]) -> Result<usize, PipelineError> {
+/// What preparing a run's files needs from the engine.
+fn prepare_context<'a>(engine: &'a Engine, budget: &'a Budget, run_id: &'a str) -> PrepareContext<'a> {
+    PrepareContext {
+        pipeline: &engine.plan.name,
+        catalog: engine.store.catalog(),
+        fingerprints: &engine.stages,
+        max_file_bytes: engine.plan.limits.max_file_bytes,
+        parsers: &engine.parsers,
+        access: &engine.access,
+        budget,
+        run_id,
+    }
+}
+
+/// Prepares (reads, extracts, cleans, chunks) task `index` of `tasks`.
+fn prepare_at(context: &PrepareContext<'_>, tasks: &[Task], index: usize) -> Prepared {
+    let task = &tasks[index];
+    let input = PrepareInput {
+        index,
+        root: &task.root,
+        rel_path: &task.rel_path,
+        disk: &task.disk,
+        verdict: task.verdict.as_ref(),
+    };
+    prepare(context, &input)
+}
+
+/// Embeds the chunk texts the cache lacks and caches their vectors; returns how many, and
+/// their tokens.
+fn cache_missing(engine: &Engine, chunks: &[&sluice_core::Chunk]) -> Result<(usize, usize), PipelineError> {
     let catalog = engine.store.catalog();
     let model = engine.embedder.fingerprint();
     let hashes: Vec<TextHash> = chunks.iter().map(|chunk| chunk.text_hash).collect();
@@ -362,7 +363,7 @@ fn cache_missing(engine: &Engine, chunks: &[&sluice_core::Chunk]) -> Result<usiz
             slice.iter().zip(&computed).map(|(chunk, vector)| (chunk.text_hash, vector.as_slice())).collect();
         catalog.put_embeddings(model, &entries)?;
     }
-    Ok(missing.len())
+    Ok((missing.len(), missing.iter().map(|chunk| chunk.token_count as usize).sum()))
 }
 
 /// The roots a scope touches, each with the relative paths to look at (`None`: all).

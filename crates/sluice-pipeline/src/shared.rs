@@ -10,13 +10,16 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sluice_core::Stage;
 
 use sluice_store::{FileKey, NodeRole};
 use tracing::{debug, info};
 
 use crate::node::LEASE;
 use crate::run::{self, plan, warm};
-use crate::{Engine, Observer, PipelineError, RunSummary, Scope};
+use crate::{Engine, Observer, Outcome, PipelineError, RunSummary, Scope};
 
 /// Files one node claims per run: a version's worth, small enough that nodes share the work.
 pub const CLAIM_BATCH: usize = 256;
@@ -42,16 +45,35 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
     let paths: Vec<PathBuf> =
         files.iter().filter(|(key, _)| mine.contains(key)).map(|(_, path)| path.clone()).collect();
     let scope = Scope::Paths(paths);
-    let written = warm(engine, &plan(engine, &scope)?).and_then(|embedded| {
-        info!(pipeline, files = claimed.len(), embedded, "claimed files embedded; waiting to write them");
+    let written = warm(engine, &plan(engine, &scope)?).and_then(|warmed| {
+        info!(
+            pipeline,
+            files = claimed.len(),
+            embedded = warmed.texts,
+            "claimed files embedded; waiting to write them"
+        );
         let one_writer = catalog.lock_pipeline(pipeline)?;
         // Versions other nodes wrote meanwhile reach this node's lexical index first.
         engine.store.catch_up(&one_writer)?;
-        run::run(engine, &scope, observer)
+        let reporting = WarmedObserver { inner: observer, left: AtomicUsize::new(warmed.texts) };
+        observer.stage(Stage::Embed, warmed.seconds);
+        run::run(engine, &scope, &reporting).map(|summary| (summary, warmed))
     });
     // Written or not (a failed run rolls its version back), the files go back to the pool.
     catalog.release_claims(pipeline, &node, &claimed)?;
-    let mut summary = written?;
+    let (mut summary, warmed) = written?;
+    // The write found in the cache what the warm pass embedded: count it as embedded.
+    let moved = warmed.texts.min(summary.embedding_cache_hits);
+    summary.embeddings_computed += moved;
+    summary.embedding_cache_hits -= moved;
+    summary.tokens_embedded += warmed.tokens;
+    // The warm pass's seconds are not in the version's cost ledger (it runs before the version
+    // exists), so they stay out of its stage times too; the log and the metrics have them.
+    info!(pipeline, seconds = warmed.seconds, "time spent embedding before the write");
+    summary.finish_cache_ratio();
+    // What the full scan found unchanged belongs to this run's report too.
+    summary.unchanged += planned.summary.unchanged;
+    summary.files_seen = summary.files_seen.max(planned.summary.files_seen);
     // Claiming stopped at a full share: what it did not reach is this node's to take next.
     if claimed.len() == CLAIM_BATCH {
         summary.requeued_paths.extend(files.into_iter().filter(|(key, _)| !mine.contains(key)).map(|(_, path)| path));
@@ -69,4 +91,42 @@ pub(crate) fn catch_up(engine: &Engine) -> Result<usize, PipelineError> {
     }
     let no_writer = store.catalog().lock_pipeline(&engine.plan.name)?;
     Ok(store.catch_up(&no_writer)?)
+}
+
+/// Passes a run's progress on, reporting the cache hits on texts the warm pass had just
+/// embedded as what they are: computed by this run.
+struct WarmedObserver<'a> {
+    inner: &'a dyn Observer,
+    /// Texts the warm pass embedded that no hit has been moved back for yet.
+    left: AtomicUsize,
+}
+
+impl Observer for WarmedObserver<'_> {
+    fn started(&self, documents: usize) {
+        self.inner.started(documents);
+    }
+
+    fn document(&self, outcome: Outcome<'_>) {
+        self.inner.document(outcome);
+    }
+
+    fn embedded(&self, outcome: Outcome<'_>) {
+        self.inner.embedded(outcome);
+    }
+
+    fn stage(&self, stage: Stage, seconds: f64) {
+        self.inner.stage(stage, seconds);
+    }
+
+    fn embeddings(&self, computed: usize, cache_hits: usize) {
+        let moved = self
+            .left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| Some(left - left.min(cache_hits)))
+            .map_or(0, |left| left.min(cache_hits));
+        self.inner.embeddings(computed + moved, cache_hits - moved);
+    }
+
+    fn cost(&self, cost: &sluice_store::DocumentCost) {
+        self.inner.cost(cost);
+    }
 }

@@ -42,16 +42,10 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 /// `sluice run` (a writer: watches the sources and writes versions) or `sluice serve` (a query
 /// node: no sources, answers the HTTP API from the stores it shares with the writers).
-pub fn run(
-    data: &Path,
-    models: &Path,
-    pipeline: Option<&Path>,
-    listen: Option<SocketAddr>,
-    allow_shared_data_dir: bool,
-    role: NodeRole,
-) -> anyhow::Result<ExitCode> {
+pub fn run(data: &Path, models: &Path, args: &crate::DaemonArgs, role: NodeRole) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(data.to_owned(), models.to_owned(), pipeline, listen, allow_shared_data_dir, role))?;
+    let (pipeline, listen) = (args.pipeline.as_deref(), args.listen);
+    runtime.block_on(serve(data.to_owned(), models.to_owned(), pipeline, listen, args.allow_shared_data_dir, role))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -36,21 +36,25 @@ struct Cli {
     command: Command,
 }
 
+/// What a long-running node (`run` or `serve`) is started with.
+#[derive(clap::Args)]
+struct DaemonArgs {
+    /// Pipeline file (default: pipelines/default.toml, else the built-in default).
+    #[arg(long)]
+    pipeline: Option<PathBuf>,
+    /// Address to serve HTTP on, overriding `server.listen` of the pipeline.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Start even though group or other users may read the data directory (which holds
+    /// every chunk's text: they would bypass every ACL).
+    #[arg(long)]
+    allow_shared_data_dir: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: watch the pipeline's sources, index changes, serve the HTTP API.
-    Run {
-        /// Pipeline file (default: pipelines/default.toml, else the built-in default).
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
-        /// Address to serve HTTP on, overriding `server.listen` of the pipeline.
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Start even though group or other users may read the data directory (which holds
-        /// every chunk's text: they would bypass every ACL).
-        #[arg(long)]
-        allow_shared_data_dir: bool,
-    },
+    Run(DaemonArgs),
     /// Index folders or files once and commit the result as one version.
     Ingest {
         #[arg(required = true)]
@@ -87,17 +91,7 @@ enum Command {
     },
     /// A query node: answer the HTTP API from the stores the writers share (a PostgreSQL
     /// catalog), with a lexical index of its own that follows the catalog; no sources.
-    Serve {
-        /// Pipeline file (default: pipelines/default.toml, else the built-in default).
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
-        /// Address to listen on (default: the pipeline's `[server] listen`).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Start even if the data directory is readable by group or other users.
-        #[arg(long)]
-        allow_shared_data_dir: bool,
-    },
+    Serve(DaemonArgs),
     /// List the nodes sharing the pipeline's catalog: role, claims, applied version, heartbeat.
     Nodes {
         #[arg(long)]
@@ -440,7 +434,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let is_daemon = matches!(cli.command, Command::Run { .. } | Command::Serve { .. });
+    let is_daemon = matches!(cli.command, Command::Run(_) | Command::Serve(_));
     // qdrant-edge warns on every shard open that its (server-only) feature flags and mmap probe
     // were never initialised; the defaults are what an embedded shard wants, so that is noise.
     init_logging(if is_daemon {
@@ -449,22 +443,8 @@ fn main() -> ExitCode {
         "warn,qdrant_edge::common=error"
     });
     let result = match cli.command {
-        Command::Run { pipeline, listen, allow_shared_data_dir } => daemon::run(
-            &cli.data,
-            &cli.models,
-            pipeline.as_deref(),
-            listen,
-            allow_shared_data_dir,
-            sluice_store::NodeRole::Writer,
-        ),
-        Command::Serve { pipeline, listen, allow_shared_data_dir } => daemon::run(
-            &cli.data,
-            &cli.models,
-            pipeline.as_deref(),
-            listen,
-            allow_shared_data_dir,
-            sluice_store::NodeRole::Query,
-        ),
+        Command::Run(args) => daemon::run(&cli.data, &cli.models, &args, sluice_store::NodeRole::Writer),
+        Command::Serve(args) => daemon::run(&cli.data, &cli.models, &args, sluice_store::NodeRole::Query),
         Command::Ingest { paths, pipeline, json } => {
             commands::ingest(&cli.data, &cli.models, &paths, pipeline.as_deref(), json)
         }
