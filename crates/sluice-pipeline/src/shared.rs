@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use sluice_core::Stage;
 
 use sluice_store::{FileKey, NodeRole};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::node::LEASE;
 use crate::run::{self, plan, warm};
@@ -59,8 +59,11 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
         observer.stage(Stage::Embed, warmed.seconds);
         run::run(engine, &scope, &reporting).map(|summary| (summary, warmed))
     });
-    // Written or not (a failed run rolls its version back), the files go back to the pool.
-    catalog.release_claims(pipeline, &node, &claimed)?;
+    // Written or not (a failed run rolls its version back), the files go back to the pool; if
+    // that fails, their leases run out on their own.
+    if let Err(err) = catalog.release_claims(pipeline, &node, &claimed) {
+        warn!(pipeline, error = %err, "cannot give the claims back; they expire with their lease");
+    }
     let (mut summary, warmed) = written?;
     // The write found in the cache what the warm pass embedded: count it as embedded.
     let moved = warmed.texts.min(summary.embedding_cache_hits);
