@@ -227,10 +227,9 @@ impl Engine {
         if self.shares_catalog() { shared::run(self, scope, observer) } else { run::run(self, scope, observer) }
     }
 
-    /// Whether other sluice processes may write this pipeline: its catalog is PostgreSQL, so
-    /// runs claim their files and write versions under the pipeline's lock.
+    /// Whether other sluice processes may write this pipeline (see [`Store::shares_catalog`]).
     pub fn shares_catalog(&self) -> bool {
-        matches!(self.plan.store.catalog, sluice_config::CatalogPlan::Postgres(_))
+        self.store.shares_catalog()
     }
 
     /// Registers this process as a node of its catalog (heartbeating until it leaves or the

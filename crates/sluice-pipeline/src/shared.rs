@@ -88,8 +88,7 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
 /// read, and the pipeline's lock only then).
 pub(crate) fn catch_up(engine: &Engine) -> Result<usize, PipelineError> {
     let store = &engine.store;
-    let newest = store.catalog().committed_versions(&engine.plan.name)?.last().copied().unwrap_or(0);
-    if newest <= store.applied_version() {
+    if store.newest_committed()? <= store.applied_version() {
         return Ok(0);
     }
     let no_writer = store.catalog().lock_pipeline(&engine.plan.name)?;

@@ -142,8 +142,7 @@ impl Store {
             Err(err) => return Err(err),
         }
         // One writer: recovery left the index holding every committed version.
-        let newest = store.catalog.committed_versions(pipeline)?.last().copied().unwrap_or(0);
-        store.applied.store(newest, std::sync::atomic::Ordering::Relaxed);
+        store.applied.store(store.newest_committed()?, std::sync::atomic::Ordering::Relaxed);
         Ok(store)
     }
 
@@ -170,7 +169,7 @@ impl Store {
         if lexical_outdated {
             let rebuilt = self.rebuild_lexical()?;
             warn!(pipeline, chunks = rebuilt, "lexical index had an older schema; rebuilt it from the catalog");
-            self.set_applied(self.catalog.committed_versions(pipeline)?.last().copied().unwrap_or(0))?;
+            self.set_applied(self.newest_committed()?)?;
         } else {
             self.applied.store(read_applied(&self.applied_file), std::sync::atomic::Ordering::Relaxed);
             self.catch_up(&held)?;
@@ -230,6 +229,17 @@ impl Store {
                 .map_err(|source| StoreError::Io { path: self.applied_file.clone(), source })?;
         }
         Ok(())
+    }
+
+    /// The newest committed version in the catalog (0: none yet).
+    pub fn newest_committed(&self) -> Result<Version> {
+        Ok(self.catalog.committed_versions(&self.pipeline)?.last().copied().unwrap_or(0))
+    }
+
+    /// Whether other processes write this catalog (PostgreSQL), so runs claim their files, write
+    /// under the pipeline's lock, and this node's indexes follow the catalog.
+    pub fn shares_catalog(&self) -> bool {
+        self.shares_catalog
     }
 
     /// The newest committed version this node's indexes hold.
