@@ -191,7 +191,7 @@ fn main() {
         url_env: "SLUICE_BENCH_POSTGRES_URL".into(),
         schema: format!("bench_{}", std::process::id()),
         pool_size: 4,
-        connect_timeout: std::time::Duration::from_secs(10),
+        ..PostgresPlan::default()
     };
     let postgres = SqlCatalog::postgres(&plan, dir.path()).expect("PostgreSQL catalog");
     let mut rows = Vec::new();

@@ -93,7 +93,8 @@ fn five_hundred_parallel_searches_with_k_1000_are_bounded() {
     }
     let pipeline = workspace.pipeline("default", &[&inbox], "");
     let daemon = workspace.start_daemon(&pipeline);
-    wait_found(&daemon, "harbour dredging", "report-00.txt", SETTLE);
+    // The 60 reports score alike for any query about them: wait for their version, not a hit.
+    wait_live(&daemon, 1, SETTLE);
     let token = reader_token(&workspace, "flooder");
 
     let address = daemon.address.clone();

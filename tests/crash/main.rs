@@ -273,3 +273,149 @@ fn kill_9_at_random_moments_leaves_the_same_index_as_an_uninterrupted_run() {
     let (expected, expected_chunks) = live_chunk_set(&reference, &reference_pipeline);
     assert_eq!((interrupted, chunks), (expected, expected_chunks), "live chunk sets differ");
 }
+
+/// Leases short enough that a dead writer's files return to the pool within seconds, and
+/// small shares, so that both writers hold claims at once.
+const CLUSTER_SETTINGS: &str = "lease_secs = 2\nheartbeat_secs = 1\nclaim_batch = 8\n";
+const DEFAULT_CLUSTER_ROUNDS: usize = 30;
+
+/// Several nodes on one PostgreSQL catalog (DESIGN.md §9): a steady writer and a query node run
+/// throughout, while a second writer is killed with SIGKILL at random moments (and started
+/// again on its own data directory, as a supervisor would) and files keep changing. After
+/// every kill both running nodes answer the same searches at the live version alike (each
+/// from its own lexical index: a version half-applied on either would show). At the end the
+/// steady writer finishes what the last killed one had claimed, once its lease runs out; the
+/// live chunk set equals an uninterrupted run's, and `verify` is clean on every node's data
+/// directory, the killed one's included.
+///
+/// `SLUICE_CLUSTER_CRASH_ROUNDS` sets the rounds (default 30), `SLUICE_CRASH_SEED` the seed.
+#[test]
+fn kill_9_of_one_writer_while_another_runs_loses_nothing_on_any_node() {
+    if !support::postgres_catalog() {
+        eprintln!("SKIPPED: several writer nodes need a shared catalog (SLUICE_TEST_POSTGRES_URL)");
+        return;
+    }
+    let Some(pool) = scifact_pool() else { return };
+    let rounds: usize = std::env::var("SLUICE_CLUSTER_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_CLUSTER_ROUNDS);
+    let seed: u64 = std::env::var("SLUICE_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_SEED);
+    eprintln!("cluster crash test: {rounds} rounds, seed {seed} (SLUICE_CLUSTER_CRASH_ROUNDS, SLUICE_CRASH_SEED)");
+    let mut rng = Rng(seed);
+    // Questions from titles of the pool, whether or not their documents are still there.
+    let questions: Vec<String> =
+        pool.iter().step_by(37).take(8).map(|text| text.lines().next().unwrap_or_default().to_owned()).collect();
+
+    let workspace = Workspace::new();
+    let inbox = workspace.folder("inbox");
+    let pipeline = workspace.pipeline_with_postgres("crash", &[&inbox], RETENTION, CLUSTER_SETTINGS);
+    let mut folder = Folder { path: inbox.clone(), pool, next_from_pool: 0, present: Vec::new(), edits: 0 };
+    for _ in 0..INITIAL_DOCUMENTS {
+        folder.add();
+    }
+    let (steady_data, query_data, victim_data) =
+        (workspace.path("steady"), workspace.path("query"), workspace.path("victim"));
+    let steady = workspace.start_node(&steady_data, "run", &pipeline, &[]);
+    let query = workspace.start_node(&query_data, "serve", &pipeline, &[]);
+
+    let started = Instant::now();
+    for round in 0..rounds {
+        for _ in 0..rng.below(4) {
+            folder.mutate(&mut rng);
+        }
+        let (mut victim, log_path) = spawn_node(&workspace, &victim_data, &pipeline, round);
+        let lifetime = Duration::from_millis(rng.below(MAX_LIFETIME_MS));
+        let born = Instant::now();
+        while born.elapsed() < lifetime {
+            std::thread::sleep(Duration::from_millis(rng.below(400)).min(lifetime.saturating_sub(born.elapsed())));
+            if born.elapsed() < lifetime && rng.below(3) == 0 {
+                folder.mutate(&mut rng);
+            }
+        }
+        if let Ok(Some(status)) = victim.try_wait() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("round {round}: the second writer exited by itself ({status}):\n{log}");
+        }
+        victim.kill().unwrap(); // SIGKILL
+        victim.wait().unwrap();
+        same_answers(&steady, &query, &questions, &format!("round {round}"));
+    }
+    // Last, the second writer dies holding claims for sure: new files arrive, and the kill
+    // lands once it has taken some of them.
+    let victim_id =
+        std::fs::read_to_string(victim_data.join(sluice_store::NODE_ID_FILE)).expect("the second writer's node id");
+    let claims_of_victim = || {
+        let nodes = workspace.json(&["nodes", "--pipeline", pipeline.to_str().unwrap()]);
+        let victim = nodes.as_array().unwrap().iter().find(|node| node["id"] == victim_id.trim())?.clone();
+        Some((victim["alive"] == true, victim["claims"].as_u64().unwrap_or(0)))
+    };
+    let held_when_killed = (rounds..rounds + 5)
+        .find_map(|round| {
+            let (mut victim, _) = spawn_node(&workspace, &victim_data, &pipeline, round);
+            support::wait_for(Duration::from_secs(60), || claims_of_victim().filter(|(alive, _)| *alive))
+                .expect("the second writer joins");
+            for _ in 0..40 {
+                folder.add();
+            }
+            let held = support::wait_for(Duration::from_secs(20), || claims_of_victim().filter(|(_, held)| *held > 0));
+            victim.kill().unwrap(); // SIGKILL
+            victim.wait().unwrap();
+            held.map(|(_, claims)| claims)
+        })
+        .expect("the second writer never held claims when it was killed");
+    eprintln!(
+        "{rounds} rounds in {:.0} s; the second writer was killed at last holding {held_when_killed} claims; {} files at the end",
+        started.elapsed().as_secs_f64(),
+        folder.present.len()
+    );
+
+    // The same final files, indexed once without interruption (meanwhile the dead writer's
+    // leases run out and the steady writer takes its files).
+    let reference = Workspace::new();
+    let reference_pipeline = reference.pipeline("crash", &[&inbox], RETENTION);
+    let uninterrupted = reference.ingest(&inbox, Some(&reference_pipeline));
+    assert_eq!(uninterrupted["duplicates"], 0, "the test's texts must be unique: {uninterrupted}");
+    let expected = live_chunk_set(&reference, &reference_pipeline);
+    // The catalog is shared: any data directory's export reads it (this one's belongs to no node).
+    support::wait_for(Duration::from_secs(300), || (live_chunk_set(&workspace, &pipeline) == expected).then_some(()))
+        .unwrap_or_else(|| {
+            panic!(
+                "the steady writer did not finish the work: {:?} != {expected:?}\n{}",
+                live_chunk_set(&workspace, &pipeline),
+                steady.stderr()
+            )
+        });
+    same_answers(&steady, &query, &questions, "at the end");
+    steady.stop();
+    query.stop();
+    for data in [&steady_data, &query_data, &victim_data] {
+        let output =
+            workspace.command_in(data, &["verify", "--json", "--pipeline", pipeline.to_str().unwrap()]).output();
+        let report: serde_json::Value = serde_json::from_slice(&output.unwrap().stdout).expect("verify prints JSON");
+        assert_eq!(report["problem_count"], 0, "verify on {}: {report:#}", data.display());
+    }
+}
+
+/// `sluice run` on the data directory `data`, logging to `victim-ROUND.log`.
+fn spawn_node(workspace: &Workspace, data: &Path, pipeline: &Path, round: usize) -> (Child, PathBuf) {
+    let log = workspace.path(&format!("victim-{round:04}.log"));
+    let child = workspace
+        .command_in(data, &["run", "--pipeline", pipeline.to_str().unwrap()])
+        .env("RUST_LOG", "info,qdrant_edge=error")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("the second writer starts");
+    (child, log)
+}
+
+/// Both nodes answer every question at the live version alike, each from its own indexes.
+fn same_answers(steady: &support::Daemon, query: &support::Daemon, questions: &[String], when: &str) {
+    let Some(live) = steady.live_version() else { return };
+    for question in questions {
+        let extra = format!("&version={live}&k=10");
+        let (mine, theirs) = (steady.search(question, &extra), query.search(question, &extra));
+        assert_eq!(support::hit_ids(&theirs), support::hit_ids(&mine), "{when}: {question:?} at version {live}");
+    }
+}

@@ -28,6 +28,15 @@ fn a_daemon_is_listed_as_a_node_while_it_runs_and_leaves_when_it_stops() {
     .expect("the heartbeat reports the live version");
     assert_eq!((node["role"].as_str(), node["alive"].as_bool()), (Some("writer"), Some(true)), "{node}");
     assert_eq!(node["pid"], daemon.pid());
+    // Its metrics say the same, per node.
+    let metrics = wait_for(Duration::from_secs(20), || {
+        let (_, text) = daemon.get("/metrics");
+        (daemon.metric("sluice_node_applied_version") == live as f64).then_some(text)
+    })
+    .expect("the node metrics report the applied version");
+    let info = format!("sluice_node_info{{node=\"{}\",role=\"writer\"}} 1", node["id"].as_str().unwrap());
+    assert!(metrics.contains(&info), "{metrics}");
+    assert!(metrics.contains("sluice_cluster_nodes{role=\"writer\",alive=\"true\"} 1"), "{metrics}");
     // A reader may not list the nodes.
     let output = workspace.run(&["token", "create", "--user", "rita", "--role", "reader"]);
     let reader = String::from_utf8(output.stdout).unwrap().trim().to_owned();

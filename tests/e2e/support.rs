@@ -192,6 +192,15 @@ impl Workspace {
         path
     }
 
+    /// A pipeline file as [`Workspace::pipeline`] writes it, with more `[store.postgres]`
+    /// settings (the table is there only with a PostgreSQL catalog under test).
+    pub fn pipeline_with_postgres(&self, name: &str, sources: &[&Path], extra: &str, postgres: &str) -> PathBuf {
+        let path = self.pipeline(name, sources, extra);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("[store.postgres]\n", &format!("[store.postgres]\n{postgres}"))).unwrap();
+        path
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         self.command_in(&self.data(), args)
     }
@@ -386,7 +395,14 @@ impl Daemon {
     }
 
     pub fn search(&self, query: &str, extra: &str) -> Value {
-        let query: String = query.chars().map(|c| if c == ' ' { '+' } else { c }).collect();
+        let query: String = query
+            .bytes()
+            .map(|byte| match byte {
+                b' ' => "+".to_owned(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+                _ => format!("%{byte:02X}"),
+            })
+            .collect();
         self.get_json(&format!("/v1/search?q={query}{extra}"))
     }
 

@@ -304,6 +304,54 @@ pub struct PostgresPlan {
     /// Connections this node keeps open at most.
     pub pool_size: u32,
     pub connect_timeout: Duration,
+    /// How long a node's claim on a file lasts without a heartbeat: a dead node's files wait
+    /// this long before another node takes them.
+    pub lease: Duration,
+    /// How often a node says it is alive (and extends its leases); at most half the lease.
+    pub heartbeat: Duration,
+    /// Changed files a writer node claims per run (one version's worth): smaller shares
+    /// spread a backlog across nodes sooner, larger ones make fewer versions.
+    pub claim_batch: usize,
+}
+
+impl CatalogPlan {
+    /// How long a node's claims last without a heartbeat (nodes exist on a shared catalog).
+    pub fn lease(&self) -> Duration {
+        match self {
+            CatalogPlan::Postgres(plan) => plan.lease,
+            CatalogPlan::Sqlite => PostgresPlan::default().lease,
+        }
+    }
+
+    /// Changed files a writer node claims per run.
+    pub fn claim_batch(&self) -> usize {
+        match self {
+            CatalogPlan::Postgres(plan) => plan.claim_batch,
+            CatalogPlan::Sqlite => PostgresPlan::default().claim_batch,
+        }
+    }
+
+    /// How often a node says it is alive.
+    pub fn heartbeat(&self) -> Duration {
+        match self {
+            CatalogPlan::Postgres(plan) => plan.heartbeat,
+            CatalogPlan::Sqlite => PostgresPlan::default().heartbeat,
+        }
+    }
+}
+
+impl Default for PostgresPlan {
+    fn default() -> Self {
+        Self {
+            url_env: "SLUICE_POSTGRES_URL".into(),
+            schema: "sluice".into(),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(10),
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(5),
+            claim_batch: 256,
+        }
+    }
 }
 
 /// The vector index: Qdrant's engine in-process (the default) or a Qdrant server or cluster.
@@ -882,12 +930,7 @@ fn read_catalog(diag: &mut Diagnostics<'_>, store: &mut Option<Section<'_>>) -> 
 
 /// `[store.postgres]`; every key has a default.
 fn read_postgres(diag: &mut Diagnostics<'_>, section: &mut Option<Section<'_>>) -> PostgresPlan {
-    let mut plan = PostgresPlan {
-        url_env: "SLUICE_POSTGRES_URL".into(),
-        schema: "sluice".into(),
-        pool_size: 16,
-        connect_timeout: Duration::from_secs(10),
-    };
+    let mut plan = PostgresPlan::default();
     let Some(postgres) = section.as_mut() else { return plan };
     match postgres.string(diag, "url_env") {
         Some((name, span)) if name.is_empty() || name.contains('=') => {
@@ -913,6 +956,20 @@ fn read_postgres(diag: &mut Diagnostics<'_>, section: &mut Option<Section<'_>>) 
     }
     plan.pool_size = postgres.integer(diag, "pool_size", 16, 2, 1_000) as u32;
     plan.connect_timeout = Duration::from_secs(postgres.integer(diag, "connect_timeout_secs", 10, 1, 600) as u64);
+    plan.lease = Duration::from_secs(postgres.integer(diag, "lease_secs", 30, 2, 3_600) as u64);
+    plan.heartbeat = Duration::from_secs(postgres.integer(diag, "heartbeat_secs", 5, 1, 1_800) as u64);
+    plan.claim_batch = postgres.integer(diag, "claim_batch", 256, 1, 100_000) as usize;
+    if plan.heartbeat * 2 > plan.lease {
+        // A heartbeat or two may be late (a busy node, a slow database) without losing claims.
+        diag.error(
+            postgres.span.clone(),
+            format!(
+                "`store.postgres.heartbeat_secs` ({}) must be at most half of `lease_secs` ({})",
+                plan.heartbeat.as_secs(),
+                plan.lease.as_secs()
+            ),
+        );
+    }
     plan
 }
 

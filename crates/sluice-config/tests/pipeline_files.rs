@@ -98,3 +98,19 @@ fn a_qdrant_server_store_reads_every_option() {
     };
     assert_eq!(qdrant.collection, "sluice-docs");
 }
+
+/// The cluster example of README "Cluster" (deploy/cluster.toml, read by every node of
+/// deploy/compose.yaml) is valid and says what it means; a heartbeat too slow for its lease is
+/// refused.
+#[test]
+fn the_cluster_example_reads_every_node_setting() {
+    let plan = sluice_config::load_pipeline(&repo_root().join("deploy/cluster.toml")).unwrap();
+    let sluice_config::CatalogPlan::Postgres(postgres) = &plan.store.catalog else { panic!("a PostgreSQL catalog") };
+    assert_eq!((postgres.url_env.as_str(), postgres.schema.as_str()), ("SLUICE_POSTGRES_URL", "sluice"));
+    assert_eq!((postgres.lease.as_secs(), postgres.heartbeat.as_secs(), postgres.claim_batch), (30, 5, 256));
+    assert!(matches!(plan.store.vectors, sluice_config::VectorsPlan::Qdrant(_)));
+
+    let text = "version = 1\nname = \"p\"\n[store]\ncatalog = \"postgres\"\n[store.postgres]\nlease_secs = 4\nheartbeat_secs = 3\n";
+    let errors = sluice_config::parse_pipeline("t", text).unwrap_err().to_string();
+    assert!(errors.contains("heartbeat_secs` (3) must be at most half of `lease_secs` (4)"), "{errors}");
+}

@@ -45,7 +45,7 @@ pub use access::{
 };
 pub use error::PipelineError;
 pub use evaluate::{DocumentKey, EvalOptions, EvalReport};
-pub use node::{HEARTBEAT, LEASE, Membership, Report};
+pub use node::{Membership, Report};
 pub use observer::{Observer, Outcome, Quiet};
 pub use operations::{Admin, Operations};
 pub use parsers::serve_worker;
@@ -248,7 +248,9 @@ impl Engine {
         let node = sluice_store::NodeRecord::this_process(&self.plan.name, role, address, &self.data_dir)?;
         let applied = self.store.applied_version_handle();
         let report: Arc<node::Report> = Arc::new(move || (applied.load(std::sync::atomic::Ordering::Relaxed), stats()));
-        let joined = node::Membership::join(self.store.shared_catalog(), node, report)?;
+        let catalog = &self.plan.store.catalog;
+        let timing = (catalog.heartbeat(), catalog.lease());
+        let joined = node::Membership::join(self.store.shared_catalog(), node, report, timing)?;
         let id = joined.id().to_owned();
         *membership = Some(joined);
         Ok(id)
@@ -256,11 +258,14 @@ impl Engine {
 
     /// Applies the versions other nodes committed to this node's indexes (a node on a shared
     /// catalog calls it every second; runs do it too). Returns the versions applied.
+    ///
+    /// Not behind this node's run lock: a run busy extracting and embedding its claimed files
+    /// must not keep the node's searches behind the other writers. The pipeline's lock orders
+    /// a catch-up with the run's own write, which is the only part that touches the indexes.
     pub fn follow(&self) -> Result<usize, PipelineError> {
         if !self.shares_catalog() {
             return Ok(0);
         }
-        let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         shared::catch_up(self)
     }
 

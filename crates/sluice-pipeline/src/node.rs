@@ -1,8 +1,8 @@
 //! This process as a node of its catalog (sluice-store's `cluster.rs`): registered when it
-//! starts, a heartbeat every [`HEARTBEAT`] (the version its indexes hold, its counters, and the
-//! leases of the files it has claimed, extended to [`LEASE`]), removed when it stops cleanly.
-//! A node that dies stays listed, silent, and its claims return to the pool when their lease
-//! runs out.
+//! starts, a heartbeat every `[store.postgres] heartbeat_secs` (the version its indexes hold,
+//! its counters, and the leases of the files it has claimed, extended to `lease_secs`), removed
+//! when it stops cleanly. A node that dies stays listed, silent, and its claims return to the
+//! pool when their lease runs out.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -11,11 +11,6 @@ use std::time::Duration;
 use sluice_core::Version;
 use sluice_store::{Catalog, NodeRecord, StoreError};
 use tracing::warn;
-
-/// How often a node says it is alive.
-pub const HEARTBEAT: Duration = Duration::from_secs(5);
-/// How long a claim lasts without a heartbeat: a dead node's files wait this long at most.
-pub const LEASE: Duration = Duration::from_secs(30);
 
 /// What a node reports with each heartbeat: the version its indexes hold, and its counters.
 pub type Report = dyn Fn() -> (Version, serde_json::Value) + Send + Sync;
@@ -29,8 +24,14 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Registers `node` and starts its heartbeat.
-    pub fn join(catalog: Arc<dyn Catalog>, node: NodeRecord, report: Arc<Report>) -> Result<Self, StoreError> {
+    /// Registers `node` and starts its heartbeat, every `heartbeat`, extending its claims to
+    /// `lease` from then.
+    pub fn join(
+        catalog: Arc<dyn Catalog>,
+        node: NodeRecord,
+        report: Arc<Report>,
+        (heartbeat, lease): (Duration, Duration),
+    ) -> Result<Self, StoreError> {
         catalog.register_node(&node)?;
         let id = node.id.clone();
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
@@ -38,7 +39,7 @@ impl Membership {
             let (catalog, stop) = (catalog.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("node-heartbeat".into())
-                .spawn(move || beat(&*catalog, &node, &*report, &stop))
+                .spawn(move || beat(&*catalog, &node, &*report, &stop, heartbeat, lease))
                 .map_err(|source| StoreError::Io { path: "node heartbeat thread".into(), source })?
         };
         Ok(Self { id, catalog, stop, heartbeat: Some(heartbeat) })
@@ -50,8 +51,15 @@ impl Membership {
     }
 }
 
-fn beat(catalog: &dyn Catalog, node: &NodeRecord, report: &Report, stop: &(Mutex<bool>, Condvar)) {
-    let lease_ms = LEASE.as_millis() as i64;
+fn beat(
+    catalog: &dyn Catalog,
+    node: &NodeRecord,
+    report: &Report,
+    stop: &(Mutex<bool>, Condvar),
+    heartbeat: Duration,
+    lease: Duration,
+) {
+    let lease_ms = lease.as_millis() as i64;
     loop {
         let (applied, stats) = report();
         match catalog.heartbeat(&node.id, applied, &stats, lease_ms) {
@@ -67,7 +75,7 @@ fn beat(catalog: &dyn Catalog, node: &NodeRecord, report: &Report, stop: &(Mutex
         let (stopped, wake) = stop;
         let guard = stopped.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (guard, _) =
-            wake.wait_timeout_while(guard, HEARTBEAT, |stopped| !*stopped).unwrap_or_else(|p| p.into_inner());
+            wake.wait_timeout_while(guard, heartbeat, |stopped| !*stopped).unwrap_or_else(|p| p.into_inner());
         if *guard {
             return;
         }

@@ -105,7 +105,8 @@ impl<'a> Operations<'a> {
 
     /// The nodes working on the pipeline's catalog: role, claims, applied version, heartbeat.
     pub fn nodes(&self) -> Result<Vec<sluice_store::NodeStatus>, PipelineError> {
-        Ok(self.catalog.nodes(self.name())?)
+        let silent_after = self.plan.store.catalog.lease();
+        Ok(self.catalog.nodes(self.name(), silent_after.as_millis() as i64)?)
     }
 
     /// The quarantine entry at `path`: its own path, or that of the file holding it (the first

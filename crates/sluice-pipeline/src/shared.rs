@@ -1,11 +1,12 @@
 //! A run on a catalog other sluice processes share (`[store] catalog = "postgres"`, DESIGN.md
 //! §9). Every writer node scans the same sources; each claims a share of the changed files
-//! (up to [`CLAIM_BATCH`], leases in the catalog, so no file is processed by two nodes and a
-//! dead node's files return to the pool), then does the expensive part beside the others —
-//! extraction and embedding into the shared cache, no version — and last writes its files as
-//! one version under the pipeline's lock: a normal run of just those paths, whose vectors are
-//! all in the cache by then. Versions stay global, monotonic and atomic, and the gate,
-//! retention and garbage collection run inside that lock, once per version.
+//! (up to `[store.postgres] claim_batch`, leases in the catalog, so no file is processed by two
+//! nodes and a dead node's files return to the pool), then does the expensive part beside the
+//! others — extraction and embedding into the shared cache, no version — and last writes its
+//! files as one version under the pipeline's lock: a normal run of just those paths, whose
+//! vectors are all in the cache by then. Versions stay global, monotonic and atomic, and the
+//! gate, retention and garbage collection run inside that lock, once per version. Files other
+//! nodes hold are handed back to the caller (`held_paths`) to look at again.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -17,12 +18,8 @@ use sluice_core::Stage;
 use sluice_store::{FileKey, NodeRole};
 use tracing::{debug, info, warn};
 
-use crate::node::LEASE;
 use crate::run::{self, plan, warm};
 use crate::{Engine, Observer, Outcome, PipelineError, RunSummary, Scope};
-
-/// Files one node claims per run: a version's worth, small enough that nodes share the work.
-pub const CLAIM_BATCH: usize = 256;
 
 pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Result<RunSummary, PipelineError> {
     let pipeline = engine.plan.name.as_str();
@@ -35,11 +32,16 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
         return Ok(planned.summary);
     }
     let keys: Vec<FileKey> = files.iter().map(|(key, _)| key.clone()).collect();
-    let claimed = catalog.claim_files(pipeline, &node, &keys, LEASE.as_millis() as i64, CLAIM_BATCH)?;
+    let lease_ms = engine.plan.store.catalog.lease().as_millis() as i64;
+    let claim_batch = engine.plan.store.catalog.claim_batch();
+    let claimed = catalog.claim_files(pipeline, &node, &keys, lease_ms, claim_batch)?;
     if claimed.is_empty() {
         debug!(pipeline, files = files.len(), "other nodes hold every changed file");
         catch_up(engine)?;
-        return Ok(planned.summary);
+        let mut summary = planned.summary;
+        summary.held_elsewhere = files.len();
+        summary.held_paths = files.into_iter().map(|(_, path)| path).collect();
+        return Ok(summary);
     }
     let mine: HashSet<&FileKey> = claimed.iter().collect();
     let paths: Vec<PathBuf> =
@@ -78,8 +80,13 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
     summary.unchanged += planned.summary.unchanged;
     summary.files_seen = summary.files_seen.max(planned.summary.files_seen);
     // Claiming stopped at a full share: what it did not reach is this node's to take next.
-    if claimed.len() == CLAIM_BATCH {
-        summary.requeued_paths.extend(files.into_iter().filter(|(key, _)| !mine.contains(key)).map(|(_, path)| path));
+    // Otherwise every file it did not get is held by another node.
+    let others = files.into_iter().filter(|(key, _)| !mine.contains(key)).map(|(_, path)| path);
+    if claimed.len() == claim_batch {
+        summary.requeued_paths.extend(others);
+    } else {
+        summary.held_paths.extend(others);
+        summary.held_elsewhere = summary.held_paths.len();
     }
     Ok(summary)
 }

@@ -54,11 +54,56 @@ pub struct RunSummary {
     /// Their paths, for the daemon to schedule that run.
     #[serde(skip)]
     pub requeued_paths: Vec<std::path::PathBuf>,
+    /// Changed files other nodes of a shared catalog held claims on: theirs to write, or this
+    /// node's once their lease expires (a dead node's).
+    pub held_elsewhere: usize,
+    /// Their paths, for the daemon to look at again a heartbeat later.
+    #[serde(skip)]
+    pub held_paths: Vec<std::path::PathBuf>,
 }
 
 impl RunSummary {
     pub fn quarantined_total(&self) -> usize {
         self.quarantined.values().sum()
+    }
+
+    /// Adds what a later run over part of the same scope did (a shared catalog's next batch of
+    /// claimed files): counts add up; the version, the gate and what is left are the later's.
+    pub fn absorb(&mut self, later: RunSummary) {
+        self.version = later.version.or(self.version);
+        self.gate = later.gate.or(self.gate.take());
+        self.files_seen = self.files_seen.max(later.files_seen);
+        for (mine, theirs) in [
+            (&mut self.new, later.new),
+            (&mut self.changed, later.changed),
+            (&mut self.deleted, later.deleted),
+            (&mut self.touched, later.touched),
+            (&mut self.unchanged, later.unchanged),
+            (&mut self.reprocessed, later.reprocessed),
+            (&mut self.access_changed, later.access_changed),
+            (&mut self.indexed, later.indexed),
+            (&mut self.duplicates, later.duplicates),
+            (&mut self.embedded, later.embedded),
+            (&mut self.chunks_added, later.chunks_added),
+            (&mut self.chunks_retired, later.chunks_retired),
+            (&mut self.chunks_reused, later.chunks_reused),
+            (&mut self.embeddings_computed, later.embeddings_computed),
+            (&mut self.embedding_cache_hits, later.embedding_cache_hits),
+            (&mut self.tokens_embedded, later.tokens_embedded),
+        ] {
+            *mine += theirs;
+        }
+        for (reason, count) in later.quarantined {
+            *self.quarantined.entry(reason).or_default() += count;
+        }
+        for (stage, seconds) in later.stage_seconds {
+            *self.stage_seconds.entry(stage).or_default() += seconds;
+        }
+        self.elapsed_seconds += later.elapsed_seconds;
+        self.stopped_early |= later.stopped_early;
+        (self.requeued, self.requeued_paths) = (later.requeued, later.requeued_paths);
+        (self.held_elsewhere, self.held_paths) = (later.held_elsewhere, later.held_paths);
+        self.finish_cache_ratio();
     }
 
     pub(crate) fn finish_cache_ratio(&mut self) {

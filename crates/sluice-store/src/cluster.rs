@@ -3,7 +3,7 @@
 //!
 //! A node registers at start and refreshes its heartbeat (with the version its lexical index
 //! has applied) every few seconds; `sluice nodes` lists them, one whose heartbeat is older
-//! than [`NODE_SILENT_MS`] as gone. A node claims the files it will process for a lease
+//! than its lease as gone. A node claims the files it will process for a lease
 //! (`claims`): a file claimed by another node whose lease has not expired is not taken, so two
 //! writers never process the same file, and a dead node's claims return to the pool when
 //! their lease runs out (the heartbeat extends a live node's). Claiming is one upsert per
@@ -16,9 +16,6 @@ use sluice_core::Version;
 use crate::catalog::{SqlCatalog, now_ms, params};
 use crate::error::{Result, StoreError};
 use crate::prelude::*;
-
-/// A node silent this long is shown as gone (its claims expire on their own lease).
-pub const NODE_SILENT_MS: i64 = 30_000;
 
 /// What a node is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,7 +181,7 @@ impl Cluster for SqlCatalog {
         })
     }
 
-    fn nodes(&self, pipeline: &str) -> Result<Vec<NodeStatus>> {
+    fn nodes(&self, pipeline: &str, silent_after_ms: i64) -> Result<Vec<NodeStatus>> {
         let now = now_ms();
         self.read(|c| {
             c.query_map(
@@ -211,7 +208,7 @@ impl Cluster for SqlCatalog {
                         applied_version: r.get(8)?,
                         stats: serde_json::from_str(&r.get::<String>(9)?).unwrap_or_default(),
                         claims: r.get(10)?,
-                        alive: now - heartbeat_at <= NODE_SILENT_MS,
+                        alive: now - heartbeat_at <= silent_after_ms,
                     })
                 },
             )
@@ -298,14 +295,14 @@ mod tests {
         catalog.claim_files("p", "a", &files[..1], -1, 10).unwrap();
         assert_eq!(catalog.claim_files("p", "b", &files[..1], 60_000, 10).unwrap(), files[..1]);
         catalog.heartbeat("a", 4, &serde_json::json!({"runs": 1}), 60_000).unwrap();
-        let nodes = catalog.nodes("p").unwrap();
+        let nodes = catalog.nodes("p", 30_000).unwrap();
         let claims: Vec<(&str, u64)> = nodes.iter().map(|n| (n.node.id.as_str(), n.claims)).collect();
         assert_eq!(claims, [("a", 2), ("b", 3), ("q", 0)]);
         assert_eq!(nodes[0].applied_version, 4);
         assert!(nodes.iter().all(|n| n.alive));
         catalog.release_claims("p", "b", &files[3..]).unwrap();
         catalog.remove_node("a").unwrap();
-        let nodes = catalog.nodes("p").unwrap();
+        let nodes = catalog.nodes("p", 30_000).unwrap();
         let claims: Vec<(&str, u64)> = nodes.iter().map(|n| (n.node.id.as_str(), n.claims)).collect();
         assert_eq!(claims, [("b", 1), ("q", 0)]);
         assert!(catalog.heartbeat("a", 0, &serde_json::json!({}), 1).is_err(), "a removed node is unknown");

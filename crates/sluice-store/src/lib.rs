@@ -44,7 +44,7 @@ pub mod prelude {
 use std::path::{Path, PathBuf};
 
 use sluice_config::{StorePlan, VectorsPlan};
-use sluice_core::{ChunkId, Fingerprint, VERSION_OPEN, Version};
+use sluice_core::{ChunkId, Fingerprint, PointKey, VERSION_OPEN, Version};
 use tracing::{info, warn};
 
 pub use audit::{Actor, AuditEntry, AuditEvent, AuditKey, AuditProblem, AuditVerification};
@@ -53,7 +53,7 @@ pub use catalog::{
     Documents, EmbeddingCache, Exports, InFlightLog, QuarantineLog, Retention, SqlCatalog, TokenStore, VersionDiffs,
     VersionLog, catalog_exists, now_ms, open_catalog,
 };
-pub use cluster::{FileKey, NODE_ID_FILE, NODE_SILENT_MS, NodeRecord, NodeRole, NodeStatus, PipelineLock};
+pub use cluster::{FileKey, NODE_ID_FILE, NodeRecord, NodeRole, NodeStatus, PipelineLock};
 pub use cost::{CostReport, DocumentCost, Quantiles, SourceCost, StageCost, StageReport, VersionCost};
 pub use diff::{DiffCount, DiffEntry, VersionDiff};
 pub use error::{Result, StoreError};
@@ -90,6 +90,12 @@ pub struct Store {
     applied_file: PathBuf,
     /// The vectors are in a Qdrant server every node writes (else in this node's Edge index).
     shares_vectors: bool,
+    /// How long a rollback of a dead node's version waits for its last writes to the shared
+    /// vector store to land (see [`Store::recover`]): a heartbeat.
+    takeover_grace: std::time::Duration,
+    /// Versions the catalog listed as expired at the last catch-up (`usize::MAX` before the
+    /// first): when it changes, retention ran somewhere, and this node forgets what it removed.
+    expired_seen: std::sync::atomic::AtomicUsize,
 }
 
 /// Where each store of a pipeline lives under the data directory.
@@ -116,6 +122,8 @@ impl Store {
             vectors,
             lexical,
             applied: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            expired_seen: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            takeover_grace: plan.catalog.heartbeat(),
             shares_catalog: matches!(plan.catalog, sluice_config::CatalogPlan::Postgres(_)),
             applied_file: lexical_path.join("applied-version"),
             shares_vectors: matches!(plan.vectors, VectorsPlan::Qdrant(_)),
@@ -182,23 +190,62 @@ impl Store {
     }
 
     /// Applies to this node's lexical index (and its Edge vectors, when the vectors are not in a
-    /// shared server) the versions other nodes committed since it last looked, in order: each
-    /// version's added and retired chunks as the catalog has them now
-    /// (an upsert by key, so applying one twice changes nothing). The catalog is the log;
-    /// nothing is shipped between nodes. The caller holds the pipeline's lock, so no version
-    /// is being written meanwhile. Returns the versions applied.
+    /// shared server) what other nodes did to the catalog since it last looked: the versions
+    /// they committed, in order, each version's added and retired chunks as the catalog has
+    /// them now (an upsert by key, so applying one twice changes nothing); the versions they
+    /// rolled back (`undo_here`); and what their retention removed. The catalog is the
+    /// log; nothing is shipped between nodes. The caller holds the pipeline's lock, so no
+    /// version is being written meanwhile. Returns the versions applied.
+    ///
+    /// The log is complete only from a retained version on: once the version this node holds
+    /// has expired, retention may have removed rows whose retirement this node never saw, and
+    /// the node resyncs with the catalog instead (`resync`).
     pub fn catch_up(&self, _no_writer: &PipelineLock) -> Result<usize> {
         let applied = self.applied_version();
-        let newer: Vec<Version> = self
-            .catalog
-            .versions(&self.pipeline)?
-            .into_iter()
+        let versions = self.catalog.versions(&self.pipeline)?;
+        if versions.iter().any(|info| info.version == applied && info.state == VersionState::Expired) {
+            let newest = self.newest_committed()?;
+            let fixed = self.resync()?;
+            self.expired_seen.store(
+                versions.iter().filter(|info| info.state == VersionState::Expired).count(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.set_applied(newest)?;
+            warn!(pipeline = %self.pipeline, applied, newest, fixed,
+                "this node's indexes fell behind retention; made them equal to the catalog");
+            let committed = |info: &&VersionInfo| matches!(info.state, VersionState::Committed | VersionState::Expired);
+            return Ok(versions.iter().filter(|info| info.version > applied).filter(committed).count());
+        }
+        let aborted: Vec<Version> = versions
+            .iter()
+            .filter(|info| info.version > applied && info.state == VersionState::Aborted)
+            .map(|info| info.version)
+            .collect();
+        let newer: Vec<Version> = versions
+            .iter()
             .filter(|info| {
                 info.version > applied && matches!(info.state, VersionState::Committed | VersionState::Expired)
             })
             .map(|info| info.version)
             .collect();
-        let Some(&newest) = newer.last() else { return Ok(0) };
+        let expired = versions.iter().filter(|info| info.state == VersionState::Expired).count();
+        let retention_moved = self.expired_seen.load(std::sync::atomic::Ordering::Relaxed) != expired;
+        if aborted.is_empty() && newer.is_empty() && !retention_moved {
+            return Ok(0);
+        }
+        for &version in &aborted {
+            self.undo_here(version)?;
+        }
+        if !newer.is_empty() {
+            // Versions may bring a model (or a collection) this node has not opened yet: the
+            // first version another node wrote, or a model change.
+            match self.prepare_vectors() {
+                Err(StoreError::Unavailable(reason)) => {
+                    warn!(pipeline = %self.pipeline, %reason, "vector index unavailable; the lexical index catches up alone")
+                }
+                other => other?,
+            }
+        }
         for &version in &newer {
             let mut chunks = self.catalog.chunks_added_at(&self.pipeline, version)?;
             chunks.extend(self.catalog.chunks_retired_at(&self.pipeline, version)?);
@@ -211,11 +258,88 @@ impl Store {
                 }
             }
         }
+        let removed = if retention_moved {
+            let retained: Vec<Version> =
+                versions.iter().filter(|info| info.state == VersionState::Committed).map(|info| info.version).collect();
+            self.forget_unreachable(&retained)?
+        } else {
+            0
+        };
         self.lexical.commit()?;
         self.vectors.flush()?;
-        self.set_applied(newest)?;
-        info!(pipeline = %self.pipeline, versions = newer.len(), newest, "lexical index caught up with the catalog");
+        self.expired_seen.store(expired, std::sync::atomic::Ordering::Relaxed);
+        if let Some(&newest) = newer.last() {
+            self.set_applied(newest)?;
+            info!(pipeline = %self.pipeline, versions = newer.len(), newest, removed, "indexes caught up with the catalog");
+        }
         Ok(newer.len())
+    }
+
+    /// Makes this node's indexes hold what the catalog holds: every appearance as the catalog
+    /// has it now, and none it no longer has. Returns how many were removed.
+    fn resync(&self) -> Result<usize> {
+        let held = self.lexical.appearances()?;
+        let catalog = self.catalog.all_chunk_appearances(&self.pipeline)?;
+        let current: std::collections::HashSet<PointKey> = catalog.iter().map(StoredChunk::key).collect();
+        let stale: Vec<PointKey> = held
+            .into_iter()
+            .map(|held| PointKey { chunk: held.chunk_id, valid_from: held.valid_from })
+            .filter(|key| !current.contains(key))
+            .collect();
+        self.lexical.delete(&stale);
+        let docs: Vec<LexicalDoc<'_>> = catalog.iter().map(|chunk| lexical_doc(chunk, chunk.valid_to)).collect();
+        self.lexical.put(&docs)?;
+        self.lexical.commit()?;
+        if !self.shares_vectors {
+            self.vectors.delete_everywhere(&stale)?;
+            for batch in catalog.chunk_by(|a, b| a.model == b.model) {
+                self.with_cached_points(batch, &mut |points| self.vectors.upsert(points))?;
+            }
+            self.vectors.flush()?;
+        }
+        Ok(stale.len())
+    }
+
+    /// Removes from this node's indexes the chunk appearances no retained version can see:
+    /// another node's retention removed them from the catalog (and the shared vector store),
+    /// and only this node knows its own indexes. Takes effect at the next commit.
+    fn forget_unreachable(&self, retained: &[Version]) -> Result<usize> {
+        let keys = self.lexical.unreachable(retained)?;
+        if !keys.is_empty() {
+            self.lexical.delete(&keys);
+            if !self.shares_vectors {
+                self.vectors.delete_everywhere(&keys)?;
+            }
+        }
+        Ok(keys.len())
+    }
+
+    /// Undoes in this node's own indexes what they may hold of `version`, which another node
+    /// rolled back in the catalog: the version this node was writing when it died, found
+    /// pending by another node first (`recover` never sees it here then). Its chunks go; the
+    /// chunks it retired are written again as the catalog has them now (or deleted, where
+    /// retention has removed them since). Takes effect at the next commit.
+    fn undo_here(&self, version: Version) -> Result<()> {
+        let retired = self.lexical.retired_at(version)?;
+        self.lexical.delete_added_at(version);
+        let (mut reopened, mut gone) = (Vec::new(), Vec::new());
+        for keys in retired.chunk_by(|a, b| a.valid_from == b.valid_from) {
+            let wanted: std::collections::HashSet<ChunkId> = keys.iter().map(|key| key.chunk).collect();
+            let mut found: Vec<StoredChunk> = self.catalog.chunks_added_at(&self.pipeline, keys[0].valid_from)?;
+            found.retain(|chunk| wanted.contains(&chunk.chunk_id));
+            gone.extend(keys.iter().filter(|key| !found.iter().any(|chunk| chunk.chunk_id == key.chunk)).copied());
+            reopened.extend(found);
+        }
+        let docs: Vec<LexicalDoc<'_>> = reopened.iter().map(|chunk| lexical_doc(chunk, chunk.valid_to)).collect();
+        self.lexical.put(&docs)?;
+        self.lexical.delete(&gone);
+        if !self.shares_vectors {
+            self.vectors.roll_back(version)?;
+        }
+        if !retired.is_empty() {
+            info!(pipeline = %self.pipeline, version, reopened = docs.len(), "undid a version another node rolled back");
+        }
+        Ok(())
     }
 
     /// Records that this node's indexes hold every committed version up to `version`.
@@ -375,8 +499,17 @@ impl Store {
     }
 
     /// Rolls back every version left pending in this data directory, in all three stores.
+    ///
+    /// With a vector store other nodes share, a pending version found under the pipeline's
+    /// lock is a dead node's, and requests it sent just before it died may still be on their
+    /// way to the server: the rollback waits for them (`takeover_grace`), so that none lands
+    /// after it and puts back what it removed.
     pub fn recover(&self) -> Result<()> {
-        for version in self.catalog.pending_versions(&self.pipeline)? {
+        let pending = self.catalog.pending_versions(&self.pipeline)?;
+        if !pending.is_empty() && self.shares_catalog && self.shares_vectors {
+            std::thread::sleep(self.takeover_grace);
+        }
+        for version in pending {
             warn!(pipeline = %self.pipeline, version, "rolling back a version left pending by an interrupted run");
             self.roll_back(version)?;
         }

@@ -32,7 +32,7 @@ fn postgres_plan() -> Option<PostgresPlan> {
         url_env: "SLUICE_TEST_POSTGRES_URL".into(),
         schema: format!("t_{}", hex::encode(bytes)),
         pool_size: 8,
-        connect_timeout: std::time::Duration::from_secs(10),
+        ..PostgresPlan::default()
     })
 }
 

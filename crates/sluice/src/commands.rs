@@ -50,7 +50,20 @@ pub fn ingest(
     )?;
     let engine = open_engine(plan, data, models)?;
     let progress = Progress::new();
-    let summary = engine.run(&Scope::Paths(scope_paths), &progress)?;
+    let mut summary = engine.run(&Scope::Paths(scope_paths), &progress)?;
+    // On a shared catalog one run writes one share of claimed files: go on until every file is
+    // written, by this node or another (whose claims are waited for, or taken once expired).
+    while engine.shares_catalog() && !summary.stopped_early {
+        let next = if !summary.requeued_paths.is_empty() {
+            std::mem::take(&mut summary.requeued_paths)
+        } else if !summary.held_paths.is_empty() {
+            std::thread::sleep(engine.plan().store.catalog.heartbeat());
+            std::mem::take(&mut summary.held_paths)
+        } else {
+            break;
+        };
+        summary.absorb(engine.run(&Scope::Paths(next), &progress)?);
+    }
     progress.finish();
     if summary.version.is_some() {
         engine.optimize_vectors()?;

@@ -123,7 +123,7 @@ async fn serve(
     write_private(&data.join(DAEMON_FILE), &serde_json::to_vec_pretty(&info)?)?;
     info!(%address, pipeline = %engine.plan().name, "HTTP API listening");
     let stats = Arc::new(NodeStats::default());
-    join_catalog(&engine, role, &address.to_string(), stats.clone()).await?;
+    let node_id = join_catalog(&engine, role, &address.to_string(), stats.clone()).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (retries, retry_requests) = mpsc::channel(RETRY_BUFFER);
@@ -168,7 +168,7 @@ async fn serve(
     });
 
     // On a shared catalog, versions other nodes commit reach this node's indexes within a second.
-    let follower = tokio::spawn(follow(engine.clone(), stop_rx.clone()));
+    let follower = tokio::spawn(follow(engine.clone(), metrics.clone(), node_id, stop_rx.clone()));
     let result = match role {
         NodeRole::Writer => schedule(engine.clone(), metrics, stats, retry_requests, stop_rx.clone()).await,
         NodeRole::Query => {
@@ -217,19 +217,24 @@ impl NodeStats {
     }
 }
 
-/// Applies other nodes' versions to this node's indexes every second, until shutdown.
-async fn follow(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
-    if !engine.shares_catalog() {
-        return;
-    }
+/// Every second until shutdown: applies other nodes' versions to this node's indexes (on a
+/// shared catalog), then refreshes the node metrics from the catalog's list of nodes.
+async fn follow(engine: Arc<Engine>, metrics: Arc<Metrics>, node_id: String, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(FOLLOW_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = tick.tick() => {
-                let engine = engine.clone();
-                match tokio::task::spawn_blocking(move || engine.follow()).await {
+                let (engine, metrics, node_id) = (engine.clone(), metrics.clone(), node_id.clone());
+                let followed = tokio::task::spawn_blocking(move || {
+                    let applied = engine.follow();
+                    if let Ok(nodes) = engine.operations().nodes() {
+                        metrics.record_nodes(&node_id, engine.store().applied_version(), &nodes);
+                    }
+                    applied
+                });
+                match followed.await {
                     Ok(Ok(0)) => {}
                     Ok(Ok(versions)) => info!(versions, "applied versions other nodes committed"),
                     Ok(Err(err)) => warn!(error = %err, "cannot apply other nodes' versions yet; trying again"),
@@ -240,17 +245,17 @@ async fn follow(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Registers this daemon as a node of its catalog, heartbeating while the engine lives.
+/// Registers this daemon as a node of its catalog, heartbeating while the engine lives;
+/// returns its node id.
 async fn join_catalog(
     engine: &Arc<Engine>,
     role: NodeRole,
     address: &str,
     stats: Arc<NodeStats>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let (engine, address) = (engine.clone(), address.to_owned());
     let stats: Arc<dyn Fn() -> serde_json::Value + Send + Sync> = Arc::new(move || stats.to_json());
-    tokio::task::spawn_blocking(move || engine.join_catalog(role, &address, stats).map(drop)).await??;
-    Ok(())
+    Ok(tokio::task::spawn_blocking(move || engine.join_catalog(role, &address, stats)).await??)
 }
 
 /// Removes HTTP exports a crash left behind (they hold chunk text; nobody will read them).
@@ -292,6 +297,7 @@ async fn schedule(
     let _watcher = watch_roots(&engine, events_tx, overflowed.clone());
 
     let watch_plan = engine.plan().watch.clone();
+    let waits = FollowUpWaits { debounce: watch_plan.debounce, held: engine.plan().store.catalog.heartbeat() };
     let mut reconcile =
         tokio::time::interval_at(Instant::now() + watch_plan.reconcile_interval, watch_plan.reconcile_interval);
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -303,7 +309,7 @@ async fn schedule(
     // Start-up: resume from the ledger (only what changed while stopped is processed).
     let mut retry = false;
     let outcome = execute(&engine, &metrics, &stats, Scope::All).await;
-    follow_up(&outcome, &mut backoff, &mut retry, &mut pending, &mut deadline, watch_plan.debounce);
+    follow_up(&outcome, &mut backoff, &mut retry, &mut pending, &mut deadline, &waits);
     loop {
         let sleep_until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
@@ -328,7 +334,7 @@ async fn schedule(
                 first_event = None;
                 deadline = None;
                 let outcome = execute(&engine, &metrics, &stats, scope).await;
-                follow_up(&outcome, &mut backoff, &mut retry, &mut pending, &mut deadline, watch_plan.debounce);
+                follow_up(&outcome, &mut backoff, &mut retry, &mut pending, &mut deadline, &waits);
             }
             Some((path, principal)) = requeued.recv() => {
                 let requeue = engine.clone();
@@ -349,7 +355,7 @@ async fn schedule(
                 first_event = None;
                 overflowed.store(false, Ordering::SeqCst);
                 let outcome = execute(&engine, &metrics, &stats, Scope::All).await;
-                follow_up(&outcome, &mut backoff, &mut retry, &mut pending, &mut deadline, watch_plan.debounce);
+                follow_up(&outcome, &mut backoff, &mut retry, &mut pending, &mut deadline, &waits);
             }
         }
     }
@@ -370,23 +376,35 @@ impl Backoff {
     }
 }
 
+/// How long the scheduler waits before it runs files a run left: `debounce` for files that
+/// changed between scan and read (or that a full share of claims did not reach), `held` for
+/// files other nodes held claims on (a heartbeat: a live node has written them by then, or a
+/// dead node's lease runs out a few heartbeats later).
+struct FollowUpWaits {
+    debounce: Duration,
+    held: Duration,
+}
+
 /// What a run's outcome asks of the scheduler: a retry after backoff (retryable failure), a
-/// prompt run of the files that changed between scan and read, or nothing.
+/// run of the files it left (see [`FollowUpWaits`]), or nothing.
 fn follow_up(
     outcome: &RunOutcome,
     backoff: &mut Backoff,
     retry: &mut bool,
     pending: &mut BTreeSet<PathBuf>,
     deadline: &mut Option<Instant>,
-    debounce: Duration,
+    waits: &FollowUpWaits,
 ) {
     *retry = false;
     match outcome {
-        RunOutcome::Done { requeued } => {
+        RunOutcome::Done { requeued, held } => {
             backoff.failures = 0;
-            if !requeued.is_empty() {
-                pending.extend(requeued.iter().cloned());
-                deadline.get_or_insert_with(|| Instant::now() + debounce);
+            for (paths, wait) in [(requeued, waits.debounce), (held, waits.held)] {
+                if !paths.is_empty() {
+                    pending.extend(paths.iter().cloned());
+                    let at = Instant::now() + wait;
+                    *deadline = Some(deadline.map_or(at, |due| due.min(at)));
+                }
             }
         }
         RunOutcome::Failed { retryable: true } => {
@@ -403,9 +421,11 @@ fn follow_up(
 
 /// How a run ended, for the scheduler.
 enum RunOutcome {
-    /// Committed or had nothing to do; these files changed between scan and read.
+    /// Committed or had nothing to do; these files changed between scan and read, and these
+    /// other nodes held.
     Done {
         requeued: Vec<PathBuf>,
+        held: Vec<PathBuf>,
     },
     Failed {
         retryable: bool,
@@ -440,7 +460,7 @@ async fn execute(engine: &Arc<Engine>, metrics: &Arc<Metrics>, stats: &NodeStats
         Ok(Ok(summary)) => {
             stats.record(&summary);
             let label = if summary.version.is_some() { "committed" } else { "unchanged" };
-            (label, RunOutcome::Done { requeued: summary.requeued_paths })
+            (label, RunOutcome::Done { requeued: summary.requeued_paths, held: summary.held_paths })
         }
         Ok(Err(err)) => {
             let retryable = err.is_retryable();

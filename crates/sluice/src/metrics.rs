@@ -37,6 +37,20 @@ pub struct ModeLabels {
     pub mode: &'static str,
 }
 
+/// This process as a node of its catalog, to join its other metrics with `sluice nodes`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    pub node: String,
+    pub role: &'static str,
+}
+
+/// The catalog's nodes by role and by whether their heartbeat is recent.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub role: &'static str,
+    pub alive: &'static str,
+}
+
 fn duration_histogram() -> Histogram {
     // 1 ms .. ~65 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -59,6 +73,14 @@ pub struct Metrics {
     pub file_bytes: Counter,
     pub file_pages: Counter,
     pub file_tokens: Counter,
+    /// 1, labelled with this node's id and role.
+    pub node_info: Family<NodeLabels, Gauge>,
+    /// The newest version this node's indexes hold.
+    pub applied_version: Gauge,
+    /// Files this node holds claims on.
+    pub claimed_files: Gauge,
+    /// Nodes working on the pipeline's catalog, by role and liveness.
+    pub cluster_nodes: Family<ClusterLabels, Gauge>,
 }
 
 impl Metrics {
@@ -112,6 +134,22 @@ impl Metrics {
         registry.register("processed_pages", "Pages of the files processed", file_pages.clone());
         let file_tokens = Counter::default();
         registry.register("indexed_tokens", "Tokens of the chunks written", file_tokens.clone());
+        let node_info = Family::<NodeLabels, Gauge>::default();
+        registry.register("node_info", "This process as a node of its catalog (value 1)", node_info.clone());
+        let applied_version = Gauge::default();
+        registry.register(
+            "node_applied_version",
+            "Newest dataset version this node's indexes hold",
+            applied_version.clone(),
+        );
+        let claimed_files = Gauge::default();
+        registry.register("node_claimed_files", "Source files this node holds claims on", claimed_files.clone());
+        let cluster_nodes = Family::<ClusterLabels, Gauge>::default();
+        registry.register(
+            "cluster_nodes",
+            "Nodes working on the pipeline's catalog, by role and whether their heartbeat is recent",
+            cluster_nodes.clone(),
+        );
         Self {
             registry,
             documents,
@@ -128,6 +166,26 @@ impl Metrics {
             file_bytes,
             file_pages,
             file_tokens,
+            node_info,
+            applied_version,
+            claimed_files,
+            cluster_nodes,
+        }
+    }
+
+    /// Sets the node gauges from the catalog's list of nodes (`this` is this node's id).
+    pub fn record_nodes(&self, this: &str, applied: i64, nodes: &[sluice_store::NodeStatus]) {
+        self.applied_version.set(applied);
+        for role in [sluice_store::NodeRole::Writer, sluice_store::NodeRole::Query] {
+            for alive in [true, false] {
+                let count = nodes.iter().filter(|node| node.node.role == role && node.alive == alive).count();
+                let labels = ClusterLabels { role: role.as_str(), alive: if alive { "true" } else { "false" } };
+                self.cluster_nodes.get_or_create(&labels).set(count as i64);
+            }
+        }
+        if let Some(me) = nodes.iter().find(|node| node.node.id == this) {
+            self.claimed_files.set(me.claims as i64);
+            self.node_info.get_or_create(&NodeLabels { node: this.to_owned(), role: me.node.role.as_str() }).set(1);
         }
     }
 

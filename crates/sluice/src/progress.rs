@@ -26,8 +26,9 @@ impl Progress {
 }
 
 impl Observer for Progress {
+    // One `ingest` may be several runs (the batches a node claims on a shared catalog).
     fn started(&self, documents: usize) {
-        self.bar.set_length(documents as u64);
+        self.bar.inc_length(documents as u64);
     }
 
     fn document(&self, outcome: Outcome<'_>) {

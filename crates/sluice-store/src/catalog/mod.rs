@@ -447,8 +447,9 @@ pub trait Cluster {
     /// counters, and extends its claims to `lease_ms` from now.
     fn heartbeat(&self, node: &str, applied: Version, stats: &serde_json::Value, lease_ms: i64) -> Result<()>;
 
-    /// The pipeline's nodes, writers first, each with its live claims.
-    fn nodes(&self, pipeline: &str) -> Result<Vec<NodeStatus>>;
+    /// The pipeline's nodes, writers first, each with its live claims; one whose heartbeat is
+    /// older than `silent_after_ms` shows as not alive.
+    fn nodes(&self, pipeline: &str, silent_after_ms: i64) -> Result<Vec<NodeStatus>>;
 
     /// Forgets a node that stops cleanly; its claims return to the pool at once.
     fn remove_node(&self, node: &str) -> Result<()>;

@@ -6,6 +6,7 @@
 //! relies on; nothing is visible to searches before `commit`.
 
 mod tantivy;
+mod version_statistics;
 
 use sluice_core::{ChunkId, PointKey, Version};
 
@@ -25,6 +26,13 @@ pub trait LexicalIndex: Send + Sync {
 
     /// Deletes every chunk appearance that became visible at `version` (rollback).
     fn delete_added_at(&self, version: Version);
+
+    /// The keys of the chunk appearances `version` retired (their `valid_to` is `version`).
+    fn retired_at(&self, version: Version) -> Result<Vec<PointKey>>;
+
+    /// The keys of the chunk appearances visible at none of `retained` (sorted versions):
+    /// what retention removed from the catalog, found from the index alone.
+    fn unreachable(&self, retained: &[Version]) -> Result<Vec<PointKey>>;
 
     /// Drops every write since the last commit (after a failed commit).
     fn discard_uncommitted(&self) -> Result<()>;

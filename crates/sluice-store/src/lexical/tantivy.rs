@@ -12,7 +12,9 @@ use std::sync::Mutex;
 
 use sluice_core::{ChunkId, PointKey, ReadAccess, Version};
 use tantivy::collector::{DocSetCollector, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RangeQuery, TermSetQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RangeQuery, TermQuery, TermSetQuery,
+};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
@@ -21,12 +23,16 @@ use tantivy::tokenizer::{
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
+use super::version_statistics::VisibilityCache;
 use super::{LexicalAppearance, LexicalDoc, LexicalHit, LexicalIndex};
 use crate::error::{Result, StoreError};
 use crate::time_travel::Readable;
 
 /// Heap budget of the index writer; Tantivy flushes a segment when it is used up.
 const WRITER_HEAP_BYTES: usize = 64 << 20;
+/// How far a search widens to take in every hit tied with its last one, in multiples of the
+/// hits asked for (past it, a huge tie is cut where the index has it).
+const MAX_TIE_WIDENING: usize = 16;
 /// Share of deleted documents at which a segment is merged (rewritten without them).
 const DELETED_RATIO_BEFORE_MERGE: f32 = 0.3;
 
@@ -57,6 +63,8 @@ pub struct TantivyIndex {
     fields: Fields,
     writer: Mutex<IndexWriter>,
     reader: IndexReader,
+    /// Which documents recent versions see, for their BM25 statistics.
+    visibility: Mutex<VisibilityCache>,
 }
 
 /// The analyzer of every prose field, registered on each index at open.
@@ -131,7 +139,8 @@ impl TantivyIndex {
         let writer = index.writer_with_num_threads(1, WRITER_HEAP_BYTES)?;
         writer.set_merge_policy(merge_policy());
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok((Self { index, fields, writer: Mutex::new(writer), reader }, outdated))
+        let visibility = Mutex::default();
+        Ok((Self { index, fields, writer: Mutex::new(writer), reader, visibility }, outdated))
     }
 
     fn key_term(&self, key: &PointKey) -> Term {
@@ -143,7 +152,10 @@ impl TantivyIndex {
             RangeQuery::new(Bound::Unbounded, Bound::Included(Term::from_field_i64(self.fields.valid_from, version)));
         let to =
             RangeQuery::new(Bound::Excluded(Term::from_field_i64(self.fields.valid_to, version)), Bound::Unbounded);
-        BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, Box::new(from)), (Occur::Must, Box::new(to))])
+        // Filters score zero: Tantivy scores a range clause 1.0 in some segments and 0 in others
+        // (whether every document of the segment matches), which would reorder the hits.
+        let filter = |range: RangeQuery| -> Box<dyn Query> { Box::new(ConstScoreQuery::new(Box::new(range), 0.0)) };
+        BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, filter(from)), (Occur::Must, filter(to))])
     }
 
     fn key_of(&self, document: &TantivyDocument) -> Result<(ChunkId, Version)> {
@@ -202,6 +214,38 @@ impl LexicalIndex for TantivyIndex {
         writer.delete_term(Term::from_field_i64(self.fields.valid_from, version));
     }
 
+    fn retired_at(&self, version: Version) -> Result<Vec<PointKey>> {
+        let searcher = self.reader.searcher();
+        let retired = TermQuery::new(Term::from_field_i64(self.fields.valid_to, version), IndexRecordOption::Basic);
+        let mut keys = Vec::new();
+        for address in searcher.search(&retired, &DocSetCollector)? {
+            let (chunk, valid_from) = self.key_of(&searcher.doc(address)?)?;
+            keys.push(PointKey { chunk, valid_from });
+        }
+        keys.sort_by_key(|key| (key.valid_from, key.chunk));
+        Ok(keys)
+    }
+
+    fn unreachable(&self, retained: &[Version]) -> Result<Vec<PointKey>> {
+        let searcher = self.reader.searcher();
+        let mut keys = Vec::new();
+        for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+            let valid_from = segment.fast_fields().i64("valid_from")?;
+            let valid_to = segment.fast_fields().i64("valid_to")?;
+            for doc in segment.doc_ids_alive() {
+                let (from, to) = (valid_from.first(doc).unwrap_or(0), valid_to.first(doc).unwrap_or(0));
+                // The first retained version at or after `from` is the one that could see it.
+                let first_seen = retained.get(retained.partition_point(|&version| version < from));
+                if first_seen.is_none_or(|&version| version >= to) {
+                    let (chunk, valid_from) =
+                        self.key_of(&searcher.doc(tantivy::DocAddress::new(ordinal as u32, doc))?)?;
+                    keys.push(PointKey { chunk, valid_from });
+                }
+            }
+        }
+        Ok(keys)
+    }
+
     /// Drops every write since the last commit. A commit that failed (a full disk) can leave
     /// the writer with half-flushed work, or stopped: this gives it a fresh start.
     fn discard_uncommitted(&self) -> Result<()> {
@@ -220,7 +264,8 @@ impl LexicalIndex for TantivyIndex {
 
     /// BM25 search over text and title, restricted to chunks visible at `version` that
     /// `access` may read. Both restrictions are clauses of the query itself (scoring zero), so
-    /// the top `limit` are the best *readable* chunks, not what is left of the best ones.
+    /// the top `limit` are the best *readable* chunks, not what is left of the best ones. The
+    /// BM25 statistics are those of the version (`version_statistics.rs`).
     fn search(&self, query: &str, version: Version, readable: Readable<'_>, limit: usize) -> Result<Vec<LexicalHit>> {
         let (access, hidden_docs) = (readable.access, readable.hidden_docs);
         let parser =
@@ -239,14 +284,33 @@ impl LexicalIndex for TantivyIndex {
             query = BooleanQuery::new(vec![(Occur::Must, Box::new(query)), (Occur::MustNot, Box::new(hidden))]);
         }
         let searcher = self.reader.searcher();
-        let top = searcher.search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
-        top.into_iter()
+        let statistics = VisibilityCache::statistics(&self.visibility, &searcher, version)?;
+        // Equal scores are ordered by chunk id, not by where documents sit in the index (which
+        // differs between nodes and changes as segments merge). So the hits at the cut must
+        // include every document tied with the last one kept: one more than asked for, and more
+        // while the extra one ties with the cut.
+        let limit = limit.max(1);
+        let mut wanted = limit + 1;
+        let top = loop {
+            let collector = TopDocs::with_limit(wanted).order_by_score();
+            let top = searcher.search_with_statistics_provider(&query, &collector, &statistics)?;
+            let tie_goes_on = top.len() == wanted && top[wanted - 1].0 == top[limit - 1].0;
+            if !tie_goes_on || wanted >= limit * MAX_TIE_WIDENING {
+                break top;
+            }
+            wanted *= 2;
+        };
+        let mut hits = top
+            .into_iter()
             .map(|(score, address)| {
                 let document: TantivyDocument = searcher.doc(address)?;
                 let (chunk_id, valid_from) = self.key_of(&document)?;
                 Ok(LexicalHit { chunk_id, valid_from, score })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
+        hits.truncate(limit);
+        Ok(hits)
     }
 
     /// Chunk ids of every document visible at `version`, sorted.
@@ -289,5 +353,102 @@ impl LexicalIndex for TantivyIndex {
     /// Documents in the index, whatever their versions.
     fn doc_count(&self) -> u64 {
         self.reader.searcher().num_docs()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_core::VERSION_OPEN;
+
+    use super::*;
+
+    const TEXTS: [&str; 4] = [
+        "tidal energy from the estuary barrage",
+        "the barrage holds back the estuary at high tide",
+        "estuary birds feed on the mudflats",
+        "energy prices rose in the winter",
+    ];
+
+    fn doc(index: usize, valid_from: Version, valid_to: Version) -> LexicalDoc<'static> {
+        LexicalDoc {
+            key: PointKey { chunk: ChunkId::from_bytes([index as u8; 32]), valid_from },
+            valid_to,
+            doc_id: format!("doc{index}"),
+            path: "a.txt",
+            title: None,
+            text: TEXTS[index],
+            headings: &[],
+            readers: &[],
+        }
+    }
+
+    fn scores(index: &TantivyIndex, version: Version) -> Vec<(ChunkId, f32)> {
+        let hits = index.search("estuary energy", version, Readable::unrestricted(), 10).unwrap();
+        hits.into_iter().map(|hit| (hit.chunk_id, hit.score)).collect()
+    }
+
+    /// The same chunks visible at a version score the same, whatever else the index holds:
+    /// other versions' appearances, deleted copies of re-written documents, several segments.
+    #[test]
+    fn scores_at_a_version_do_not_depend_on_the_index_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, _) = TantivyIndex::open(&dir.path().join("plain")).unwrap();
+        plain.put(&(0..3).map(|i| doc(i, 1, VERSION_OPEN)).collect::<Vec<_>>()).unwrap();
+        plain.commit().unwrap();
+
+        let (busy, _) = TantivyIndex::open(&dir.path().join("busy")).unwrap();
+        // Version 1 seen with a fourth chunk that version 2 retires, in segments of their own,
+        // and every document written twice (a deleted copy each).
+        for _ in 0..2 {
+            busy.put(&(0..4).map(|i| doc(i, 1, VERSION_OPEN)).collect::<Vec<_>>()).unwrap();
+            busy.commit().unwrap();
+        }
+        busy.put(&[doc(3, 1, 2)]).unwrap();
+        busy.put(&[doc(2, 1, 2), doc(2, 2, VERSION_OPEN)]).unwrap();
+        busy.commit().unwrap();
+
+        let at_two = scores(&busy, 2);
+        assert_eq!(at_two.len(), 3, "{at_two:?}");
+        assert_eq!(at_two, scores(&plain, 1));
+    }
+
+    /// Hits with equal scores come in chunk id order, and the cut keeps the same ones, whatever
+    /// order the index holds them in.
+    #[test]
+    fn ties_are_ordered_by_chunk_id_not_by_position_in_the_index() {
+        let twin = |byte: u8| LexicalDoc {
+            key: PointKey { chunk: ChunkId::from_bytes([byte; 32]), valid_from: 1 },
+            text: "tidal estuary",
+            ..doc(0, 1, VERSION_OPEN)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut answers = Vec::new();
+        for (name, order) in [("up", [1u8, 2, 3, 4, 5]), ("down", [5, 4, 3, 2, 1])] {
+            let (index, _) = TantivyIndex::open(&dir.path().join(name)).unwrap();
+            for byte in order {
+                index.put(&[twin(byte)]).unwrap();
+                index.commit().unwrap(); // a segment each
+            }
+            let hits = index.search("estuary", 1, Readable::unrestricted(), 2).unwrap();
+            answers.push(hits.into_iter().map(|hit| hit.chunk_id).collect::<Vec<_>>());
+        }
+        assert_eq!(answers[0], [ChunkId::from_bytes([1; 32]), ChunkId::from_bytes([2; 32])]);
+        assert_eq!(answers[1], answers[0]);
+    }
+
+    /// What retention or a rollback elsewhere leaves behind is found from the index alone.
+    #[test]
+    fn finds_what_a_version_retired_and_what_no_retained_version_sees() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, _) = TantivyIndex::open(dir.path()).unwrap();
+        index.put(&[doc(0, 1, 3), doc(1, 2, VERSION_OPEN), doc(2, 4, 5)]).unwrap();
+        index.commit().unwrap();
+        let key = |i: u8, valid_from| PointKey { chunk: ChunkId::from_bytes([i; 32]), valid_from };
+        assert_eq!(index.retired_at(3).unwrap(), [key(0, 1)]);
+        assert_eq!(index.retired_at(4).unwrap(), []);
+        let mut unreachable = index.unreachable(&[3, 5]).unwrap();
+        unreachable.sort_by_key(|key| key.valid_from);
+        assert_eq!(unreachable, [key(0, 1), key(2, 4)]);
+        assert_eq!(index.unreachable(&[1, 2, 4]).unwrap(), []);
     }
 }

@@ -200,6 +200,12 @@ impl ModelIndexes {
         Ok(())
     }
 
+    /// Deletes these points from every model's index, whichever holds them (retention another
+    /// node did, found from this node's lexical index, which does not know the models).
+    pub(crate) fn delete_everywhere(&self, keys: &[PointKey]) -> Result<()> {
+        self.all()?.iter().try_for_each(|(_, index)| index.delete(keys))
+    }
+
     /// Undoes version N in every model's index.
     pub(crate) fn roll_back(&self, version: Version) -> Result<()> {
         self.all()?.iter().try_for_each(|(_, index)| index.roll_back(version))
