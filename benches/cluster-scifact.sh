@@ -81,7 +81,7 @@ start=$(seconds); ingest "$work/single" "$work/single.toml"; single_s=$(python3 
 export_live "$work/single" "$work/single.toml" "$work/single.jsonl"
 
 echo "== 2. one writer node, PostgreSQL + Qdrant server"
-pipeline one one 1000000
+pipeline one one 100000
 start=$(seconds); ingest "$work/one" "$work/one.toml"; one_s=$(python3 -c "print($(seconds) - $start)")
 export_live "$work/one" "$work/one.toml" "$work/one.jsonl"
 cmp "$work/single.jsonl" "$work/one.jsonl" && echo "live export byte-identical to the embedded single node"

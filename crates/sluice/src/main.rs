@@ -415,7 +415,7 @@ fn init_logging(default_filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter))
         // The PostgreSQL driver logs every statement's parameters at debug level: chunk text and
         // PII would reach the log. Its warnings and errors are enough.
-        .add_directive("tokio_postgres=info".parse().expect("a valid directive"));
+        .add_directive("tokio_postgres=warn".parse().expect("a valid directive"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 

@@ -107,7 +107,8 @@ impl PostgresDatabase {
         let result = (|| {
             // Two nodes starting together: one migrates, the other waits and finds it done.
             session.batch(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({}); CREATE SCHEMA IF NOT EXISTS {schema};
+                "BEGIN; SET LOCAL client_min_messages = warning; SELECT pg_advisory_xact_lock({});
+                 CREATE SCHEMA IF NOT EXISTS {schema};
                  CREATE TABLE IF NOT EXISTS meta (key TEXT COLLATE \"C\" PRIMARY KEY, value TEXT NOT NULL);",
                 lock_key("catalog migrations", schema)
             ))?;
