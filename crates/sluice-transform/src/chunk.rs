@@ -5,10 +5,10 @@
 //!
 //! Chunks follow the document's structure. A window of at most `max_tokens` prefers to end
 //! before a heading (a new section), else where any block ends (never right after a heading,
-//! which belongs with what it introduces), else after a sentence, as long as that keeps it at
-//! least half full. A window that ends at a block boundary is followed by one starting at the
-//! next block; only a block split across windows is overlapped, by `overlap_tokens`, and never
-//! back into the block before it. Every chunk carries the heading path it sits under, each
+//! which belongs with what it introduces), else after a sentence (ended as any script ends one,
+//! `SENTENCE_ENDS`: 。 as well as .), as long as that keeps it at least half full. A window that
+//! ends at a block boundary is followed by one starting at the next block; only a block split
+//! across windows is overlapped, by `overlap_tokens`, and never back into the block before it. Every chunk carries the heading path it sits under, each
 //! heading cut to `MAX_HEADING_CHARS` (a hostile document's "heading" can be megabytes, and
 //! every chunk under it repeats the path).
 //!
@@ -23,7 +23,7 @@ use tokenizers::Tokenizer;
 use crate::clean::CLEAN_VERSION;
 
 /// Version of the chunking algorithm; part of the fingerprint.
-pub const CHUNKER_VERSION: &str = "3";
+pub const CHUNKER_VERSION: &str = "4";
 /// Characters of one heading kept in a chunk's heading path.
 pub const MAX_HEADING_CHARS: usize = 200;
 /// Headings kept in a path (the outermost ones).
@@ -164,12 +164,20 @@ impl Chunker {
         if let Some(end) = boundaries().find(|&end| !is_heading(&tokens[end - 1])) {
             return end;
         }
-        let sentence_end = (earliest + 1..=hard_end)
-            .rev()
-            .find(|&end| text[..tokens[end - 1].end].ends_with(['.', '!', '?', ';', ':']));
+        let sentence_end =
+            (earliest + 1..=hard_end).rev().find(|&end| text[..tokens[end - 1].end].ends_with(SENTENCE_ENDS));
         sentence_end.unwrap_or(hard_end)
     }
 }
+
+/// Characters that end a sentence (or a clause worth ending a chunk on), in the scripts that
+/// have their own: Latin, full-width CJK (Chinese and Japanese write no space after them),
+/// half-width Japanese, Arabic, Devanagari and Bengali (danda), Armenian, Ethiopic, Greek,
+/// Myanmar, Khmer and Tibetan, and the ellipsis.
+const SENTENCE_ENDS: [char; 24] = [
+    '.', '!', '?', ';', ':', '。', '！', '？', '；', '：', '｡', '؟', '؛', '۔', '।', '॥', '։', '።', '፧', '\u{037E}',
+    '။', '។', '།', '…',
+];
 
 /// Where the tokenizer segment starting at `start` ends: at most `SEGMENT_BYTES` on, just after
 /// the last whitespace before that (a character boundary when there is none).

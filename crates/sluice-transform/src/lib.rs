@@ -8,6 +8,7 @@
 
 pub mod chunk;
 pub mod clean;
+pub mod language;
 pub mod pii;
 pub mod quality;
 pub mod redact;

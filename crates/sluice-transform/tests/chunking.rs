@@ -204,3 +204,22 @@ fn pathological_text_makes_small_chunks_and_short_heading_paths() {
     }
     assert_eq!(covered, chars.len());
 }
+
+/// A long paragraph of Chinese sentences, which have no spaces and end with 。: chunks end at
+/// a sentence end, not in the middle of one.
+#[test]
+fn chinese_text_is_cut_at_its_own_sentence_ends() {
+    let sentence = "資料庫管理系統會定期備份所有的設定檔案與使用者資料。";
+    let text: String = (0..40).map(|i| sentence.replace("所有", if i % 2 == 0 { "所有" } else { "全部" })).collect();
+    let document = normalize(ExtractedDocument {
+        format: "text".into(),
+        blocks: vec![Block { kind: BlockKind::Paragraph, text, page: None }],
+        ..Default::default()
+    });
+    let chunker = Chunker::new(&tokenizer_json(), 64, 0).unwrap();
+    let chunks = chunker.chunk(&document).unwrap();
+    assert!(chunks.len() > 3, "{} chunks", chunks.len());
+    for chunk in &chunks[..chunks.len() - 1] {
+        assert!(chunk.text.ends_with('。'), "a chunk ends mid-sentence: {:?}", chunk.text);
+    }
+}
