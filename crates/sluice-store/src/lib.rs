@@ -154,11 +154,15 @@ impl Store {
         Ok(store)
     }
 
-    /// Opening on a catalog other nodes write: recovery and the lexical index's catch-up run
-    /// under the pipeline's lock, when no other node is writing, so a pending version found is
-    /// a dead node's (rolled back) and no half-written version reaches this node's index.
+    /// Opening on a catalog other nodes write: the vector index's check (and refill), recovery
+    /// and the lexical index's catch-up run under the pipeline's lock, when no other node is
+    /// writing, so a pending version found is a dead node's (rolled back) and no half-written
+    /// version reaches this node's index.
     fn open_shared(&self, lexical_outdated: bool) -> Result<()> {
         let pipeline = self.pipeline.as_str();
+        let held = self.catalog.lock_pipeline(pipeline)?;
+        // Under the lock too: a refill of a shared collection that found it short while another
+        // node was writing (or collecting garbage) would put back points that node just removed.
         if let Err(err) = self.prepare_vectors() {
             match err {
                 StoreError::Unavailable(reason) => {
@@ -167,7 +171,6 @@ impl Store {
                 err => return Err(err),
             }
         }
-        let held = self.catalog.lock_pipeline(pipeline)?;
         match self.recover() {
             Err(StoreError::Unavailable(reason)) => {
                 warn!(pipeline, %reason, "cannot roll back a dead node's version yet; the next run does")
