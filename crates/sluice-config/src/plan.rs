@@ -315,27 +315,12 @@ pub struct PostgresPlan {
 }
 
 impl CatalogPlan {
-    /// How long a node's claims last without a heartbeat (nodes exist on a shared catalog).
-    pub fn lease(&self) -> Duration {
+    /// How nodes share the catalog (leases, heartbeat, claims): `[store.postgres]`'s settings,
+    /// or their defaults on SQLite (one node).
+    pub fn node_settings(&self) -> std::borrow::Cow<'_, PostgresPlan> {
         match self {
-            CatalogPlan::Postgres(plan) => plan.lease,
-            CatalogPlan::Sqlite => PostgresPlan::default().lease,
-        }
-    }
-
-    /// Changed files a writer node claims per run.
-    pub fn claim_batch(&self) -> usize {
-        match self {
-            CatalogPlan::Postgres(plan) => plan.claim_batch,
-            CatalogPlan::Sqlite => PostgresPlan::default().claim_batch,
-        }
-    }
-
-    /// How often a node says it is alive.
-    pub fn heartbeat(&self) -> Duration {
-        match self {
-            CatalogPlan::Postgres(plan) => plan.heartbeat,
-            CatalogPlan::Sqlite => PostgresPlan::default().heartbeat,
+            CatalogPlan::Postgres(plan) => std::borrow::Cow::Borrowed(plan),
+            CatalogPlan::Sqlite => std::borrow::Cow::Owned(PostgresPlan::default()),
         }
     }
 }

@@ -248,8 +248,8 @@ impl Engine {
         let node = sluice_store::NodeRecord::this_process(&self.plan.name, role, address, &self.data_dir)?;
         let applied = self.store.applied_version_handle();
         let report: Arc<node::Report> = Arc::new(move || (applied.load(std::sync::atomic::Ordering::Relaxed), stats()));
-        let catalog = &self.plan.store.catalog;
-        let timing = (catalog.heartbeat(), catalog.lease());
+        let settings = self.plan.store.catalog.node_settings();
+        let timing = (settings.heartbeat, settings.lease);
         let joined = node::Membership::join(self.store.shared_catalog(), node, report, timing)?;
         let id = joined.id().to_owned();
         *membership = Some(joined);

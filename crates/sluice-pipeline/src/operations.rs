@@ -105,7 +105,7 @@ impl<'a> Operations<'a> {
 
     /// The nodes working on the pipeline's catalog: role, claims, applied version, heartbeat.
     pub fn nodes(&self) -> Result<Vec<sluice_store::NodeStatus>, PipelineError> {
-        let silent_after = self.plan.store.catalog.lease();
+        let silent_after = self.plan.store.catalog.node_settings().lease;
         Ok(self.catalog.nodes(self.name(), silent_after.as_millis() as i64)?)
     }
 

@@ -32,8 +32,8 @@ pub(crate) fn run(engine: &Engine, scope: &Scope, observer: &dyn Observer) -> Re
         return Ok(planned.summary);
     }
     let keys: Vec<FileKey> = files.iter().map(|(key, _)| key.clone()).collect();
-    let lease_ms = engine.plan.store.catalog.lease().as_millis() as i64;
-    let claim_batch = engine.plan.store.catalog.claim_batch();
+    let settings = engine.plan.store.catalog.node_settings();
+    let (lease_ms, claim_batch) = (settings.lease.as_millis() as i64, settings.claim_batch);
     let claimed = catalog.claim_files(pipeline, &node, &keys, lease_ms, claim_batch)?;
     if claimed.is_empty() {
         debug!(pipeline, files = files.len(), "other nodes hold every changed file");

@@ -123,7 +123,7 @@ impl Store {
             lexical,
             applied: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0)),
             expired_seen: std::sync::atomic::AtomicUsize::new(usize::MAX),
-            takeover_grace: plan.catalog.heartbeat(),
+            takeover_grace: plan.catalog.node_settings().heartbeat,
             shares_catalog: matches!(plan.catalog, sluice_config::CatalogPlan::Postgres(_)),
             applied_file: lexical_path.join("applied-version"),
             shares_vectors: matches!(plan.vectors, VectorsPlan::Qdrant(_)),
@@ -207,7 +207,12 @@ impl Store {
         let applied = self.applied_version();
         let versions = self.catalog.versions(&self.pipeline)?;
         if versions.iter().any(|info| info.version == applied && info.state == VersionState::Expired) {
-            let newest = self.newest_committed()?;
+            let newest = versions
+                .iter()
+                .filter(|info| info.state == VersionState::Committed)
+                .map(|info| info.version)
+                .max()
+                .unwrap_or(applied);
             let fixed = self.resync()?;
             self.expired_seen.store(
                 versions.iter().filter(|info| info.state == VersionState::Expired).count(),

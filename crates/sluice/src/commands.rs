@@ -57,7 +57,7 @@ pub fn ingest(
         let next = if !summary.requeued_paths.is_empty() {
             std::mem::take(&mut summary.requeued_paths)
         } else if !summary.held_paths.is_empty() {
-            std::thread::sleep(engine.plan().store.catalog.heartbeat());
+            std::thread::sleep(engine.plan().store.catalog.node_settings().heartbeat);
             std::mem::take(&mut summary.held_paths)
         } else {
             break;

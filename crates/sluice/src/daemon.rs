@@ -297,7 +297,8 @@ async fn schedule(
     let _watcher = watch_roots(&engine, events_tx, overflowed.clone());
 
     let watch_plan = engine.plan().watch.clone();
-    let waits = FollowUpWaits { debounce: watch_plan.debounce, held: engine.plan().store.catalog.heartbeat() };
+    let waits =
+        FollowUpWaits { debounce: watch_plan.debounce, held: engine.plan().store.catalog.node_settings().heartbeat };
     let mut reconcile =
         tokio::time::interval_at(Instant::now() + watch_plan.reconcile_interval, watch_plan.reconcile_interval);
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
