@@ -114,6 +114,8 @@ fn main() {
                 text: &texts[i],
                 headings: &[],
                 readers: &readers[i % GROUPS],
+                language: Some("eng"),
+                facets: Default::default(),
             })
             .collect();
         lexical.put(&docs).expect("put");
@@ -137,10 +139,10 @@ fn main() {
     let mut rows = Vec::new();
     for (name, access) in &cases {
         let bm25 = median_ms(|i| {
-            lexical.search(&words[i], 1, Readable { access, hidden_docs: &[] }, 10).expect("lexical");
+            lexical.search(&words[i], 1, Readable::by(access, &[]), 10).expect("lexical");
         });
         let exact = median_ms(|i| {
-            dense(&vectors, &queries[i], Readable { access, hidden_docs: &[] }, true);
+            dense(&vectors, &queries[i], Readable::by(access, &[]), true);
         });
         rows.push((name, bm25, exact));
     }
@@ -149,7 +151,7 @@ fn main() {
         .iter()
         .map(|(_, access)| {
             median_ms(|i| {
-                dense(&vectors, &queries[i], Readable { access, hidden_docs: &[] }, false);
+                dense(&vectors, &queries[i], Readable::by(access, &[]), false);
             })
         })
         .collect();

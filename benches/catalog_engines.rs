@@ -72,6 +72,7 @@ fn document(index: usize, text: &str, edition: u32) -> DocumentWrite {
                 token_count: length / 4,
                 heading_path: Vec::new(),
                 pii: Vec::new(),
+                language: None,
             };
             start += length;
             let vector = (0..DIMENSION).map(|i| ((i + ordinal + index) % 17) as f32 / 17.0).collect();
@@ -97,6 +98,8 @@ fn document(index: usize, text: &str, edition: u32) -> DocumentWrite {
             added_reason: ChangeReason::New,
             readers: Acl::default(),
             pii: Default::default(),
+            language: None,
+            metadata: Default::default(),
         },
         chunks,
     }

@@ -89,6 +89,7 @@ fn search_with_sync_audit(engine: &Engine, query: &str, mode: SearchMode) {
             hnsw_ef: search.hnsw_ef,
             access: &ReadAccess::Unrestricted,
             hidden_docs: &[],
+            filter: &Default::default(),
         })
         .unwrap();
     let ids: Vec<String> = hits.iter().map(|hit| hit.chunk_id.to_hex()).collect();

@@ -89,7 +89,7 @@ fn percentiles(mut samples: Vec<Duration>) -> [f64; 2] {
 
 /// p50/p95 of the dense top 10 at version 1, for `access`.
 fn latencies(index: &dyn VectorIndex, queries: &[Vec<f32>], access: &ReadAccess) -> [f64; 2] {
-    let readable = Readable { access, hidden_docs: &[] };
+    let readable = Readable::by(access, &[]);
     let mut samples = Vec::with_capacity(queries.len());
     for vector in queries {
         let query = DenseQuery { vector, version: 1, readable, limit: 10, hnsw_ef: 256, exact: false };

@@ -103,6 +103,7 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
             token_count: 8,
             heading_path: Vec::new(),
             pii: Vec::new(),
+            language: None,
         };
         let fingerprint = Fingerprint::of("chunk", "test");
         writer
@@ -125,6 +126,8 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
                     added_reason: ChangeReason::New,
                     readers: sluice_core::Acl::new(["everyone".to_owned()]),
                     pii: Default::default(),
+                    language: None,
+                    metadata: Default::default(),
                 },
                 chunks: vec![NewChunk {
                     id: ChunkId::new(doc_id, content_hash, fingerprint, 0),

@@ -102,4 +102,76 @@ pub struct Chunk {
     /// Kinds of personal data found in the text (`email`, `iban`, ...), sorted; empty unless
     /// the pipeline's PII stage tags or masks.
     pub pii: Vec<String>,
+    /// ISO 639-3 code of the chunk's language (`eng`, `deu`, `cmn`, ...), from the enrich
+    /// stage; `None` when neither it nor its document says enough to tell.
+    #[serde(default)]
+    pub language: Option<String>,
+}
+
+/// What a document says about itself, beyond its text: stored with the document (as JSON in
+/// the catalog), carried in both indexes as filterable fields, shown in lineage and exported.
+/// Dates are UTC, RFC 3339 with seconds (`2024-05-01T09:30:00Z`), so they sort as text.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentMetadata {
+    /// Who wrote it: the document properties' creator, a PDF's Author, an e-mail's From, an
+    /// HTML page's `author` meta.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authors: Vec<String>,
+    /// An e-mail's To and Cc.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    /// An e-mail's Subject, a document's subject property.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// When the document says it was written (properties, PDF info, an e-mail's Date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<String>,
+    /// The first date found in the text, for a document that has no date of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_in_text: Option<String>,
+    /// The media type of its format (`application/pdf`, `message/rfc822`, ...).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mime_type: String,
+    /// The source file's modification time when it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_modified: Option<String>,
+}
+
+impl DocumentMetadata {
+    /// The date that dates the document: its own creation date, else its modification date,
+    /// else one found in its text, else the file's time.
+    pub fn date(&self) -> Option<&str> {
+        self.created
+            .as_deref()
+            .or(self.modified.as_deref())
+            .or(self.date_in_text.as_deref())
+            .or(self.file_modified.as_deref())
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("metadata serialises")
+    }
+
+    /// A moment as the metadata writes it: UTC, RFC 3339, whole seconds.
+    pub fn format_date(at: chrono::DateTime<chrono::Utc>) -> String {
+        at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }
+
+    /// A file time (nanoseconds since the epoch) as the metadata writes it.
+    pub fn format_file_time(unix_ns: i64) -> String {
+        Self::format_date(chrono::DateTime::from_timestamp_nanos(unix_ns))
+    }
+
+    /// Seconds since the epoch of a date this metadata wrote; for range filters.
+    pub fn parse_date(date: &str) -> Option<i64> {
+        chrono::DateTime::parse_from_rfc3339(date).ok().map(|at| at.timestamp())
+    }
+
+    /// Reads what [`DocumentMetadata::to_json`] wrote; an empty or older object reads as empty
+    /// fields.
+    pub fn from_json(json: &str) -> Option<Self> {
+        serde_json::from_str(json).ok()
+    }
 }

@@ -9,6 +9,7 @@ pub mod access;
 pub mod compute;
 pub mod document;
 pub mod error_kind;
+pub mod filter;
 pub mod fingerprint;
 pub mod ids;
 pub mod records;
@@ -17,8 +18,11 @@ pub mod version;
 
 pub use access::{Acl, EVERYONE, PUBLIC, Principal, ReadAccess};
 pub use compute::{DevicePreference, Precision};
-pub use document::{Block, BlockKind, BlockSpan, Chunk, EmbeddedFile, ExtractedDocument, NormalizedDocument};
+pub use document::{
+    Block, BlockKind, BlockSpan, Chunk, DocumentMetadata, EmbeddedFile, ExtractedDocument, NormalizedDocument,
+};
 pub use error_kind::ErrorKind;
+pub use filter::{DocumentFacets, NormalizedFilter, SearchFilter};
 pub use fingerprint::Fingerprint;
 pub use ids::{ChunkId, ContentHash, DocumentId, PointKey, TextHash};
 pub use stage::{Stage, StageFailure};

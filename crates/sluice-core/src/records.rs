@@ -5,7 +5,7 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-use crate::{Acl, Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, PointKey, TextHash, Version};
+use crate::{Acl, Chunk, ChunkId, ContentHash, DocumentId, DocumentMetadata, Fingerprint, PointKey, TextHash, Version};
 
 /// How a file ended up, as remembered by the ledger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -177,6 +177,10 @@ pub struct NewDocument {
     pub readers: Acl,
     /// PII found, per kind (values are never kept).
     pub pii: BTreeMap<String, usize>,
+    /// ISO 639-3 code of its language (its chunks carry their own).
+    pub language: Option<String>,
+    /// What the document says about itself (authors, dates, ...) and where it lives.
+    pub metadata: DocumentMetadata,
 }
 
 impl NewDocument {
@@ -216,6 +220,8 @@ pub struct ReusableDocument {
     pub page_count: Option<u32>,
     pub chunks: Vec<Chunk>,
     pub pii: BTreeMap<String, usize>,
+    pub language: Option<String>,
+    pub metadata: DocumentMetadata,
 }
 
 /// One stored appearance of a chunk: the one chunk record that storage keeps and that search
@@ -227,6 +233,8 @@ pub struct StoredChunk {
     pub valid_to: Version,
     pub doc_id: DocumentId,
     pub path: String,
+    /// The source root the document was found under.
+    pub source: String,
     pub title: Option<String>,
     pub ordinal: u32,
     pub text: String,
@@ -240,6 +248,10 @@ pub struct StoredChunk {
     pub readers: Acl,
     /// PII kinds found in the text.
     pub pii: Vec<String>,
+    /// ISO 639-3 code of the chunk's language.
+    pub language: Option<String>,
+    /// The document's metadata.
+    pub metadata: DocumentMetadata,
     /// The document version (blake3 of its bytes).
     pub content_hash: ContentHash,
     /// The document's format (`pdf`, `docx`, ...).

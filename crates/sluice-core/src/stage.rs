@@ -15,6 +15,8 @@ pub enum Stage {
     Clean,
     Dedup,
     Chunk,
+    /// Language (and, to come, metadata) of chunks and documents.
+    Enrich,
     Embed,
     Write,
 }
@@ -27,6 +29,7 @@ impl Stage {
             Stage::Clean => "clean",
             Stage::Dedup => "dedup",
             Stage::Chunk => "chunk",
+            Stage::Enrich => "enrich",
             Stage::Embed => "embed",
             Stage::Write => "write",
         }

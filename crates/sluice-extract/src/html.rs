@@ -48,7 +48,44 @@ pub(crate) fn extract(source: &str) -> Result<ExtractedDocument, ExtractError> {
     let root = main_content(body).unwrap_or(body);
     let mut walker = Walker::default();
     walker.walk(root);
-    Ok(ExtractedDocument { format: "html".into(), title, blocks: walker.blocks, ..Default::default() })
+    let metadata = meta_fields(&page);
+    Ok(ExtractedDocument { format: "html".into(), title, blocks: walker.blocks, metadata, ..Default::default() })
+}
+
+/// `<meta>` names (and Open Graph properties) that say who wrote a page and when, as
+/// metadata pairs (see `metadata.rs` for the names).
+const META_FIELDS: &[(&str, &str)] = &[
+    ("author", "author"),
+    ("dc.creator", "author"),
+    ("article:author", "author"),
+    ("dc.subject", "subject"),
+    ("date", "created"),
+    ("dc.date", "created"),
+    ("dcterms.created", "created"),
+    ("dc.date.created", "created"),
+    ("article:published_time", "created"),
+    ("dcterms.modified", "modified"),
+    ("last-modified", "modified"),
+    ("article:modified_time", "modified"),
+];
+/// Characters kept of one `<meta>` value.
+const MAX_META_CHARS: usize = 1_000;
+
+fn meta_fields(page: &Html) -> Vec<(String, String)> {
+    let Ok(selector) = Selector::parse("meta[content]") else { return Vec::new() };
+    let mut fields = Vec::new();
+    for meta in page.select(&selector) {
+        let element = meta.value();
+        let Some(key) = element.attr("name").or_else(|| element.attr("property")) else { continue };
+        let key = key.trim().to_ascii_lowercase();
+        let Some((_, name)) = META_FIELDS.iter().find(|(meta_name, _)| *meta_name == key) else { continue };
+        let value: String =
+            collapse_whitespace(element.attr("content").unwrap_or_default()).chars().take(MAX_META_CHARS).collect();
+        if !value.is_empty() {
+            fields.push(((*name).to_owned(), value));
+        }
+    }
+    fields
 }
 
 /// Elements that mark a page's main content, most specific first.
@@ -270,6 +307,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn who_wrote_a_page_and_when() {
+        let doc = extract(
+            r#"<html><head><title>Notes</title><meta name="Author" content=" Ana  Díaz ">
+               <meta property="article:published_time" content="2024-05-01T09:30:00+02:00">
+               <meta name="description" content="not kept"></head><body><p>Text.</p></body></html>"#,
+        )
+        .unwrap();
+        assert_eq!(
+            doc.metadata,
+            [
+                ("author".to_owned(), "Ana Díaz".to_owned()),
+                ("created".to_owned(), "2024-05-01T09:30:00+02:00".to_owned())
+            ]
+        );
+    }
+
+    #[test]
     fn keeps_title_and_content_drops_chrome() {
         let doc = extract(
             r#"<html><head><title> The  Page </title><style>p{}</style></head>
@@ -283,6 +337,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(doc.title.as_deref(), Some("The Page"));
+        assert!(doc.metadata.is_empty(), "{:?}", doc.metadata);
         let blocks: Vec<(BlockKind, &str)> = doc.blocks.iter().map(|b| (b.kind, b.text.as_str())).collect();
         assert_eq!(
             blocks,

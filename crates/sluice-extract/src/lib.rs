@@ -10,6 +10,7 @@ mod email;
 mod html;
 mod limits;
 mod markdown;
+pub mod metadata;
 mod office;
 mod package;
 mod pdf;
@@ -27,7 +28,7 @@ pub use sniff::{Format, sniff};
 pub use tree::{ExtractedChild, ExtractedFile, extract_file, panic_message};
 
 /// Version of the extraction code; part of the extract stage's fingerprint.
-pub const EXTRACTOR_VERSION: &str = "2";
+pub const EXTRACTOR_VERSION: &str = "3";
 
 /// Why a document could not be extracted.
 #[derive(Debug, thiserror::Error)]

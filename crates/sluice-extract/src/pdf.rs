@@ -62,10 +62,47 @@ pub(crate) fn extract(bytes: &[u8], limits: &Limits) -> Result<ExtractedDocument
             return Err(ExtractError::Malformed { format: "PDF", detail });
         }
     }
+    let (title, metadata) = info(&document);
     Ok(ExtractedDocument {
         format: "pdf".into(),
+        title,
         blocks,
         page_count: Some(u32::try_from(pages.len()).unwrap_or(u32::MAX)),
+        metadata,
         ..Default::default()
     })
+}
+
+/// Characters kept of one document-information field (a hostile file can make it megabytes).
+const MAX_INFO_CHARS: usize = 1_000;
+
+/// The title and the metadata pairs of the document information dictionary (`/Info` in the
+/// trailer): Title, Author, Subject, CreationDate, ModDate. An unreadable entry is left out.
+fn info(document: &lopdf::Document) -> (Option<String>, Vec<(String, String)>) {
+    let Some(info) = document.trailer.get(b"Info").ok().and_then(|info| match info {
+        lopdf::Object::Reference(id) => document.get_dictionary(*id).ok(),
+        lopdf::Object::Dictionary(dictionary) => Some(dictionary),
+        _ => None,
+    }) else {
+        return (None, Vec::new());
+    };
+    let field = |key: &[u8]| {
+        let object = info.get(key).ok()?;
+        let object = match object {
+            lopdf::Object::Reference(id) => document.get_object(*id).ok()?,
+            object => object,
+        };
+        let text = lopdf::decode_text_string(object).ok()?;
+        let text: String = text.chars().filter(|c| !c.is_control()).take(MAX_INFO_CHARS).collect();
+        Some(text.trim().to_owned()).filter(|text| !text.is_empty())
+    };
+    let mut metadata = Vec::new();
+    for (key, name) in
+        [(&b"Author"[..], "author"), (b"Subject", "subject"), (b"CreationDate", "created"), (b"ModDate", "modified")]
+    {
+        if let Some(value) = field(key) {
+            metadata.push((name.to_owned(), value));
+        }
+    }
+    (field(b"Title"), metadata)
 }

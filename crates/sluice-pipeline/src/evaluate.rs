@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use sluice_core::{ReadAccess, Version};
+use sluice_core::{ReadAccess, SearchFilter, Version};
 use sluice_eval::{EvalSet, QueryResult, Retriever, Summary, evaluate_query, summarise};
 use sluice_store::{AuditEvent, SearchMode};
 
-use crate::{Engine, PipelineError};
+use crate::{Engine, PipelineError, Search};
 
 /// How a document's path becomes the key an evaluation set names it by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,13 +110,14 @@ impl Engine {
                     return Err(PipelineError::Stopped);
                 }
                 let started = Instant::now();
-                let response = self.search_unaudited(
-                    &query.text,
-                    Some(version),
-                    options.chunks_per_query,
+                let search = Search {
+                    query: query.text.clone(),
+                    version: Some(version),
+                    k: options.chunks_per_query,
                     mode,
-                    &ReadAccess::Unrestricted,
-                )?;
+                    filter: SearchFilter::default(),
+                };
+                let response = self.search_unaudited(&search, &ReadAccess::Unrestricted)?;
                 let latency_ms = started.elapsed().as_secs_f64() * 1e3;
                 let keys: Vec<String> =
                     response.hits.iter().map(|hit| options.document_key.of(&relative(&hit.path))).collect();

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sluice_config::{HistoryAccess, PiiPolicyPlan, PipelinePlan};
-use sluice_core::{Fingerprint, ReadAccess, Version};
+use sluice_core::{Fingerprint, ReadAccess, SearchFilter, Version};
 use sluice_embed::{EmbedOptions, Embedder};
 use sluice_store::{
     AuditEvent, Catalog, PastAccess, SearchHit, SearchMode, SearchRequest, StageFingerprints, Store, VersionState,
@@ -94,6 +94,17 @@ pub struct Engine {
     membership: Mutex<Option<node::Membership>>,
 }
 
+/// A search as callers ask for it.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Search {
+    pub query: String,
+    /// `None`: the version `live` points at.
+    pub version: Option<Version>,
+    pub k: usize,
+    pub mode: SearchMode,
+    pub filter: SearchFilter,
+}
+
 /// A search's answer: the version it ran against, the model that embedded the query, and the
 /// hits.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -131,10 +142,12 @@ impl Engine {
                 "extract",
                 &format!("extractor={} clean={}", sluice_extract::EXTRACTOR_VERSION, sluice_transform::CLEAN_VERSION),
             ),
-            // The PII policy changes chunk text (masking) and which chunks exist (dropping).
+            // The PII policy changes chunk text (masking) and which chunks exist (dropping);
+            // enrichment, what the chunks carry (their language).
             chunk: Fingerprint::combine(&[
                 text_stage.chunker().fingerprint(),
                 Fingerprint::of("pii", &pii_settings(&plan).to_string()),
+                Fingerprint::of("enrich", sluice_transform::enrich::ENRICH_VERSION),
             ]),
             model: embedder.fingerprint(),
         };
@@ -334,30 +347,35 @@ impl Engine {
         access: &ReadAccess,
         principal: &str,
     ) -> Result<SearchResponse, PipelineError> {
-        let response = self.search_unaudited(query, version, k, mode, access)?;
+        let search = Search { query: query.to_owned(), version, k, mode, filter: SearchFilter::default() };
+        self.search_filtered(&search, access, principal)
+    }
+
+    /// [`Engine::search`] narrowed by a filter (language, format, place, source, authors,
+    /// dates, headings), which both retrievers apply before ranking.
+    pub fn search_filtered(
+        &self,
+        search: &Search,
+        access: &ReadAccess,
+        principal: &str,
+    ) -> Result<SearchResponse, PipelineError> {
+        let response = self.search_unaudited(search, access)?;
         if let Some(version) = response.version {
-            self.search_audit.record(search_event(
-                &self.plan.name,
-                principal,
-                query,
-                version,
-                mode,
-                k,
-                &response.hits,
-            ))?;
+            self.search_audit.record(search_event(&self.plan.name, principal, search, version, &response.hits))?;
         }
         Ok(response)
     }
 
-    /// A search as [`Engine::search`], without its audit entry (evaluation runs are audited whole).
+    /// A search as [`Engine::search_filtered`], without its audit entry (evaluation runs are
+    /// audited whole).
     pub(crate) fn search_unaudited(
         &self,
-        query: &str,
-        version: Option<Version>,
-        k: usize,
-        mode: SearchMode,
+        search: &Search,
         access: &ReadAccess,
     ) -> Result<SearchResponse, PipelineError> {
+        let Search { query, version, k, mode, filter } = search;
+        let (query, version, k, mode) = (query.as_str(), *version, *k, *mode);
+        let filter = filter.normalized().map_err(PipelineError::Invalid)?;
         let catalog = self.store.catalog();
         let requested = version;
         let version = match requested {
@@ -386,7 +404,7 @@ impl Engine {
                 (vector, Some(embedder.fingerprint().to_hex()))
             }
         };
-        let search = &self.plan.search;
+        let settings = &self.plan.search;
         let hidden_docs = self.revoked_at(requested, access)?;
         let hits = self.store.search(&SearchRequest {
             query,
@@ -395,14 +413,15 @@ impl Engine {
             version,
             k,
             mode,
-            lexical_candidates: search.lexical_candidates,
-            dense_candidates: search.dense_candidates,
-            rrf_k: search.rrf_k,
-            lexical_weight: search.lexical_weight,
-            dense_weight: search.dense_weight,
-            hnsw_ef: search.hnsw_ef,
+            lexical_candidates: settings.lexical_candidates,
+            dense_candidates: settings.dense_candidates,
+            rrf_k: settings.rrf_k,
+            lexical_weight: settings.lexical_weight,
+            dense_weight: settings.dense_weight,
+            hnsw_ef: settings.hnsw_ef,
             access,
             hidden_docs: &hidden_docs,
+            filter: &filter,
         })?;
         Ok(SearchResponse { version: Some(version), model, hits })
     }
@@ -424,19 +443,15 @@ const AUDITED_QUERY_CHARS: usize = 1_000;
 const AUDITED_CHUNK_IDS: usize = 100;
 
 /// A search's audit entry, of bounded size whatever the query and `k`.
-fn search_event(
-    pipeline: &str,
-    principal: &str,
-    query: &str,
-    version: Version,
-    mode: SearchMode,
-    k: usize,
-    hits: &[SearchHit],
-) -> AuditEvent {
+fn search_event(pipeline: &str, principal: &str, search: &Search, version: Version, hits: &[SearchHit]) -> AuditEvent {
+    let (query, mode, k) = (search.query.as_str(), search.mode, search.k);
     let chunk_ids: Vec<String> = hits.iter().take(AUDITED_CHUNK_IDS).map(|hit| hit.chunk_id.to_hex()).collect();
     let query_chars = query.chars().count();
     let mut detail =
         serde_json::json!({"version": version, "mode": mode, "k": k, "hits": hits.len(), "chunk_ids": chunk_ids});
+    if !search.filter.is_empty() {
+        detail["filter"] = serde_json::json!(search.filter);
+    }
     let subject = if query_chars > AUDITED_QUERY_CHARS {
         detail["query_chars"] = query_chars.into();
         detail["query_blake3"] = blake3::hash(query.as_bytes()).to_hex().to_string().into();
@@ -473,6 +488,7 @@ fn record_stage_settings(
                 "overlap_tokens": plan.chunk.overlap_tokens,
                 "tokenizer": format!("{} tokenizer.json", spec.name),
                 "pii": pii_settings(plan),
+                "enrich": {"version": sluice_transform::enrich::ENRICH_VERSION, "language": "whatlang"},
             }),
         ),
         (
@@ -533,6 +549,19 @@ fn check_audit_keying(catalog: &dyn Catalog, plan: &PipelinePlan) -> Result<(), 
 }
 
 /// The text stage's settings from the plan; the tokenizer by path and hash.
+impl TextStage {
+    /// The text stage `plan` runs (extract to enrich), in this process, with the tokenizer of its
+    /// model from `models_dir` (fetched if missing): for tools and tests that need a pipeline's
+    /// chunks without its stores or its model's weights.
+    pub fn for_plan(plan: &PipelinePlan, models_dir: &Path) -> Result<Self, PipelineError> {
+        let files = sluice_embed::ensure_model(models_dir, &plan.embed.model)?;
+        let tokenizer_path = files.path("tokenizer.json");
+        let tokenizer_json = std::fs::read(&tokenizer_path).map_err(PipelineError::io(&tokenizer_path))?;
+        let settings = text_settings(plan, tokenizer_path, &tokenizer_json);
+        TextStage::with_tokenizer(&settings, &tokenizer_json).map_err(PipelineError::Invalid)
+    }
+}
+
 fn text_settings(plan: &PipelinePlan, tokenizer: PathBuf, tokenizer_json: &[u8]) -> TextSettings {
     let quality = &plan.quality;
     TextSettings {

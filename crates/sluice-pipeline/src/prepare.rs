@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_core::{Acl, Chunk, ContentHash, Stage, StageFailure, TextHash};
+use sluice_core::{Acl, Chunk, ContentHash, DocumentMetadata, Stage, StageFailure, TextHash};
 use sluice_store::{Catalog, InFlight, StageCost, StageFingerprints};
 
 use crate::access::AccessResolver;
@@ -33,6 +33,7 @@ pub struct StageTimes {
     pub extract: StageCost,
     pub clean: StageCost,
     pub chunk: StageCost,
+    pub enrich: StageCost,
 }
 
 /// A document ready for dedup and embedding.
@@ -51,6 +52,10 @@ pub struct PreparedDocument {
     pub embedded_files: u32,
     /// PII values found, per kind.
     pub pii: BTreeMap<String, usize>,
+    /// ISO 639-3 code of its language.
+    pub language: Option<String>,
+    /// What it says about itself; the file's own times are added when it is placed.
+    pub metadata: DocumentMetadata,
 }
 
 impl PreparedDocument {
@@ -66,6 +71,8 @@ impl PreparedDocument {
             reused: false,
             embedded_files: text.embedded_files,
             pii: text.pii,
+            language: text.language,
+            metadata: text.metadata,
         }
     }
 }
@@ -81,7 +88,7 @@ pub struct PreparedEmbedded {
 
 /// How preparing a file ended.
 pub enum PrepareOutcome {
-    Ready(PreparedDocument),
+    Ready(Box<PreparedDocument>),
     /// Quarantine it (with its content hash when its bytes were read).
     Failed(Option<ContentHash>, StageFailure),
     /// It is not the file the scan saw any more (replaced, swapped for a link or a FIFO,
@@ -198,7 +205,7 @@ fn prepare_file(context: &PrepareContext<'_>, input: &PrepareInput<'_>, prepared
                 Ok(reused) => reused,
                 Err(err) => return failed(catalog_failure(err)),
             };
-            return PrepareOutcome::Ready(PreparedDocument {
+            return PrepareOutcome::Ready(Box::new(PreparedDocument {
                 content_hash,
                 byte_size: size,
                 text_hash: reused.text_hash,
@@ -209,7 +216,9 @@ fn prepare_file(context: &PrepareContext<'_>, input: &PrepareInput<'_>, prepared
                 reused: true,
                 embedded_files: 0,
                 pii: reused.pii,
-            });
+                language: reused.language,
+                metadata: reused.metadata,
+            }));
         }
         Ok(None) => {}
     }
@@ -227,6 +236,7 @@ fn prepare_file(context: &PrepareContext<'_>, input: &PrepareInput<'_>, prepared
     prepared.times.extract = times.extract;
     prepared.times.clean = times.clean;
     prepared.times.chunk = times.chunk;
+    prepared.times.enrich = times.enrich;
     let PreparedFile { text, embedded } = match outcome {
         Ok(file) => file,
         Err(failure) => return failed(failure),
@@ -239,7 +249,7 @@ fn prepare_file(context: &PrepareContext<'_>, input: &PrepareInput<'_>, prepared
             result: child.result.map(|text| PreparedDocument::new(text, child.content_hash, child.byte_size)),
         })
         .collect();
-    PrepareOutcome::Ready(PreparedDocument::new(text, content_hash, size))
+    PrepareOutcome::Ready(Box::new(PreparedDocument::new(text, content_hash, size)))
 }
 
 /// Takes a document's share of the run's budget (waiting for room): refuses a document that

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use sluice_config::PiiPolicyPlan;
-use sluice_core::{Acl, ChunkId, ContentHash, DocumentId, Stage, StageFailure, TextHash};
+use sluice_core::{Acl, ChunkId, ContentHash, DocumentId, DocumentMetadata, Stage, StageFailure, TextHash};
 use sluice_store::{
     ChangeReason, DocumentCost, DocumentWrite, FileStatus, LedgerChange, LedgerEntry, NewChunk, NewDocument,
     QuarantineEntry, StageCost, VersionWriter, join_path, now_ms,
@@ -564,6 +564,7 @@ fn process_batch(
             (Stage::Extract, times.extract),
             (Stage::Clean, times.clean),
             (Stage::Chunk, times.chunk),
+            (Stage::Enrich, times.enrich),
         ] {
             if spent.wall > 0.0 {
                 summary.add_stage_time(stage, spent.wall);
@@ -572,7 +573,7 @@ fn process_batch(
             }
         }
         let document = match prepared.outcome {
-            PrepareOutcome::Ready(document) => document,
+            PrepareOutcome::Ready(document) => *document,
             PrepareOutcome::Failed(content_hash, failure) => {
                 // A failed file is remembered in the ledger as quarantined, so it is not retried
                 // until it changes; one never read (too large, unreadable) by size and time only.
@@ -790,6 +791,11 @@ fn new_document(
         added_reason: placement.task.reason,
         readers: placement.readers.clone(),
         pii: document.pii.clone(),
+        language: document.language.clone(),
+        metadata: DocumentMetadata {
+            file_modified: Some(DocumentMetadata::format_file_time(placement.task.disk.mtime_ns())),
+            ..document.metadata.clone()
+        },
     }
 }
 

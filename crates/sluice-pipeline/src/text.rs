@@ -12,7 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use sluice_core::{Chunk, ContentHash, ExtractedDocument, Stage, StageFailure, TextHash};
+use sluice_core::{Chunk, ContentHash, DocumentMetadata, ExtractedDocument, Stage, StageFailure, TextHash};
 use sluice_extract::{ExtractedChild, ExtractedFile, Limits, extract_file, panic_message};
 use sluice_store::StageCost;
 use sluice_transform::pii::{PiiDetector, PiiPolicy};
@@ -59,6 +59,10 @@ pub struct PreparedText {
     pub embedded_files: u32,
     /// PII values found, per kind.
     pub pii: BTreeMap<String, usize>,
+    /// ISO 639-3 code of the document's language (see `sluice_transform::enrich`).
+    pub language: Option<String>,
+    /// What the document says about itself (authors, dates, ...).
+    pub metadata: DocumentMetadata,
 }
 
 /// A file embedded in the prepared one, at any depth.
@@ -92,6 +96,7 @@ pub struct TextTimes {
     pub extract: StageCost,
     pub clean: StageCost,
     pub chunk: StageCost,
+    pub enrich: StageCost,
 }
 
 impl TextStage {
@@ -159,6 +164,7 @@ impl TextStage {
             sluice_transform::quality::check(&document, &self.quality)
                 .map_err(|failure| StageFailure::new(Stage::Clean, failure.reason, failure.detail))?;
         }
+        let mut metadata = sluice_extract::metadata::describe(&document);
         let normalized = sluice_transform::normalize(document);
         times.clean.add(meter.stop());
         if normalized.text.trim().is_empty() && !container {
@@ -175,12 +181,25 @@ impl TextStage {
             Some((detector, policy)) => {
                 let redacted = redact::redact(detector, *policy, &normalized.text, chunks);
                 let title = title.map(|title| redact::redact_text(detector, *policy, &title));
+                // Authors and recipients are addresses as often as names.
+                let redact_all = |values: &mut Vec<String>| {
+                    for value in values.iter_mut() {
+                        *value = redact::redact_text(detector, *policy, value);
+                    }
+                };
+                redact_all(&mut metadata.authors);
+                redact_all(&mut metadata.recipients);
+                metadata.subject = metadata.subject.map(|subject| redact::redact_text(detector, *policy, &subject));
                 (redacted.chunks, title, redacted.counts)
             }
             None => (chunks, title, BTreeMap::new()),
         };
         // The PII stage is counted with chunking: it works on the chunks before they leave.
         times.chunk.add(meter.stop());
+        let meter = Meter::thread();
+        let mut chunks = chunks;
+        let language = sluice_transform::enrich::detect_languages(&mut chunks);
+        times.enrich.add(meter.stop());
         Ok(PreparedText {
             text_hash: normalized.text_hash,
             format: normalized.format,
@@ -189,6 +208,8 @@ impl TextStage {
             chunks,
             embedded_files: u32::try_from(children.len()).unwrap_or(u32::MAX),
             pii,
+            language,
+            metadata,
         })
     }
 

@@ -17,7 +17,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
-use sluice_core::{Acl, ChunkId, DocumentId, ReadAccess, TextHash, Version};
+use sluice_core::{Acl, ChunkId, DocumentId, DocumentMetadata, ReadAccess, TextHash, Version};
 
 use crate::catalog::{STORED_CHUNK_SELECT, SqlCatalog, params, stored_chunk_row};
 use crate::error::{Result, StoreError};
@@ -62,6 +62,12 @@ pub struct ExportRow {
     pub readers: Vec<String>,
     /// PII kinds found in the text.
     pub pii: Vec<String>,
+    /// ISO 639-3 code of the chunk's language.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// The document's metadata (authors, dates, MIME type, ...).
+    #[serde(default)]
+    pub metadata: DocumentMetadata,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
 }
@@ -91,6 +97,8 @@ impl From<StoredChunk> for ExportRow {
             model_fingerprint: chunk.model,
             readers: chunk.readers.keys().to_vec(),
             pii: chunk.pii,
+            language: chunk.language,
+            metadata: chunk.metadata,
             vector: None,
         }
     }
@@ -232,7 +240,7 @@ fn parquet_error(err: parquet::errors::ParquetError) -> StoreError {
     StoreError::Invalid(format!("parquet: {err}"))
 }
 
-const STRING_COLUMNS: [&str; 12] = [
+const STRING_COLUMNS: [&str; 14] = [
     "chunk_id",
     "doc_id",
     "source_uri",
@@ -245,6 +253,9 @@ const STRING_COLUMNS: [&str; 12] = [
     "extract_fingerprint",
     "chunk_fingerprint",
     "model_fingerprint",
+    "language",
+    // The document's metadata as its JSON object.
+    "metadata",
 ];
 const INTEGER_COLUMNS: [&str; 6] = ["ordinal", "page", "char_start", "char_end", "token_count", "valid_from"];
 
@@ -253,7 +264,7 @@ const INTEGER_COLUMNS: [&str; 6] = ["ordinal", "page", "char_start", "char_end",
 fn parquet_schema(with_vectors: bool) -> Schema {
     let mut fields: Vec<Field> = Vec::new();
     for name in STRING_COLUMNS {
-        fields.push(Field::new(name, DataType::Utf8, name == "title"));
+        fields.push(Field::new(name, DataType::Utf8, name == "title" || name == "language"));
     }
     for name in INTEGER_COLUMNS {
         fields.push(Field::new(name, DataType::Int64, name == "page"));
@@ -287,6 +298,8 @@ fn record_batch(schema: &Arc<Schema>, rows: &[ExportRow], with_vectors: bool) ->
         strings(&|r| Some(r.extract_fingerprint.clone())),
         strings(&|r| Some(r.chunk_fingerprint.clone())),
         strings(&|r| Some(r.model_fingerprint.clone())),
+        strings(&|r| r.language.clone()),
+        strings(&|r| Some(r.metadata.to_json())),
         integers(&|r| Some(r.ordinal.into())),
         integers(&|r| r.page.map(i64::from)),
         integers(&|r| Some(r.char_start.into())),

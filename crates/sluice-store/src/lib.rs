@@ -44,7 +44,7 @@ pub mod prelude {
 use std::path::{Path, PathBuf};
 
 use sluice_config::{StorePlan, VectorsPlan};
-use sluice_core::{ChunkId, Fingerprint, PointKey, VERSION_OPEN, Version};
+use sluice_core::{ChunkId, DocumentFacets, Fingerprint, PointKey, VERSION_OPEN, Version};
 use tracing::{info, warn};
 
 pub use audit::{Actor, AuditEntry, AuditEvent, AuditKey, AuditProblem, AuditVerification};
@@ -615,6 +615,9 @@ fn stored_payload(chunk: &StoredChunk, uri: String) -> PointPayload<'_> {
         content_hash: chunk.content_hash.to_hex(),
         text_hash: chunk.text_hash.to_hex(),
         model: chunk.model.clone(),
+        language: chunk.language.as_deref(),
+        metadata: &chunk.metadata,
+        facets: facets_of(chunk),
     }
 }
 
@@ -633,7 +636,13 @@ fn lexical_doc(chunk: &StoredChunk, valid_to: Version) -> LexicalDoc<'_> {
         text: &chunk.text,
         headings: &chunk.heading_path,
         readers: chunk.readers.keys(),
+        language: chunk.language.as_deref(),
+        facets: facets_of(chunk),
     }
+}
+
+fn facets_of(chunk: &StoredChunk) -> DocumentFacets {
+    DocumentFacets::new(&chunk.format, &chunk.metadata, &chunk.source, &chunk.path)
 }
 
 /// Writes one version. Dropping it without `commit` rolls the version back.
@@ -696,6 +705,7 @@ impl VersionWriter<'_> {
             let doc_id = document.doc_id.to_hex();
             let (content_hash, model) = (document.content_hash.to_hex(), document.fingerprints.model.to_hex());
             let readers = document.readers.keys();
+            let facets = DocumentFacets::new(&document.format, &document.metadata, &document.root, path);
             for chunk in &write.chunks {
                 let key = sluice_core::PointKey { chunk: chunk.id, valid_from: self.version };
                 let payload = PointPayload {
@@ -715,6 +725,9 @@ impl VersionWriter<'_> {
                     content_hash: content_hash.clone(),
                     text_hash: chunk.chunk.text_hash.to_hex(),
                     model: model.clone(),
+                    language: chunk.chunk.language.as_deref(),
+                    metadata: &document.metadata,
+                    facets: facets.clone(),
                 };
                 points.push(VectorPoint { key, vector: &chunk.vector, payload });
                 docs.push(LexicalDoc {
@@ -726,6 +739,8 @@ impl VersionWriter<'_> {
                     text: &chunk.chunk.text,
                     headings: &chunk.chunk.heading_path,
                     readers,
+                    language: chunk.chunk.language.as_deref(),
+                    facets: facets.clone(),
                 });
             }
         }

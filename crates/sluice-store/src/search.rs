@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use sluice_core::{ChunkId, ReadAccess, Version};
+use sluice_core::{ChunkId, DocumentFacets, NormalizedFilter, ReadAccess, Version};
 
 use crate::Store;
 use crate::error::Result;
@@ -43,6 +43,8 @@ pub struct SearchRequest<'a> {
     /// Documents (hex ids) the asker may not see at this version although its readers then
     /// allowed it (`Catalog::revoked_documents`); excluded inside both queries too.
     pub hidden_docs: &'a [String],
+    /// What the asker narrowed the search to; both retrievers apply it before ranking.
+    pub filter: &'a NormalizedFilter,
 }
 
 /// A chunk appearance: (chunk id, valid_from).
@@ -82,7 +84,7 @@ pub(crate) fn reciprocal_rank_fusion(lexical: &[Key], dense: &[Key], rrf_k: u32,
 
 impl Store {
     pub fn search(&self, request: &SearchRequest<'_>) -> Result<Vec<SearchHit>> {
-        let readable = Readable { access: request.access, hidden_docs: request.hidden_docs };
+        let readable = Readable::by(request.access, request.hidden_docs).filtered(request.filter);
         let lexical: Vec<Key> = if request.mode == SearchMode::Dense {
             Vec::new()
         } else {
@@ -121,10 +123,15 @@ impl Store {
         Ok(ranked
             .into_iter()
             .filter_map(|fused| {
-                // Both retrievers filtered already; checking again costs nothing.
-                let chunk = by_key.get(&fused.key).filter(|chunk| {
-                    request.access.may_read(&chunk.readers) && !request.hidden_docs.contains(&chunk.doc_id.to_hex())
-                })?;
+                // Both retrievers filtered already; checking again costs next to nothing.
+                let chunk =
+                    by_key.get(&fused.key).filter(|chunk| {
+                        request.access.may_read(&chunk.readers)
+                            && !request.hidden_docs.contains(&chunk.doc_id.to_hex())
+                            && (request.filter.is_empty()
+                                || DocumentFacets::new(&chunk.format, &chunk.metadata, &chunk.source, &chunk.path)
+                                    .admits(request.filter, chunk.language.as_deref(), &chunk.heading_path))
+                    })?;
                 Some(SearchHit::new(chunk, fused.score, fused.lexical_rank, fused.dense_rank))
             })
             .collect())

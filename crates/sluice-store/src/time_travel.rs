@@ -8,23 +8,44 @@
 //! has no readers today. The documents a reader must not see are few (those whose readers
 //! changed since), so they are excluded by id inside both indexes' queries, before ranking.
 
-use sluice_core::{Acl, ReadAccess, Version};
+use sluice_core::{Acl, NormalizedFilter, ReadAccess, Version};
 
 use crate::catalog::{SqlCatalog, params};
 use crate::error::Result;
 use crate::prelude::*;
 
-/// Who is reading, for an index query: the reader's keys, less the documents it may no longer
-/// see at the version asked for.
+/// What an index query may return: what the reader's keys open, less the documents it may no
+/// longer see at the version asked for, narrowed to what the search's filter asks for.
 #[derive(Clone, Copy, Debug)]
 pub struct Readable<'a> {
     pub access: &'a ReadAccess,
     pub hidden_docs: &'a [String],
+    pub filter: &'a NormalizedFilter,
 }
+
+static NO_FILTER: NormalizedFilter = NormalizedFilter {
+    languages: Vec::new(),
+    formats: Vec::new(),
+    folder: None,
+    sources: Vec::new(),
+    authors: Vec::new(),
+    date_from: None,
+    date_to: None,
+    heading_words: Vec::new(),
+};
 
 impl<'a> Readable<'a> {
     pub fn unrestricted() -> Readable<'static> {
-        Readable { access: &ReadAccess::Unrestricted, hidden_docs: &[] }
+        Readable { access: &ReadAccess::Unrestricted, hidden_docs: &[], filter: &NO_FILTER }
+    }
+
+    /// What `access` may read, less `hidden_docs`, unfiltered.
+    pub fn by(access: &'a ReadAccess, hidden_docs: &'a [String]) -> Self {
+        Readable { access, hidden_docs, filter: &NO_FILTER }
+    }
+
+    pub fn filtered(self, filter: &'a NormalizedFilter) -> Self {
+        Readable { filter, ..self }
     }
 }
 

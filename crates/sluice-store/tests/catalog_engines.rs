@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use sluice_config::PostgresPlan;
-use sluice_core::{Acl, Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, ReadAccess, TextHash};
+use sluice_core::{Acl, Chunk, ChunkId, ContentHash, DocumentId, DocumentMetadata, Fingerprint, ReadAccess, TextHash};
 use sluice_store::prelude::*;
 use sluice_store::{
     Actor, AuditEvent, Catalog, ChangeReason, CommitRecord, DocumentCost, DocumentWrite, ExportFormat, FileStatus,
@@ -70,6 +70,7 @@ fn document(rel_path: &str, texts: &[&str], readers: &[&str]) -> DocumentWrite {
                 token_count: len / 4 + 1,
                 heading_path: vec!["Überblick".into(), format!("Teil {ordinal}")],
                 pii: if text.contains('@') { vec!["email".into()] } else { Vec::new() },
+                language: Some(if ordinal % 2 == 0 { "deu" } else { "eng" }.into()),
             };
             offset += len + 1;
             let id = ChunkId::new(doc_id, content_hash, stages().chunk, ordinal as u32);
@@ -95,6 +96,14 @@ fn document(rel_path: &str, texts: &[&str], readers: &[&str]) -> DocumentWrite {
             added_reason: ChangeReason::New,
             readers: Acl::new(readers.iter().map(|r| (*r).to_owned())),
             pii: Default::default(),
+            language: Some("deu".into()),
+            metadata: DocumentMetadata {
+                authors: vec!["Jürgen Groß".into(), "ana@example.com".into()],
+                created: Some("2024-05-01T09:30:00Z".into()),
+                mime_type: "text/plain".into(),
+                file_modified: Some("2025-01-02T03:04:05Z".into()),
+                ..Default::default()
+            },
         },
         chunks,
     }

@@ -105,6 +105,7 @@ impl Chunker {
                 token_count: u32::try_from(end - start).expect("window fits u32"),
                 heading_path: headings.at(heading_anchor(&tokens[start..end])).to_vec(),
                 pii: Vec::new(),
+                language: None,
             });
             if end == tokens.len() {
                 break;

@@ -1,5 +1,5 @@
-//! The text stages between extraction and embedding: clean (normalise), chunk, and the PII
-//! stage (detect, then tag, mask or drop chunks).
+//! The text stages between extraction and embedding: clean (normalise), chunk, the PII stage
+//! (detect, then tag, mask or drop chunks) and enrich (language).
 //!
 //! Exact dedup compares a document's normalised-text hash (computed by `clean`) with the live
 //! documents in the catalog, so that decision is made by the run (`sluice-pipeline`), not here.
@@ -8,6 +8,7 @@
 
 pub mod chunk;
 pub mod clean;
+pub mod enrich;
 pub mod language;
 pub mod pii;
 pub mod quality;

@@ -109,6 +109,7 @@ mod tests {
             token_count: 1,
             heading_path: Vec::new(),
             pii: Vec::new(),
+            language: None,
         }
     }
 

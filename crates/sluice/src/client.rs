@@ -4,9 +4,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use sluice_core::Version;
-use sluice_pipeline::SearchResponse;
-use sluice_store::{QuarantineEntry, SearchMode};
+use sluice_pipeline::{Search, SearchResponse};
+use sluice_store::QuarantineEntry;
 
 /// Written by the daemon once it listens, removed when it stops.
 #[derive(Serialize, Deserialize)]
@@ -40,25 +39,21 @@ pub fn daemon_info(data: &Path) -> anyhow::Result<DaemonInfo> {
     Ok(serde_json::from_str(&text)?)
 }
 
-pub fn search(
-    data: &Path,
-    query: &str,
-    version: Option<Version>,
-    k: usize,
-    mode: SearchMode,
-) -> anyhow::Result<SearchResponse> {
+pub fn search(data: &Path, search: &Search) -> anyhow::Result<SearchResponse> {
     let daemon = daemon_info(data)?;
-    let mode = serde_json::to_value(mode)?.as_str().unwrap_or("hybrid").to_owned();
-    let mut request = ureq::get(&daemon.url("/v1/search"))
-        .header("Authorization", daemon.authorization())
-        .query("q", query)
-        .query("k", k.to_string())
-        .query("mode", mode);
-    if let Some(version) = version {
-        request = request.query("version", version.to_string());
+    let mut body =
+        serde_json::json!({ "query": search.query, "k": search.k, "mode": search.mode, "filter": search.filter });
+    if let Some(version) = search.version {
+        body["version"] = version.into();
     }
-    let mut response =
-        request.config().http_status_as_error(false).build().call().context("cannot reach the daemon")?;
+    let mut response = ureq::post(&daemon.url("/v1/search"))
+        .header("Authorization", daemon.authorization())
+        .header("Content-Type", "application/json")
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send(body.to_string())
+        .context("cannot reach the daemon")?;
     Ok(serde_json::from_str(&answer(&mut response)?)?)
 }
 

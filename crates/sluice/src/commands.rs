@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use sluice_config::{PipelinePlan, SourcePlan};
 use sluice_core::{ReadAccess, Version};
-use sluice_pipeline::{Engine, RunSummary, Scope, SearchResponse};
-use sluice_store::{DataDirLock, QuarantineEntry, SearchMode, VersionInfo};
+use sluice_pipeline::{Engine, RunSummary, Scope, Search, SearchResponse};
+use sluice_store::{DataDirLock, QuarantineEntry, VersionInfo};
 
 use crate::auth::local_principal;
 use crate::client;
@@ -125,39 +125,31 @@ fn print_summary(summary: &RunSummary, live: Option<Version>) {
     );
 }
 
-/// What to search for and how to print it.
-pub struct SearchArgs<'a> {
-    pub query: &'a str,
-    pub version: Option<Version>,
-    pub k: usize,
-    pub mode: SearchMode,
-    pub json: bool,
-}
-
 /// Searches through the daemon when one runs (as `SLUICE_TOKEN`'s principal, else as the
 /// local administrator), else here, as `access` allows.
 pub fn search(
     data: &Path,
     models: &Path,
     pipeline: Option<&Path>,
-    args: &SearchArgs<'_>,
+    search: &Search,
+    json: bool,
     as_someone: bool,
     access: &ReadAccess,
 ) -> anyhow::Result<ExitCode> {
-    let SearchArgs { query, version, k, mode, json } = *args;
+    search.filter.normalized().map_err(|reason| anyhow::anyhow!("bad filter: {reason}"))?;
     let response = if DataDirLock::is_held(data) {
         anyhow::ensure!(
             !as_someone,
             "a daemon holds the data directory: search as a user with that user's token (SLUICE_TOKEN), not --as-user"
         );
         // A daemon owns the indexes: ask it.
-        client::search(data, query, version, k, mode)?
+        client::search(data, search)?
     } else {
         let mut plan = load_plan(pipeline)?;
         plan.sources.clear();
         let _lock = DataDirLock::acquire(data)?;
         let engine = Engine::open(plan, data, models)?;
-        engine.search(query, version, k, mode, access, &local_principal())?
+        engine.search_filtered(search, access, &local_principal())?
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&response)?);

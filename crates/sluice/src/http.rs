@@ -19,8 +19,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use sluice_config::{HistoryAccess, ServerPlan};
-use sluice_core::{ChunkId, Version};
-use sluice_pipeline::{Engine, PipelineError};
+use sluice_core::{ChunkId, SearchFilter, Version};
+use sluice_pipeline::{Engine, PipelineError, Search};
 use sluice_store::{ExportFormat, Role, SearchMode};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -54,7 +54,8 @@ pub fn router(state: AppState) -> Router {
     let timed = |routes: Router<AppState>, factor: u32| {
         routes.layer(middleware::from_fn_with_state(server.request_timeout * factor, time_limit))
     };
-    let search_routes = Router::new().route("/v1/search", get(search)).layer(requiring(Role::Reader, true));
+    let search_routes =
+        Router::new().route("/v1/search", get(search).post(search_body)).layer(requiring(Role::Reader, true));
     let reader = Router::new()
         .route("/v1/versions", get(versions))
         .route("/v1/versions/{version}", get(version_info))
@@ -167,22 +168,65 @@ async fn search(
     if query.trim().is_empty() {
         return Err(Problem::bad_request("missing query parameter `q`"));
     }
+    let search = Search {
+        query,
+        version: params.version,
+        k: params.k.unwrap_or(DEFAULT_K),
+        mode: params.mode.unwrap_or_default(),
+        filter: SearchFilter::default(),
+    };
+    run_search(state, caller, search).await
+}
+
+/// `POST /v1/search`: the search as a JSON body, with a filter.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchBody {
+    query: String,
+    k: Option<usize>,
+    version: Option<Version>,
+    mode: Option<SearchMode>,
+    #[serde(default)]
+    filter: SearchFilter,
+}
+
+async fn search_body(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Json(body): Json<SearchBody>,
+) -> Result<Response, Problem> {
+    if body.query.trim().is_empty() {
+        return Err(Problem::bad_request("`query` is empty"));
+    }
+    body.filter.normalized().map_err(|reason| Problem::bad_request(format!("bad `filter`: {reason}")))?;
+    let search = Search {
+        query: body.query,
+        version: body.version,
+        k: body.k.unwrap_or(DEFAULT_K),
+        mode: body.mode.unwrap_or_default(),
+        filter: body.filter,
+    };
+    run_search(state, caller, search).await
+}
+
+/// Hits a search returns when `k` is not given.
+const DEFAULT_K: usize = 10;
+
+async fn run_search(state: AppState, caller: Caller, search: Search) -> Result<Response, Problem> {
     let max_chars = state.engine.plan().server.max_query_chars;
-    if query.chars().count() > max_chars {
+    if search.query.chars().count() > max_chars {
         return Err(Problem::bad_request(format!("the query is over {max_chars} characters (server.max_query_chars)")));
     }
-    let k = params.k.unwrap_or(10);
-    if !(1..=MAX_K).contains(&k) {
+    if !(1..=MAX_K).contains(&search.k) {
         return Err(Problem::bad_request(format!("`k` must be between 1 and {MAX_K}")));
     }
-    may_time_travel(&state, &caller, params.version).await?;
-    let mode = params.mode.unwrap_or_default();
+    may_time_travel(&state, &caller, search.version).await?;
+    let mode = search.mode;
     let started = Instant::now();
     // Searches hold their hits in memory: a bounded number run at once, the rest wait.
     let _running = state.searches.acquire().await.map_err(Problem::internal)?;
     let engine = state.engine.clone();
-    let response =
-        blocking(move || engine.search(&query, params.version, k, mode, &caller.access, &caller.principal)).await?;
+    let response = blocking(move || engine.search_filtered(&search, &caller.access, &caller.principal)).await?;
     let label = match mode {
         SearchMode::Hybrid => "hybrid",
         SearchMode::Lexical => "lexical",

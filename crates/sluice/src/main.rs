@@ -21,6 +21,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use sluice_core::SearchFilter;
+use sluice_pipeline::Search;
 use sluice_store::SearchMode;
 
 #[derive(Parser)]
@@ -81,6 +83,8 @@ enum Command {
         pipeline: Option<PathBuf>,
         #[command(flatten)]
         reader: ReaderArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Print a text's vector under the pipeline's model, as JSON: what a retrieval service
     /// querying the Qdrant collection directly needs (README, "Query the collection directly").
@@ -304,6 +308,50 @@ impl ReaderArgs {
     }
 }
 
+/// What `sluice search` narrows its hits to (both retrievers filter before ranking).
+#[derive(clap::Args, Clone, Default)]
+struct FilterArgs {
+    /// The chunk's language (ISO 639-3 `deu`, or 639-1 `de`); repeatable: any of them.
+    #[arg(long, value_name = "CODE")]
+    language: Vec<String>,
+    /// The document's format (`pdf`, `docx`, ...) or MIME type; repeatable.
+    #[arg(long, value_name = "FORMAT")]
+    format: Vec<String>,
+    /// Documents at or under this folder (or this file).
+    #[arg(long, value_name = "PATH")]
+    path_prefix: Option<String>,
+    /// The source root the documents were found under; repeatable.
+    #[arg(long, value_name = "PATH")]
+    source: Vec<String>,
+    /// An author (a name or an address, any case); repeatable.
+    #[arg(long, value_name = "NAME")]
+    author: Vec<String>,
+    /// Documents dated at or after this day or moment (`2024-05-01`, RFC 3339).
+    #[arg(long, value_name = "DATE")]
+    date_from: Option<String>,
+    /// Documents dated at or before this day (all of it) or moment.
+    #[arg(long, value_name = "DATE")]
+    date_to: Option<String>,
+    /// Words that must all be in the headings above the chunk.
+    #[arg(long, value_name = "WORDS")]
+    heading: Option<String>,
+}
+
+impl From<FilterArgs> for SearchFilter {
+    fn from(args: FilterArgs) -> Self {
+        SearchFilter {
+            language: args.language,
+            format: args.format,
+            path_prefix: args.path_prefix,
+            source: args.source,
+            author: args.author,
+            date_from: args.date_from,
+            date_to: args.date_to,
+            heading: args.heading,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum TokenCommand {
     /// Create a token for a user with its groups and a role: reader (search within its ACL),
@@ -448,13 +496,14 @@ fn main() -> ExitCode {
         Command::Ingest { paths, pipeline, json } => {
             commands::ingest(&cli.data, &cli.models, &paths, pipeline.as_deref(), json)
         }
-        Command::Search { query, version, k, mode, json, pipeline, reader } => {
-            let request = commands::SearchArgs { query: &query, version, k, mode: mode.into(), json };
+        Command::Search { query, version, k, mode, json, pipeline, reader, filter } => {
+            let search = Search { query, version, k, mode: mode.into(), filter: filter.into() };
             commands::search(
                 &cli.data,
                 &cli.models,
                 pipeline.as_deref(),
-                &request,
+                &search,
+                json,
                 reader.user.is_some(),
                 &reader.access(),
             )

@@ -58,7 +58,7 @@ fn resolve(base: &str, target: &str) -> String {
     segments.join("/")
 }
 
-/// Title and author from a Dublin Core part (`docProps/core.xml`, `meta.xml`).
+/// Title, authors, subject and dates from a Dublin Core part (`docProps/core.xml`, `meta.xml`).
 pub(crate) fn dublin_core(
     package: &Package<'_>,
     part: &str,
@@ -74,6 +74,10 @@ pub(crate) fn dublin_core(
                 "title" => Some("title"),
                 "creator" | "initial-creator" => Some("author"),
                 "subject" => Some("subject"),
+                // OOXML's dcterms:created / dcterms:modified; ODF's meta:creation-date and
+                // dc:date (when it was last saved).
+                "created" | "creation-date" => Some("created"),
+                "modified" | "date" => Some("modified"),
                 _ => None,
             };
         }

@@ -25,8 +25,11 @@ use crate::error::{Result, StoreError};
 /// Schema versions, each applied once, in order, in one transaction (the `meta` table records
 /// the version reached). Version 5 is where the SQLite catalog's history had arrived when
 /// PostgreSQL came: both engines number their schemas alike from there on.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(5, include_str!("postgres/0005_catalog.sql")), (6, include_str!("postgres/0006_cluster.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (5, include_str!("postgres/0005_catalog.sql")),
+    (6, include_str!("postgres/0006_cluster.sql")),
+    (7, include_str!("postgres/0007_enrich.sql")),
+];
 
 /// Rows a streamed query may hold between the database and the code reading them.
 const STREAM_ROWS: usize = 256;

@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sluice_core::{Acl, Chunk, ChunkId, ContentHash, DocumentId, Fingerprint, TextHash, VERSION_OPEN, Version};
+use sluice_core::{
+    Acl, Chunk, ChunkId, ContentHash, DocumentId, DocumentMetadata, Fingerprint, TextHash, VERSION_OPEN, Version,
+};
 
 use super::sql::{Database, Dialect, ROWS_PER_STATEMENT, Row, Sql, Value, insert_rows, params, placeholders};
 use crate::audit::Actor;
@@ -546,8 +548,8 @@ impl Documents for SqlCatalog {
 
     fn reusable_chunks(&self, reusable: &Reusable) -> Result<ReusableDocument> {
         self.read(|c| {
-            let (text_hash, format, title, page_count, pii) = c.query_row(
-                "SELECT text_hash, format, title, page_count, pii FROM documents WHERE id = ?1",
+            let (text_hash, format, title, page_count, pii, language, metadata) = c.query_row(
+                "SELECT text_hash, format, title, page_count, pii, language, metadata FROM documents WHERE id = ?1",
                 params![reusable.row],
                 |r| {
                     Ok((
@@ -556,12 +558,14 @@ impl Documents for SqlCatalog {
                         r.get::<Option<String>>(2)?,
                         opt_u32(r.get(3)?),
                         serde_json::from_str(&r.get::<String>(4)?).unwrap_or_default(),
+                        r.get::<Option<String>>(5)?,
+                        parse_metadata(r.get(6)?)?,
                     ))
                 },
             )?;
             let chunks = c.query_map(
-                "SELECT ordinal, text, text_hash, char_start, char_end, page, token_count, heading_path, pii FROM chunks
-                 WHERE document = ?1 ORDER BY ordinal",
+                "SELECT ordinal, text, text_hash, char_start, char_end, page, token_count, heading_path, pii, language
+                 FROM chunks WHERE document = ?1 ORDER BY ordinal",
                 params![reusable.row],
                 |r| {
                     Ok(Chunk {
@@ -574,10 +578,11 @@ impl Documents for SqlCatalog {
                         token_count: r.get(6)?,
                         heading_path: parse_strings(r.get(7)?)?,
                         pii: parse_strings(r.get(8)?)?,
+                        language: r.get(9)?,
                     })
                 },
             )?;
-            Ok(ReusableDocument { text_hash, format, title, page_count, chunks, pii })
+            Ok(ReusableDocument { text_hash, format, title, page_count, chunks, pii, language, metadata })
         })
     }
 
@@ -590,9 +595,9 @@ impl Documents for SqlCatalog {
                     "INSERT INTO documents (pipeline, doc_id, root, rel_path, member, parent, embedded_files,
                          content_hash, text_hash, format, title, page_count, byte_size, chunk_fingerprint, duplicate_of,
                          valid_from, valid_to, extract_fingerprint, model_fingerprint, added_reason, created_at, readers,
-                         pii)
+                         pii, language, metadata)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                         ?21, ?22, ?23)
+                         ?21, ?22, ?23, ?24, ?25)
                      RETURNING id",
                     params![
                         pipeline,
@@ -617,7 +622,9 @@ impl Documents for SqlCatalog {
                         d.added_reason.as_str(),
                         now,
                         d.readers.to_json(),
-                        serde_json::to_string(&d.pii).expect("counts serialise")
+                        serde_json::to_string(&d.pii).expect("counts serialise"),
+                        d.language,
+                        d.metadata.to_json()
                     ],
                 )?;
                 let rows: Vec<Vec<Value>> = write
@@ -639,7 +646,8 @@ impl Documents for SqlCatalog {
                             c.page,
                             c.token_count,
                             serde_json::to_string(&c.heading_path).expect("strings serialise"),
-                            serde_json::to_string(&c.pii).expect("strings serialise")
+                            serde_json::to_string(&c.pii).expect("strings serialise"),
+                            c.language
                         ]
                         .to_vec()
                     })
@@ -647,9 +655,9 @@ impl Documents for SqlCatalog {
                 insert_rows(
                     t,
                     "INSERT INTO chunks (chunk_id, valid_from, valid_to, document, pipeline, ordinal, text, text_hash,
-                         char_start, char_end, page, token_count, heading_path, pii)",
+                         char_start, char_end, page, token_count, heading_path, pii, language)",
                     "",
-                    14,
+                    15,
                     &rows,
                 )?;
             }
@@ -959,7 +967,8 @@ fn live_document_row(r: &Row) -> Result<LiveDocument> {
 pub(crate) const STORED_CHUNK_SELECT: &str =
     "SELECT c.chunk_id, c.valid_from, c.valid_to, d.doc_id, d.root, d.rel_path, d.member,
         d.title, c.ordinal, c.text, c.text_hash, c.char_start, c.char_end, c.page, c.token_count, c.heading_path,
-        d.readers, c.pii, d.content_hash, d.format, d.extract_fingerprint, d.chunk_fingerprint, d.model_fingerprint
+        d.readers, c.pii, d.content_hash, d.format, d.extract_fingerprint, d.chunk_fingerprint, d.model_fingerprint,
+        c.language, d.metadata
     FROM chunks c JOIN documents d ON d.id = c.document";
 
 pub(crate) fn stored_chunk_row(r: &Row) -> Result<StoredChunk> {
@@ -972,6 +981,7 @@ pub(crate) fn stored_chunk_row(r: &Row) -> Result<StoredChunk> {
         valid_to: r.get(2)?,
         doc_id: parse_id(r.get(3)?, DocumentId::parse)?,
         path: join_path(&root, &rel_path, &member),
+        source: root,
         title: r.get(7)?,
         ordinal: r.get(8)?,
         text: r.get(9)?,
@@ -988,7 +998,13 @@ pub(crate) fn stored_chunk_row(r: &Row) -> Result<StoredChunk> {
         extract_fingerprint: r.get(20)?,
         chunk_fingerprint: r.get(21)?,
         model: r.get(22)?,
+        language: r.get(23)?,
+        metadata: parse_metadata(r.get(24)?)?,
     })
+}
+
+pub(crate) fn parse_metadata(json: String) -> Result<DocumentMetadata> {
+    DocumentMetadata::from_json(&json).ok_or_else(|| StoreError::Corrupt(format!("bad document metadata {json:?}")))
 }
 
 /// The settings recorded under a stage fingerprint, read on `c`.

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use super::sql::{Database, Dialect, Row, Sql, Value};
 use crate::error::{Result, StoreError};
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const META: &str = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
@@ -104,7 +104,10 @@ CREATE TABLE IF NOT EXISTS documents (
     created_at        INTEGER NOT NULL DEFAULT 0,
     -- Who may read it (Acl JSON: principal keys), and the PII found per kind (JSON counts).
     readers           TEXT NOT NULL DEFAULT '[]',
-    pii               TEXT NOT NULL DEFAULT '{}'
+    pii               TEXT NOT NULL DEFAULT '{}',
+    -- ISO 639-3 code of its language, and its metadata (DocumentMetadata JSON).
+    language          TEXT,
+    metadata          TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS documents_by_doc ON documents (pipeline, doc_id, valid_to);
 CREATE INDEX IF NOT EXISTS documents_by_file ON documents (pipeline, root, rel_path, valid_to);
@@ -130,6 +133,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     heading_path TEXT NOT NULL DEFAULT '[]',
     -- JSON array of the PII kinds found in the text.
     pii         TEXT NOT NULL DEFAULT '[]',
+    -- ISO 639-3 code of the chunk's language.
+    language    TEXT,
     PRIMARY KEY (chunk_id, valid_from)
 );
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks (document);
@@ -306,6 +311,14 @@ const MIGRATE_4_TO_5_AUDIT: &str = r#"
 ALTER TABLE audit ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0;
 "#;
 
+/// Version 6 to 7: languages of documents and chunks, documents' metadata. Rows written before
+/// have none; the chunk fingerprint changed with them, so the next run writes them again.
+const MIGRATE_6_TO_7_BEFORE_SCHEMA: &str = r#"
+ALTER TABLE documents ADD COLUMN language TEXT;
+ALTER TABLE documents ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE chunks ADD COLUMN language TEXT;
+"#;
+
 /// The catalog's SQLite file: one writer connection, a pool of readers.
 pub struct SqliteDatabase {
     path: PathBuf,
@@ -343,7 +356,7 @@ fn migrate(writer: &Connection, path: &Path) -> Result<()> {
             writer
                 .execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
         }
-        Some(old @ ("1" | "2" | "3" | "4" | "5")) => {
+        Some(old @ ("1" | "2" | "3" | "4" | "5" | "6")) => {
             // One transaction: a crash leaves the old version untouched. Every step's
             // column changes come before `SCHEMA`, whose indexes may name new columns.
             let steps = [
@@ -353,6 +366,7 @@ fn migrate(writer: &Connection, path: &Path) -> Result<()> {
                 MIGRATE_4_TO_5_BEFORE_SCHEMA,
                 // Version 5 to 6: `nodes` and `claims` are new tables that `SCHEMA` creates.
                 "",
+                MIGRATE_6_TO_7_BEFORE_SCHEMA,
             ];
             let first: usize = old.parse::<usize>().unwrap_or(1) - 1;
             let mut before = steps[first..].concat();
@@ -527,6 +541,8 @@ mod tests {
             added_reason: ChangeReason::New,
             readers: Acl::default(),
             pii: Default::default(),
+            language: None,
+            metadata: Default::default(),
         };
         catalog.insert_documents("p", 1, &[DocumentWrite { document, chunks: Vec::new() }]).unwrap();
         let stale = |current: StageFingerprints| catalog.stale_files("p", "/share", &current).unwrap();

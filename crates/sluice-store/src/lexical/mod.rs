@@ -5,10 +5,11 @@
 //! index. Writes are idempotent (a put replaces the same key), which is what crash recovery
 //! relies on; nothing is visible to searches before `commit`.
 
+mod analyzers;
 mod tantivy;
 mod version_statistics;
 
-use sluice_core::{ChunkId, PointKey, Version};
+use sluice_core::{ChunkId, DocumentFacets, PointKey, Version};
 
 use crate::error::Result;
 use crate::time_travel::Readable;
@@ -66,6 +67,10 @@ pub struct LexicalDoc<'a> {
     pub headings: &'a [String],
     /// Principal keys that may read it (see `sluice_core::access`).
     pub readers: &'a [String],
+    /// ISO 639-3 code of its language: it chooses the analyzer.
+    pub language: Option<&'a str>,
+    /// What filters select its document by.
+    pub facets: DocumentFacets,
 }
 
 /// A chunk appearance as the lexical index holds it.

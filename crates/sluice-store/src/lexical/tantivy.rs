@@ -1,6 +1,5 @@
 //! Tantivy: BM25 over chunk text, document titles and the headings above each chunk, one index
-//! per pipeline, analysed for English prose (lower case, Lucene's English stop words, Snowball
-//! stemming).
+//! per pipeline, each chunk analysed for its language (`analyzers.rs`).
 //!
 //! Each Tantivy document is one appearance of a chunk, keyed by its point key. Tantivy cannot
 //! update a field in place, so retiring a chunk deletes its document and adds it again with the
@@ -10,19 +9,19 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::Mutex;
 
-use sluice_core::{ChunkId, PointKey, ReadAccess, Version};
+use sluice_core::{ChunkId, NormalizedFilter, PointKey, ReadAccess, Version};
 use tantivy::collector::{DocSetCollector, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RangeQuery, TermQuery, TermSetQuery,
+    AllQuery, BooleanQuery, ConstScoreQuery, Occur, PhraseQuery, Query, QueryParser, RangeQuery, TermQuery,
+    TermSetQuery,
 };
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
-use tantivy::tokenizer::{
-    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
-};
+use tantivy::tokenizer::TokenStream;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
+use super::analyzers::{self, ANALYZERS, Analyzer};
 use super::version_statistics::VisibilityCache;
 use super::{LexicalAppearance, LexicalDoc, LexicalHit, LexicalIndex};
 use crate::error::{Result, StoreError};
@@ -33,6 +32,10 @@ const WRITER_HEAP_BYTES: usize = 64 << 20;
 /// How far a search widens to take in every hit tied with its last one, in multiples of the
 /// hits asked for (past it, a huge tie is cut where the index has it).
 const MAX_TIE_WIDENING: usize = 16;
+/// Words between a query's words that still count as the words together (`PHRASE_SLOP`), and
+/// the most words a query is matched as a phrase for (a pasted paragraph is not a phrase).
+const PHRASE_SLOP: u32 = 2;
+const MAX_PHRASE_TERMS: usize = 16;
 /// Share of deleted documents at which a segment is merged (rewritten without them).
 const DELETED_RATIO_BEFORE_MERGE: f32 = 0.3;
 
@@ -44,19 +47,41 @@ fn merge_policy() -> Box<tantivy::indexer::LogMergePolicy> {
     Box::new(policy)
 }
 
+/// The fields one analyzer indexes a chunk into.
 #[derive(Clone, Copy)]
+struct ProseFields {
+    title: Field,
+    headings: Field,
+    text: Field,
+}
+
+#[derive(Clone)]
 struct Fields {
     point_key: Field,
     chunk_id: Field,
     doc_id: Field,
     path: Field,
-    title: Field,
-    text: Field,
-    headings: Field,
+    /// Per analyzer, in the order of [`ANALYZERS`].
+    prose: Vec<ProseFields>,
+    /// The chunk's language (ISO 639-3, `und` when not known).
+    language: Field,
+    /// What filters select by (`DocumentFacets`), and the words of the chunk's headings.
+    formats: Field,
+    folders: Field,
+    source: Field,
+    authors: Field,
+    date: Field,
+    heading_words: Field,
     valid_from: Field,
     valid_to: Field,
     readers: Field,
 }
+
+/// The analyzer of heading filters: words in lower case, as `sluice_core::filter::words` cuts them.
+const WORDS_ANALYZER: &str = "sluice_words";
+
+/// The language term of a chunk whose language is not known.
+const UNDETERMINED: &str = "und";
 
 pub struct TantivyIndex {
     index: Index,
@@ -67,32 +92,33 @@ pub struct TantivyIndex {
     visibility: Mutex<VisibilityCache>,
 }
 
-/// The analyzer of every prose field, registered on each index at open.
-const PROSE_ANALYZER: &str = "en_prose";
-
-fn prose_analyzer() -> TextAnalyzer {
-    TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
-        .filter(LowerCaser)
-        .filter(StopWordFilter::new(Language::English).expect("tantivy ships English stop words"))
-        .filter(Stemmer::new(Language::English))
-        .build()
+fn prose_field_name(role: &str, analyzer: &Analyzer) -> String {
+    format!("{role}_{}", analyzer.name)
 }
 
 fn schema() -> Schema {
-    let english = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer(PROSE_ANALYZER)
-            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-    );
     let mut builder = Schema::builder();
     builder.add_text_field("point_key", STRING);
     builder.add_text_field("chunk_id", STRING | STORED);
     builder.add_text_field("doc_id", STRING);
     builder.add_text_field("path", TextOptions::default().set_indexing_options(TextFieldIndexing::default()));
-    builder.add_text_field("title", english.clone());
-    builder.add_text_field("headings", english.clone());
-    builder.add_text_field("text", english);
+    for analyzer in ANALYZERS {
+        let prose = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(&analyzer.tokenizer_name())
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        );
+        for role in ["title", "headings", "text"] {
+            builder.add_text_field(&prose_field_name(role, analyzer), prose.clone());
+        }
+    }
+    builder.add_text_field("language", STRING);
+    for keyword in ["formats", "folders", "source", "authors"] {
+        builder.add_text_field(keyword, STRING);
+    }
+    builder.add_i64_field("date", INDEXED);
+    let words = TextFieldIndexing::default().set_tokenizer(WORDS_ANALYZER).set_index_option(IndexRecordOption::Basic);
+    builder.add_text_field("heading_words", TextOptions::default().set_indexing_options(words));
     builder.add_i64_field("valid_from", INDEXED | FAST | STORED);
     builder.add_i64_field("valid_to", INDEXED | FAST);
     builder.add_text_field("readers", STRING | STORED);
@@ -119,19 +145,37 @@ impl TantivyIndex {
         }
         let directory = tantivy::directory::MmapDirectory::open(path)?;
         let index = Index::open_or_create(directory, schema())?;
-        index.tokenizers().register(PROSE_ANALYZER, prose_analyzer());
+        for analyzer in ANALYZERS {
+            index.tokenizers().register(&analyzer.tokenizer_name(), analyzer.build());
+        }
+        index.tokenizers().register(WORDS_ANALYZER, analyzers::words());
         let schema = index.schema();
         let field = |name: &str| {
             schema.get_field(name).map_err(|_| StoreError::Corrupt(format!("lexical index has no field {name}")))
         };
+        let prose = ANALYZERS
+            .iter()
+            .map(|analyzer| {
+                Ok(ProseFields {
+                    title: field(&prose_field_name("title", analyzer))?,
+                    headings: field(&prose_field_name("headings", analyzer))?,
+                    text: field(&prose_field_name("text", analyzer))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let fields = Fields {
             point_key: field("point_key")?,
             chunk_id: field("chunk_id")?,
             doc_id: field("doc_id")?,
             path: field("path")?,
-            title: field("title")?,
-            text: field("text")?,
-            headings: field("headings")?,
+            prose,
+            language: field("language")?,
+            formats: field("formats")?,
+            folders: field("folders")?,
+            source: field("source")?,
+            authors: field("authors")?,
+            date: field("date")?,
+            heading_words: field("heading_words")?,
             valid_from: field("valid_from")?,
             valid_to: field("valid_to")?,
             readers: field("readers")?,
@@ -141,6 +185,107 @@ impl TantivyIndex {
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let visibility = Mutex::default();
         Ok((Self { index, fields, writer: Mutex::new(writer), reader, visibility }, outdated))
+    }
+
+    /// `query` analysed by the analyzer of every language the index holds, over their fields.
+    ///
+    /// The query syntax (`+must`, `-not`, `"a phrase"`) applies to the word-based analyzers
+    /// (Tantivy's query parser turns the words one term yields into a phrase). The `cjk` fields
+    /// are searched for the query's words as a bag instead: a run of Chinese characters is a
+    /// single "term" to the parser, and its words as a phrase would have to be segmented exactly
+    /// as the document's text around them was.
+    fn analysed_query(&self, searcher: &tantivy::Searcher, query: &str) -> Result<Box<dyn Query>> {
+        let analyzers = self.indexed_analyzers(searcher)?;
+        let roles = |fields: &ProseFields| [fields.text, fields.title, fields.headings];
+        let word_fields: Vec<Field> = analyzers
+            .iter()
+            .filter(|&&position| !ANALYZERS[position].segments_words())
+            .flat_map(|&position| roles(&self.fields.prose[position]))
+            .collect();
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        if !word_fields.is_empty() {
+            // Lenient: a query typed by a person never fails on a stray quote or colon.
+            let (parsed, _errors) = QueryParser::for_index(&self.index, word_fields).parse_query_lenient(query);
+            clauses.push((Occur::Should, parsed));
+        }
+        for &position in &analyzers {
+            let analyzer = &ANALYZERS[position];
+            let tokens = analyse(analyzer, query);
+            let fields = self.fields.prose[position];
+            if analyzer.segments_words() {
+                let mut words: Vec<&str> = tokens.iter().map(|(_, word)| word.as_str()).collect();
+                words.sort_unstable();
+                words.dedup();
+                for field in roles(&fields) {
+                    for word in &words {
+                        let term = Term::from_field_text(field, word);
+                        clauses.push((Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs))));
+                    }
+                }
+            }
+            // The query's words where the text has them together score again: of two chunks
+            // with the same words, the one that says what was asked comes first.
+            if tokens.len() >= 2 && tokens.len() <= MAX_PHRASE_TERMS {
+                let first = tokens[0].0;
+                let terms =
+                    tokens.iter().map(|(at, word)| (at - first, Term::from_field_text(fields.text, word))).collect();
+                clauses.push((Occur::Should, Box::new(PhraseQuery::new_with_offset_and_slop(terms, PHRASE_SLOP))));
+            }
+        }
+        Ok(Box::new(BooleanQuery::new(clauses)))
+    }
+
+    /// The chunks `filter` selects (`sluice_core::DocumentFacets::admits` in Tantivy's terms).
+    fn filter_query(&self, filter: &NormalizedFilter) -> BooleanQuery {
+        let any_of = |field: Field, values: &[String]| -> Box<dyn Query> {
+            Box::new(TermSetQuery::new(values.iter().map(|value| Term::from_field_text(field, value))))
+        };
+        let term = |field: Field, value: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(Term::from_field_text(field, value), IndexRecordOption::Basic))
+        };
+        let mut must: Vec<Box<dyn Query>> = Vec::new();
+        for (field, values) in [
+            (self.fields.language, &filter.languages),
+            (self.fields.formats, &filter.formats),
+            (self.fields.source, &filter.sources),
+            (self.fields.authors, &filter.authors),
+        ] {
+            if !values.is_empty() {
+                must.push(any_of(field, values));
+            }
+        }
+        if let Some(folder) = &filter.folder {
+            must.push(term(self.fields.folders, folder));
+        }
+        if filter.date_from.is_some() || filter.date_to.is_some() {
+            let bound = |date: Option<i64>| {
+                date.map_or(Bound::Unbounded, |date| Bound::Included(Term::from_field_i64(self.fields.date, date)))
+            };
+            must.push(Box::new(RangeQuery::new(bound(filter.date_from), bound(filter.date_to))));
+        }
+        for word in &filter.heading_words {
+            must.push(term(self.fields.heading_words, word));
+        }
+        BooleanQuery::new(must.into_iter().map(|query| (Occur::Must, query)).collect())
+    }
+
+    /// Positions in [`ANALYZERS`] of the analyzers of the languages the index holds (all of its
+    /// segments, deleted documents included: a language no visible chunk has only adds clauses
+    /// that match nothing).
+    fn indexed_analyzers(&self, searcher: &tantivy::Searcher) -> Result<Vec<usize>> {
+        let mut positions = std::collections::BTreeSet::new();
+        for segment in searcher.segment_readers() {
+            let languages = segment.inverted_index(self.fields.language)?;
+            let mut terms = languages.terms().stream().map_err(tantivy::TantivyError::from)?;
+            while terms.advance() {
+                let code = std::str::from_utf8(terms.key()).unwrap_or(UNDETERMINED);
+                positions.insert(analyzers::position_of(Some(code).filter(|&code| code != UNDETERMINED)));
+            }
+        }
+        if positions.is_empty() {
+            positions.insert(analyzers::position_of(Some("eng")));
+        }
+        Ok(positions.into_iter().collect())
     }
 
     fn key_term(&self, key: &PointKey) -> Term {
@@ -172,6 +317,17 @@ impl TantivyIndex {
     }
 }
 
+/// The tokens `analyzer` makes of `text`, with their positions.
+fn analyse(analyzer: &Analyzer, text: &str) -> Vec<(usize, String)> {
+    let mut analyzer = analyzer.build();
+    let mut stream = analyzer.token_stream(text);
+    let mut tokens = Vec::new();
+    while stream.advance() {
+        tokens.push((stream.token().position, stream.token().text.clone()));
+    }
+    tokens
+}
+
 impl LexicalIndex for TantivyIndex {
     /// Writes these chunk appearances, replacing any earlier copy of the same key. Idempotent.
     fn put(&self, docs: &[LexicalDoc<'_>]) -> Result<()> {
@@ -183,12 +339,31 @@ impl LexicalIndex for TantivyIndex {
             document.add_text(self.fields.chunk_id, doc.key.chunk.to_hex());
             document.add_text(self.fields.doc_id, &doc.doc_id);
             document.add_text(self.fields.path, doc.path);
+            let prose = self.fields.prose[analyzers::position_of(doc.language)];
             if let Some(title) = doc.title {
-                document.add_text(self.fields.title, title);
+                document.add_text(prose.title, title);
             }
-            document.add_text(self.fields.text, doc.text);
+            document.add_text(prose.text, doc.text);
             for heading in doc.headings {
-                document.add_text(self.fields.headings, heading);
+                document.add_text(prose.headings, heading);
+            }
+            document.add_text(self.fields.language, doc.language.unwrap_or(UNDETERMINED));
+            let facets = &doc.facets;
+            for (field, values) in [
+                (self.fields.formats, &facets.formats),
+                (self.fields.folders, &facets.folders),
+                (self.fields.authors, &facets.authors),
+            ] {
+                for value in values {
+                    document.add_text(field, value);
+                }
+            }
+            document.add_text(self.fields.source, &facets.source);
+            if let Some(date) = facets.date {
+                document.add_i64(self.fields.date, date);
+            }
+            for heading in doc.headings {
+                document.add_text(self.fields.heading_words, heading);
             }
             document.add_i64(self.fields.valid_from, doc.key.valid_from);
             document.add_i64(self.fields.valid_to, doc.valid_to);
@@ -268,22 +443,23 @@ impl LexicalIndex for TantivyIndex {
     /// BM25 statistics are those of the version (`version_statistics.rs`).
     fn search(&self, query: &str, version: Version, readable: Readable<'_>, limit: usize) -> Result<Vec<LexicalHit>> {
         let (access, hidden_docs) = (readable.access, readable.hidden_docs);
-        let parser =
-            QueryParser::for_index(&self.index, vec![self.fields.text, self.fields.title, self.fields.headings]);
-        // Lenient: a query typed by a person never fails on a stray quote or colon.
-        let (parsed, _errors) = parser.parse_query_lenient(query);
+        let searcher = self.reader.searcher();
+        let parsed = self.analysed_query(&searcher, query)?;
         let mut query = self.version_filter(parsed, version);
         if let ReadAccess::Keys(keys) = access {
             let terms = keys.iter().map(|key| Term::from_field_text(self.fields.readers, key));
             let readable = ConstScoreQuery::new(Box::new(TermSetQuery::new(terms)), 0.0);
             query = BooleanQuery::new(vec![(Occur::Must, Box::new(query)), (Occur::Must, Box::new(readable))]);
         }
+        if !readable.filter.is_empty() {
+            let filter = ConstScoreQuery::new(Box::new(self.filter_query(readable.filter)), 0.0);
+            query = BooleanQuery::new(vec![(Occur::Must, Box::new(query)), (Occur::Must, Box::new(filter))]);
+        }
         if !hidden_docs.is_empty() {
             let terms = hidden_docs.iter().map(|doc_id| Term::from_field_text(self.fields.doc_id, doc_id));
             let hidden = TermSetQuery::new(terms);
             query = BooleanQuery::new(vec![(Occur::Must, Box::new(query)), (Occur::MustNot, Box::new(hidden))]);
         }
-        let searcher = self.reader.searcher();
         let statistics = VisibilityCache::statistics(&self.visibility, &searcher, version)?;
         // Equal scores are ordered by chunk id, not by where documents sit in the index (which
         // differs between nodes and changes as segments merge). So the hits at the cut must
@@ -358,7 +534,7 @@ impl LexicalIndex for TantivyIndex {
 
 #[cfg(test)]
 mod tests {
-    use sluice_core::VERSION_OPEN;
+    use sluice_core::{DocumentFacets, VERSION_OPEN};
 
     use super::*;
 
@@ -379,6 +555,8 @@ mod tests {
             text: TEXTS[index],
             headings: &[],
             readers: &[],
+            language: None,
+            facets: DocumentFacets::default(),
         }
     }
 

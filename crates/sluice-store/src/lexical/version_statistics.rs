@@ -31,7 +31,8 @@ struct VisibleDocs {
     /// One bit per document of each segment, in the searcher's segment order.
     segments: Vec<Vec<u64>>,
     count: u64,
-    /// Sum of the visible documents' field lengths, per field, filled as fields are asked for.
+    /// Sum of the visible documents' field lengths, per field, scaled as `total_num_tokens`
+    /// says; filled as fields are asked for.
     tokens: Mutex<HashMap<Field, u64>>,
 }
 
@@ -111,15 +112,22 @@ impl Bm25StatisticsProvider for VersionStatistics<'_> {
         if let Some(&total) = tokens.get(&field) {
             return Ok(total);
         }
-        let mut total = 0u64;
+        let (mut total, mut having) = (0u64, 0u64);
         for (ordinal, segment) in self.searcher.segment_readers().iter().enumerate() {
             let lengths = segment.get_fieldnorms_reader(field)?;
             for doc in segment.doc_ids_alive().filter(|&doc| self.visible.contains(ordinal, doc)) {
-                total += u64::from(lengths.fieldnorm(doc));
+                let length = u64::from(lengths.fieldnorm(doc));
+                total += length;
+                having += u64::from(length > 0);
             }
         }
-        tokens.insert(field, total);
-        Ok(total)
+        // BM25 divides this by the document count for the average length; as Lucene does, the
+        // average is over the documents that have the field: each language's fields are in its
+        // own chunks only, and a German chunk is long or short among German chunks.
+        let scaled = u128::from(total) * u128::from(self.visible.count.max(1)) / u128::from(having.max(1));
+        let scaled = u64::try_from(scaled).unwrap_or(u64::MAX);
+        tokens.insert(field, scaled);
+        Ok(scaled)
     }
 
     /// At least 1, so that an empty version's average length is not 0/0.

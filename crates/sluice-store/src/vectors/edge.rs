@@ -18,6 +18,7 @@ use super::{
     key_from_payload, readable_filter_json,
 };
 use crate::error::{Result, StoreError};
+use crate::time_travel::Readable;
 
 pub struct EdgeVectors {
     shard: EdgeShard,
@@ -58,22 +59,31 @@ impl EdgeVectors {
                 .vector(VECTOR_NAME, vectors)
                 .payload_memory(qdrant_edge::Memory::Cached)
                 .build();
-            let shard = EdgeShard::new(path, config)?;
-            for (field, kind) in INDEXED_FIELDS {
-                let schema = match kind {
-                    FieldKind::Integer => PayloadSchemaType::Integer,
-                    FieldKind::Keyword => PayloadSchemaType::Keyword,
-                };
-                shard.update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
-                    field_name: field.try_into().map_err(|_| StoreError::Invalid(format!("bad field {field}")))?,
-                    field_schema: Some(PayloadFieldSchema::FieldType(schema)),
-                })))?;
-            }
-            shard.flush()?;
-            shard
+            EdgeShard::new(path, config)?
         } else {
             return Err(StoreError::Corrupt(format!("vector index {} is gone", path.display())));
         };
+        // Every payload index this build filters on, including ones added since the shard was made.
+        let existing = shard.info()?.payload_schema;
+        let mut created = false;
+        for (field, kind) in INDEXED_FIELDS {
+            if existing.keys().any(|key| key.to_string() == field) {
+                continue;
+            }
+            let schema = match kind {
+                FieldKind::Integer => PayloadSchemaType::Integer,
+                FieldKind::Keyword => PayloadSchemaType::Keyword,
+                FieldKind::Words => PayloadSchemaType::Text,
+            };
+            shard.update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
+                field_name: field.try_into().map_err(|_| StoreError::Invalid(format!("bad field {field}")))?,
+                field_schema: Some(PayloadFieldSchema::FieldType(schema)),
+            })))?;
+            created = true;
+        }
+        if created {
+            shard.flush()?;
+        }
         let stored = shard.config().vectors.get(VECTOR_NAME).map(|params| params.size);
         if stored.is_none() || dimension.is_some_and(|dimension| stored != Some(dimension)) {
             return Err(StoreError::Invalid(format!(
@@ -164,7 +174,7 @@ impl VectorIndex for EdgeVectors {
                 query: VectorInternal::from(query.vector.to_vec()),
                 using: Some(VECTOR_NAME.into()),
             }))),
-            filter: Some(filter(readable_filter_json(query.version, readable.access, readable.hidden_docs))),
+            filter: Some(filter(readable_filter_json(query.version, &readable))),
             score_threshold: None,
             limit: query.limit,
             offset: 0,
@@ -184,8 +194,7 @@ impl VectorIndex for EdgeVectors {
     }
 
     fn scroll(&self, visible_at: Option<Version>, with_vector: bool, each: &mut ScrollVisitor<'_>) -> Result<()> {
-        let filter = visible_at
-            .map(|version| filter(readable_filter_json(version, &sluice_core::ReadAccess::Unrestricted, &[])));
+        let filter = visible_at.map(|version| filter(readable_filter_json(version, &Readable::unrestricted())));
         let mut offset = None;
         let empty = serde_json::Map::new();
         loop {

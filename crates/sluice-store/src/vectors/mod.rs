@@ -14,7 +14,7 @@ mod server;
 
 use serde::Serialize;
 use serde_json::json;
-use sluice_core::{ChunkId, PointKey, ReadAccess, Version};
+use sluice_core::{ChunkId, DocumentFacets, DocumentMetadata, PointKey, ReadAccess, Version};
 
 use crate::error::Result;
 use crate::time_travel::Readable;
@@ -26,20 +26,34 @@ pub use server::{ServerConnection, ServerVectors};
 /// The named vector points carry.
 const VECTOR_NAME: &str = "dense";
 
-/// Fields with a payload index: the ones every query filters on, and the ids retention and
-/// time travel select by.
-const INDEXED_FIELDS: [(&str, FieldKind); 5] = [
+/// Fields with a payload index: the ones every query filters on, the ids retention and time
+/// travel select by, and what search filters name (`sluice_core::filter`).
+const INDEXED_FIELDS: [(&str, FieldKind); 12] = [
     ("valid_from", FieldKind::Integer),
     ("valid_to", FieldKind::Integer),
     ("chunk_id", FieldKind::Keyword),
     ("doc_id", FieldKind::Keyword),
     ("readers", FieldKind::Keyword),
+    ("language", FieldKind::Keyword),
+    ("formats", FieldKind::Keyword),
+    ("folders", FieldKind::Keyword),
+    ("source", FieldKind::Keyword),
+    ("authors", FieldKind::Keyword),
+    ("date", FieldKind::Integer),
+    ("headings", FieldKind::Words),
 ];
 
 #[derive(Clone, Copy)]
 enum FieldKind {
     Integer,
     Keyword,
+    /// Full text, cut into words in lower case (Qdrant's word tokenizer).
+    Words,
+}
+
+/// The headings above a chunk as one text, for the `headings` payload field's word index.
+fn headings_text(headings: &[String]) -> String {
+    headings.join(" / ")
 }
 
 /// The dense index of one pipeline. Implementations are synchronous and may be shared between
@@ -112,6 +126,17 @@ pub trait VectorIndex: Send + Sync {
 /// What [`VectorIndex::scroll`] calls for each point: its payload and (maybe empty) vector.
 pub type ScrollVisitor<'a> = dyn FnMut(&serde_json::Map<String, serde_json::Value>, Vec<f32>) -> Result<()> + 'a;
 
+static NO_METADATA: DocumentMetadata = DocumentMetadata {
+    authors: Vec::new(),
+    recipients: Vec::new(),
+    subject: None,
+    created: None,
+    modified: None,
+    date_in_text: None,
+    mime_type: String::new(),
+    file_modified: None,
+};
+
 /// A point to write: its key, vector and payload.
 pub struct VectorPoint<'a> {
     pub key: PointKey,
@@ -146,6 +171,13 @@ pub struct PointPayload<'a> {
     pub text_hash: String,
     /// Fingerprint of the model (and precision) that made the vector.
     pub model: String,
+    /// ISO 639-3 code of the chunk's language.
+    pub language: Option<&'a str>,
+    /// The document's metadata (authors, dates, MIME type, ...).
+    pub metadata: &'a DocumentMetadata,
+    /// What filters select it by: `formats`, `folders`, `source`, `authors`, `date` (seconds).
+    #[serde(flatten)]
+    pub facets: DocumentFacets,
 }
 
 impl<'a> PointPayload<'a> {
@@ -169,13 +201,20 @@ impl<'a> PointPayload<'a> {
             content_hash: String::new(),
             text_hash: String::new(),
             model: String::new(),
+            language: None,
+            metadata: &NO_METADATA,
+            facets: DocumentFacets::default(),
         }
     }
 
-    /// The whole payload as a JSON object.
+    /// The whole payload as a JSON object, with the headings also as one text (`headings`,
+    /// the field heading filters match words in).
     fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
         match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(map)) => map,
+            Ok(serde_json::Value::Object(mut map)) => {
+                map.insert("headings".into(), json!(headings_text(self.heading_path)));
+                map
+            }
             _ => unreachable!("a payload serialises to a JSON object"),
         }
     }
@@ -189,6 +228,17 @@ impl<'a> PointPayload<'a> {
         map.insert("valid_from".into(), json!(self.valid_from));
         map.insert("valid_to".into(), json!(self.valid_to));
         map.insert("readers".into(), json!(self.readers));
+        map.insert("language".into(), json!(self.language));
+        map.insert("headings".into(), json!(headings_text(self.heading_path)));
+        for (key, value) in [
+            ("formats", json!(self.facets.formats)),
+            ("folders", json!(self.facets.folders)),
+            ("source", json!(self.facets.source)),
+            ("authors", json!(self.facets.authors)),
+            ("date", json!(self.facets.date)),
+        ] {
+            map.insert(key.into(), value);
+        }
         map
     }
 }
@@ -222,21 +272,78 @@ pub struct DenseHit {
     pub score: f32,
 }
 
-/// "Visible at version v and readable by `access`", as Qdrant's REST filter JSON (the form the
-/// README documents). Qdrant applies it while it searches the graph, so the nearest readable
-/// chunks come back, not what is left of the nearest ones.
-fn readable_filter_json(version: Version, access: &ReadAccess, hidden_docs: &[String]) -> serde_json::Value {
+/// One condition of a point filter, as both Qdrant APIs can spell it.
+#[derive(Clone, Debug, PartialEq)]
+enum Condition {
+    /// An integer field within bounds (each included when `true`).
+    Range { key: &'static str, gte: Option<i64>, gt: Option<i64>, lte: Option<i64> },
+    /// A keyword field holding any of these values.
+    Any { key: &'static str, values: Vec<String> },
+    /// A word-indexed field holding every word of this text.
+    Words { key: &'static str, text: String },
+}
+
+/// "Visible at version v, readable by `access`, and what the filter asks for", as conditions that
+/// must all hold and ones that must not (the documents hidden from this reader). Qdrant applies
+/// them while it searches the graph, so the nearest readable matching chunks come back, not what
+/// is left of the nearest ones.
+fn readable_conditions(version: Version, readable: &Readable<'_>) -> (Vec<Condition>, Vec<Condition>) {
     let mut must = vec![
-        json!({"key": "valid_from", "range": {"lte": version}}),
-        json!({"key": "valid_to", "range": {"gt": version}}),
+        Condition::Range { key: "valid_from", gte: None, gt: None, lte: Some(version) },
+        Condition::Range { key: "valid_to", gte: None, gt: Some(version), lte: None },
     ];
-    if let ReadAccess::Keys(keys) = access {
-        must.push(json!({"key": "readers", "match": {"any": keys}}));
+    if let ReadAccess::Keys(keys) = readable.access {
+        must.push(Condition::Any { key: "readers", values: keys.clone() });
     }
-    if hidden_docs.is_empty() {
+    let filter = readable.filter;
+    for (key, values) in [
+        ("language", &filter.languages),
+        ("formats", &filter.formats),
+        ("source", &filter.sources),
+        ("authors", &filter.authors),
+    ] {
+        if !values.is_empty() {
+            must.push(Condition::Any { key, values: values.clone() });
+        }
+    }
+    if let Some(folder) = &filter.folder {
+        must.push(Condition::Any { key: "folders", values: vec![folder.clone()] });
+    }
+    if filter.date_from.is_some() || filter.date_to.is_some() {
+        must.push(Condition::Range { key: "date", gte: filter.date_from, gt: None, lte: filter.date_to });
+    }
+    if !filter.heading_words.is_empty() {
+        must.push(Condition::Words { key: "headings", text: filter.heading_words.join(" ") });
+    }
+    let must_not = if readable.hidden_docs.is_empty() {
+        Vec::new()
+    } else {
+        vec![Condition::Any { key: "doc_id", values: readable.hidden_docs.to_vec() }]
+    };
+    (must, must_not)
+}
+
+/// [`readable_conditions`] as Qdrant's REST filter JSON (the form the README documents).
+fn readable_filter_json(version: Version, readable: &Readable<'_>) -> serde_json::Value {
+    let json_of = |condition: &Condition| match condition {
+        Condition::Range { key, gte, gt, lte } => {
+            let mut range = serde_json::Map::new();
+            for (name, bound) in [("gte", gte), ("gt", gt), ("lte", lte)] {
+                if let Some(bound) = bound {
+                    range.insert(name.into(), json!(bound));
+                }
+            }
+            json!({"key": key, "range": range})
+        }
+        Condition::Any { key, values } => json!({"key": key, "match": {"any": values}}),
+        Condition::Words { key, text } => json!({"key": key, "match": {"text": text}}),
+    };
+    let (must, must_not) = readable_conditions(version, readable);
+    let must: Vec<_> = must.iter().map(json_of).collect();
+    if must_not.is_empty() {
         return json!({ "must": must });
     }
-    json!({ "must": must, "must_not": [{"key": "doc_id", "match": {"any": hidden_docs}}] })
+    json!({ "must": must, "must_not": must_not.iter().map(json_of).collect::<Vec<_>>() })
 }
 
 /// A point's chunk appearance, read back from its payload.

@@ -23,13 +23,14 @@ use qdrant_client::qdrant::{
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use serde_json::json;
 use sluice_config::{QdrantPlan, Quantization};
-use sluice_core::{PointKey, ReadAccess, VERSION_OPEN, Version};
+use sluice_core::{PointKey, VERSION_OPEN, Version};
 
 use super::{
     DenseHit, DenseQuery, FieldKind, INDEXED_FIELDS, ScrollVisitor, VECTOR_NAME, VectorIndex, VectorPoint,
     key_from_payload,
 };
 use crate::error::{Result, StoreError};
+use crate::time_travel::Readable;
 
 /// Points per write request: keeps each message well under gRPC's limits.
 const WRITE_BATCH: usize = 256;
@@ -206,6 +207,7 @@ impl ServerVectors {
             let kind = match kind {
                 FieldKind::Integer => FieldType::Integer,
                 FieldKind::Keyword => FieldType::Keyword,
+                FieldKind::Words => FieldType::Text,
             };
             let request = CreateFieldIndexCollectionBuilder::new(&self.collection, field, kind).wait(true);
             let client = self.server.client.clone();
@@ -354,7 +356,7 @@ impl VectorIndex for ServerVectors {
         let request = QueryPointsBuilder::new(self.collection()?)
             .query(query.vector.to_vec())
             .using(VECTOR_NAME)
-            .filter(readable_filter(query.version, readable.access, readable.hidden_docs))
+            .filter(readable_filter(query.version, &readable))
             .limit(query.limit as u64)
             .params(SearchParamsBuilder::default().hnsw_ef(query.hnsw_ef as u64).exact(query.exact))
             .with_payload(true);
@@ -372,7 +374,7 @@ impl VectorIndex for ServerVectors {
 
     fn scroll(&self, visible_at: Option<Version>, with_vector: bool, each: &mut ScrollVisitor<'_>) -> Result<()> {
         let collection = self.collection()?;
-        let filter = visible_at.map(|version| readable_filter(version, &ReadAccess::Unrestricted, &[]));
+        let filter = visible_at.map(|version| readable_filter(version, &Readable::unrestricted()));
         let mut offset: Option<PointId> = None;
         loop {
             let mut request =
@@ -413,18 +415,22 @@ impl VectorIndex for ServerVectors {
     }
 }
 
-/// [`super::readable_filter_json`] as the gRPC API spells it.
-fn readable_filter(version: Version, access: &ReadAccess, hidden_docs: &[String]) -> Filter {
-    let mut must = vec![
-        Condition::range("valid_from", Range { lte: Some(version as f64), ..Range::default() }),
-        Condition::range("valid_to", Range { gt: Some(version as f64), ..Range::default() }),
-    ];
-    if let ReadAccess::Keys(keys) = access {
-        must.push(Condition::matches("readers", keys.clone()));
+/// [`super::readable_conditions`] as the gRPC API spells them.
+fn readable_filter(version: Version, readable: &Readable<'_>) -> Filter {
+    let grpc = |condition: super::Condition| match condition {
+        super::Condition::Range { key, gte, gt, lte } => {
+            let bound = |value: Option<i64>| value.map(|value| value as f64);
+            Condition::range(key, Range { gte: bound(gte), gt: bound(gt), lte: bound(lte), ..Range::default() })
+        }
+        super::Condition::Any { key, values } => Condition::matches(key, values),
+        super::Condition::Words { key, text } => Condition::matches_text(key, text),
+    };
+    let (must, must_not) = super::readable_conditions(version, readable);
+    Filter {
+        must: must.into_iter().map(grpc).collect(),
+        must_not: must_not.into_iter().map(grpc).collect(),
+        ..Filter::default()
     }
-    let must_not =
-        if hidden_docs.is_empty() { Vec::new() } else { vec![Condition::matches("doc_id", hidden_docs.to_vec())] };
-    Filter { must, must_not, ..Filter::default() }
 }
 
 fn point_id(key: &PointKey) -> PointId {
