@@ -100,6 +100,8 @@ fn document(index: usize, text: &str, edition: u32) -> DocumentWrite {
             pii: Default::default(),
             language: None,
             metadata: Default::default(),
+            similarity: None,
+            minhash: None,
         },
         chunks,
     }

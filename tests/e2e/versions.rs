@@ -128,6 +128,8 @@ fn an_unfinished_version_is_rolled_back_in_every_store() {
                     pii: Default::default(),
                     language: None,
                     metadata: Default::default(),
+                    similarity: None,
+                    minhash: None,
                 },
                 chunks: vec![NewChunk {
                     id: ChunkId::new(doc_id, content_hash, fingerprint, 0),

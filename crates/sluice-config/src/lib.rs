@@ -11,9 +11,10 @@ mod reader;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use plan::{
-    AccessPlan, AccessRule, AccessSource, AuditKeySource, AuditPlan, CatalogPlan, ChunkPlan, EmbedPlan, EvalPlan,
-    HistoryAccess, LimitsPlan, PiiPlan, PiiPolicyPlan, PipelinePlan, PostgresPlan, PrincipalMap, QdrantPlan,
-    QualityPlan, Quantization, RetentionPlan, SearchPlan, ServerPlan, SourcePlan, StorePlan, VectorsPlan, WatchPlan,
+    AccessPlan, AccessRule, AccessSource, AuditKeySource, AuditPlan, CatalogPlan, ChunkPlan, DedupPlan, EmbedPlan,
+    EvalPlan, HistoryAccess, LimitsPlan, NearDuplicates, PiiPlan, PiiPolicyPlan, PipelinePlan, PostgresPlan,
+    PrincipalMap, QdrantPlan, QualityPlan, Quantization, RetentionPlan, SearchPlan, ServerPlan, SourcePlan, StorePlan,
+    VectorsPlan, WatchPlan,
 };
 
 /// The default pipeline, compiled in so that `sluice ingest` works without a pipeline file.

@@ -22,6 +22,7 @@ pub struct PipelinePlan {
     pub limits: LimitsPlan,
     pub quality: QualityPlan,
     pub chunk: ChunkPlan,
+    pub dedup: DedupPlan,
     pub embed: EmbedPlan,
     pub search: SearchPlan,
     pub retention: RetentionPlan,
@@ -129,6 +130,37 @@ pub struct SearchPlan {
     pub dense_weight: f64,
     /// HNSW beam width of dense queries once the vector index is built.
     pub hnsw_ef: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DedupPlan {
+    /// What becomes of a document whose text is nearly another live document's.
+    pub near_duplicates: NearDuplicates,
+    /// Estimated Jaccard similarity of their 5-word shingles from which two documents are
+    /// near-duplicates.
+    pub near_threshold: f64,
+}
+
+/// What a near-duplicate of a live document (same readers) becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NearDuplicates {
+    /// Not looked for.
+    Off,
+    /// Indexed, with `duplicate_of` and the similarity recorded.
+    Link,
+    /// Recorded as a duplicate (`duplicate_of`, similarity), its chunks not indexed, as an
+    /// exact duplicate is.
+    Skip,
+}
+
+impl NearDuplicates {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NearDuplicates::Off => "off",
+            NearDuplicates::Link => "link",
+            NearDuplicates::Skip => "skip",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -438,6 +470,7 @@ fn read_plan(diag: &mut Diagnostics<'_>, mut root: Section<'_>) -> PipelinePlan 
         limits: read_limits(diag, &mut root),
         quality: read_quality(diag, &mut root),
         chunk: read_chunk(diag, &mut root),
+        dedup: read_dedup(diag, &mut root),
         embed: read_embed(diag, &mut root),
         search: read_search(diag, &mut root),
         retention: read_retention(diag, &mut root),
@@ -633,6 +666,27 @@ fn read_search(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> SearchPlan
     };
     finish(diag, search);
     plan
+}
+
+fn read_dedup(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> DedupPlan {
+    let mut dedup = root.table(diag, "dedup");
+    let near_duplicates = opt_choice(
+        diag,
+        &mut dedup,
+        "dedup.near_duplicates",
+        "near_duplicates",
+        &["\"off\"", "\"link\"", "\"skip\""],
+        |text| {
+            [NearDuplicates::Off, NearDuplicates::Link, NearDuplicates::Skip].into_iter().find(|n| n.as_str() == text)
+        },
+    )
+    .unwrap_or(NearDuplicates::Link);
+    let near_threshold = match dedup.as_mut() {
+        Some(section) => section.float(diag, "near_threshold", 0.8, 0.5, 1.0),
+        None => 0.8,
+    };
+    finish(diag, dedup);
+    DedupPlan { near_duplicates, near_threshold }
 }
 
 fn read_retention(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> RetentionPlan {

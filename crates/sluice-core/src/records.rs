@@ -181,6 +181,18 @@ pub struct NewDocument {
     pub language: Option<String>,
     /// What the document says about itself (authors, dates, ...) and where it lives.
     pub metadata: DocumentMetadata,
+    /// For a near-duplicate (`duplicate_of` set), the estimated similarity to its original;
+    /// `None` for an exact duplicate or an original.
+    pub similarity: Option<f64>,
+    /// Its MinHash signature and band keys, for near-duplicate detection of later documents.
+    pub minhash: Option<MinHash>,
+}
+
+/// A document's MinHash signature (little-endian 32-bit values) and its LSH band keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MinHash {
+    pub signature: Vec<u8>,
+    pub bands: Vec<i64>,
 }
 
 impl NewDocument {
@@ -222,6 +234,8 @@ pub struct ReusableDocument {
     pub pii: BTreeMap<String, usize>,
     pub language: Option<String>,
     pub metadata: DocumentMetadata,
+    /// Its MinHash signature, if it has one.
+    pub minhash: Option<Vec<u8>>,
 }
 
 /// One stored appearance of a chunk: the one chunk record that storage keeps and that search

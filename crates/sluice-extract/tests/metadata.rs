@@ -77,6 +77,7 @@ fn e_mail_office_and_pdf_files_come_out_with_their_authors_and_dates() {
             file: "pypdf-sample-files/008-reportlab-inline-image/inline-image.pdf",
             authors: &["anonymous"],
             created: Some("2022-04-15T14:30:24Z"),
+            modified: Some("2022-04-15T14:30:24Z"),
             mime_type: "application/pdf",
             ..NONE
         },

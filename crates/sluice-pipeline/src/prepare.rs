@@ -56,6 +56,8 @@ pub struct PreparedDocument {
     pub language: Option<String>,
     /// What it says about itself; the file's own times are added when it is placed.
     pub metadata: DocumentMetadata,
+    /// Its MinHash signature (little-endian bytes), if it has enough words.
+    pub minhash: Option<Vec<u8>>,
 }
 
 impl PreparedDocument {
@@ -73,6 +75,7 @@ impl PreparedDocument {
             pii: text.pii,
             language: text.language,
             metadata: text.metadata,
+            minhash: text.minhash,
         }
     }
 }
@@ -218,6 +221,7 @@ fn prepare_file(context: &PrepareContext<'_>, input: &PrepareInput<'_>, prepared
                 pii: reused.pii,
                 language: reused.language,
                 metadata: reused.metadata,
+                minhash: reused.minhash,
             }));
         }
         Ok(None) => {}

@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::json;
-use sluice_config::PiiPolicyPlan;
+use sluice_config::{NearDuplicates, PiiPolicyPlan};
+use sluice_core::records::MinHash;
 use sluice_core::{Acl, ChunkId, ContentHash, DocumentId, DocumentMetadata, Stage, StageFailure, TextHash};
 use sluice_store::{
     ChangeReason, DocumentCost, DocumentWrite, FileStatus, LedgerChange, LedgerEntry, NewChunk, NewDocument,
     QuarantineEntry, StageCost, VersionWriter, join_path, now_ms,
 };
+use sluice_transform::near_dup::Signature;
 use tracing::{debug, info, warn};
 
 use crate::ahead::{Budget, prepare_in_order};
@@ -530,7 +532,8 @@ fn process_batch(
     let pipeline = engine.plan.name.as_str();
     // Dedup, in path order so the first of several identical documents is the one indexed.
     let dedup = Meter::thread();
-    let mut admission = Admission { engine, written_texts: HashMap::new(), pending: Vec::new() };
+    let mut admission =
+        Admission { engine, written_texts: HashMap::new(), written_bands: HashMap::new(), pending: Vec::new() };
     let mut costs = Vec::with_capacity(batch.len());
     // Which file each pending document belongs to, to share the batch stages' cost.
     let mut pending_file = Vec::new();
@@ -590,7 +593,13 @@ fn process_batch(
         cost.pages = document.page_count.map_or(0, u64::from);
         let tokens = chunk_tokens(&document);
         let placement = Placement { task, readers, doc_id: file_id, member: String::new(), parent: None };
+        // Dedup (the exact lookup and the near-duplicate search) is a cost stage of its own.
+        let meter = Meter::thread();
         let status = admission.admit(writer, placement, document, summary, |outcome| observer.document(outcome))?;
+        let dedup = meter.stop();
+        summary.add_stage_time(Stage::Dedup, dedup.wall);
+        observer.stage(Stage::Dedup, dedup.wall);
+        cost.stages.entry(Stage::Dedup.as_str()).or_default().add(dedup);
         cost.outcome = status.as_str();
         if status == FileStatus::Indexed {
             cost.tokens += tokens;
@@ -695,11 +704,15 @@ struct Placement<'t> {
     parent: Option<DocumentId>,
 }
 
-/// Exact dedup of one batch's documents, and the documents it lets through to embedding.
+/// Exact and near dedup of one batch's documents, and the documents it lets through to
+/// embedding.
 struct Admission<'e> {
     engine: &'e Engine,
     /// Texts written earlier in this batch, by readers, with their document.
     written_texts: HashMap<(TextHash, Acl), DocumentId>,
+    /// LSH band keys of the originals written earlier in this batch, by readers: each with its
+    /// documents and their signatures.
+    written_bands: HashMap<(i64, Acl), Vec<(DocumentId, Signature)>>,
     pending: Vec<(NewDocument, Vec<sluice_core::Chunk>)>,
 }
 
@@ -728,8 +741,31 @@ impl Admission<'_> {
                 .map(|live| live.doc_id)
                 .filter(|original| *original != placement.doc_id),
         };
-        let new_document = new_document(self.engine, placement, &document, original);
+        let signature = document.minhash.as_deref().and_then(Signature::from_bytes);
+        let near = match (&signature, self.engine.plan.dedup.near_duplicates) {
+            (Some(signature), NearDuplicates::Link | NearDuplicates::Skip) if original.is_none() => {
+                self.near_original(signature, readers, placement.doc_id)?
+            }
+            _ => None,
+        };
+        let mut new_document = new_document(self.engine, placement, &document, original);
+        new_document.minhash = signature
+            .as_ref()
+            .map(|signature| MinHash { signature: signature.to_bytes(), bands: signature.band_keys() });
         let path = new_document.path();
+        if let Some((near, similarity)) = near {
+            summary.near_duplicates += 1;
+            new_document.duplicate_of = Some(near);
+            new_document.similarity = Some(similarity);
+            let detail = json!({"doc_id": new_document.doc_id, "duplicate_of": near, "similarity": similarity});
+            writer.record("near_duplicate", path.clone(), detail);
+            if self.engine.plan.dedup.near_duplicates == NearDuplicates::Skip {
+                summary.duplicates += 1;
+                report(Outcome::Duplicate);
+                self.pending.push((new_document, Vec::new()));
+                return Ok(FileStatus::Duplicate);
+            }
+        }
         if let Some(original) = original {
             summary.duplicates += 1;
             report(Outcome::Duplicate);
@@ -739,6 +775,12 @@ impl Admission<'_> {
         }
         if !document.chunks.is_empty() {
             self.written_texts.insert(text_key, new_document.doc_id);
+            if let Some(signature) = signature.filter(|_| near.is_none()) {
+                for key in signature.band_keys() {
+                    let documents = self.written_bands.entry((key, readers.clone())).or_default();
+                    documents.push((new_document.doc_id, signature.clone()));
+                }
+            }
         }
         let action = match new_document.added_reason {
             ChangeReason::New => "ingested",
@@ -767,6 +809,35 @@ impl Admission<'_> {
     }
 }
 
+impl Admission<'_> {
+    /// The live original (same readers, not a duplicate itself) that `signature`'s document
+    /// nearly repeats, with the estimated similarity: the most similar at or above the
+    /// pipeline's threshold, among the documents sharing an LSH band with it, in the catalog and
+    /// earlier in this batch; equal similarity goes to the smaller document id.
+    fn near_original(
+        &self,
+        signature: &Signature,
+        readers: &Acl,
+        itself: DocumentId,
+    ) -> Result<Option<(DocumentId, f64)>, PipelineError> {
+        let bands = signature.band_keys();
+        let stored = self.engine.store.catalog().near_duplicate_candidates(&self.engine.plan.name, &bands, readers)?;
+        let stored = stored.into_iter().filter_map(|(id, bytes)| Some((id, Signature::from_bytes(&bytes)?)));
+        let batch = bands
+            .iter()
+            .filter_map(|key| self.written_bands.get(&(*key, readers.clone())))
+            .flatten()
+            .map(|(id, signature)| (*id, signature.clone()));
+        let threshold = self.engine.plan.dedup.near_threshold;
+        Ok(stored
+            .chain(batch)
+            .filter(|(id, _)| *id != itself)
+            .map(|(id, candidate)| (id, signature.similarity(&candidate)))
+            .filter(|(_, similarity)| *similarity >= threshold)
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))))
+    }
+}
+
 fn new_document(
     engine: &Engine,
     placement: Placement<'_>,
@@ -792,6 +863,8 @@ fn new_document(
         readers: placement.readers.clone(),
         pii: document.pii.clone(),
         language: document.language.clone(),
+        similarity: None,
+        minhash: None,
         metadata: DocumentMetadata {
             file_modified: Some(DocumentMetadata::format_file_time(placement.task.disk.mtime_ns())),
             ..document.metadata.clone()

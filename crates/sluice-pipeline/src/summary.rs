@@ -27,8 +27,12 @@ pub struct RunSummary {
     pub access_changed: usize,
     /// Documents written (new or changed, not duplicates).
     pub indexed: usize,
-    /// Documents skipped because a live document has the same text.
+    /// Documents skipped because a live document has the same text (or nearly, when near
+    /// duplicates are skipped).
     pub duplicates: usize,
+    /// Documents found to nearly repeat a live one (MinHash similarity at least the pipeline's
+    /// threshold): indexed with the link, or skipped and counted in `duplicates` too.
+    pub near_duplicates: usize,
     /// Of the documents above, those that are files embedded in other files (attachments, the
     /// messages of a mailbox).
     pub embedded: usize,
@@ -83,6 +87,7 @@ impl RunSummary {
             (&mut self.access_changed, later.access_changed),
             (&mut self.indexed, later.indexed),
             (&mut self.duplicates, later.duplicates),
+            (&mut self.near_duplicates, later.near_duplicates),
             (&mut self.embedded, later.embedded),
             (&mut self.chunks_added, later.chunks_added),
             (&mut self.chunks_retired, later.chunks_retired),

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sluice_core::{Chunk, ContentHash, DocumentMetadata, ExtractedDocument, Stage, StageFailure, TextHash};
 use sluice_extract::{ExtractedChild, ExtractedFile, Limits, extract_file, panic_message};
 use sluice_store::StageCost;
+use sluice_transform::near_dup::Signature;
 use sluice_transform::pii::{PiiDetector, PiiPolicy};
 use sluice_transform::{Chunker, QualityThresholds, redact};
 
@@ -63,6 +64,8 @@ pub struct PreparedText {
     pub language: Option<String>,
     /// What the document says about itself (authors, dates, ...).
     pub metadata: DocumentMetadata,
+    /// Its MinHash signature (`sluice_transform::near_dup`), if it has enough words.
+    pub minhash: Option<Vec<u8>>,
 }
 
 /// A file embedded in the prepared one, at any depth.
@@ -199,6 +202,7 @@ impl TextStage {
         let meter = Meter::thread();
         let mut chunks = chunks;
         let language = sluice_transform::enrich::detect_languages(&mut chunks);
+        let minhash = Signature::of(&normalized.text).map(|signature| signature.to_bytes());
         times.enrich.add(meter.stop());
         Ok(PreparedText {
             text_hash: normalized.text_hash,
@@ -210,6 +214,7 @@ impl TextStage {
             pii,
             language,
             metadata,
+            minhash,
         })
     }
 

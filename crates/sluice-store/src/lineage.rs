@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use sluice_core::{Acl, ChunkId, ContentHash, DocumentId, ReadAccess, TextHash, VERSION_OPEN, Version};
+use sluice_core::{
+    Acl, ChunkId, ContentHash, DocumentId, DocumentMetadata, ReadAccess, TextHash, VERSION_OPEN, Version,
+};
 
 use crate::catalog::{STORED_CHUNK_SELECT, SqlCatalog, opt_u32, params, parse_id, parse_reason, stored_chunk_row};
 use crate::error::Result;
@@ -58,6 +60,10 @@ pub struct LineageSource {
     pub title: Option<String>,
     pub page_count: Option<u32>,
     pub byte_size: u64,
+    /// The document's language (ISO 639-3).
+    pub language: Option<String>,
+    /// What the document says about itself: authors, dates, MIME type, ...
+    pub metadata: DocumentMetadata,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,14 +76,31 @@ pub struct LineageSpan {
     pub char_end: u32,
     pub token_count: u32,
     pub heading_path: Vec<String>,
+    /// The chunk's language (ISO 639-3).
+    pub language: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DedupVerdict {
-    /// `unique`: no live document had the same normalised text when this one was indexed.
+    /// `unique`: no live document had the same normalised text, or nearly, when this one was
+    /// indexed; `near_duplicate`: it was indexed with a link to the live document it nearly
+    /// repeats (`duplicate_of`, `similarity`).
     pub verdict: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<DocumentId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f64>,
     /// Live documents skipped as exact duplicates of this chunk's document.
     pub duplicates: Vec<String>,
+    /// Live documents recorded as its near-duplicates (indexed with the link, or skipped).
+    #[serde(default)]
+    pub near_duplicates: Vec<NearDuplicate>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NearDuplicate {
+    pub path: String,
+    pub similarity: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -145,9 +168,11 @@ impl ChunkLineage for SqlCatalog {
                 pipeline_fp,
                 run,
                 document_pii,
+                (language, duplicate_of, similarity),
             ) = c.query_row(
                 "SELECT d.parent, d.page_count, d.byte_size, d.added_reason, d.retired_reason, d.created_at,
-                            v.pipeline_fingerprint, v.run_id, v.started_at, v.finished_at, d.pii
+                            v.pipeline_fingerprint, v.run_id, v.started_at, v.finished_at, d.pii,
+                            d.language, d.duplicate_of, d.similarity
                      FROM chunks c JOIN documents d ON d.id = c.document
                           JOIN versions v ON v.pipeline = c.pipeline AND v.version = c.valid_from
                      WHERE c.pipeline = ?1 AND c.chunk_id = ?2 AND c.valid_from = ?3",
@@ -168,6 +193,11 @@ impl ChunkLineage for SqlCatalog {
                             committed_at: r.get(9)?,
                         },
                         serde_json::from_str::<BTreeMap<String, usize>>(&r.get::<String>(10)?).unwrap_or_default(),
+                        (
+                            r.get::<Option<String>>(11)?,
+                            r.get::<Option<String>>(12)?.map(|id| parse_id(id, DocumentId::parse)).transpose()?,
+                            r.get::<Option<f64>>(13)?,
+                        ),
                     ))
                 },
             )?;
@@ -181,6 +211,8 @@ impl ChunkLineage for SqlCatalog {
                 title: chunk.title.clone(),
                 page_count,
                 byte_size,
+                language,
+                metadata: chunk.metadata.clone(),
             };
             let span = LineageSpan {
                 ordinal: chunk.ordinal,
@@ -189,6 +221,7 @@ impl ChunkLineage for SqlCatalog {
                 char_end: chunk.char_end,
                 token_count: chunk.token_count,
                 heading_path: chunk.heading_path.clone(),
+                language: chunk.language.clone(),
             };
             let (text_hash, readers) = (chunk.text_hash, chunk.readers.clone());
             let fingerprints =
@@ -212,12 +245,25 @@ impl ChunkLineage for SqlCatalog {
                     return Ok(None);
                 }
             }
-            let duplicates = c.query_map(
-                "SELECT root, rel_path, member FROM documents
+            let copies: Vec<(String, Option<f64>)> = c.query_map(
+                "SELECT root, rel_path, member, similarity FROM documents
                  WHERE pipeline = ?1 AND duplicate_of = ?2 AND valid_to = ?3 ORDER BY root, rel_path, member",
                 params![pipeline, source.doc_id.to_hex(), VERSION_OPEN],
-                |r| Ok(join_path(&r.get::<String>(0)?, &r.get::<String>(1)?, &r.get::<String>(2)?)),
+                |r| Ok((join_path(&r.get::<String>(0)?, &r.get::<String>(1)?, &r.get::<String>(2)?), r.get(3)?)),
             )?;
+            let duplicates = copies.iter().filter(|(_, similarity)| similarity.is_none()).map(|(path, _)| path.clone());
+            let near_duplicates = copies
+                .iter()
+                .filter_map(|(path, similarity)| Some(NearDuplicate { path: path.clone(), similarity: (*similarity)? }))
+                .collect();
+            let verdict = if duplicate_of.is_some() { "near_duplicate" } else { "unique" };
+            let dedup = DedupVerdict {
+                verdict: verdict.to_owned(),
+                duplicate_of,
+                similarity,
+                duplicates: duplicates.collect(),
+                near_duplicates,
+            };
             let [extract, chunking, embed] = fingerprints;
             let stage = |fingerprint: String| -> Result<StageRecord> {
                 let settings = crate::catalog::stage_settings_in(c, &fingerprint)?.unwrap_or(serde_json::Value::Null);
@@ -229,7 +275,7 @@ impl ChunkLineage for SqlCatalog {
                 source,
                 span,
                 text_hash,
-                dedup: DedupVerdict { verdict: "unique".to_owned(), duplicates },
+                dedup,
                 stages: LineageStages { extract: stage(extract)?, chunk: stage(chunking)?, embed: stage(embed)? },
                 pipeline_fingerprint: pipeline_fp,
                 run,

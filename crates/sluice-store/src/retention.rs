@@ -225,6 +225,7 @@ impl Retention for SqlCatalog {
                 ),
                 params![pipeline, retained],
             )?;
+            crate::catalog::forget_deleted_bands(t, pipeline)?;
             Ok((chunks as usize, documents as usize))
         })
     }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use sluice_config::PostgresPlan;
+use sluice_core::records::MinHash;
 use sluice_core::{Acl, Chunk, ChunkId, ContentHash, DocumentId, DocumentMetadata, Fingerprint, ReadAccess, TextHash};
 use sluice_store::prelude::*;
 use sluice_store::{
@@ -104,6 +105,8 @@ fn document(rel_path: &str, texts: &[&str], readers: &[&str]) -> DocumentWrite {
                 file_modified: Some("2025-01-02T03:04:05Z".into()),
                 ..Default::default()
             },
+            similarity: None,
+            minhash: Some(MinHash { signature: vec![7; 512], bands: (0..32).collect() }),
         },
         chunks,
     }

@@ -10,7 +10,7 @@ use crate::language;
 
 /// Changes whenever what this stage decides for the same chunks changes (the detector's
 /// version or rules); it is part of the chunk fingerprint, so chunks are enriched again.
-pub const ENRICH_VERSION: &str = "1 (whatlang 0.18)";
+pub const ENRICH_VERSION: &str = "2 (whatlang 0.18)";
 
 /// Sets every chunk's language and returns the document's.
 ///

@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod clean;
 pub mod enrich;
 pub mod language;
+pub mod near_dup;
 pub mod pii;
 pub mod quality;
 pub mod redact;

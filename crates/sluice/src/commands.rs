@@ -100,9 +100,10 @@ fn print_summary(summary: &RunSummary, live: Option<Version>) {
     let embedded =
         if summary.embedded > 0 { format!(" ({} embedded in files)", summary.embedded) } else { String::new() };
     println!(
-        "documents  indexed {}, duplicates {}, quarantined {}{reasons}{embedded}",
+        "documents  indexed {}, duplicates {}, near-duplicates {}, quarantined {}{reasons}{embedded}",
         summary.indexed,
         summary.duplicates,
+        summary.near_duplicates,
         summary.quarantined_total()
     );
     println!(

@@ -55,6 +55,12 @@ fn print_lineage(l: &Lineage) {
         "           {} ({} bytes, document version {})",
         l.source.format, l.source.byte_size, l.source.content_hash
     );
+    let language = |code: &Option<String>| code.clone().unwrap_or_else(|| "unknown".into());
+    println!("language   chunk {}, document {}", language(&span.language), language(&l.source.language));
+    let metadata = serde_json::to_string(&l.source.metadata).unwrap_or_default();
+    if metadata != "{}" {
+        println!("metadata   {metadata}");
+    }
     let page = span.page.map(|p| format!("page {p}, ")).unwrap_or_default();
     println!(
         "span       #{} {page}chars {}..{}, {} tokens",
@@ -71,7 +77,14 @@ fn print_lineage(l: &Lineage) {
     } else {
         format!(" ({} duplicate(s): {})", l.dedup.duplicates.len(), l.dedup.duplicates.join(", "))
     };
-    println!("dedup      {}{duplicates}", l.dedup.verdict);
+    let near: Vec<String> =
+        l.dedup.near_duplicates.iter().map(|near| format!("{} ({:.2})", near.path, near.similarity)).collect();
+    let near = if near.is_empty() { String::new() } else { format!(" (near-duplicates: {})", near.join(", ")) };
+    let original = match (l.dedup.duplicate_of, l.dedup.similarity) {
+        (Some(original), Some(similarity)) => format!(" of document {original} (similarity {similarity:.2})"),
+        _ => String::new(),
+    };
+    println!("dedup      {}{original}{duplicates}{near}", l.dedup.verdict);
     println!("pipeline   {}", l.pipeline_fingerprint);
     println!("run        {} (version {})", l.run.run_id, l.run.version);
     let retired = l.retired_reason.map(|r| format!(", retired: {}", r.label())).unwrap_or_default();

@@ -235,6 +235,16 @@ pub trait Documents {
         fingerprints: &StageFingerprints,
     ) -> Result<Option<Reusable>>;
 
+    /// Live originals (no `duplicate_of`) with exactly these `readers` that share any of these
+    /// LSH band keys, with their MinHash signatures: a new document's near-duplicate
+    /// candidates, by document id.
+    fn near_duplicate_candidates(
+        &self,
+        pipeline: &str,
+        bands: &[i64],
+        readers: &Acl,
+    ) -> Result<Vec<(DocumentId, Vec<u8>)>>;
+
     /// The chunks and metadata of a document [`Documents::reusable_document`] found.
     fn reusable_chunks(&self, reusable: &Reusable) -> Result<ReusableDocument>;
 

@@ -341,6 +341,7 @@ impl VersionLog for SqlCatalog {
         self.write(|t| {
             t.execute("DELETE FROM chunks WHERE pipeline = ?1 AND valid_from = ?2", params![pipeline, version])?;
             t.execute("DELETE FROM documents WHERE pipeline = ?1 AND valid_from = ?2", params![pipeline, version])?;
+            forget_deleted_bands(t, pipeline)?;
             t.execute(
                 "UPDATE chunks SET valid_to = ?3 WHERE pipeline = ?1 AND valid_to = ?2",
                 params![pipeline, version, VERSION_OPEN],
@@ -451,6 +452,32 @@ impl Documents for SqlCatalog {
         })
     }
 
+    fn near_duplicate_candidates(
+        &self,
+        pipeline: &str,
+        bands: &[i64],
+        readers: &Acl,
+    ) -> Result<Vec<(DocumentId, Vec<u8>)>> {
+        if bands.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(|c| {
+            let keys = (0..bands.len()).map(|i| format!("?{}", i + 4)).collect::<Vec<_>>().join(", ");
+            let mut values = params![pipeline, VERSION_OPEN, readers.to_json()].to_vec();
+            values.extend(bands.iter().map(|key| Value::Int(*key)));
+            c.query_map(
+                &format!(
+                    "SELECT d.doc_id, d.minhash FROM documents d
+                     WHERE d.id IN (SELECT b.document FROM near_dup_bands b WHERE b.pipeline = ?1 AND b.key IN ({keys}))
+                       AND d.valid_to = ?2 AND d.duplicate_of IS NULL AND d.readers = ?3 AND d.minhash IS NOT NULL
+                     ORDER BY d.doc_id"
+                ),
+                &values,
+                |r| Ok((parse_id(r.get(0)?, DocumentId::parse)?, r.get::<Vec<u8>>(1)?)),
+            )
+        })
+    }
+
     fn document_roots(&self, pipeline: &str) -> Result<Vec<String>> {
         self.read(|c| {
             c.query_column(
@@ -548,8 +575,9 @@ impl Documents for SqlCatalog {
 
     fn reusable_chunks(&self, reusable: &Reusable) -> Result<ReusableDocument> {
         self.read(|c| {
-            let (text_hash, format, title, page_count, pii, language, metadata) = c.query_row(
-                "SELECT text_hash, format, title, page_count, pii, language, metadata FROM documents WHERE id = ?1",
+            let (text_hash, format, title, page_count, pii, language, metadata, minhash) = c.query_row(
+                "SELECT text_hash, format, title, page_count, pii, language, metadata, minhash FROM documents
+                 WHERE id = ?1",
                 params![reusable.row],
                 |r| {
                     Ok((
@@ -560,6 +588,7 @@ impl Documents for SqlCatalog {
                         serde_json::from_str(&r.get::<String>(4)?).unwrap_or_default(),
                         r.get::<Option<String>>(5)?,
                         parse_metadata(r.get(6)?)?,
+                        r.get::<Option<Vec<u8>>>(7)?,
                     ))
                 },
             )?;
@@ -582,7 +611,7 @@ impl Documents for SqlCatalog {
                     })
                 },
             )?;
-            Ok(ReusableDocument { text_hash, format, title, page_count, chunks, pii, language, metadata })
+            Ok(ReusableDocument { text_hash, format, title, page_count, chunks, pii, language, metadata, minhash })
         })
     }
 
@@ -595,9 +624,9 @@ impl Documents for SqlCatalog {
                     "INSERT INTO documents (pipeline, doc_id, root, rel_path, member, parent, embedded_files,
                          content_hash, text_hash, format, title, page_count, byte_size, chunk_fingerprint, duplicate_of,
                          valid_from, valid_to, extract_fingerprint, model_fingerprint, added_reason, created_at, readers,
-                         pii, language, metadata)
+                         pii, language, metadata, minhash, similarity)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                         ?21, ?22, ?23, ?24, ?25)
+                         ?21, ?22, ?23, ?24, ?25, ?26, ?27)
                      RETURNING id",
                     params![
                         pipeline,
@@ -624,7 +653,9 @@ impl Documents for SqlCatalog {
                         d.readers.to_json(),
                         serde_json::to_string(&d.pii).expect("counts serialise"),
                         d.language,
-                        d.metadata.to_json()
+                        d.metadata.to_json(),
+                        d.minhash.as_ref().map(|minhash| minhash.signature.clone()),
+                        d.similarity
                     ],
                 )?;
                 let rows: Vec<Vec<Value>> = write
@@ -652,6 +683,12 @@ impl Documents for SqlCatalog {
                         .to_vec()
                     })
                     .collect();
+                // An original is a near-duplicate candidate for later documents; a duplicate is not.
+                if let Some(minhash) = d.minhash.as_ref().filter(|_| d.duplicate_of.is_none()) {
+                    let bands: Vec<Vec<Value>> =
+                        minhash.bands.iter().map(|key| params![pipeline, *key, row].to_vec()).collect();
+                    insert_rows(t, "INSERT INTO near_dup_bands (pipeline, key, document)", "", 3, &bands)?;
+                }
                 insert_rows(
                     t,
                     "INSERT INTO chunks (chunk_id, valid_from, valid_to, document, pipeline, ordinal, text, text_hash,
@@ -961,6 +998,16 @@ fn live_document_row(r: &Row) -> Result<LiveDocument> {
         text_hash: parse_id(r.get(5)?, TextHash::parse)?,
         duplicate_of: duplicate_of.map(|id| parse_id(id, DocumentId::parse)).transpose()?,
     })
+}
+
+/// Deletes the band keys of documents no longer in the catalog (after documents were deleted).
+pub(crate) fn forget_deleted_bands(t: &dyn Sql, pipeline: &str) -> Result<()> {
+    t.execute(
+        "DELETE FROM near_dup_bands WHERE pipeline = ?1
+           AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.id = near_dup_bands.document)",
+        params![pipeline],
+    )?;
+    Ok(())
 }
 
 /// Selects the columns of a [`StoredChunk`] (read by [`stored_chunk_row`]).

@@ -107,7 +107,10 @@ CREATE TABLE IF NOT EXISTS documents (
     pii               TEXT NOT NULL DEFAULT '{}',
     -- ISO 639-3 code of its language, and its metadata (DocumentMetadata JSON).
     language          TEXT,
-    metadata          TEXT NOT NULL DEFAULT '{}'
+    metadata          TEXT NOT NULL DEFAULT '{}',
+    -- Its MinHash signature, and, for a near-duplicate, the similarity to `duplicate_of`.
+    minhash           BLOB,
+    similarity        REAL
 );
 CREATE INDEX IF NOT EXISTS documents_by_doc ON documents (pipeline, doc_id, valid_to);
 CREATE INDEX IF NOT EXISTS documents_by_file ON documents (pipeline, root, rel_path, valid_to);
@@ -138,6 +141,14 @@ CREATE TABLE IF NOT EXISTS chunks (
     PRIMARY KEY (chunk_id, valid_from)
 );
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks (document);
+-- The LSH band keys of each document's MinHash signature: documents sharing a key with a new
+-- one are its near-duplicate candidates. Rows of deleted documents are deleted with them.
+CREATE TABLE IF NOT EXISTS near_dup_bands (
+    pipeline TEXT NOT NULL,
+    key      INTEGER NOT NULL,
+    document INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS near_dup_bands_by_key ON near_dup_bands (pipeline, key);
 CREATE INDEX IF NOT EXISTS chunks_by_valid_from ON chunks (pipeline, valid_from);
 CREATE INDEX IF NOT EXISTS chunks_by_valid_to ON chunks (pipeline, valid_to);
 -- (model fingerprint, text hash) -> little-endian f32 vector.
@@ -311,11 +322,14 @@ const MIGRATE_4_TO_5_AUDIT: &str = r#"
 ALTER TABLE audit ADD COLUMN keyed INTEGER NOT NULL DEFAULT 0;
 "#;
 
-/// Version 6 to 7: languages of documents and chunks, documents' metadata. Rows written before
-/// have none; the chunk fingerprint changed with them, so the next run writes them again.
+/// Version 6 to 7: languages of documents and chunks, documents' metadata and MinHash
+/// signatures (`near_dup_bands` is a new table that `SCHEMA` creates). Rows written before have
+/// none; the chunk fingerprint changed with them, so the next run writes them again.
 const MIGRATE_6_TO_7_BEFORE_SCHEMA: &str = r#"
 ALTER TABLE documents ADD COLUMN language TEXT;
 ALTER TABLE documents ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE documents ADD COLUMN minhash BLOB;
+ALTER TABLE documents ADD COLUMN similarity REAL;
 ALTER TABLE chunks ADD COLUMN language TEXT;
 "#;
 
@@ -543,6 +557,8 @@ mod tests {
             pii: Default::default(),
             language: None,
             metadata: Default::default(),
+            similarity: None,
+            minhash: None,
         };
         catalog.insert_documents("p", 1, &[DocumentWrite { document, chunks: Vec::new() }]).unwrap();
         let stale = |current: StageFingerprints| catalog.stale_files("p", "/share", &current).unwrap();
