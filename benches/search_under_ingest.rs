@@ -84,6 +84,7 @@ fn search_with_sync_audit(engine: &Engine, query: &str, mode: SearchMode) {
             lexical_candidates: search.lexical_candidates,
             dense_candidates: search.dense_candidates,
             rrf_k: search.rrf_k,
+            fusion: search.fusion,
             lexical_weight: search.lexical_weight,
             dense_weight: search.dense_weight,
             hnsw_ef: search.hnsw_ef,

@@ -76,10 +76,33 @@ fn every_document_is_found_by_its_own_phrase_via_cli_and_http() {
     }
     let (status, body) = daemon.get("/v1/search?k=3");
     assert_eq!(status, 400, "a search without q is a bad request: {body}");
+
+    // POST /v1/search with a filter: only the formats asked for, the best of them first.
+    let filtered = |filter: serde_json::Value| {
+        let body = serde_json::json!({"query": "Sparse is better than dense", "k": 10, "filter": filter});
+        let (status, answer) = daemon.post("/v1/search", body);
+        assert_eq!(status, 200, "{answer}");
+        hit_paths(&serde_json::from_str(&answer).unwrap())
+    };
+    let pdfs = filtered(serde_json::json!({"format": ["pdf"]}));
+    assert!(pdfs.first().is_some_and(|path| path.ends_with("/zen.pdf")), "{pdfs:?}");
+    assert!(pdfs.iter().all(|path| path.ends_with(".pdf")), "{pdfs:?}");
+    let pages = filtered(serde_json::json!({"format": ["text/html"], "language": ["eng"]}));
+    assert!(!pages.is_empty() && pages.iter().all(|path| path.ends_with("/coverage.html")), "{pages:?}");
+    for bad in [
+        serde_json::json!({"query": "dense", "filter": {"language": ["klingon"]}}),
+        serde_json::json!({"query": "dense", "filters": {}}),
+    ] {
+        let (status, answer) = daemon.post("/v1/search", bad);
+        assert_eq!(status, 400, "{answer}");
+    }
     assert_eq!(daemon.metric("sluice_embeddings_computed_total"), 0.0);
     // The CLI talks to the running daemon instead of opening the locked indexes.
     let paths = workspace.search_paths("Sparse is better than dense", &["-k", "3"]);
     assert!(top3_contains(&paths, "zen.pdf"), "{paths:?}");
+    // With filter flags, through the daemon's POST /v1/search.
+    let paths = workspace.search_paths("Sparse is better than dense", &["-k", "5", "--format", "markdown"]);
+    assert!(!paths.is_empty() && paths.iter().all(|path| path.ends_with("/introduction.md")), "{paths:?}");
     daemon.stop();
 }
 

@@ -362,6 +362,11 @@ impl Daemon {
         self.call("GET", path_and_query, Some(&self.token), None)
     }
 
+    /// `POST` of a JSON body as the local administrator.
+    pub fn post(&self, path: &str, body: Value) -> (u16, String) {
+        self.call("POST", path, Some(&self.token), Some(body))
+    }
+
     /// Any request, with the given bearer token (or none) and JSON body.
     pub fn call(&self, method: &str, path_and_query: &str, token: Option<&str>, body: Option<Value>) -> (u16, String) {
         let url = format!("http://{}{path_and_query}", self.address);

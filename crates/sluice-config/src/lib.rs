@@ -12,7 +12,7 @@ mod reader;
 pub use error::{ConfigError, ConfigErrors};
 pub use plan::{
     AccessPlan, AccessRule, AccessSource, AuditKeySource, AuditPlan, CatalogPlan, ChunkPlan, DedupPlan, EmbedPlan,
-    EvalPlan, HistoryAccess, LimitsPlan, NearDuplicates, PiiPlan, PiiPolicyPlan, PipelinePlan, PostgresPlan,
+    EvalPlan, Fusion, HistoryAccess, LimitsPlan, NearDuplicates, PiiPlan, PiiPolicyPlan, PipelinePlan, PostgresPlan,
     PrincipalMap, QdrantPlan, QualityPlan, Quantization, RetentionPlan, SearchPlan, ServerPlan, SourcePlan, StorePlan,
     VectorsPlan, WatchPlan,
 };

@@ -120,6 +120,7 @@ pub struct EmbedPlan {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchPlan {
+    pub fusion: Fusion,
     /// Reciprocal rank fusion constant: score = Σ weight / (rrf_k + rank).
     pub rrf_k: u32,
     /// Candidates each retriever contributes before fusion.
@@ -130,6 +131,26 @@ pub struct SearchPlan {
     pub dense_weight: f64,
     /// HNSW beam width of dense queries once the vector index is built.
     pub hnsw_ef: usize,
+}
+
+/// How hybrid search makes one ranking of the two retrievers' candidates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fusion {
+    /// Each list's scores standardised (z-scores over its candidates), weighted and added; a
+    /// chunk missing from a list counts as that list's lowest candidate.
+    #[default]
+    Scores,
+    /// Weighted reciprocal rank fusion: Σ weight / (rrf_k + rank).
+    Rrf,
+}
+
+impl Fusion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fusion::Scores => "scores",
+            Fusion::Rrf => "rrf",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -650,13 +671,18 @@ fn opt_choice<T>(
 fn read_search(diag: &mut Diagnostics<'_>, root: &mut Section<'_>) -> SearchPlan {
     let mut search = root.table(diag, "search");
     // `candidates` sets both retrievers; `lexical_candidates` and `dense_candidates` override it.
-    let candidates = opt_integer(diag, &mut search, "candidates", 100, 1, 10_000);
-    let mut weight = |key, diag: &mut Diagnostics<'_>| match search.as_mut() {
-        Some(section) => section.float(diag, key, 1.0, 0.0, 1_000.0),
-        None => 1.0,
+    let candidates = opt_integer(diag, &mut search, "candidates", 200, 1, 10_000);
+    let fusion = opt_choice(diag, &mut search, "search.fusion", "fusion", &["\"scores\"", "\"rrf\""], |text| {
+        [Fusion::Scores, Fusion::Rrf].into_iter().find(|fusion| fusion.as_str() == text)
+    })
+    .unwrap_or_default();
+    let mut weight = |key, default, diag: &mut Diagnostics<'_>| match search.as_mut() {
+        Some(section) => section.float(diag, key, default, 0.0, 1_000.0),
+        None => default,
     };
-    let (lexical_weight, dense_weight) = (weight("lexical_weight", diag), weight("dense_weight", diag));
+    let (lexical_weight, dense_weight) = (weight("lexical_weight", 0.45, diag), weight("dense_weight", 0.55, diag));
     let plan = SearchPlan {
+        fusion,
         rrf_k: opt_integer(diag, &mut search, "rrf_k", 60, 1, 10_000) as u32,
         lexical_candidates: opt_integer(diag, &mut search, "lexical_candidates", candidates, 1, 10_000) as usize,
         dense_candidates: opt_integer(diag, &mut search, "dense_candidates", candidates, 1, 10_000) as usize,

@@ -416,6 +416,7 @@ impl Engine {
             lexical_candidates: settings.lexical_candidates,
             dense_candidates: settings.dense_candidates,
             rrf_k: settings.rrf_k,
+            fusion: settings.fusion,
             lexical_weight: settings.lexical_weight,
             dense_weight: settings.dense_weight,
             hnsw_ef: settings.hnsw_ef,
