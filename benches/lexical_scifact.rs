@@ -1,7 +1,8 @@
 //! Lexical retrieval quality on SciFact in seconds, without embedding anything: every abstract
 //! through the pipeline's text stage (extract, clean, chunk, enrich) into a real Tantivy index,
 //! then the BEIR train queries (300 chunks each, ranked by document as `sluice eval` does).
-//! Prints nDCG@10, recall@10 and recall@100, and the indexing and query times.
+//! Prints nDCG@10, recall@10 and recall@100, the indexing and query times, and the share of
+//! chunks the enrich stage found English (all of SciFact is).
 //!
 //! `cargo bench -p sluice-pipeline --bench lexical_scifact`; the daemon's own numbers, with the
 //! dense and hybrid retrievers, come from `bash benches/eval-scifact.sh`.
@@ -33,7 +34,7 @@ fn main() {
     let (index, _) = TantivyIndex::open(dir.path()).unwrap();
     let corpus = std::fs::read_to_string(scifact.join("corpus.jsonl")).unwrap();
     let mut owners = std::collections::HashMap::new();
-    let mut chunks = 0;
+    let (mut chunks, mut english) = (0, 0);
     for line in corpus.lines() {
         let record: serde_json::Value = serde_json::from_str(line).unwrap();
         let id = record["_id"].as_str().unwrap().to_owned();
@@ -63,6 +64,7 @@ fn main() {
             })
             .collect();
         chunks += docs.len();
+        english += text.chunks.iter().filter(|chunk| chunk.language.as_deref() == Some("eng")).count();
         index.put(&docs).unwrap();
     }
     index.commit().unwrap();
@@ -84,6 +86,10 @@ fn main() {
     println!(
         "SciFact {split}: {} queries over {chunks} chunks (text stage + index {indexing:.1} s, queries {querying:.1} s)",
         results.len()
+    );
+    println!(
+        "chunks the enrich stage found English: {english} of {chunks} ({:.1}%)",
+        english as f64 * 100.0 / chunks as f64
     );
     println!(
         "lexical nDCG@10 {:.4}  recall@10 {:.4}  recall@100 {:.4}  MRR@10 {:.4}",

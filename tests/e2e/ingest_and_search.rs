@@ -89,12 +89,15 @@ fn every_document_is_found_by_its_own_phrase_via_cli_and_http() {
     assert!(pdfs.iter().all(|path| path.ends_with(".pdf")), "{pdfs:?}");
     let pages = filtered(serde_json::json!({"format": ["text/html"], "language": ["eng"]}));
     assert!(!pages.is_empty() && pages.iter().all(|path| path.ends_with("/coverage.html")), "{pages:?}");
-    for bad in [
-        serde_json::json!({"query": "dense", "filter": {"language": ["klingon"]}}),
-        serde_json::json!({"query": "dense", "filters": {}}),
+    // A filter value that means nothing is a bad request; a body of the wrong shape (a key
+    // misspelt) is refused as unprocessable, as every JSON body is.
+    for (bad, expected) in [
+        (serde_json::json!({"query": "dense", "filter": {"language": ["klingon"]}}), 400),
+        (serde_json::json!({"query": "dense", "filters": {}}), 422),
     ] {
         let (status, answer) = daemon.post("/v1/search", bad);
-        assert_eq!(status, 400, "{answer}");
+        assert_eq!(status, expected, "{answer}");
+        assert!(answer.contains("\"detail\""), "a problem document: {answer}");
     }
     assert_eq!(daemon.metric("sluice_embeddings_computed_total"), 0.0);
     // The CLI talks to the running daemon instead of opening the locked indexes.

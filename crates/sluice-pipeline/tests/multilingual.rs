@@ -302,6 +302,16 @@ fn phrases_from_each_chapter_find_it_in_chinese_german_and_french() {
     let Some(corpus) = corpus() else { return };
     let chapters = chapters(&corpus, ".html");
     assert!(chapters.len() >= 40, "{} chapters", chapters.len());
+    // The enrich stage's languages: a chunk counts as right when it has its chapter's language
+    // (the translations leave some paragraphs, commands and whole chapters in English, so this is
+    // a lower bound).
+    for language in ["cmn", "deu", "fra"] {
+        let chunks: Vec<_> = chapters.iter().filter(|c| c.language == language).flat_map(|c| &c.chunks).collect();
+        let right = chunks.iter().filter(|chunk| chunk.language.as_deref() == Some(language)).count();
+        let share = right as f64 / chunks.len() as f64;
+        eprintln!("{language}: {right} of {} chunks detected as {language} ({:.1}%)", chunks.len(), share * 100.0);
+        assert!(share >= 0.75, "{language}: {:.1}% of chunks in the chapter's language", share * 100.0);
+    }
     let dir = tempfile::tempdir().unwrap();
     let (index, owners) = index(&chapters, dir.path());
     assert_found(measure(&chapters, &index, &owners), "HTML chapters");
