@@ -30,7 +30,7 @@ venv=${SLUICE_PYTHON_VENV:-$HOME/.cache/sluice-python}
 export SLUICE_TEST_PYTHON=$venv/bin/python
 
 # The same feature set as the first run (`--workspace`), so nothing is compiled again.
-server_suites=(--test vector_index --test runs --test versions --test filters --test near_duplicates --test governance --test gate --test models --test e2e --test crash)
+server_suites=(--test vector_index --test runs --test versions --test filters --test near_duplicates --test context --test governance --test gate --test models --test e2e --test crash)
 cargo test "${cargo_args[@]}" --workspace "${server_suites[@]}"
 SLUICE_CRASH_RESTART_QDRANT=1 cargo test "${cargo_args[@]}" --workspace --test crash
 

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod compute;
 pub mod document;
+pub mod embedding_input;
 pub mod error_kind;
 pub mod filter;
 pub mod fingerprint;

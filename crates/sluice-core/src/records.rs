@@ -281,6 +281,11 @@ impl StoredChunk {
     pub fn key(&self) -> PointKey {
         PointKey { chunk: self.chunk_id, valid_from: self.valid_from }
     }
+
+    /// The embedding cache's key of its vector (`embedding_input`).
+    pub fn embedding_key(&self) -> TextHash {
+        crate::embedding_input::embedding_key(self.title.as_deref(), &self.heading_path, &self.text, self.text_hash)
+    }
 }
 
 impl SearchHit {

@@ -148,6 +148,7 @@ impl Engine {
                 text_stage.chunker().fingerprint(),
                 Fingerprint::of("pii", &pii_settings(&plan).to_string()),
                 Fingerprint::of("enrich", sluice_transform::enrich::ENRICH_VERSION),
+                Fingerprint::of("context", sluice_core::embedding_input::CONTEXT_VERSION),
             ]),
             model: embedder.fingerprint(),
         };
@@ -490,6 +491,7 @@ fn record_stage_settings(
                 "tokenizer": format!("{} tokenizer.json", spec.name),
                 "pii": pii_settings(plan),
                 "enrich": {"version": sluice_transform::enrich::ENRICH_VERSION, "language": "whatlang"},
+                "embedded_context": sluice_core::embedding_input::CONTEXT_VERSION,
             }),
         ),
         (

@@ -1,11 +1,13 @@
 //! One run: reconcile, retire, prepare, dedup, embed, write, commit (DESIGN.md §3).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::json;
 use sluice_config::{NearDuplicates, PiiPolicyPlan};
+use sluice_core::embedding_input::embedding_input;
 use sluice_core::records::MinHash;
 use sluice_core::{Acl, ChunkId, ContentHash, DocumentId, DocumentMetadata, Stage, StageFailure, TextHash};
 use sluice_store::{
@@ -298,10 +300,14 @@ pub(crate) fn warm(engine: &Engine, planned: &Planned) -> Result<Warmed, Pipelin
     let mut consume = |_: std::ops::Range<usize>, prepared: Vec<Prepared>| -> Result<bool, PipelineError> {
         let mut chunks = Vec::new();
         for file in &prepared {
-            if let PrepareOutcome::Ready(document) = &file.outcome {
-                chunks.extend(&document.chunks);
+            let documents = match &file.outcome {
+                PrepareOutcome::Ready(document) => Some(document.as_ref()),
+                _ => None,
+            };
+            let embedded = file.embedded.iter().filter_map(|e| e.result.as_ref().ok());
+            for document in documents.into_iter().chain(embedded) {
+                chunks.extend(document.chunks.iter().map(|chunk| (document.title.clone(), chunk)));
             }
-            chunks.extend(file.embedded.iter().filter_map(|e| e.result.as_ref().ok()).flat_map(|d| &d.chunks));
         }
         let (texts, tokens) = cache_missing(engine, &chunks)?;
         warmed.texts += texts;
@@ -345,27 +351,34 @@ fn prepare_at(context: &PrepareContext<'_>, tasks: &[Task], index: usize) -> Pre
     prepare(context, &input)
 }
 
-/// Embeds the chunk texts the cache lacks and caches their vectors; returns how many, and
-/// their tokens.
-fn cache_missing(engine: &Engine, chunks: &[&sluice_core::Chunk]) -> Result<(usize, usize), PipelineError> {
+/// Embeds what the cache lacks of these chunks (each with its document's title) and caches
+/// the vectors; returns how many, and their tokens.
+fn cache_missing(
+    engine: &Engine,
+    chunks: &[(Option<String>, &sluice_core::Chunk)],
+) -> Result<(usize, usize), PipelineError> {
     let catalog = engine.store.catalog();
     let model = engine.embedder.fingerprint();
-    let hashes: Vec<TextHash> = chunks.iter().map(|chunk| chunk.text_hash).collect();
+    let inputs: Vec<(TextHash, Cow<'_, str>, u32)> = chunks
+        .iter()
+        .map(|(title, chunk)| {
+            let (key, input) = embedding_input(title.as_deref(), &chunk.heading_path, &chunk.text, chunk.text_hash);
+            (key, input, chunk.token_count)
+        })
+        .collect();
+    let hashes: Vec<TextHash> = inputs.iter().map(|(key, _, _)| *key).collect();
     let cached = catalog.cached_embeddings(model, &hashes)?;
     let mut queued = HashSet::new();
-    let missing: Vec<&sluice_core::Chunk> = chunks
-        .iter()
-        .filter(|chunk| !cached.contains_key(&chunk.text_hash) && queued.insert(chunk.text_hash))
-        .copied()
-        .collect();
+    let missing: Vec<&(TextHash, Cow<'_, str>, u32)> =
+        inputs.iter().filter(|(key, _, _)| !cached.contains_key(key) && queued.insert(*key)).collect();
     for slice in missing.chunks(EMBED_SLICE_TEXTS) {
-        let texts: Vec<&str> = slice.iter().map(|chunk| chunk.text.as_str()).collect();
+        let texts: Vec<&str> = slice.iter().map(|(_, input, _)| input.as_ref()).collect();
         let computed = engine.embedder.embed(&texts, engine.batch_tokens())?;
         let entries: Vec<(TextHash, &[f32])> =
-            slice.iter().zip(&computed).map(|(chunk, vector)| (chunk.text_hash, vector.as_slice())).collect();
+            slice.iter().zip(&computed).map(|((key, _, _), vector)| (*key, vector.as_slice())).collect();
         catalog.put_embeddings(model, &entries)?;
     }
-    Ok((missing.len(), missing.iter().map(|chunk| chunk.token_count as usize).sum()))
+    Ok((missing.len(), missing.iter().map(|(_, _, tokens)| *tokens as usize).sum()))
 }
 
 /// The roots a scope touches, each with the relative paths to look at (`None`: all).
@@ -958,15 +971,29 @@ fn embed(
 ) -> Result<Vec<DocumentWrite>, PipelineError> {
     let catalog = engine.store.catalog();
     let model = engine.embedder.fingerprint();
-    let hashes: Vec<TextHash> = pending.iter().flat_map(|(_, chunks)| chunks.iter().map(|c| c.text_hash)).collect();
+    // What the model embeds for each chunk (its text after its title and headings), keyed by
+    // the hash of that input.
+    let inputs: Vec<Vec<(TextHash, Cow<'_, str>)>> = pending
+        .iter()
+        .map(|(document, chunks)| {
+            chunks
+                .iter()
+                .map(|chunk| {
+                    embedding_input(document.title.as_deref(), &chunk.heading_path, &chunk.text, chunk.text_hash)
+                })
+                .collect()
+        })
+        .collect();
+    let hashes: Vec<TextHash> = inputs.iter().flatten().map(|(key, _)| *key).collect();
     let mut vectors = catalog.cached_embeddings(model, &hashes)?;
     let hits = hashes.iter().filter(|hash| vectors.contains_key(hash)).count();
 
     let mut missing: Vec<(TextHash, &str, u32)> = Vec::new();
     let mut queued = HashSet::new();
-    for chunk in pending.iter().flat_map(|(_, chunks)| chunks) {
-        if !vectors.contains_key(&chunk.text_hash) && queued.insert(chunk.text_hash) {
-            missing.push((chunk.text_hash, &chunk.text, chunk.token_count));
+    let chunks = pending.iter().flat_map(|(_, chunks)| chunks);
+    for (chunk, (key, input)) in chunks.zip(inputs.iter().flatten()) {
+        if !vectors.contains_key(key) && queued.insert(*key) {
+            missing.push((*key, input, chunk.token_count));
         }
     }
     // In slices, so that a document of tens of thousands of chunks is tokenized and embedded a
@@ -987,14 +1014,18 @@ fn embed(
     observer.embeddings(queued.len(), hits);
 
     let chunk_identity = engine.stages.chunk_identity();
+    let keys: Vec<Vec<TextHash>> = inputs.iter().map(|inputs| inputs.iter().map(|(key, _)| *key).collect()).collect();
+    drop(inputs);
     Ok(pending
         .into_iter()
-        .map(|(document, chunks)| {
+        .zip(keys)
+        .map(|((document, chunks), keys)| {
             let chunks = chunks
                 .into_iter()
-                .map(|chunk| NewChunk {
+                .zip(keys)
+                .map(|(chunk, key)| NewChunk {
                     id: ChunkId::new(document.doc_id, document.content_hash, chunk_identity, chunk.ordinal),
-                    vector: vectors.get(&chunk.text_hash).cloned().unwrap_or_default(),
+                    vector: vectors.get(&key).cloned().unwrap_or_default(),
                     chunk,
                 })
                 .collect();

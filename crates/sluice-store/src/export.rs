@@ -17,6 +17,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
+use sluice_core::embedding_input::embedding_key;
 use sluice_core::{Acl, ChunkId, DocumentId, DocumentMetadata, ReadAccess, TextHash, Version};
 
 use crate::catalog::{STORED_CHUNK_SELECT, SqlCatalog, params, stored_chunk_row};
@@ -152,11 +153,12 @@ impl SqlCatalog {
 
     /// Fills in each row's vector from the embedding cache.
     fn attach_vectors(&self, rows: &mut [ExportRow]) -> Result<()> {
+        let key = |row: &ExportRow| embedding_key(row.title.as_deref(), &row.heading_path, &row.text, row.text_hash);
         let vectors = self.cached_embeddings_by_model(
-            &rows.iter().map(|row| (row.model_fingerprint.as_str(), row.text_hash)).collect::<Vec<_>>(),
+            &rows.iter().map(|row| (row.model_fingerprint.as_str(), key(row))).collect::<Vec<_>>(),
         )?;
         for row in rows {
-            let vector = vectors.get(&(row.model_fingerprint.clone(), row.text_hash)).ok_or_else(|| {
+            let vector = vectors.get(&(row.model_fingerprint.clone(), key(row))).ok_or_else(|| {
                 StoreError::Corrupt(format!("no stored vector for chunk {} (text {})", row.chunk_id, row.text_hash))
             })?;
             row.vector = Some(vector.clone());

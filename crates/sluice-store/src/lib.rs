@@ -554,12 +554,12 @@ impl Store {
         write: &mut dyn FnMut(&[VectorPoint<'_>]) -> Result<()>,
     ) -> Result<usize> {
         let cached = self.catalog.cached_embeddings_by_model(
-            &chunks.iter().map(|chunk| (chunk.model.as_str(), chunk.text_hash)).collect::<Vec<_>>(),
+            &chunks.iter().map(|chunk| (chunk.model.as_str(), chunk.embedding_key())).collect::<Vec<_>>(),
         )?;
         let uris: Vec<String> = chunks.iter().map(|chunk| file_uri(&chunk.path)).collect();
         let mut points = Vec::with_capacity(chunks.len());
         for (chunk, uri) in chunks.iter().zip(uris) {
-            let vector = cached.get(&(chunk.model.clone(), chunk.text_hash)).ok_or_else(|| {
+            let vector = cached.get(&(chunk.model.clone(), chunk.embedding_key())).ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "chunk {} has no cached vector to write to the vector index",
                     chunk.chunk_id

@@ -96,7 +96,7 @@ impl Store {
         }
 
         // Vectors against the embedding cache.
-        let wanted: Vec<(&str, TextHash)> = rows.iter().map(|row| (row.model.as_str(), row.text_hash)).collect();
+        let wanted: Vec<(&str, TextHash)> = rows.iter().map(|row| (row.model.as_str(), row.embedding_key())).collect();
         let cached = catalog.cached_embeddings_by_model(&wanted)?;
         for (label, point) in &points {
             let (chunk_id, valid_from, vector) = (point.chunk_id, point.valid_from, &point.vector);
@@ -108,7 +108,7 @@ impl Store {
                     row.model
                 ));
             }
-            let Some(expected) = cached.get(&(row.model.clone(), row.text_hash)) else { continue };
+            let Some(expected) = cached.get(&(row.model.clone(), row.embedding_key())) else { continue };
             report.vectors_compared += 1;
             let worst = expected.iter().zip(vector).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             if expected.len() != vector.len() || worst > VECTOR_TOLERANCE {
