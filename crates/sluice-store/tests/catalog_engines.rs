@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use sluice_config::PostgresPlan;
+use sluice_core::embedding_input::embedding_key;
 use sluice_core::records::MinHash;
 use sluice_core::{Acl, Chunk, ChunkId, ContentHash, DocumentId, DocumentMetadata, Fingerprint, ReadAccess, TextHash};
 use sluice_store::prelude::*;
@@ -153,7 +154,10 @@ fn write_version(catalog: &dyn Catalog, version: i64, writes: &[DocumentWrite], 
         catalog.retire_document(PIPELINE, *doc_id, version, ChangeReason::Deleted).unwrap();
     }
     for write in writes {
-        let vectors: Vec<_> = write.chunks.iter().map(|c| (c.chunk.text_hash, c.vector.as_slice())).collect();
+        // Keyed as the pipeline keys them: by what the model embedded (title, headings, text).
+        let title = write.document.title.as_deref();
+        let key = |c: &NewChunk| embedding_key(title, &c.chunk.heading_path, &c.chunk.text, c.chunk.text_hash);
+        let vectors: Vec<_> = write.chunks.iter().map(|c| (key(c), c.vector.as_slice())).collect();
         catalog.put_embeddings(stages().model, &vectors).unwrap();
     }
     let quarantined = [QuarantineEntry {
